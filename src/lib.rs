@@ -3,6 +3,7 @@
 //! The library holds every piece the binary wires together; see `../shared/DESIGN.md`
 //! for how they fit.
 
+pub mod aws;
 pub mod error;
 
 pub use error::{Error, Result};
