@@ -1,0 +1,190 @@
+//! kubesim: a local Kubernetes API server for tests and the sandbox.
+//!
+//! It speaks the real wire protocol over HTTP, generically for every resource (one store
+//! and one set of handlers; kinds differ only by their [`resources::ResourceDef`]), and
+//! runs either in-process behind a [`kube::Client`] (no sockets) or on 127.0.0.1.
+//!
+//! ```no_run
+//! # async fn demo() -> pod_identity_operator::Result<()> {
+//! use pod_identity_operator::kubesim::KubeSim;
+//! let sim = KubeSim::new();
+//! let client = sim.client(); // in-process
+//! let server = sim.serve_tcp("127.0.0.1:0".parse().expect("literal address")).await?;
+//! server.write_kubeconfig("kubesim.kubeconfig".as_ref())?; // for kubectl or a process
+//! sim.faults().fail_next_writes("configmaps", 2, 500);
+//! assert_eq!(sim.write_counts().total(), 0);
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Implemented
+//! - Resources: Namespace (`default`, `kube-system`, `kube-public`, `kube-node-lease`
+//!   exist at start), ServiceAccount, ConfigMap, Pod (stored, never run; status starts
+//!   `Pending`), core/v1 and events.k8s.io/v1 Event, coordination.k8s.io/v1 Lease,
+//!   apiextensions.k8s.io/v1 CustomResourceDefinition. A created CRD registers its
+//!   served versions (no conversion: objects are stored once and served at any served
+//!   version with `apiVersion` rewritten, as `conversion: None` does), scope, short
+//!   names, categories, status subresource and printer columns, and gets `NamesAccepted`
+//!   and `Established`; deleting it deletes its objects (finalizers respected) and then
+//!   unregisters it.
+//! - Verbs: get, list (label selectors with every operator; field selectors on any dotted
+//!   path, `metadata.name`/`metadata.namespace` included; `limit`/`continue`), watch,
+//!   create (`generateName`, uid, creationTimestamp, generation 1), update (stale
+//!   resourceVersion → 409 Conflict; custom resources require a resourceVersion as the
+//!   real server does), patch (merge, JSON patch with `test`, strategic merge for built-in
+//!   kinds, server-side apply: see [`patch`] and [`apply`] for the covered cases), delete
+//!   (finalizers: deletionTimestamp set and object returned; removed when the last
+//!   finalizer goes; new finalizers refused while deleting; uid/resourceVersion
+//!   preconditions; `propagationPolicy` Background and Orphan), deletecollection,
+//!   `dryRun`, `fieldValidation=Strict` (unknown custom resource fields → 400).
+//! - Generation bumps when anything but metadata (and status, with a status subresource)
+//!   changes, and when deletion starts; with the status subresource, main-resource writes
+//!   keep the old status and `/status` writes change only status. Writes that change
+//!   nothing keep the resourceVersion and emit no event.
+//! - Watch: `watch=1`, `resourceVersion` (unset or "0": current objects as ADDED first),
+//!   `sendInitialEvents` (with the `k8s.io/initial-events-end` bookmark),
+//!   `allowWatchBookmarks`, `timeoutSeconds`, label and field selectors; one global
+//!   resourceVersion order; bounded history, a too-old resourceVersion answers an ERROR
+//!   event with a 410 Expired Status.
+//! - Namespaces: writes into a missing namespace → 404, into a terminating one → 403;
+//!   deleting a namespace deletes its content and the namespace goes when it is empty.
+//! - Garbage collection by ownerReferences: when an object is removed, dependents whose
+//!   owners are all gone are deleted (dependents with finalizers get a deletionTimestamp
+//!   and stay until their finalizers go). It runs in the same transaction as the owner's
+//!   removal rather than a moment later.
+//! - Custom resources: schema pruning, defaults, validation and CEL rules ([`schema`]).
+//! - Errors: `metav1.Status` with the real codes, reasons, messages and causes (400, 403,
+//!   404, 405, 409 AlreadyExists/Conflict, 410, 415, 422); malformed bodies → 400; invalid
+//!   names (RFC 1123) → 422; a rejected request changes nothing.
+//! - Discovery, OpenAPI v3 enough for `kubectl apply`, and Tables for `kubectl get`
+//!   ([`discovery`], [`table`]).
+//! - Faults and counters ([`faults`]).
+//!
+//! # Not implemented
+//! Authentication and authorization (every request is allowed), TLS (plain http),
+//! protobuf, aggregated discovery (the legacy form is served), `/openapi/v2`, version
+//! conversion webhooks, admission webhooks, `Foreground` propagation (handled as
+//! Background), graceful deletion periods, `resourceVersionMatch` on lists (lists are
+//! served from the latest state; continue tokens page it in key order rather than from a
+//! snapshot), watch of Tables, `/watch/` path prefixes, subresources other than `status`
+//! (`finalize` of namespaces is routed but behaves as an update), field ownership by
+//! non-apply writes (see [`apply`]), controllers of any kind (no Pods run, no default
+//! ServiceAccounts or tokens are made), and a garbage collector for objects created with
+//! owners that never existed.
+
+pub mod apply;
+pub mod crd;
+pub mod discovery;
+pub mod failure;
+pub mod faults;
+mod http;
+pub mod meta;
+pub mod patch;
+pub mod resources;
+pub mod schema;
+mod serve;
+pub mod store;
+pub mod table;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use faults::{Faults, Verb, WriteCounts};
+pub use serve::{ServerHandle, kubeconfig_yaml};
+
+use faults::WriteCounters;
+use store::Store;
+
+/// Tunables of a server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch events retained for resuming watches; older resourceVersions answer 410.
+    pub history_limit: usize,
+    /// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            history_limit: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub store: Store,
+    pub faults: Faults,
+    pub counters: WriteCounters,
+    pub options: Options,
+}
+
+/// One simulated API server. Cheap to clone; clones share the same state.
+#[derive(Clone)]
+pub struct KubeSim {
+    shared: Arc<Shared>,
+}
+
+impl Default for KubeSim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KubeSim {
+    pub fn new() -> Self {
+        Self::with_options(Options::default())
+    }
+
+    pub fn with_options(options: Options) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store: Store::new(options.history_limit),
+                faults: Faults::default(),
+                counters: WriteCounters::default(),
+                options,
+            }),
+        }
+    }
+
+    /// The server as an axum router (a tower service), for any transport.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.shared.clone())
+    }
+
+    /// A client talking to this server in-process; default namespace `default`. Needs a
+    /// Tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.router(), "default")
+    }
+
+    /// Serves on `addr` (use port 0 for any free port) until the handle is shut down.
+    pub async fn serve_tcp(&self, addr: std::net::SocketAddr) -> crate::Result<ServerHandle> {
+        serve::serve_tcp(self.clone(), addr).await
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Write requests received so far, by resource and verb.
+    pub fn write_counts(&self) -> WriteCounts {
+        self.shared.counters.snapshot()
+    }
+
+    pub fn reset_write_counts(&self) {
+        self.shared.counters.reset();
+    }
+
+    /// The latest resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.lock().resource_version()
+    }
+
+    /// Forgets the watch history: watches from any earlier resourceVersion get 410 Gone.
+    pub fn compact_history(&self) {
+        self.shared.store.lock().compact();
+    }
+}

@@ -1,0 +1,463 @@
+//! The table of resource definitions: the built-in kinds, and those a CRD registers.
+//!
+//! Everything the store, the handlers, discovery and table output need to know about a
+//! kind lives in one [`ResourceDef`]; no other module has code for a particular kind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::schema::CompiledSchema;
+
+/// A group and a resource (plural), the key under which objects are stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupResource {
+    pub group: String,
+    pub resource: String,
+}
+
+impl GroupResource {
+    pub fn new(group: &str, resource: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for GroupResource {
+    /// `configmaps`, or `leases.coordination.k8s.io`, as the real server names them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}", self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// Which names a kind accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 label: at most 63 characters, `[a-z0-9-]`, alphanumeric at both ends.
+    Label,
+    /// RFC 1123 subdomain: at most 253 characters, labels joined by dots.
+    Subdomain,
+    /// Anything that can sit in a URL path segment (Events).
+    PathSegment,
+}
+
+/// Where a table column takes its cell from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellSource {
+    /// A printer-column JSONPath such as `.status.conditions[?(@.type=="Ready")].status`.
+    JsonPath(String),
+    /// Time since `metadata.creationTimestamp`.
+    Age,
+    /// Number of entries of the map or list at a JSONPath (ConfigMap DATA).
+    Count(Vec<String>),
+    /// Ready containers over all containers of a Pod.
+    PodReady,
+}
+
+/// One column of `kubectl get` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// OpenAPI type: string, integer, number, boolean, date.
+    pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub source: CellSource,
+}
+
+impl Column {
+    fn new(name: &str, type_: &str, source: CellSource) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_: type_.to_owned(),
+            format: String::new(),
+            description: String::new(),
+            priority: 0,
+            source,
+        }
+    }
+
+    fn age() -> Self {
+        Self::new("Age", "string", CellSource::Age)
+    }
+}
+
+/// One served version of a resource.
+#[derive(Clone, Debug)]
+pub struct VersionDef {
+    pub name: String,
+    /// Columns after NAME.
+    pub columns: Vec<Column>,
+    /// The compiled openAPIV3Schema of a custom resource version.
+    pub schema: Option<Arc<CompiledSchema>>,
+}
+
+/// Everything the server knows about one resource.
+#[derive(Clone, Debug)]
+pub struct ResourceDef {
+    pub group: String,
+    /// Served versions, the storage (preferred) version first.
+    pub versions: Vec<VersionDef>,
+    pub kind: String,
+    pub list_kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub status_subresource: bool,
+    pub name_rule: NameRule,
+    /// Defined by a CustomResourceDefinition (schema checks, no strategic merge patch).
+    pub custom: bool,
+    /// DELETE answers the deleted object rather than a Success Status.
+    pub return_deleted_object: bool,
+}
+
+impl ResourceDef {
+    pub fn group_resource(&self) -> GroupResource {
+        GroupResource::new(&self.group, &self.plural)
+    }
+
+    pub fn storage_version(&self) -> &str {
+        self.versions.first().map_or("v1", |v| v.name.as_str())
+    }
+
+    pub fn version(&self, name: &str) -> Option<&VersionDef> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{}/{}", self.group, version)
+        }
+    }
+
+    /// `ConfigMap` or `PodIdentityBinding.podidentity.dev`, as Invalid messages name kinds.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// The verbs discovery lists.
+    pub fn verbs(&self) -> Vec<&'static str> {
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+}
+
+struct Builtin {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    status: bool,
+    name_rule: NameRule,
+    return_deleted_object: bool,
+    columns: fn() -> Vec<Column>,
+}
+
+fn path(p: &str) -> CellSource {
+    CellSource::JsonPath(p.to_owned())
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        status: true,
+        name_rule: NameRule::Label,
+        return_deleted_object: true,
+        columns: || {
+            vec![
+                Column::new("Status", "string", path(".status.phase")),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: true,
+        columns: || {
+            vec![
+                Column::new(
+                    "Secrets",
+                    "integer",
+                    CellSource::Count(vec!["secrets".into()]),
+                ),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        columns: || {
+            vec![
+                Column::new(
+                    "Data",
+                    "integer",
+                    CellSource::Count(vec!["data".into(), "binaryData".into()]),
+                ),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        status: true,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: true,
+        columns: || {
+            vec![
+                Column::new("Ready", "string", CellSource::PodReady),
+                Column::new("Status", "string", path(".status.phase")),
+                Column::new(
+                    "Restarts",
+                    "integer",
+                    path(".status.containerStatuses[0].restartCount"),
+                ),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        columns: || {
+            vec![
+                Column::new("Type", "string", path(".type")),
+                Column::new("Reason", "string", path(".reason")),
+                Column::new("Object", "string", path(".involvedObject.name")),
+                Column::new("Message", "string", path(".message")),
+            ]
+        },
+    },
+    Builtin {
+        group: "events.k8s.io",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        columns: || {
+            vec![
+                Column::new("Type", "string", path(".type")),
+                Column::new("Reason", "string", path(".reason")),
+                Column::new("Object", "string", path(".regarding.name")),
+                Column::new("Note", "string", path(".note")),
+            ]
+        },
+    },
+    Builtin {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        columns: || {
+            vec![
+                Column::new("Holder", "string", path(".spec.holderIdentity")),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        status: true,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        columns: || {
+            vec![Column::new(
+                "Created At",
+                "date",
+                path(".metadata.creationTimestamp"),
+            )]
+        },
+    },
+];
+
+/// The kinds every server has, before any CRD.
+pub fn builtin_defs() -> Vec<ResourceDef> {
+    BUILTINS
+        .iter()
+        .map(|b| ResourceDef {
+            group: b.group.to_owned(),
+            versions: vec![VersionDef {
+                name: b.version.to_owned(),
+                columns: (b.columns)(),
+                schema: None,
+            }],
+            kind: b.kind.to_owned(),
+            list_kind: format!("{}List", b.kind),
+            plural: b.plural.to_owned(),
+            singular: b.kind.to_lowercase(),
+            namespaced: b.namespaced,
+            short_names: b.short_names.iter().map(|s| (*s).to_owned()).collect(),
+            categories: b.categories.iter().map(|s| (*s).to_owned()).collect(),
+            status_subresource: b.status,
+            name_rule: b.name_rule,
+            custom: false,
+            return_deleted_object: b.return_deleted_object,
+        })
+        .collect()
+}
+
+/// The resources the server currently serves, keyed by group and plural.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    defs: BTreeMap<GroupResource, Arc<ResourceDef>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let mut registry = Self {
+            defs: BTreeMap::new(),
+        };
+        for def in builtin_defs() {
+            registry.insert(def);
+        }
+        registry
+    }
+}
+
+impl Registry {
+    pub fn insert(&mut self, def: ResourceDef) {
+        self.defs.insert(def.group_resource(), Arc::new(def));
+    }
+
+    pub fn remove(&mut self, gr: &GroupResource) {
+        self.defs.remove(gr);
+    }
+
+    pub fn get(&self, gr: &GroupResource) -> Option<Arc<ResourceDef>> {
+        self.defs.get(gr).cloned()
+    }
+
+    /// The resource serving `plural` at `group/version`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        self.defs
+            .get(&GroupResource::new(group, plural))
+            .filter(|d| d.version(version).is_some())
+            .cloned()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceDef>> {
+        self.defs.values()
+    }
+
+    /// Served groups with their versions, the preferred one first; the core group excluded.
+    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for def in self.defs.values().filter(|d| !d.group.is_empty()) {
+            let versions = groups.entry(def.group.clone()).or_default();
+            for v in &def.versions {
+                if !versions.contains(&v.name) {
+                    versions.push(v.name.clone());
+                }
+            }
+        }
+        groups
+    }
+
+    /// The resources served at one group version.
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceDef>> {
+        self.defs
+            .values()
+            .filter(|d| d.group == group && d.version(version).is_some())
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_served_where_clients_look() {
+        let r = Registry::default();
+        assert!(r.lookup("", "v1", "configmaps").is_some());
+        assert!(r.lookup("coordination.k8s.io", "v1", "leases").is_some());
+        assert!(r.lookup("events.k8s.io", "v1", "events").is_some());
+        assert!(r.lookup("", "v2", "configmaps").is_none());
+        let groups = r.groups();
+        assert_eq!(groups["apiextensions.k8s.io"], vec!["v1".to_string()]);
+        assert!(!groups.contains_key(""));
+        assert_eq!(
+            GroupResource::new("coordination.k8s.io", "leases").to_string(),
+            "leases.coordination.k8s.io"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Serving over TCP on loopback, the kubeconfig that points at it, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::KubeSim;
+
+/// A running TCP server. Dropping it without [`ServerHandle::shutdown`] leaves it serving
+/// until the runtime ends.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    sim: KubeSim,
+}
+
+/// A kubeconfig (YAML) whose only context points at `url` with namespace `default`.
+pub fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: kubesim
+  cluster:
+    server: {url}
+users:
+- name: kubesim
+  user: {{}}
+contexts:
+- name: kubesim
+  context:
+    cluster: kubesim
+    user: kubesim
+    namespace: default
+current-context: kubesim
+preferences: {{}}
+"
+    )
+}
+
+pub(crate) async fn serve_tcp(sim: KubeSim, addr: SocketAddr) -> crate::Result<ServerHandle> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = sim.router();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(ServerHandle {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+        sim,
+    })
+}
+
+impl ServerHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_yaml(&self.url())
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> crate::Result<()> {
+        std::fs::write(path, self.kubeconfig())?;
+        Ok(())
+    }
+
+    /// A client that talks to this server over TCP through the kubeconfig.
+    pub async fn client(&self) -> crate::Result<kube::Client> {
+        let kubeconfig =
+            kube::config::Kubeconfig::from_yaml(&self.kubeconfig()).map_err(kube::Error::from)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(kube::Error::from)?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Ends open watches, stops accepting, and waits for in-flight requests.
+    pub async fn shutdown(mut self) {
+        self.sim.faults().drop_watches();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the server ends (it ends only through [`ServerHandle::shutdown`] from a
+    /// clone of the stop signal, so this is for `main`-style use with Ctrl-C).
+    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
