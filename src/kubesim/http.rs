@@ -49,10 +49,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         body: &bytes,
     };
     let path = parts.uri.path().to_owned();
-    match ctx.route(&path) {
+    let resp = match ctx.route(&path) {
         Ok(resp) => resp,
         Err(f) => failure(&f),
-    }
+    };
+    tracing::debug!(method = %parts.method, uri = %parts.uri, status = resp.status().as_u16(), "kubesim request");
+    resp
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {
@@ -362,6 +364,10 @@ impl Ctx<'_> {
     }
 
     fn body_value(&self, yaml: bool) -> Result<Value, Failure> {
+        let ct = self.content_type();
+        if ct.contains("protobuf") || ct.contains("cbor") {
+            return Err(Failure::unsupported_media_type(&ct));
+        }
         if yaml {
             let text =
                 std::str::from_utf8(self.body).map_err(|e| Failure::bad_request(e.to_string()))?;

@@ -82,6 +82,9 @@ impl ServerHandle {
 
     /// A client that talks to this server over TCP through the kubeconfig.
     pub async fn client(&self) -> crate::Result<kube::Client> {
+        // both rustls providers are linked (kube uses ring, the AWS SDK aws-lc-rs), so one
+        // must be chosen; an already installed provider is fine
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let kubeconfig =
             kube::config::Kubeconfig::from_yaml(&self.kubeconfig()).map_err(kube::Error::from)?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
