@@ -341,7 +341,7 @@ const BUILTINS: &[Builtin] = &[
         columns: || {
             vec![Column::new(
                 "Created At",
-                "date",
+                "string",
                 path(".metadata.creationTimestamp"),
             )]
         },
