@@ -48,16 +48,22 @@ pub fn render_value(v: &Value) -> String {
     }
 }
 
+/// `details` of a Status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Details {
+    pub name: String,
+    pub group: String,
+    pub kind: String,
+    pub causes: Vec<Cause>,
+}
+
 /// A request the server refuses; becomes a `Status` body with `code`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Failure {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    pub name: String,
-    pub group: String,
-    pub kind: String,
-    pub causes: Vec<Cause>,
+    pub details: Box<Details>,
 }
 
 impl Failure {
@@ -66,17 +72,14 @@ impl Failure {
             code,
             reason: reason.to_owned(),
             message: message.into(),
-            name: String::new(),
-            group: String::new(),
-            kind: String::new(),
-            causes: Vec::new(),
+            details: Box::default(),
         }
     }
 
     fn about(mut self, gr: &GroupResource, name: &str) -> Self {
-        self.name = name.to_owned();
-        self.group = gr.group.clone();
-        self.kind = gr.resource.clone();
+        self.details.name = name.to_owned();
+        self.details.group = gr.group.clone();
+        self.details.kind = gr.resource.clone();
         self
     }
 
@@ -103,7 +106,7 @@ impl Failure {
             "NotFound",
             "the server could not find the requested resource",
         );
-        f.causes = vec![Cause::new("UnexpectedServerResponse", "", path)];
+        f.details.causes = vec![Cause::new("UnexpectedServerResponse", "", path)];
         f
     }
 
@@ -153,7 +156,7 @@ impl Failure {
             ),
         )
         .about(gr, name);
-        f.causes = causes;
+        f.details.causes = causes;
         f
     }
 
@@ -192,10 +195,12 @@ impl Failure {
             "Invalid",
             format!("{} \"{name}\" is invalid: {summary}", def.qualified_kind()),
         );
-        f.name = name.to_owned();
-        f.group = def.group.clone();
-        f.kind = def.kind.clone();
-        f.causes = causes;
+        f.details = Box::new(Details {
+            name: name.to_owned(),
+            group: def.group.clone(),
+            kind: def.kind.clone(),
+            causes,
+        });
         f
     }
 
@@ -232,18 +237,19 @@ impl Failure {
             "reason": self.reason,
             "code": self.code,
         });
+        let d = &self.details;
         let mut details = serde_json::Map::new();
-        if !self.name.is_empty() {
-            details.insert("name".into(), json!(self.name));
+        if !d.name.is_empty() {
+            details.insert("name".into(), json!(d.name));
         }
-        if !self.group.is_empty() {
-            details.insert("group".into(), json!(self.group));
+        if !d.group.is_empty() {
+            details.insert("group".into(), json!(d.group));
         }
-        if !self.kind.is_empty() {
-            details.insert("kind".into(), json!(self.kind));
+        if !d.kind.is_empty() {
+            details.insert("kind".into(), json!(d.kind));
         }
-        if !self.causes.is_empty() {
-            let causes: Vec<Value> = self
+        if !d.causes.is_empty() {
+            let causes: Vec<Value> = d
                 .causes
                 .iter()
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
