@@ -298,13 +298,14 @@ impl CompiledSchema {
             .iter_errors(obj)
             .map(|e| cause_for(obj, &e))
             .collect();
-        if causes.is_empty() && self.has_cel {
-            if let Err(errors) = kube::core::cel::Validator::new().validate(&self.raw, obj, old) {
-                for e in errors.into_vec() {
-                    let at = obj.pointer(&format!("/{}", e.field_path.replace('.', "/")));
-                    let shown = Value::String(at.map_or("object", type_name).to_owned());
-                    causes.push(Cause::invalid(&e.field_path, &shown, &e.message));
-                }
+        if causes.is_empty()
+            && self.has_cel
+            && let Err(errors) = kube::core::cel::Validator::new().validate(&self.raw, obj, old)
+        {
+            for e in errors.into_vec() {
+                let at = obj.pointer(&format!("/{}", e.field_path.replace('.', "/")));
+                let shown = Value::String(at.map_or("object", type_name).to_owned());
+                causes.push(Cause::invalid(&e.field_path, &shown, &e.message));
             }
         }
         if causes.is_empty() {

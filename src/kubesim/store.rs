@@ -487,7 +487,7 @@ impl State {
             self.collect_dependents(&uid);
         }
         if *gr == crd_gr() {
-            if let Some(def) = crd::resource_def(&last).ok() {
+            if let Ok(def) = crd::resource_def(&last) {
                 self.registry.remove(&def.group_resource());
                 self.objects.remove(&def.group_resource());
             }
@@ -654,32 +654,31 @@ impl State {
                 "the body of the request must be a JSON object",
             ));
         }
-        if let Some(kind) = body.get("kind").and_then(Value::as_str) {
-            if kind != def.kind {
-                return Err(Failure::bad_request(format!(
-                    "the kind of the provided object ({kind}) does not match the kind of the resource ({})",
-                    def.kind
-                )));
-            }
+        if let Some(kind) = body.get("kind").and_then(Value::as_str)
+            && kind != def.kind
+        {
+            return Err(Failure::bad_request(format!(
+                "the kind of the provided object ({kind}) does not match the kind of the resource ({})",
+                def.kind
+            )));
         }
-        if let Some(av) = body.get("apiVersion").and_then(Value::as_str) {
-            if av != def.api_version(version)
-                && def.versions.iter().all(|v| def.api_version(&v.name) != av)
-            {
-                return Err(Failure::bad_request(format!(
-                    "the API version in the data ({av}) does not match the expected API version ({})",
-                    def.api_version(version)
-                )));
-            }
+        if let Some(av) = body.get("apiVersion").and_then(Value::as_str)
+            && av != def.api_version(version)
+            && def.versions.iter().all(|v| def.api_version(&v.name) != av)
+        {
+            return Err(Failure::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                def.api_version(version)
+            )));
         }
         if let (true, Some(url_ns), Some(body_ns)) =
             (def.namespaced, ns, meta_str(body, "namespace"))
+            && !body_ns.is_empty()
+            && body_ns != url_ns
         {
-            if !body_ns.is_empty() && body_ns != url_ns {
-                return Err(Failure::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
+            return Err(Failure::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         Ok(())
     }
@@ -777,10 +776,10 @@ impl State {
         if opts.dry_run {
             return Ok(body);
         }
-        if is_crd(def) {
-            if let Ok(new_def) = crd::resource_def(&body) {
-                self.registry.insert(new_def);
-            }
+        if is_crd(def)
+            && let Ok(new_def) = crd::resource_def(&body)
+        {
+            self.registry.insert(new_def);
         }
         Ok(self.put(&gr, &key, body, None))
     }
@@ -803,12 +802,12 @@ impl State {
         let gr = def.group_resource();
         let old = self.get(def, ns, name)?;
         let key = Self::key(def, ns, name);
-        if let Some(body_name) = meta_str(&new, "name") {
-            if body_name != name {
-                return Err(Failure::bad_request(format!(
-                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(body_name) = meta_str(&new, "name")
+            && body_name != name
+        {
+            return Err(Failure::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
         }
         match meta_str(&new, "resourceVersion").filter(|s| !s.is_empty()) {
             Some(rv) if rv != meta_str(&old, "resourceVersion").unwrap_or_default() => {
@@ -894,10 +893,10 @@ impl State {
                     None => meta.remove(kept),
                 };
             }
-            if !meta.contains_key("managedFields") {
-                if let Some(mf) = old_meta.get("managedFields") {
-                    meta.insert("managedFields".into(), mf.clone());
-                }
+            if !meta.contains_key("managedFields")
+                && let Some(mf) = old_meta.get("managedFields")
+            {
+                meta.insert("managedFields".into(), mf.clone());
             }
         }
         if meta_str(&old, "deletionTimestamp").is_some() {
@@ -934,10 +933,10 @@ impl State {
         if opts.dry_run {
             return Ok(new);
         }
-        if is_crd(def) {
-            if let Ok(new_def) = crd::resource_def(&new) {
-                self.registry.insert(new_def);
-            }
+        if is_crd(def)
+            && let Ok(new_def) = crd::resource_def(&new)
+        {
+            self.registry.insert(new_def);
         }
         if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
             return Ok(if is_namespace(def) || is_crd(def) {
@@ -1035,12 +1034,12 @@ impl State {
         opts: &WriteOpts,
     ) -> Result<Value, Failure> {
         let manager = Self::manager(opts)?;
-        if let Some(n) = meta_str(config, "name") {
-            if n != name {
-                return Err(Failure::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(n) = meta_str(config, "name")
+            && n != name
+        {
+            return Err(Failure::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
         apply::apply(
             current,

@@ -120,10 +120,10 @@ pub async fn run(
     }
     for event in &backlog {
         last_rv = last_rv.max(event.rv);
-        if let Some(line) = params.translate(event) {
-            if out.send(line).await.is_err() {
-                return;
-            }
+        if let Some(line) = params.translate(event)
+            && out.send(line).await.is_err()
+        {
+            return;
         }
     }
     let deadline = params.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -156,10 +156,10 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        if let Some(line) = line {
-            if out.send(line).await.is_err() {
-                return;
-            }
+        if let Some(line) = line
+            && out.send(line).await.is_err()
+        {
+            return;
         }
     }
 }
