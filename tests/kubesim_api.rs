@@ -652,33 +652,44 @@ async fn watcher_survives_disconnects_and_expired_versions() {
             .await
             .unwrap();
         }
-        let (reader, writer) = reflector::store::<ConfigMap>();
-        let mut config = watcher::Config::default().labels("w=yes");
-        config.bookmarks = true;
-        let stream = watcher(cms.clone(), config)
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .for_each(|_| async {});
-        let driver = tokio::spawn(stream);
+        // one list-then-watch watcher, one streaming-list watcher (sendInitialEvents)
+        let mut readers = Vec::new();
+        let mut drivers = Vec::new();
+        for streaming in [false, true] {
+            let (reader, writer) = reflector::store::<ConfigMap>();
+            let mut config = watcher::Config::default().labels("w=yes");
+            config.bookmarks = true;
+            if streaming {
+                config = config.streaming_lists();
+            }
+            let stream = watcher(cms.clone(), config)
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .for_each(|_| async {});
+            drivers.push(tokio::spawn(stream));
+            readers.push(reader);
+        }
 
         let names = |r: &reflector::Store<ConfigMap>| -> BTreeSet<String> {
             r.state().iter().map(|c| c.name_any()).collect()
         };
         let wait_for = |want: BTreeSet<String>| {
-            let reader = reader.clone();
+            let readers = readers.clone();
             async move {
                 let deadline = tokio::time::Instant::now() + WAIT;
-                loop {
-                    if names(&reader) == want {
-                        return;
+                for reader in &readers {
+                    loop {
+                        if names(reader) == want {
+                            break;
+                        }
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "store is {:?}, want {want:?}",
+                            names(reader)
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "store is {:?}, want {want:?}",
-                        names(&reader)
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         };
@@ -716,7 +727,9 @@ async fn watcher_survives_disconnects_and_expired_versions() {
         sim.compact_history();
         sim.faults().drop_watches();
         wait_for(set(&["w3", "w4", "w5", "w6"])).await;
-        driver.abort();
+        for d in drivers {
+            d.abort();
+        }
     })
     .await;
 }

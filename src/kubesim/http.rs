@@ -322,6 +322,7 @@ impl Ctx<'_> {
                 .and_then(|s| s.parse::<u64>().ok())
                 .map(Duration::from_secs),
             bookmark_interval: self.shared.options.bookmark_interval,
+            as_table: self.wants_table(),
         };
         let started = self
             .shared

@@ -18,6 +18,7 @@ use super::failure::Failure;
 use super::meta::{FieldSelector, LabelSelector};
 use super::resources::ResourceDef;
 use super::store::{Event, EventType, WatchStart};
+use super::table;
 
 /// What one watch request asked for.
 pub struct WatchParams {
@@ -31,6 +32,8 @@ pub struct WatchParams {
     pub initial_events_end: bool,
     pub timeout: Option<Duration>,
     pub bookmark_interval: Duration,
+    /// Objects go out as one-row `meta.k8s.io` Tables (`kubectl get -w`).
+    pub as_table: bool,
 }
 
 impl WatchParams {
@@ -52,7 +55,20 @@ impl WatchParams {
     }
 
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
-        let mut s = json!({"type": kind, "object": self.present(obj)}).to_string();
+        let mut out = self.present(obj);
+        if self.as_table {
+            let rv = out
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            out = table::table(
+                &self.def,
+                &self.version,
+                &[out],
+                json!({"resourceVersion": rv}),
+            );
+        }
+        let mut s = json!({"type": kind, "object": out}).to_string();
         s.push('\n');
         Bytes::from(s)
     }
@@ -183,6 +199,7 @@ mod tests {
             initial_events_end: false,
             timeout: None,
             bookmark_interval: Duration::from_secs(1),
+            as_table: false,
         }
     }
 
