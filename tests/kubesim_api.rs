@@ -856,12 +856,27 @@ async fn faults_and_write_counters() {
         sim.reset_write_counts();
         sim.faults().fail_next_writes("configmaps", 2, 500);
         for _ in 0..2 {
-            let (code, _, _) = api_error(cms.create(&PostParams::default(), &cm("f", json!({}))).await.unwrap_err());
+            let (code, _, _) = api_error(
+                cms.create(&PostParams::default(), &cm("f", json!({})))
+                    .await
+                    .unwrap_err(),
+            );
             assert_eq!(code, 500);
         }
-        assert!(cms.get_opt("f").await.unwrap().is_none(), "a failed write changes nothing");
-        cms.create(&PostParams::default(), &cm("f", json!({}))).await.unwrap();
-        cms.patch("f", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "b"}}))).await.unwrap();
+        assert!(
+            cms.get_opt("f").await.unwrap().is_none(),
+            "a failed write changes nothing"
+        );
+        cms.create(&PostParams::default(), &cm("f", json!({})))
+            .await
+            .unwrap();
+        cms.patch(
+            "f",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "b"}})),
+        )
+        .await
+        .unwrap();
         cms.list(&ListParams::default()).await.unwrap();
         let counts = sim.write_counts();
         assert_eq!(counts.get("configmaps", Verb::Create), 3);
@@ -877,20 +892,62 @@ async fn faults_and_write_counters() {
         // Leases and events are served like everything else
         let leases: Api<DynamicObject> = Api::default_namespaced_with(
             client.clone(),
-            &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"), "leases"),
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
+                "leases",
+            ),
         );
         let mut lease = DynamicObject::new("leader", &leases_resource());
         lease.data = json!({"spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}});
         leases.create(&PostParams::default(), &lease).await.unwrap();
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(client.clone());
-        let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
-            "metadata": {"name": "e.1"}, "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "x",
-            "reportingInstance": "y", "action": "Reconcile", "reason": "Done", "type": "Normal"
+        assert_eq!(
+            leases.get("leader").await.unwrap().data["spec"]["holderIdentity"],
+            "me"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_are_one_store_served_in_two_shapes() {
+    on_both(|_sim, client| async move {
+        use k8s_openapi::api::core::v1::Event as CoreEvent;
+        use k8s_openapi::api::events::v1::Event;
+        let events: Api<Event> = Api::default_namespaced(client.clone());
+        let core: Api<CoreEvent> = Api::default_namespaced(client.clone());
+        let ev: Event = serde_json::from_value(json!({
+            "metadata": {"name": "w.1"}, "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "ctl", "reportingInstance": "ctl-0", "action": "Reconcile",
+            "reason": "Done", "type": "Normal", "note": "all good",
+            "regarding": {"kind": "Widget", "name": "w", "namespace": "default", "uid": "u-1"}
         }))
         .unwrap();
-        events.create(&PostParams::default(), &ev).await.unwrap();
-        assert_eq!(events.get("e.1").await.unwrap().reason.as_deref(), Some("Done"));
-        assert_eq!(leases.get("leader").await.unwrap().data["spec"]["holderIdentity"], "me");
+        let created = events.create(&PostParams::default(), &ev).await.unwrap();
+        assert_eq!(created.note.as_deref(), Some("all good"));
+
+        // the same object through core/v1, as kubectl describe looks for it
+        let found = core
+            .list(&ListParams::default().fields("involvedObject.name=w,involvedObject.kind=Widget,involvedObject.uid=u-1"))
+            .await
+            .unwrap();
+        assert_eq!(found.items.len(), 1);
+        assert_eq!(found.items[0].message.as_deref(), Some("all good"));
+        assert_eq!(found.items[0].reporting_component.as_deref(), Some("ctl"));
+
+        // events.k8s.io field selectors and patches use its own field names
+        let by_regarding = events.list(&ListParams::default().fields("regarding.name=w")).await.unwrap();
+        assert_eq!(by_regarding.items.len(), 1);
+        let patched = events
+            .patch("w.1", &PatchParams::default(), &Patch::Merge(json!({"note": "changed", "series": {"count": 2, "lastObservedTime": "2026-01-01T00:01:00.000000Z"}})))
+            .await
+            .unwrap();
+        assert_eq!(patched.note.as_deref(), Some("changed"));
+        assert_eq!(core.get("w.1").await.unwrap().message.as_deref(), Some("changed"));
+        let jp: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "test", "path": "/note", "value": "changed"}])).unwrap();
+        events.patch("w.1", &PatchParams::default(), &Patch::Json::<()>(jp)).await.unwrap();
+        events.delete("w.1", &DeleteParams::default()).await.unwrap();
+        assert!(core.get_opt("w.1").await.unwrap().is_none());
     })
     .await;
 }

@@ -176,6 +176,7 @@ pub fn resource_def(crd: &Value) -> Result<ResourceDef, Vec<Cause>> {
         name_rule: NameRule::Subdomain,
         custom: true,
         return_deleted_object: false,
+        stored_as: None,
     })
 }
 

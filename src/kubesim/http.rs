@@ -19,7 +19,7 @@ use super::discovery;
 use super::failure::Failure;
 use super::faults::Verb;
 use super::meta::{FieldSelector, LabelSelector};
-use super::resources::ResourceDef;
+use super::resources::{self, ResourceDef};
 use super::store::{DeleteOpts, Deleted, PatchKind, Propagation, WriteOpts};
 use super::table;
 use super::watch::{self, WatchParams};
@@ -101,8 +101,14 @@ struct Ctx<'a> {
 
 /// Where in the API a resource request points.
 struct Target {
+    /// The resource whose storage serves the request.
     def: Arc<ResourceDef>,
+    /// The resource the client asked for (the same as `def` unless it is a view).
+    shown: Arc<ResourceDef>,
+    /// The version the client asked for.
     version: String,
+    /// The version the store is asked with.
+    store_version: String,
     namespace: Option<String>,
     name: Option<String>,
     sub: Option<String>,
@@ -215,9 +221,20 @@ impl Ctx<'_> {
             Some("finalize") if plural == "namespaces" => Some("finalize".to_owned()),
             Some(_) => return Err(Failure::no_route(path)),
         };
+        let (storage, store_version) = match &def.stored_as {
+            Some(sa) => {
+                let storage = self.shared.store.lock().registry.get(&sa.storage);
+                let storage = storage.ok_or_else(|| Failure::no_route(path))?;
+                let v = storage.storage_version().to_owned();
+                (storage, v)
+            }
+            None => (def.clone(), version.to_owned()),
+        };
         let target = Target {
-            def,
+            def: storage,
+            shown: def,
             version: version.to_owned(),
+            store_version,
             namespace: ns.map(str::to_owned),
             name: name.map(str::to_owned),
             sub,
@@ -236,15 +253,49 @@ impl Ctx<'_> {
     }
 
     fn present(&self, t: &Target, obj: &Value) -> Value {
-        let mut out = obj.clone();
-        out["apiVersion"] = json!(t.def.api_version(&t.version));
+        resources::present(&t.shown, &t.version, obj)
+    }
+
+    /// A body (object, merge or strategic patch, apply configuration) in storage shape.
+    fn to_store(&self, t: &Target, body: Value) -> Value {
+        let Some(sa) = &t.shown.stored_as else {
+            return body;
+        };
+        let mut out = sa.to_storage(&body);
+        if let Some(m) = out.as_object_mut() {
+            if m.contains_key("apiVersion") {
+                m.insert("apiVersion".into(), json!(sa.storage_api_version));
+            }
+            if m.contains_key("kind") {
+                m.insert("kind".into(), json!(t.def.kind));
+            }
+        }
         out
     }
 
-    fn selectors(&self) -> Result<(LabelSelector, FieldSelector), Failure> {
+    /// A JSON patch with its paths in storage shape.
+    fn json_patch_to_store(&self, t: &Target, mut body: Value) -> Value {
+        if let (Some(sa), Some(ops)) = (&t.shown.stored_as, body.as_array_mut()) {
+            for op in ops.iter_mut().filter_map(Value::as_object_mut) {
+                for key in ["path", "from"] {
+                    if let Some(Value::String(p)) = op.get_mut(key) {
+                        *p = sa.pointer_to_storage(p);
+                    }
+                }
+            }
+        }
+        body
+    }
+
+    fn selectors(&self, t: &Target) -> Result<(LabelSelector, FieldSelector), Failure> {
+        let fields = FieldSelector::parse(self.q("fieldSelector").map_or("", String::as_str))?;
+        let fields = match &t.shown.stored_as {
+            Some(sa) => fields.map_paths(|p| sa.dotted_to_storage(p)),
+            None => fields,
+        };
         Ok((
             LabelSelector::parse(self.q("labelSelector").map_or("", String::as_str))?,
-            FieldSelector::parse(self.q("fieldSelector").map_or("", String::as_str))?,
+            fields,
         ))
     }
 
@@ -262,7 +313,7 @@ impl Ctx<'_> {
                 .cloned()
                 .unwrap_or(Value::Null);
             return Ok(ok(&table::table(
-                &t.def,
+                &t.shown,
                 &t.version,
                 &[obj],
                 json!({"resourceVersion": rv}),
@@ -272,7 +323,7 @@ impl Ctx<'_> {
     }
 
     fn list(&self, t: &Target) -> Result<Response, Failure> {
-        let (labels, fields) = self.selectors()?;
+        let (labels, fields) = self.selectors(t)?;
         let limit = self.q("limit").and_then(|l| l.parse().ok());
         let page = self.shared.store.lock().list(
             &t.def,
@@ -288,18 +339,18 @@ impl Ctx<'_> {
             meta["continue"] = json!(c);
         }
         if self.wants_table() {
-            return Ok(ok(&table::table(&t.def, &t.version, &items, meta)));
+            return Ok(ok(&table::table(&t.shown, &t.version, &items, meta)));
         }
         Ok(ok(&json!({
-            "kind": t.def.list_kind,
-            "apiVersion": t.def.api_version(&t.version),
+            "kind": t.shown.list_kind,
+            "apiVersion": t.shown.api_version(&t.version),
             "metadata": meta,
             "items": items,
         })))
     }
 
     fn watch(&self, t: &Target) -> Result<Response, Failure> {
-        let (labels, fields) = self.selectors()?;
+        let (labels, fields) = self.selectors(t)?;
         let send_initial = is_true(self.query.get("sendInitialEvents"));
         let from =
             match self.q("resourceVersion").map(String::as_str) {
@@ -311,6 +362,7 @@ impl Ctx<'_> {
             };
         let params = WatchParams {
             def: t.def.clone(),
+            shown: t.shown.clone(),
             version: t.version.clone(),
             namespace: t.namespace.clone(),
             labels,
@@ -391,7 +443,7 @@ impl Ctx<'_> {
     }
 
     fn write(&self, t: &Target, verb: Verb) -> Result<Response, Failure> {
-        let mut resource = t.def.group_resource().to_string();
+        let mut resource = t.shown.group_resource().to_string();
         if t.sub.as_deref() == Some("status") {
             resource.push_str("/status");
         }
@@ -407,21 +459,26 @@ impl Ctx<'_> {
         let yaml_body = ct.contains("yaml");
         match verb {
             Verb::Create => {
-                let body = self.body_value(yaml_body)?;
-                let obj = self
-                    .shared
-                    .store
-                    .lock()
-                    .create(&t.def, &t.version, ns, body, &opts)?;
+                let body = self.to_store(t, self.body_value(yaml_body)?);
+                let obj =
+                    self.shared
+                        .store
+                        .lock()
+                        .create(&t.def, &t.store_version, ns, body, &opts)?;
                 Ok(json_response(StatusCode::CREATED, &self.present(t, &obj)))
             }
             Verb::Update => {
-                let body = self.body_value(yaml_body)?;
-                let obj = self
-                    .shared
-                    .store
-                    .lock()
-                    .update(&t.def, &t.version, ns, name, sub, body, &opts, false)?;
+                let body = self.to_store(t, self.body_value(yaml_body)?);
+                let obj = self.shared.store.lock().update(
+                    &t.def,
+                    &t.store_version,
+                    ns,
+                    name,
+                    sub,
+                    body,
+                    &opts,
+                    false,
+                )?;
                 Ok(ok(&self.present(t, &obj)))
             }
             Verb::Patch => {
@@ -440,9 +497,14 @@ impl Ctx<'_> {
                     ));
                 }
                 let body = self.body_value(kind == PatchKind::Apply)?;
+                let body = match kind {
+                    PatchKind::Json => self.json_patch_to_store(t, body),
+                    _ => self.to_store(t, body),
+                };
                 let mut store = self.shared.store.lock();
                 let existed = store.get(&t.def, ns, name).is_ok();
-                let obj = store.patch(&t.def, &t.version, ns, name, sub, kind, &body, &opts)?;
+                let obj =
+                    store.patch(&t.def, &t.store_version, ns, name, sub, kind, &body, &opts)?;
                 let code = if existed {
                     StatusCode::OK
                 } else {
@@ -455,18 +517,18 @@ impl Ctx<'_> {
                 let outcome = self.shared.store.lock().delete(&t.def, ns, name, &dopts)?;
                 Ok(match outcome {
                     Deleted::Pending(obj) => ok(&self.present(t, &obj)),
-                    Deleted::Removed(obj) if t.def.return_deleted_object => {
+                    Deleted::Removed(obj) if t.shown.return_deleted_object => {
                         ok(&self.present(t, &obj))
                     }
                     Deleted::Removed(obj) => ok(&json!({
                         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                        "details": {"name": name, "group": t.def.group, "kind": t.def.plural,
+                        "details": {"name": name, "group": t.shown.group, "kind": t.shown.plural,
                                     "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
                     })),
                 })
             }
             Verb::DeleteCollection => {
-                let (labels, fields) = self.selectors()?;
+                let (labels, fields) = self.selectors(t)?;
                 let dopts = self.delete_opts()?;
                 let items = self
                     .shared
@@ -475,7 +537,7 @@ impl Ctx<'_> {
                     .delete_collection(&t.def, ns, &labels, &fields, &dopts)?;
                 let items: Vec<Value> = items.iter().map(|o| self.present(t, o)).collect();
                 Ok(ok(&json!({
-                    "kind": t.def.list_kind, "apiVersion": t.def.api_version(&t.version),
+                    "kind": t.shown.list_kind, "apiVersion": t.shown.api_version(&t.version),
                     "metadata": {}, "items": items,
                 })))
             }

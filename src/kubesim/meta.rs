@@ -268,6 +268,16 @@ impl FieldSelector {
             .all(|(k, eq, v)| (field_text(obj, k) == *v) == *eq)
     }
 
+    /// The same selector with every field path rewritten by `f`.
+    pub fn map_paths(self, f: impl Fn(&str) -> String) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|(k, eq, v)| (f(&k), eq, v))
+                .collect(),
+        )
+    }
+
     /// The name this selector pins with `metadata.name=`, if any.
     pub fn pinned_name(&self) -> Option<&str> {
         self.0

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::schema::CompiledSchema;
 
 /// A group and a resource (plural), the key under which objects are stored.
@@ -88,6 +90,79 @@ impl Column {
     }
 }
 
+/// A resource served as a view of another one's storage (events.k8s.io Events are core
+/// Events): objects are stored in the other's shape, top-level fields renamed.
+#[derive(Clone, Debug)]
+pub struct StoredAs {
+    pub storage: GroupResource,
+    pub storage_api_version: &'static str,
+    /// (field in this resource, field in storage)
+    pub renames: &'static [(&'static str, &'static str)],
+}
+
+impl StoredAs {
+    fn rename(v: &Value, pairs: impl Iterator<Item = (&'static str, &'static str)>) -> Value {
+        let mut out = v.clone();
+        if let Some(m) = out.as_object_mut() {
+            for (from, to) in pairs {
+                if let Some(x) = m.remove(from) {
+                    m.insert(to.to_owned(), x);
+                }
+            }
+        }
+        out
+    }
+
+    /// This resource's shape to the storage shape (also for merge patches and apply
+    /// configurations, whose top-level keys are the same).
+    pub fn to_storage(&self, v: &Value) -> Value {
+        Self::rename(v, self.renames.iter().copied())
+    }
+
+    pub fn from_storage(&self, v: &Value) -> Value {
+        Self::rename(v, self.renames.iter().map(|(a, b)| (*b, *a)))
+    }
+
+    /// A dotted field path (`regarding.name`) to the storage's (`involvedObject.name`).
+    pub fn dotted_to_storage(&self, path: &str) -> String {
+        let (head, rest) = path
+            .split_once('.')
+            .map_or((path, None), |(h, r)| (h, Some(r)));
+        let head = self
+            .renames
+            .iter()
+            .find(|(a, _)| *a == head)
+            .map_or(head, |(_, b)| b);
+        rest.map_or_else(|| head.to_owned(), |r| format!("{head}.{r}"))
+    }
+
+    /// A JSON pointer (`/note`) to the storage's (`/message`).
+    pub fn pointer_to_storage(&self, pointer: &str) -> String {
+        match pointer.strip_prefix('/') {
+            Some(p) => {
+                let (head, rest) = p.split_once('/').map_or((p, None), |(h, r)| (h, Some(r)));
+                let head = self
+                    .renames
+                    .iter()
+                    .find(|(a, _)| *a == head)
+                    .map_or(head, |(_, b)| b);
+                rest.map_or_else(|| format!("/{head}"), |r| format!("/{head}/{r}"))
+            }
+            None => pointer.to_owned(),
+        }
+    }
+}
+
+const EVENT_RENAMES: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
 /// One served version of a resource.
 #[derive(Clone, Debug)]
 pub struct VersionDef {
@@ -117,6 +192,8 @@ pub struct ResourceDef {
     pub custom: bool,
     /// DELETE answers the deleted object rather than a Success Status.
     pub return_deleted_object: bool,
+    /// Served as a view of another resource's storage.
+    pub stored_as: Option<StoredAs>,
 }
 
 impl ResourceDef {
@@ -176,7 +253,15 @@ struct Builtin {
     name_rule: NameRule,
     return_deleted_object: bool,
     columns: fn() -> Vec<Column>,
+    /// (storage group, storage resource, field renames)
+    stored_as: Option<BuiltinView>,
 }
+
+type BuiltinView = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 fn path(p: &str) -> CellSource {
     CellSource::JsonPath(p.to_owned())
@@ -194,6 +279,7 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         name_rule: NameRule::Label,
         return_deleted_object: true,
+        stored_as: None,
         columns: || {
             vec![
                 Column::new("Status", "string", path(".status.phase")),
@@ -212,6 +298,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::Subdomain,
         return_deleted_object: true,
+        stored_as: None,
         columns: || {
             vec![
                 Column::new(
@@ -234,6 +321,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::Subdomain,
         return_deleted_object: false,
+        stored_as: None,
         columns: || {
             vec![
                 Column::new(
@@ -256,6 +344,7 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         name_rule: NameRule::Subdomain,
         return_deleted_object: true,
+        stored_as: None,
         columns: || {
             vec![
                 Column::new("Ready", "string", CellSource::PodReady),
@@ -280,6 +369,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::PathSegment,
         return_deleted_object: false,
+        stored_as: None,
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -300,6 +390,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::PathSegment,
         return_deleted_object: false,
+        stored_as: Some(("", "events", EVENT_RENAMES)),
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -320,6 +411,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::Subdomain,
         return_deleted_object: false,
+        stored_as: None,
         columns: || {
             vec![
                 Column::new("Holder", "string", path(".spec.holderIdentity")),
@@ -338,6 +430,7 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         name_rule: NameRule::Subdomain,
         return_deleted_object: false,
+        stored_as: None,
         columns: || {
             vec![Column::new(
                 "Created At",
@@ -347,6 +440,22 @@ const BUILTINS: &[Builtin] = &[
         },
     },
 ];
+
+/// An object from storage as `shown` serves it at `version`.
+pub fn present(shown: &ResourceDef, version: &str, obj: &Value) -> Value {
+    let mut out = match &shown.stored_as {
+        Some(sa) => sa.from_storage(obj),
+        None => obj.clone(),
+    };
+    if let Some(m) = out.as_object_mut() {
+        m.insert(
+            "apiVersion".into(),
+            Value::String(shown.api_version(version)),
+        );
+        m.insert("kind".into(), Value::String(shown.kind.clone()));
+    }
+    out
+}
 
 /// The kinds every server has, before any CRD.
 pub fn builtin_defs() -> Vec<ResourceDef> {
@@ -370,6 +479,11 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
             name_rule: b.name_rule,
             custom: false,
             return_deleted_object: b.return_deleted_object,
+            stored_as: b.stored_as.map(|(group, resource, renames)| StoredAs {
+                storage: GroupResource::new(group, resource),
+                storage_api_version: "v1",
+                renames,
+            }),
         })
         .collect()
 }

@@ -16,13 +16,17 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::failure::Failure;
 use super::meta::{FieldSelector, LabelSelector};
-use super::resources::ResourceDef;
+use super::resources::{self, ResourceDef};
 use super::store::{Event, EventType, WatchStart};
 use super::table;
 
 /// What one watch request asked for.
 pub struct WatchParams {
+    /// The resource whose storage is watched.
     pub def: Arc<ResourceDef>,
+    /// The resource the client asked for (differs from `def` for a view, see
+    /// [`super::resources::StoredAs`]).
+    pub shown: Arc<ResourceDef>,
     pub version: String,
     pub namespace: Option<String>,
     pub labels: LabelSelector,
@@ -49,9 +53,7 @@ impl WatchParams {
 
     /// The object as served at the requested version.
     pub fn present(&self, obj: &Value) -> Value {
-        let mut out = obj.clone();
-        out["apiVersion"] = json!(self.def.api_version(&self.version));
-        out
+        resources::present(&self.shown, &self.version, obj)
     }
 
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
@@ -62,7 +64,7 @@ impl WatchParams {
                 .cloned()
                 .unwrap_or(Value::Null);
             out = table::table(
-                &self.def,
+                &self.shown,
                 &self.version,
                 &[out],
                 json!({"resourceVersion": rv}),
@@ -78,7 +80,7 @@ impl WatchParams {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.def.kind, "apiVersion": self.def.api_version(&self.version), "metadata": meta});
+        let obj = json!({"kind": self.shown.kind, "apiVersion": self.shown.api_version(&self.version), "metadata": meta});
         let mut s = json!({"type": "BOOKMARK", "object": obj}).to_string();
         s.push('\n');
         Bytes::from(s)
@@ -190,6 +192,7 @@ mod tests {
             .get(&GroupResource::new("", "configmaps"))
             .unwrap();
         WatchParams {
+            shown: def.clone(),
             def,
             version: "v1".into(),
             namespace: Some("default".into()),
