@@ -534,6 +534,26 @@ async fn crd_install_schema_errors_and_removal() {
             .unwrap();
         assert_eq!(ar.plural, "widgets");
         assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+        let aggregated = kube::Discovery::new(client.clone())
+            .run_aggregated()
+            .await
+            .unwrap();
+        let (ar, caps) = aggregated
+            .resolve_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"))
+            .unwrap();
+        assert_eq!(ar.plural, "widgets");
+        assert!(
+            caps.subresources
+                .iter()
+                .any(|(s, _)| s.plural == "widgets/status" || s.plural == "status"),
+            "{:?}",
+            caps.subresources
+        );
+        assert!(
+            aggregated
+                .resolve_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"))
+                .is_some()
+        );
 
         // unknown fields are pruned, defaults applied
         let mut w = widget("ok", json!({"color": "red", "junk": true}));

@@ -1,8 +1,8 @@
 //! Discovery documents (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/{g}[/{v}]`) and a
 //! minimal OpenAPI v3 (`/openapi/v3` and one document per group version).
 //!
-//! Discovery answers the legacy (unaggregated) form; clients that ask for aggregated
-//! discovery accept it and fall back to per-group-version requests. The OpenAPI documents
+//! `/api` and `/apis` answer aggregated discovery (`apidiscovery.k8s.io/v2`) to clients
+//! that ask for it in `Accept`, the legacy lists otherwise. The OpenAPI documents
 //! hold only paths: for every resource, its item path with GET and PATCH operations, the
 //! PATCH carrying `x-kubernetes-group-version-kind` and the `fieldValidation` parameter.
 //! That is what `kubectl` looks for to leave field validation to the server, so `kubectl
@@ -113,6 +113,63 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         "groupVersion": gv,
         "resources": resources,
     }))
+}
+
+/// The media type of an aggregated discovery answer.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn aggregated_resource(def: &ResourceDef, group: &str, version: &str) -> Value {
+    let kind = json!({"group": group, "version": version, "kind": def.kind});
+    let subresources: Vec<Value> = if def.status_subresource {
+        vec![
+            json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}),
+        ]
+    } else {
+        Vec::new()
+    };
+    json!({
+        "resource": def.plural,
+        "responseKind": kind,
+        "scope": if def.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": def.singular,
+        "verbs": def.verbs(),
+        "shortNames": def.short_names,
+        "categories": def.categories,
+        "subresources": subresources,
+    })
+}
+
+/// The aggregated discovery document of `/api` (`core`) or `/apis`.
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
+    let groups: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_owned()])]
+    } else {
+        registry.groups().into_iter().collect()
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = registry
+                        .in_group_version(g, v)
+                        .iter()
+                        .map(|d| aggregated_resource(d, g, v))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
 }
 
 fn gv_path(group: &str, version: &str) -> String {

@@ -123,6 +123,13 @@ impl Ctx<'_> {
         self.query.get(k).filter(|v| !v.is_empty())
     }
 
+    fn wants_aggregated(&self) -> bool {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("as=APIGroupDiscoveryList"))
+    }
+
     fn wants_table(&self) -> bool {
         self.headers
             .get(header::ACCEPT)
@@ -148,6 +155,14 @@ impl Ctx<'_> {
         match segs.as_slice() {
             ["version"] => get_only().map(|_| ok(&discovery::version())),
             ["healthz" | "readyz" | "livez"] => Ok(Response::new(Body::from("ok"))),
+            ["api" | "apis"] if self.wants_aggregated() => {
+                get_only()?;
+                let doc = discovery::aggregated(&store.lock().registry, segs[0] == "api");
+                Ok(Response::builder()
+                    .header(header::CONTENT_TYPE, discovery::AGGREGATED_CONTENT_TYPE)
+                    .body(Body::from(doc.to_string()))
+                    .unwrap_or_default())
+            }
             ["api"] => get_only().map(|_| ok(&discovery::core_versions())),
             ["apis"] => get_only().map(|_| ok(&discovery::groups(&store.lock().registry))),
             ["openapi", "v3"] => {

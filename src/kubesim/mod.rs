@@ -20,7 +20,9 @@
 //! # Implemented
 //! - Resources: Namespace (`default`, `kube-system`, `kube-public`, `kube-node-lease`
 //!   exist at start), ServiceAccount, ConfigMap, Pod (stored, never run; status starts
-//!   `Pending`), core/v1 and events.k8s.io/v1 Event, coordination.k8s.io/v1 Lease,
+//!   `Pending`), core/v1 Event and events.k8s.io/v1 Event (one store, as in the real
+//!   server: an Event written through either API is read through both, with the fields
+//!   renamed; see [`resources::StoredAs`]), coordination.k8s.io/v1 Lease,
 //!   apiextensions.k8s.io/v1 CustomResourceDefinition. A created CRD registers its
 //!   served versions (no conversion: objects are stored once and served at any served
 //!   version with `apiVersion` rewritten, as `conversion: None` does), scope, short
@@ -56,13 +58,14 @@
 //! - Errors: `metav1.Status` with the real codes, reasons, messages and causes (400, 403,
 //!   404, 405, 409 AlreadyExists/Conflict, 410, 415, 422); malformed bodies → 400; invalid
 //!   names (RFC 1123) → 422; a rejected request changes nothing.
-//! - Discovery, OpenAPI v3 enough for `kubectl apply`, and Tables for `kubectl get`
-//!   ([`discovery`], [`table`]).
+//! - Discovery (legacy and aggregated), OpenAPI v3 enough for `kubectl apply`, and Tables
+//!   for `kubectl get` and `get -w` ([`discovery`], [`table`]).
 //! - Faults and counters ([`faults`]).
 //!
 //! # Not implemented
 //! Authentication and authorization (every request is allowed), TLS (plain http),
-//! protobuf, aggregated discovery (the legacy form is served), `/openapi/v2`, version
+//! protobuf (protobuf bodies get 415, so `kubectl create configmap|namespace|...`, which
+//! send protobuf, fail; `kubectl apply`/`create -f` send JSON and work), `/openapi/v2`, version
 //! conversion webhooks, admission webhooks, `Foreground` propagation (handled as
 //! Background), graceful deletion periods, `resourceVersionMatch` on lists (lists are
 //! served from the latest state; continue tokens page it in key order rather than from a
