@@ -138,6 +138,9 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 }
 
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.is_object() {
+        *obj = json!({});
+    }
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
@@ -994,6 +997,11 @@ impl State {
                 doc = self.apply_to(def, version, name, &current, body, sub, opts)?;
             }
         }
+        if !doc.is_object() {
+            return Err(Failure::unprocessable(
+                "the patched object is not a JSON object",
+            ));
+        }
         // a patch may carry resourceVersion as a precondition; otherwise it applies to now
         let requested_rv = match kind {
             PatchKind::Apply => None,
@@ -1305,6 +1313,33 @@ mod tests {
         assert_eq!(s.resource_version(), rv);
         s.create(&def, "v1", Some("default"), cm("a"), &opts)
             .unwrap();
+        let rv = s.resource_version();
+        let root = json!([{"op": "replace", "path": "", "value": [1]}]);
+        let err = s
+            .patch(
+                &def,
+                "v1",
+                Some("default"),
+                "a",
+                None,
+                PatchKind::Json,
+                &root,
+                &opts,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 422);
+        let not_object = s.update(
+            &def,
+            "v1",
+            Some("default"),
+            "a",
+            None,
+            json!("x"),
+            &opts,
+            false,
+        );
+        assert_eq!(not_object.unwrap_err().code, 400);
+        assert_eq!(s.resource_version(), rv);
         assert_eq!(
             s.create(&def, "v1", Some("default"), cm("a"), &opts)
                 .unwrap_err()
