@@ -331,6 +331,28 @@ async fn every_patch_type() {
         assert!(msg.contains("conflict with \"one\""), "{msg}");
         let forced = cms.patch("ssa", &PatchParams::apply("two").force(), &apply(json!({"a": "9"}))).await.unwrap();
         assert_eq!(forced.data.unwrap()["a"], "9");
+
+        // a non-apply writer takes ownership of what it changes
+        let editor = PatchParams { field_manager: Some("editor".into()), ..Default::default() };
+        let edited = cms.patch("ssa", &editor, &Patch::Merge(json!({"data": {"a": "5"}}))).await.unwrap();
+        let managers: Vec<(String, String)> = edited
+            .metadata
+            .managed_fields
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.manager.unwrap(), m.operation.unwrap()))
+            .collect();
+        assert!(managers.contains(&("editor".into(), "Update".into())), "{managers:?}");
+        let (code, _, msg) = api_error(
+            cms.patch("ssa", &PatchParams::apply("two"), &apply(json!({"a": "9"}))).await.unwrap_err(),
+        );
+        assert_eq!(code, 409);
+        assert!(msg.contains("conflict with \"editor\""), "{msg}");
+        let raw = http::Request::patch("/api/v1/namespaces/default/configmaps/ssa")
+            .header("content-type", "application/apply-patch+yaml")
+            .body(b"data: {a: b}".to_vec())
+            .unwrap();
+        assert_eq!(api_error(client.request::<Value>(raw).await.unwrap_err()).0, 400, "apply needs a fieldManager");
     })
     .await;
 }

@@ -7,8 +7,10 @@
 //! applier drops and no other applier owns is removed; applying a different value to a
 //! field another applier owns is a 409 Conflict listing the fields, unless `force=true`,
 //! which takes the fields over.
-//! Not implemented: ownership by `Update` operations (PUT, merge/JSON/strategic patches
-//! neither own fields nor conflict with appliers), sets of primitives (`v:` keys),
+//! Other writes (create, PUT, merge/JSON/strategic patches) are recorded as `Update`
+//! entries: the writer owns what it added or changed and takes it from everyone else, so
+//! an applier that later applies a different value to such a field gets a conflict.
+//! Not implemented: sets of primitives (`v:` keys),
 //! `x-kubernetes-list-type`/`map-keys` from CRD schemas (lists there are atomic unless
 //! their field name has a built-in merge key).
 
@@ -78,6 +80,155 @@ fn child_set(name: &str, v: &Value) -> Value {
             _ => json!({}),
         },
         _ => json!({}),
+    }
+}
+
+/// FieldsV1 set of what `new` adds or changes relative to `old` (same scope as
+/// [`field_set`]).
+pub fn changed_set(old: &Value, new: &Value) -> Value {
+    let mut set = Map::new();
+    let Some(obj) = new.as_object() else {
+        return Value::Object(set);
+    };
+    for (k, v) in obj {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                let mut meta = Map::new();
+                for f in META_FIELDS {
+                    let before = old.get("metadata").and_then(|m| m.get(*f));
+                    if let Some(d) = v.get(*f).and_then(|now| diff_child(f, before, now)) {
+                        meta.insert(format!("f:{f}"), d);
+                    }
+                }
+                if !meta.is_empty() {
+                    set.insert("f:metadata".into(), Value::Object(meta));
+                }
+            }
+            _ => {
+                if let Some(d) = diff_child(k, old.get(k), v) {
+                    set.insert(format!("f:{k}"), d);
+                }
+            }
+        }
+    }
+    Value::Object(set)
+}
+
+fn diff_child(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
+    if old == Some(new) {
+        return None;
+    }
+    match (old, new) {
+        (Some(Value::Object(o)), Value::Object(n)) if !n.is_empty() => {
+            let m: Map<String, Value> = n
+                .iter()
+                .filter_map(|(k, v)| diff_child(k, o.get(k), v).map(|d| (format!("f:{k}"), d)))
+                .collect();
+            (!m.is_empty()).then_some(Value::Object(m))
+        }
+        (Some(Value::Array(o)), Value::Array(n)) => match merge_key(name) {
+            Some(key) if n.iter().chain(o).all(|i| item_key(i, key).is_some()) => {
+                let mut m = Map::new();
+                for item in n {
+                    let before = o.iter().find(|x| x.get(key) == item.get(key));
+                    let (Some(k), Some(im)) = (item_key(item, key), item.as_object()) else {
+                        continue;
+                    };
+                    match before {
+                        Some(b) if b == item => {}
+                        Some(b) => {
+                            if let Some(d) = diff_child("", Some(b), item) {
+                                m.insert(k, d);
+                            }
+                        }
+                        None => {
+                            let mut entry = map_set(im);
+                            entry.insert(".".into(), json!({}));
+                            m.insert(k, Value::Object(entry));
+                        }
+                    }
+                }
+                (!m.is_empty()).then_some(Value::Object(m))
+            }
+            _ => Some(json!({})),
+        },
+        _ => Some(child_set(name, new)),
+    }
+}
+
+/// `a` with every field of `b` added.
+fn union(a: &mut Value, b: &Value) {
+    let (Some(am), Some(bm)) = (a.as_object_mut(), b.as_object()) else {
+        return;
+    };
+    for (k, v) in bm {
+        match am.get_mut(k) {
+            Some(existing) => union(existing, v),
+            None => {
+                am.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Drops from `set` the fields `obj` no longer has.
+fn keep_present(set: &mut Value, obj: &Value) {
+    let Some(m) = set.as_object_mut() else { return };
+    m.retain(|k, sub| {
+        if k == "." {
+            return true;
+        }
+        match child(obj, k) {
+            Some(c) => {
+                let had_children = sub.as_object().is_some_and(|m| !m.is_empty());
+                keep_present(sub, c);
+                // a set emptied by pruning would read as owning the whole field
+                !had_children || sub.as_object().is_some_and(|m| !m.is_empty())
+            }
+            None => false,
+        }
+    });
+}
+
+/// Records a non-apply write (create, update, patch) by `manager`: it takes ownership of
+/// what it added or changed, other managers lose those fields, and fields the object no
+/// longer has leave every set.
+pub fn record_update(
+    obj: &mut Value,
+    old: &Value,
+    manager: &str,
+    subresource: &str,
+    api_version: &str,
+) {
+    let changed = changed_set(old, obj);
+    let mut entries = read_managed(obj);
+    if changed.as_object().is_some_and(|m| !m.is_empty()) {
+        for e in entries.iter_mut() {
+            release(&mut e.fields, &changed);
+        }
+        let mine = |e: &ManagedEntry| {
+            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+        };
+        match entries.iter_mut().find(|e| mine(e)) {
+            Some(e) => {
+                union(&mut e.fields, &changed);
+                e.api_version = api_version.to_owned();
+            }
+            None => entries.push(ManagedEntry {
+                manager: manager.to_owned(),
+                operation: "Update".into(),
+                subresource: subresource.to_owned(),
+                api_version: api_version.to_owned(),
+                fields: changed,
+            }),
+        }
+    }
+    for e in entries.iter_mut() {
+        keep_present(&mut e.fields, obj);
+    }
+    if entries != read_managed(obj) {
+        write_managed(obj, &entries);
     }
 }
 
@@ -459,6 +610,59 @@ mod tests {
         .unwrap()
         .object;
         assert_eq!(both["spec"]["containers"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn updates_take_ownership_and_conflict_with_appliers() {
+        let applied = apply(
+            &live(),
+            &json!({"data": {"a": "1", "b": "2"}}),
+            "ssa",
+            "",
+            "v1",
+            false,
+            true,
+        )
+        .unwrap()
+        .object;
+        let mut edited = applied.clone();
+        edited["data"]["a"] = json!("5");
+        edited["metadata"]["labels"] = json!({"x": "y"});
+        record_update(&mut edited, &applied, "editor", "", "v1");
+        let entries = read_managed(&edited);
+        let editor = entries.iter().find(|e| e.manager == "editor").unwrap();
+        assert_eq!(editor.operation, "Update");
+        assert_eq!(
+            editor.fields,
+            json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:x": {}}}})
+        );
+        let ssa = entries.iter().find(|e| e.manager == "ssa").unwrap();
+        assert_eq!(ssa.fields, json!({"f:data": {"f:b": {}}}));
+        let causes = apply(
+            &edited,
+            &json!({"data": {"a": "1", "b": "2"}}),
+            "ssa",
+            "",
+            "v1",
+            false,
+            true,
+        )
+        .err()
+        .unwrap();
+        assert!(causes[0].message.contains("conflict with \"editor\""));
+        // a field that disappears leaves every set
+        let mut shrunk = edited.clone();
+        shrunk["data"] = json!({"b": "2"});
+        record_update(&mut shrunk, &edited, "other", "", "v1");
+        let entries = read_managed(&shrunk);
+        assert_eq!(
+            entries
+                .iter()
+                .find(|e| e.manager == "editor")
+                .unwrap()
+                .fields,
+            json!({"f:metadata": {"f:labels": {"f:x": {}}}})
+        );
     }
 
     #[test]

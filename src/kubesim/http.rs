@@ -449,11 +449,20 @@ impl Ctx<'_> {
     }
 
     fn write_opts(&self) -> WriteOpts {
+        // without fieldManager the real server names the writer after its user agent
+        let agent = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split('/').next())
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned);
         WriteOpts {
-            field_manager: self.q("fieldManager").cloned(),
+            field_manager: self.q("fieldManager").cloned().or(agent),
             force: is_true(self.query.get("force")),
             dry_run: self.q("dryRun").is_some(),
             strict: self.q("fieldValidation").is_some_and(|v| v == "Strict"),
+            applying: false,
         }
     }
 
@@ -506,6 +515,11 @@ impl Ctx<'_> {
                     }
                     other => return Err(Failure::unsupported_media_type(other)),
                 };
+                if kind == PatchKind::Apply && self.q("fieldManager").is_none() {
+                    return Err(Failure::bad_request(
+                        "PATCH request with apply-patch content type requires fieldManager",
+                    ));
+                }
                 if opts.force && kind != PatchKind::Apply {
                     return Err(Failure::bad_request(
                         "force is only allowed for apply patches",

@@ -64,6 +64,18 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `fieldValidation=Strict`: unknown fields are an error rather than pruned.
     pub strict: bool,
+    /// The write is the last step of a server-side apply, whose field ownership is
+    /// already recorded (set by the store itself).
+    pub applying: bool,
+}
+
+impl WriteOpts {
+    fn manager(&self) -> &str {
+        self.field_manager
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .unwrap_or("unknown")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -754,6 +766,9 @@ impl State {
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             meta.insert("creationTimestamp".into(), json!(now()));
             meta.insert("generation".into(), json!(1));
+            if !opts.applying {
+                meta.remove("managedFields");
+            }
             for gone in [
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
@@ -764,6 +779,10 @@ impl State {
             }
         }
         self.validate(def, version, &mut body, None, opts)?;
+        if !opts.applying {
+            let av = def.api_version(version);
+            apply::record_update(&mut body, &json!({}), opts.manager(), "", &av);
+        }
         if is_namespace(def) {
             body["spec"] = json!({"finalizers": ["kubernetes"]});
             body["status"] = json!({"phase": "Active"});
@@ -930,6 +949,10 @@ impl State {
                 .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
+        if !opts.applying {
+            let av = def.api_version(version);
+            apply::record_update(&mut new, &old, opts.manager(), sub.unwrap_or(""), &av);
+        }
         if comparable(&new) == comparable(&old) {
             return Ok(old);
         }
@@ -1016,7 +1039,11 @@ impl State {
                 .to_owned()
         });
         meta_mut(&mut doc).insert("resourceVersion".into(), json!(rv));
-        self.update(def, version, ns, name, sub, doc, opts, true)
+        let opts = WriteOpts {
+            applying: kind == PatchKind::Apply,
+            ..opts.clone()
+        };
+        self.update(def, version, ns, name, sub, doc, &opts, true)
     }
 
     fn manager(opts: &WriteOpts) -> Result<String, Failure> {
@@ -1081,7 +1108,11 @@ impl State {
             seed["metadata"]["namespace"] = json!(ns);
         }
         let obj = self.apply_to(def, version, name, &seed, config, None, opts)?;
-        self.create(def, version, ns, obj, opts)
+        let opts = WriteOpts {
+            applying: true,
+            ..opts.clone()
+        };
+        self.create(def, version, ns, obj, &opts)
     }
 
     /// DELETE, finalizer- and propagation-aware.
