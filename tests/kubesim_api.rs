@@ -525,6 +525,21 @@ async fn garbage_collection_by_owner_references() {
         assert!(cms.get_opt("dep-shared").await.unwrap().is_some(), "a dependent with a live owner stays");
         assert!(cms.get_opt("grandchild").await.unwrap().is_some());
 
+        // foreground: the owner waits for dependents that block its deletion
+        let fg = cms.create(&PostParams::default(), &cm("fg-owner", json!({}))).await.unwrap();
+        let mut blocking = oref(&fg);
+        blocking["blockOwnerDeletion"] = json!(true);
+        cms.create(&PostParams::default(), &dependent("fg-dep", json!([blocking]), json!(["example.com/hold"]))).await.unwrap();
+        let pending = cms.delete("fg-owner", &DeleteParams::foreground()).await.unwrap().left().unwrap();
+        assert!(pending.finalizers().contains(&"foregroundDeletion".to_string()));
+        assert!(cms.get("fg-dep").await.unwrap().metadata.deletion_timestamp.is_some());
+        assert!(cms.get_opt("fg-owner").await.unwrap().is_some());
+        cms.patch("fg-dep", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+            .await
+            .unwrap();
+        assert!(cms.get_opt("fg-dep").await.unwrap().is_none());
+        assert!(cms.get_opt("fg-owner").await.unwrap().is_none(), "owner goes with its last blocking dependent");
+
         // orphan propagation keeps dependents and strips the reference
         let orphaner = cms.create(&PostParams::default(), &cm("orphaner", json!({}))).await.unwrap();
         cms.create(&PostParams::default(), &dependent("orphan", json!([oref(&orphaner)]), json!([]))).await.unwrap();

@@ -37,7 +37,9 @@
 //!   kinds, server-side apply: see [`patch`] and [`apply`] for the covered cases), delete
 //!   (finalizers: deletionTimestamp set and object returned; removed when the last
 //!   finalizer goes; new finalizers refused while deleting; uid/resourceVersion
-//!   preconditions; `propagationPolicy` Background and Orphan), deletecollection,
+//!   preconditions; `propagationPolicy` Background, Orphan, and Foreground: the owner
+//!   keeps a `foregroundDeletion` finalizer until its dependents with
+//!   `blockOwnerDeletion` are gone), deletecollection,
 //!   `dryRun`, `fieldValidation=Strict` (unknown custom resource fields → 400).
 //! - Generation bumps when anything but metadata (and status, with a status subresource)
 //!   changes, and when deletion starts; with the status subresource, main-resource writes
@@ -66,14 +68,14 @@
 //! Authentication and authorization (every request is allowed), TLS (plain http),
 //! protobuf (protobuf bodies get 415, so `kubectl create configmap|namespace|...`, which
 //! send protobuf, fail; `kubectl apply`/`create -f` send JSON and work), `/openapi/v2`, version
-//! conversion webhooks, admission webhooks, `Foreground` propagation (handled as
-//! Background), graceful deletion periods, `resourceVersionMatch` on lists (lists are
+//! conversion webhooks, admission webhooks, graceful deletion periods, `resourceVersionMatch` on lists (lists are
 //! served from the latest state; continue tokens page it in key order rather than from a
 //! snapshot), watch of Tables, `/watch/` path prefixes, subresources other than `status`
 //! (`finalize` of namespaces is routed but behaves as an update), field ownership by
 //! non-apply writes (see [`apply`]), controllers of any kind (no Pods run, no default
-//! ServiceAccounts or tokens are made), and a garbage collector for objects created with
-//! owners that never existed.
+//! ServiceAccounts or tokens are made), a garbage collector for objects created with
+//! owners that never existed, and re-checking a foreground deletion when a dependent
+//! drops its ownerReference by an update (it is re-checked when a dependent is removed).
 
 pub mod apply;
 pub mod crd;

@@ -137,6 +137,9 @@ pub struct Store {
     state: Mutex<State>,
 }
 
+/// The finalizer that holds an owner during foreground deletion.
+const FOREGROUND: &str = "foregroundDeletion";
+
 fn ns_gr() -> GroupResource {
     GroupResource::new("", "namespaces")
 }
@@ -500,6 +503,10 @@ impl State {
 
         if let Some(uid) = meta_str(&last, "uid").map(str::to_owned) {
             self.collect_dependents(&uid);
+            self.dependents.remove(&uid);
+        }
+        for owner in owner_uids(&last) {
+            self.finish_foreground(&owner);
         }
         if *gr == crd_gr() {
             if let Ok(def) = crd::resource_def(&last) {
@@ -524,19 +531,64 @@ impl State {
 
     /// Background garbage collection: dependents whose owners are all gone are deleted.
     fn collect_dependents(&mut self, owner_uid: &str) {
-        let Some(deps) = self.dependents.remove(owner_uid) else {
+        let Some(deps) = self.dependents.get(owner_uid).cloned() else {
             return;
         };
         for (gr, key) in deps {
             let Some(obj) = self.objects.get(&gr).and_then(|m| m.get(&key)).cloned() else {
                 continue;
             };
-            if owner_uids(&obj).iter().any(|u| self.by_uid.contains_key(u)) {
+            let other_owner_alive = owner_uids(&obj)
+                .iter()
+                .any(|u| u != owner_uid && self.by_uid.contains_key(u));
+            if other_owner_alive || meta_str(&obj, "deletionTimestamp").is_some() {
                 continue;
             }
             if let Some(def) = self.registry.get(&gr) {
                 let _ = self.delete_object(&def, &key, obj, &DeleteOpts::default());
             }
+        }
+    }
+
+    /// Ends the foreground deletion of `owner_uid` once no dependent blocks it.
+    fn finish_foreground(&mut self, owner_uid: &str) {
+        let Some((gr, key)) = self.by_uid.get(owner_uid).cloned() else {
+            return;
+        };
+        let Some(owner) = self.objects.get(&gr).and_then(|m| m.get(&key)).cloned() else {
+            return;
+        };
+        if !finalizers(&owner).iter().any(|f| f == FOREGROUND) {
+            return;
+        }
+        let blocked = self.dependents.get(owner_uid).is_some_and(|deps| {
+            deps.iter().any(|(dgr, dkey)| {
+                self.objects
+                    .get(dgr)
+                    .and_then(|m| m.get(dkey))
+                    .is_some_and(|d| {
+                        d.pointer("/metadata/ownerReferences")
+                            .and_then(Value::as_array)
+                            .is_some_and(|refs| {
+                                refs.iter().any(|r| {
+                                    r.get("uid").and_then(Value::as_str) == Some(owner_uid)
+                                        && r.get("blockOwnerDeletion") == Some(&Value::Bool(true))
+                                })
+                            })
+                    })
+            })
+        });
+        if blocked {
+            return;
+        }
+        let mut done = owner.clone();
+        if let Some(Value::Array(fs)) = done.pointer_mut("/metadata/finalizers") {
+            fs.retain(|f| f.as_str() != Some(FOREGROUND));
+        }
+        if finalizers(&done).is_empty() {
+            self.remove(&gr, &key, done);
+        } else {
+            self.put(&gr, &key, done, Some(owner));
         }
     }
 
@@ -1168,6 +1220,13 @@ impl State {
         if opts.propagation == Propagation::Orphan {
             self.orphan_dependents(&uid);
         }
+        let plain = !is_namespace(def) && !is_crd(def);
+        if opts.propagation == Propagation::Foreground
+            && plain
+            && self.dependents.contains_key(&uid)
+        {
+            return Ok(self.delete_foreground(&gr, key, obj));
+        }
         let holds = !finalizers(&obj).is_empty() || is_namespace(def) || is_crd(def);
         if !holds {
             return Ok(Deleted::Removed(self.remove(&gr, key, obj)));
@@ -1217,6 +1276,39 @@ impl State {
                     .unwrap_or(marked),
             )
         })
+    }
+
+    /// Foreground deletion: the owner waits (finalizer `foregroundDeletion`) until the
+    /// dependents that block it are gone.
+    fn delete_foreground(&mut self, gr: &GroupResource, key: &ObjKey, obj: Value) -> Deleted {
+        let uid = meta_str(&obj, "uid").unwrap_or_default().to_owned();
+        let mut marked = obj.clone();
+        {
+            let meta = meta_mut(&mut marked);
+            if !meta.contains_key("deletionTimestamp") {
+                meta.insert("deletionTimestamp".into(), json!(now()));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+                let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+                meta.insert("generation".into(), json!(g + 1));
+            }
+            let fs = meta.entry("finalizers").or_insert_with(|| json!([]));
+            if let Some(list) = fs.as_array_mut() {
+                if !list.iter().any(|f| f.as_str() == Some(FOREGROUND)) {
+                    list.push(json!(FOREGROUND));
+                }
+            }
+        }
+        let marked = if comparable(&marked) == comparable(&obj) {
+            obj
+        } else {
+            self.put(gr, key, marked, Some(obj))
+        };
+        self.collect_dependents(&uid);
+        self.finish_foreground(&uid);
+        match self.objects.get(gr).and_then(|m| m.get(key)).cloned() {
+            Some(still) => Deleted::Pending(still),
+            None => Deleted::Removed(marked),
+        }
     }
 
     fn delete_namespace_content(&mut self, ns: &str) {
