@@ -1292,10 +1292,10 @@ impl State {
                 meta.insert("generation".into(), json!(g + 1));
             }
             let fs = meta.entry("finalizers").or_insert_with(|| json!([]));
-            if let Some(list) = fs.as_array_mut() {
-                if !list.iter().any(|f| f.as_str() == Some(FOREGROUND)) {
-                    list.push(json!(FOREGROUND));
-                }
+            if let Some(list) = fs.as_array_mut()
+                && !list.iter().any(|f| f.as_str() == Some(FOREGROUND))
+            {
+                list.push(json!(FOREGROUND));
             }
         }
         let marked = if comparable(&marked) == comparable(&obj) {
