@@ -13,7 +13,7 @@ use kube::api::{
 };
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
-use pod_identity_operator::kubesim::{KubeSim, Verb};
+use pod_identity_operator::kubesim::{KubeSim, Options, Verb};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -24,10 +24,18 @@ where
     F: Fn(KubeSim, Client) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let sim = KubeSim::new();
+    on_both_with(Options::default(), scenario).await;
+}
+
+async fn on_both_with<F, Fut>(options: Options, scenario: F)
+where
+    F: Fn(KubeSim, Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let sim = KubeSim::with_options(options.clone());
     scenario(sim.clone(), sim.client()).await;
 
-    let sim = KubeSim::new();
+    let sim = KubeSim::with_options(options);
     let server = sim
         .serve_tcp("127.0.0.1:0".parse().unwrap())
         .await
@@ -821,6 +829,86 @@ async fn expired_resource_version_is_an_error_event() {
             WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
             other => panic!("expected 410, got {other:?}"),
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn watch_bookmarks_and_timeouts() {
+    let options = Options {
+        bookmark_interval: Duration::from_millis(100),
+        ..Options::default()
+    };
+    on_both_with(options, |_sim, client| async move {
+        let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+        let first = cms
+            .create(&PostParams::default(), &cm("b", json!({})))
+            .await
+            .unwrap();
+        // a write to another resource moves the bookmark too
+        let nss: Api<Namespace> = Api::all(client.clone());
+        let ns = nss
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "elsewhere"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let ns_rv: u64 = ns.resource_version().unwrap().parse().unwrap();
+        let wp = WatchParams::default().timeout(2);
+        assert!(wp.bookmarks);
+        let mut events = cms
+            .watch(&wp, &first.resource_version().unwrap())
+            .await
+            .unwrap()
+            .boxed();
+        let mut bookmark_rv = 0;
+        let ended = tokio::time::timeout(WAIT, async {
+            while let Some(ev) = events.try_next().await.unwrap() {
+                match ev {
+                    WatchEvent::Bookmark(b) => {
+                        bookmark_rv = b.metadata.resource_version.parse().unwrap()
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "timeoutSeconds did not end the watch");
+        assert!(
+            bookmark_rv >= ns_rv,
+            "bookmark at {bookmark_rv}, expected at least {ns_rv}"
+        );
+
+        // deletecollection with a selector, and dry runs that change nothing
+        cms.create(&PostParams::default(), &cm("x1", json!({"g": "x"})))
+            .await
+            .unwrap();
+        cms.create(&PostParams::default(), &cm("x2", json!({"g": "x"})))
+            .await
+            .unwrap();
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let would = cms
+            .create(&dry, &cm("x3", json!({"g": "x"})))
+            .await
+            .unwrap();
+        assert_eq!(would.name_any(), "x3");
+        assert!(cms.get_opt("x3").await.unwrap().is_none());
+        let deleted = cms
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels("g=x"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(deleted.left().unwrap().items.len(), 2);
+        assert_eq!(
+            cms.list(&ListParams::default()).await.unwrap().items.len(),
+            1
+        );
     })
     .await;
 }

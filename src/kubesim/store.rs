@@ -392,7 +392,8 @@ impl State {
                     .cloned()
                     .collect(),
                 rx,
-                resource_version: rv.max(self.compacted),
+                // every change up to now is either in the backlog or not for this watch
+                resource_version: self.rv,
             }),
             None => {
                 let initial = self
