@@ -209,10 +209,6 @@ impl Failure {
         Self::new(422, "Invalid", message)
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", message)
-    }
-
     /// An injected failure with any code.
     pub fn injected(code: u16, message: &str) -> Self {
         let reason = match code {

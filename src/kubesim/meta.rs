@@ -277,14 +277,6 @@ impl FieldSelector {
                 .collect(),
         )
     }
-
-    /// The name this selector pins with `metadata.name=`, if any.
-    pub fn pinned_name(&self) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, eq, _)| k == "metadata.name" && *eq)
-            .map(|(_, _, v)| v.as_str())
-    }
 }
 
 #[cfg(test)]
@@ -331,7 +323,6 @@ mod tests {
         let obj = json!({"metadata": {"name": "a", "namespace": "ns"}, "involvedObject": {"kind": "Pod"}});
         let sel = FieldSelector::parse("metadata.name=a,metadata.namespace!=other").unwrap();
         assert!(sel.matches(&obj));
-        assert_eq!(sel.pinned_name(), Some("a"));
         assert!(
             FieldSelector::parse("involvedObject.kind=Pod")
                 .unwrap()

@@ -1,7 +1,7 @@
 //! kubesim: a local Kubernetes API server for tests and the sandbox.
 //!
 //! It speaks the real wire protocol over HTTP, generically for every resource (one store
-//! and one set of handlers; kinds differ only by their [`resources::ResourceDef`]), and
+//! and one set of handlers; kinds differ only by their `ResourceDef` (`resources.rs`)), and
 //! runs either in-process behind a [`kube::Client`] (no sockets) or on 127.0.0.1.
 //!
 //! ```no_run
@@ -22,7 +22,7 @@
 //!   exist at start), ServiceAccount, ConfigMap, Pod (stored, never run; status starts
 //!   `Pending`), core/v1 Event and events.k8s.io/v1 Event (one store, as in the real
 //!   server: an Event written through either API is read through both, with the fields
-//!   renamed; see [`resources::StoredAs`]), coordination.k8s.io/v1 Lease,
+//!   renamed; see `StoredAs` in `resources.rs`), coordination.k8s.io/v1 Lease,
 //!   apiextensions.k8s.io/v1 CustomResourceDefinition. A created CRD registers its
 //!   served versions (no conversion: objects are stored once and served at any served
 //!   version with `apiVersion` rewritten, as `conversion: None` does), scope, short
@@ -34,7 +34,7 @@
 //!   create (`generateName`, uid, creationTimestamp, generation 1), update (stale
 //!   resourceVersion → 409 Conflict; custom resources require a resourceVersion as the
 //!   real server does), patch (merge, JSON patch with `test`, strategic merge for built-in
-//!   kinds, server-side apply: see [`patch`] and [`apply`] for the covered cases), delete
+//!   kinds, server-side apply: see `patch.rs` and `apply.rs` for the covered cases), delete
 //!   (finalizers: deletionTimestamp set and object returned; removed when the last
 //!   finalizer goes; new finalizers refused while deleting; uid/resourceVersion
 //!   preconditions; `propagationPolicy` Background, Orphan, and Foreground: the owner
@@ -56,13 +56,13 @@
 //!   owners are all gone are deleted (dependents with finalizers get a deletionTimestamp
 //!   and stay until their finalizers go). It runs in the same transaction as the owner's
 //!   removal rather than a moment later.
-//! - Custom resources: schema pruning, defaults, validation and CEL rules ([`schema`]).
+//! - Custom resources: schema pruning, defaults, validation and CEL rules (`schema.rs`).
 //! - Errors: `metav1.Status` with the real codes, reasons, messages and causes (400, 403,
 //!   404, 405, 409 AlreadyExists/Conflict, 410, 415, 422); malformed bodies → 400; invalid
 //!   names (RFC 1123) → 422; a rejected request changes nothing.
 //! - Discovery (legacy and aggregated), OpenAPI v3 enough for `kubectl apply`, and Tables
-//!   for `kubectl get` and `get -w` ([`discovery`], [`table`]).
-//! - Faults and counters ([`faults`]).
+//!   for `kubectl get` and `get -w` (`discovery.rs`, `table.rs`).
+//! - Faults and counters (`faults.rs`).
 //!
 //! # Not implemented
 //! Authentication and authorization (every request is allowed), TLS (plain http),
@@ -72,25 +72,25 @@
 //! served from the latest state; continue tokens page it in key order rather than from a
 //! snapshot), watch of Tables, `/watch/` path prefixes, subresources other than `status`
 //! (`finalize` of namespaces is routed but behaves as an update), field ownership by
-//! non-apply writes (see [`apply`]), controllers of any kind (no Pods run, no default
+//! non-apply writes (see `apply.rs`), controllers of any kind (no Pods run, no default
 //! ServiceAccounts or tokens are made), a garbage collector for objects created with
 //! owners that never existed, and re-checking a foreground deletion when a dependent
 //! drops its ownerReference by an update (it is re-checked when a dependent is removed).
 
-pub mod apply;
-pub mod crd;
-pub mod discovery;
-pub mod failure;
-pub mod faults;
+mod apply;
+mod crd;
+mod discovery;
+mod failure;
+mod faults;
 mod http;
-pub mod meta;
-pub mod patch;
-pub mod resources;
-pub mod schema;
+mod meta;
+mod patch;
+mod resources;
+mod schema;
 mod serve;
-pub mod store;
-pub mod table;
-pub mod watch;
+mod store;
+mod table;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -119,7 +119,7 @@ impl StoredAs {
         Self::rename(v, self.renames.iter().copied())
     }
 
-    pub fn from_storage(&self, v: &Value) -> Value {
+    pub fn to_view(&self, v: &Value) -> Value {
         Self::rename(v, self.renames.iter().map(|(a, b)| (*b, *a)))
     }
 
@@ -444,7 +444,7 @@ const BUILTINS: &[Builtin] = &[
 /// An object from storage as `shown` serves it at `version`.
 pub fn present(shown: &ResourceDef, version: &str, obj: &Value) -> Value {
     let mut out = match &shown.stored_as {
-        Some(sa) => sa.from_storage(obj),
+        Some(sa) => sa.to_view(obj),
         None => obj.clone(),
     };
     if let Some(m) = out.as_object_mut() {
@@ -525,10 +525,6 @@ impl Registry {
             .get(&GroupResource::new(group, plural))
             .filter(|d| d.version(version).is_some())
             .cloned()
-    }
-
-    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceDef>> {
-        self.defs.values()
     }
 
     /// Served groups with their versions, the preferred one first; the core group excluded.

@@ -283,10 +283,6 @@ impl CompiledSchema {
         })
     }
 
-    pub fn raw(&self) -> &Value {
-        &self.raw
-    }
-
     /// Prunes and defaults `obj` in place, then validates it. Answers the paths of pruned
     /// fields, or the causes of a 422.
     pub fn admit(&self, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String>, Vec<Cause>> {

@@ -104,8 +104,7 @@ impl ServerHandle {
         }
     }
 
-    /// Waits until the server ends (it ends only through [`ServerHandle::shutdown`] from a
-    /// clone of the stop signal, so this is for `main`-style use with Ctrl-C).
+    /// Serves until `signal` completes, then shuts down (for a `main`: pass Ctrl-C).
     pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
         self.shutdown().await;

@@ -27,16 +27,6 @@ pub enum EventType {
     Deleted,
 }
 
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Added => "ADDED",
-            Self::Modified => "MODIFIED",
-            Self::Deleted => "DELETED",
-        }
-    }
-}
-
 /// One change, in storage form, with the object as it was before (for selector moves).
 #[derive(Debug)]
 pub struct Event {
@@ -187,12 +177,6 @@ fn owner_uids(obj: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn resource_version(obj: &Value) -> u64 {
-    meta_str(obj, "resourceVersion")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The part of an object whose change bumps `metadata.generation`.
@@ -1365,11 +1349,6 @@ impl State {
             }
         }
         Ok(out)
-    }
-
-    /// The resource version an object carries.
-    pub fn object_rv(obj: &Value) -> u64 {
-        resource_version(obj)
     }
 }
 
