@@ -42,7 +42,12 @@ where
         .expect("bind loopback");
     let client = server.client().await.expect("client from kubeconfig");
     scenario(sim.clone(), client).await;
+    let addr = server.addr();
     server.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the server still accepts after shutdown"
+    );
 }
 
 fn api_error(e: kube::Error) -> (u16, String, String) {

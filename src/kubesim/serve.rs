@@ -8,8 +8,9 @@ use tokio::task::JoinHandle;
 
 use super::KubeSim;
 
-/// A running TCP server. Dropping it without [`ServerHandle::shutdown`] leaves it serving
-/// until the runtime ends.
+/// A running TCP server. Dropping it stops the server as [`ServerHandle::shutdown`] does,
+/// without waiting for in-flight requests. Open watches end either way (also those of
+/// in-process clients of the same [`KubeSim`], which simply re-watch).
 pub struct ServerHandle {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -95,12 +96,16 @@ impl ServerHandle {
 
     /// Ends open watches, stops accepting, and waits for in-flight requests.
     pub async fn shutdown(mut self) {
-        self.sim.faults().drop_watches();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop_now();
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            self.sim.faults().drop_watches();
+            let _ = stop.send(());
         }
     }
 
@@ -108,5 +113,11 @@ impl ServerHandle {
     pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
         self.shutdown().await;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
     }
 }
