@@ -355,3 +355,65 @@ async fn kubectl_verbs_work_against_kubesim() {
     assert!(Path::new(&k.kubeconfig).exists());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_serves_until_interrupted_with_a_kubeconfig_for_kubectl() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let bin = kubectl_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+        .args(["kubesim", "--port", "0", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stdout = server.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        first.starts_with("kubesim serving on http://127.0.0.1:"),
+        "{first}"
+    );
+    let url = first.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .contains(&format!("server: {url}"))
+    );
+
+    let k = Kubectl {
+        bin,
+        kubeconfig,
+        cache: tmp.path().join("cache"),
+        dir: tmp.path().to_path_buf(),
+    };
+    assert!(
+        k.ok(&["get", "namespaces", "default"])
+            .await
+            .contains("Active")
+    );
+
+    let pid = server.id().to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        let killed = Command::new("kill").args(["-INT", &pid]).status();
+        assert!(
+            killed.is_ok_and(|s| s.success()),
+            "could not signal the server"
+        );
+        server.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "kubesim exited with {status}");
+    let after = k.run(&["get", "namespaces", "--request-timeout=5s"]).await;
+    assert!(!after.ok, "still serving after Ctrl-C");
+}
