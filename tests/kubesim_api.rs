@@ -692,8 +692,29 @@ async fn crd_install_schema_errors_and_removal() {
             .await;
         assert_eq!(api_error(smp.unwrap_err()).0, 415);
 
-        // deleting the CRD deletes its objects and unregisters it
+        // a second served version appears on update; objects are served at both
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let mut crd = crds.get("widgets.example.com").await.unwrap();
+        let mut v2 = crd.spec.versions[0].clone();
+        v2.name = "v2".into();
+        v2.storage = false;
+        crd.spec.versions.push(v2);
+        crds.replace("widgets.example.com", &PostParams::default(), &crd)
+            .await
+            .unwrap();
+        let v2_api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            "default",
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("example.com", "v2", "Widget"),
+                "widgets",
+            ),
+        );
+        let through_v2 = v2_api.get("ok").await.unwrap();
+        assert_eq!(through_v2.types.unwrap().api_version, "example.com/v2");
+        assert_eq!(through_v2.data["spec"]["color"], "red");
+
+        // deleting the CRD deletes its objects and unregisters it
         crds.delete("widgets.example.com", &DeleteParams::default())
             .await
             .unwrap();
