@@ -82,6 +82,7 @@ mod crd;
 mod discovery;
 mod failure;
 mod faults;
+mod gc;
 mod http;
 mod meta;
 mod patch;
@@ -91,6 +92,7 @@ mod serve;
 mod store;
 mod table;
 mod watch;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;
