@@ -331,3 +331,120 @@ impl State {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::kubesim::resources::GroupResource;
+    use crate::kubesim::store::{DeleteOpts, Deleted, State, Store, WriteOpts};
+
+    fn def(
+        s: &State,
+        group: &str,
+        resource: &str,
+    ) -> std::sync::Arc<crate::kubesim::resources::ResourceDef> {
+        s.registry
+            .get(&GroupResource::new(group, resource))
+            .unwrap()
+    }
+
+    fn release(s: &mut State, group: &str, resource: &str, ns: Option<&str>, name: &str) {
+        let d = def(s, group, resource);
+        let mut obj = s.get(&d, ns, name).unwrap();
+        obj["metadata"]["finalizers"] = json!([]);
+        s.update(
+            &d,
+            d.storage_version(),
+            ns,
+            name,
+            None,
+            obj,
+            &WriteOpts::default(),
+            false,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_namespace_ends_when_its_held_content_is_released() {
+        let store = Store::new(100);
+        let mut s = store.lock();
+        let opts = WriteOpts::default();
+        let nsd = def(&s, "", "namespaces");
+        let cmd = def(&s, "", "configmaps");
+        s.create(&nsd, "v1", None, json!({"metadata": {"name": "n"}}), &opts)
+            .unwrap();
+        let held = json!({"metadata": {"name": "held", "finalizers": ["x.io/hold"]}});
+        s.create(&cmd, "v1", Some("n"), held, &opts).unwrap();
+        s.create(
+            &cmd,
+            "v1",
+            Some("n"),
+            json!({"metadata": {"name": "free"}}),
+            &opts,
+        )
+        .unwrap();
+
+        let Ok(Deleted::Pending(ns)) = s.delete(&nsd, None, "n", &DeleteOpts::default()) else {
+            panic!("namespace with held content must stay");
+        };
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert_eq!(s.get(&cmd, Some("n"), "free").unwrap_err().code, 404);
+        assert!(
+            s.get(&cmd, Some("n"), "held").unwrap()["metadata"]["deletionTimestamp"].is_string()
+        );
+        let refused = s.create(
+            &cmd,
+            "v1",
+            Some("n"),
+            json!({"metadata": {"name": "new"}}),
+            &opts,
+        );
+        assert_eq!(refused.unwrap_err().code, 403);
+
+        release(&mut s, "", "configmaps", Some("n"), "held");
+        assert_eq!(s.get(&cmd, Some("n"), "held").unwrap_err().code, 404);
+        assert_eq!(s.get(&nsd, None, "n").unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn a_crd_is_unregistered_once_its_objects_are_gone() {
+        let store = Store::new(100);
+        let mut s = store.lock();
+        let opts = WriteOpts::default();
+        let crdd = def(&s, "apiextensions.k8s.io", "customresourcedefinitions");
+        let crd = json!({"metadata": {"name": "gizmos.example.com"}, "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gizmos", "kind": "Gizmo"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+        s.create(&crdd, "v1", None, crd, &opts).unwrap();
+        let gizmo = def(&s, "example.com", "gizmos");
+        let held: Value =
+            json!({"metadata": {"name": "g", "finalizers": ["x.io/hold"]}, "spec": {"a": 1}});
+        s.create(&gizmo, "v1", Some("default"), held, &opts)
+            .unwrap();
+
+        assert!(matches!(
+            s.delete(&crdd, None, "gizmos.example.com", &DeleteOpts::default()),
+            Ok(Deleted::Pending(_))
+        ));
+        assert!(
+            s.registry
+                .get(&GroupResource::new("example.com", "gizmos"))
+                .is_some(),
+            "still served while objects remain"
+        );
+        release(&mut s, "example.com", "gizmos", Some("default"), "g");
+        assert_eq!(
+            s.get(&crdd, None, "gizmos.example.com").unwrap_err().code,
+            404
+        );
+        assert!(
+            s.registry
+                .get(&GroupResource::new("example.com", "gizmos"))
+                .is_none()
+        );
+    }
+}
