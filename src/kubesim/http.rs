@@ -19,7 +19,7 @@ use super::discovery;
 use super::failure::Failure;
 use super::faults::Verb;
 use super::meta::{FieldSelector, LabelSelector};
-use super::resources::{self, ResourceDef};
+use super::resources::{self, ResourceDef, Shape};
 use super::store::{DeleteOpts, Deleted, PatchKind, Propagation, WriteOpts};
 use super::table;
 use super::watch::{self, WatchParams};
@@ -130,11 +130,13 @@ impl Ctx<'_> {
             .is_some_and(|a| a.contains("as=APIGroupDiscoveryList"))
     }
 
-    fn wants_table(&self) -> bool {
-        self.headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("as=Table"))
+    fn shape(&self) -> Shape {
+        Shape::from_accept(
+            self.headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        )
     }
 
     fn route(&self, path: &str) -> Result<Response, Failure> {
@@ -322,7 +324,10 @@ impl Ctx<'_> {
             .lock()
             .get(&t.def, t.namespace.as_deref(), name)?;
         let obj = self.present(t, &obj);
-        if self.wants_table() {
+        if self.shape() == Shape::Metadata {
+            return Ok(ok(&resources::partial_metadata(&obj)));
+        }
+        if self.shape() == Shape::Table {
             let rv = obj
                 .pointer("/metadata/resourceVersion")
                 .cloned()
@@ -353,8 +358,18 @@ impl Ctx<'_> {
         if let Some(c) = &page.continue_token {
             meta["continue"] = json!(c);
         }
-        if self.wants_table() {
-            return Ok(ok(&table::table(&t.shown, &t.version, &items, meta)));
+        match self.shape() {
+            Shape::Table => return Ok(ok(&table::table(&t.shown, &t.version, &items, meta))),
+            Shape::Metadata => {
+                let items: Vec<Value> = items.iter().map(resources::partial_metadata).collect();
+                return Ok(ok(&json!({
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": meta,
+                    "items": items,
+                })));
+            }
+            Shape::Object => {}
         }
         Ok(ok(&json!({
             "kind": t.shown.list_kind,
@@ -389,7 +404,7 @@ impl Ctx<'_> {
                 .and_then(|s| s.parse::<u64>().ok())
                 .map(Duration::from_secs),
             bookmark_interval: self.shared.options.bookmark_interval,
-            as_table: self.wants_table(),
+            shape: self.shape(),
         };
         let started = self
             .shared

@@ -60,8 +60,9 @@
 //! - Errors: `metav1.Status` with the real codes, reasons, messages and causes (400, 403,
 //!   404, 405, 409 AlreadyExists/Conflict, 410, 415, 422); malformed bodies → 400; invalid
 //!   names (RFC 1123) → 422; a rejected request changes nothing.
-//! - Discovery (legacy and aggregated), OpenAPI v3 enough for `kubectl apply`, and Tables
-//!   for `kubectl get` and `get -w` (`discovery.rs`, `table.rs`).
+//! - Discovery (legacy and aggregated), OpenAPI v3 enough for `kubectl apply`, Tables
+//!   for `kubectl get` and `get -w` (`discovery.rs`, `table.rs`), and
+//!   `PartialObjectMetadata` for metadata-only clients (get, list, watch).
 //! - Faults and counters (`faults.rs`).
 //!
 //! # Not implemented

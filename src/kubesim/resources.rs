@@ -457,6 +457,42 @@ pub fn present(shown: &ResourceDef, version: &str, obj: &Value) -> Value {
     out
 }
 
+/// An object as `PartialObjectMetadata` (for clients that ask for metadata only).
+pub fn partial_metadata(obj: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("kind".into(), Value::String("PartialObjectMetadata".into()));
+    out.insert("apiVersion".into(), Value::String("meta.k8s.io/v1".into()));
+    out.insert(
+        "metadata".into(),
+        obj.get("metadata")
+            .cloned()
+            .unwrap_or(Value::Object(serde_json::Map::new())),
+    );
+    Value::Object(out)
+}
+
+/// How a client wants objects rendered, from its `Accept` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Object,
+    /// `meta.k8s.io` Table (`kubectl get`).
+    Table,
+    /// `PartialObjectMetadata` (kube's metadata watchers).
+    Metadata,
+}
+
+impl Shape {
+    pub fn from_accept(accept: &str) -> Self {
+        if accept.contains("as=Table") {
+            Self::Table
+        } else if accept.contains("as=PartialObjectMetadata") {
+            Self::Metadata
+        } else {
+            Self::Object
+        }
+    }
+}
+
 /// The kinds every server has, before any CRD.
 pub fn builtin_defs() -> Vec<ResourceDef> {
     BUILTINS

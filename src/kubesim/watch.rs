@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::failure::Failure;
 use super::meta::{FieldSelector, LabelSelector};
-use super::resources::{self, ResourceDef};
+use super::resources::{self, ResourceDef, Shape};
 use super::store::{Event, EventType, WatchStart};
 use super::table;
 
@@ -36,8 +36,9 @@ pub struct WatchParams {
     pub initial_events_end: bool,
     pub timeout: Option<Duration>,
     pub bookmark_interval: Duration,
-    /// Objects go out as one-row `meta.k8s.io` Tables (`kubectl get -w`).
-    pub as_table: bool,
+    /// Objects go out as they are, as one-row Tables (`kubectl get -w`), or as
+    /// PartialObjectMetadata.
+    pub shape: Shape,
 }
 
 impl WatchParams {
@@ -58,7 +59,10 @@ impl WatchParams {
 
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
         let mut out = self.present(obj);
-        if self.as_table {
+        if self.shape == Shape::Metadata {
+            out = resources::partial_metadata(&out);
+        }
+        if self.shape == Shape::Table {
             let rv = out
                 .pointer("/metadata/resourceVersion")
                 .cloned()
@@ -202,7 +206,7 @@ mod tests {
             initial_events_end: false,
             timeout: None,
             bookmark_interval: Duration::from_secs(1),
-            as_table: false,
+            shape: Shape::Object,
         }
     }
 
