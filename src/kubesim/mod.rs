@@ -66,17 +66,26 @@
 //! - Faults and counters (`faults.rs`).
 //!
 //! # Not implemented
-//! Authentication and authorization (every request is allowed), TLS (plain http),
+//! Authentication and authorization (every request is allowed); TLS (plain http);
 //! protobuf (protobuf bodies get 415, so `kubectl create configmap|namespace|...`, which
-//! send protobuf, fail; `kubectl apply`/`create -f` send JSON and work), `/openapi/v2`, version
-//! conversion webhooks, admission webhooks, graceful deletion periods, `resourceVersionMatch` on lists (lists are
-//! served from the latest state; continue tokens page it in key order rather than from a
-//! snapshot), watch of Tables, `/watch/` path prefixes, subresources other than `status`
-//! (`finalize` of namespaces is routed but behaves as an update), field ownership by
-//! non-apply writes (see `apply.rs`), controllers of any kind (no Pods run, no default
-//! ServiceAccounts or tokens are made), a garbage collector for objects created with
-//! owners that never existed, and re-checking a foreground deletion when a dependent
-//! drops its ownerReference by an update (it is re-checked when a dependent is removed).
+//! send protobuf, fail, while `kubectl apply`/`create -f` send JSON and work);
+//! `/openapi/v2` and OpenAPI component schemas (`kubectl explain`); conversion and
+//! admission webhooks; graceful deletion periods; `resourceVersionMatch` on lists (lists
+//! are served from the latest state; continue tokens page it in key order rather than
+//! from a snapshot); `/watch/` path prefixes and watches of a single named object by path;
+//! subresources other than `status` (`finalize` of namespaces is routed but behaves as an
+//! update); controllers of any kind (no Pods run, no default ServiceAccounts or tokens
+//! are made); garbage collection of objects created with owners that never existed;
+//! re-checking a foreground deletion when a dependent drops its ownerReference by an
+//! update (it is re-checked when a dependent is removed); errors about events.k8s.io
+//! Events name the storage resource (`events`).
+//!
+//! # Public API
+//! [`KubeSim`] (with [`Options`]): `client()` (in-process), `router()` (the tower
+//! service), `serve_tcp(addr)` → [`ServerHandle`] (`addr`, `url`, `kubeconfig`,
+//! `write_kubeconfig`, `client`, `shutdown`, `serve_until`), `faults()` → [`Faults`],
+//! `write_counts()` → [`WriteCounts`] by resource and [`Verb`], `reset_write_counts()`,
+//! `resource_version()`, `compact_history()`; [`kubeconfig_yaml`].
 
 mod apply;
 mod crd;
