@@ -23,3 +23,4 @@ macro_rules! contract_suite {
     };
 }
 pub(crate) use contract_suite;
+
