@@ -873,6 +873,50 @@ async fn metadata_only_clients() {
 }
 
 #[tokio::test]
+async fn a_watcher_that_falls_behind_gets_410() {
+    // in-process only: over TCP the socket buffers absorb the backlog
+    let sim = KubeSim::with_options(Options {
+        watch_buffer: 64,
+        ..Options::default()
+    });
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let start = sim.resource_version().to_string();
+    let mut events = cms
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
+    for i in 0..1000 {
+        cms.create(&PostParams::default(), &cm(&format!("lag{i}"), json!({})))
+            .await
+            .unwrap();
+    }
+    let mut added = 0;
+    let status = tokio::time::timeout(WAIT, async {
+        loop {
+            match events
+                .try_next()
+                .await
+                .unwrap()
+                .expect("stream ended without an error")
+            {
+                WatchEvent::Added(_) => added += 1,
+                WatchEvent::Error(e) => return e,
+                WatchEvent::Bookmark(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+    assert!(
+        added < 1000,
+        "all {added} events arrived, the watcher never fell behind"
+    );
+}
+
+#[tokio::test]
 async fn expired_resource_version_is_an_error_event() {
     on_both(|sim, client| async move {
         let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());

@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn a_namespace_ends_when_its_held_content_is_released() {
-        let store = Store::new(100);
+        let store = Store::new(100, 1024);
         let mut s = store.lock();
         let opts = WriteOpts::default();
         let nsd = def(&s, "", "namespaces");
@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_crd_is_unregistered_once_its_objects_are_gone() {
-        let store = Store::new(100);
+        let store = Store::new(100, 1024);
         let mut s = store.lock();
         let opts = WriteOpts::default();
         let crdd = def(&s, "apiextensions.k8s.io", "customresourcedefinitions");

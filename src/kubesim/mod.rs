@@ -120,6 +120,9 @@ pub struct Options {
     pub history_limit: usize,
     /// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// How many events a watcher may fall behind (not reading its stream) before its
+    /// watch ends with 410 Expired, as the real server ends slow watchers.
+    pub watch_buffer: usize,
 }
 
 impl Default for Options {
@@ -127,6 +130,7 @@ impl Default for Options {
         Self {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            watch_buffer: 4096,
         }
     }
 }
@@ -158,7 +162,7 @@ impl KubeSim {
     pub fn with_options(options: Options) -> Self {
         Self {
             shared: Arc::new(Shared {
-                store: Store::new(options.history_limit),
+                store: Store::new(options.history_limit, options.watch_buffer),
                 faults: Faults::default(),
                 counters: WriteCounters::default(),
                 options,

@@ -244,8 +244,10 @@ fn decode_token(token: &str) -> Option<(u64, ObjKey)> {
 }
 
 impl Store {
-    pub fn new(history_limit: usize) -> Self {
-        let (tx, _) = broadcast::channel(history_limit.max(1024));
+    /// A store keeping `history_limit` events for resumed watches, whose watchers may fall
+    /// `watch_buffer` events behind before they get 410.
+    pub fn new(history_limit: usize, watch_buffer: usize) -> Self {
+        let (tx, _) = broadcast::channel(watch_buffer.max(1));
         let state = State {
             rv: 0,
             registry: Registry::default(),
@@ -542,7 +544,7 @@ mod tests {
     }
 
     fn setup() -> (Store, Arc<ResourceDef>) {
-        let store = Store::new(100);
+        let store = Store::new(100, 1024);
         let def = store
             .lock()
             .registry
