@@ -345,6 +345,14 @@ async fn every_patch_type() {
         let forced = cms.patch("ssa", &PatchParams::apply("two").force(), &apply(json!({"a": "9"}))).await.unwrap();
         assert_eq!(forced.data.unwrap()["a"], "9");
 
+        // resourceVersion in an applied configuration is a precondition
+        let stale_apply = Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "ssa", "resourceVersion": "1"}, "data": {"a": "9"}}));
+        let (code, reason, _) = api_error(
+            cms.patch("ssa", &PatchParams::apply("two"), &stale_apply).await.unwrap_err(),
+        );
+        assert_eq!((code, reason.as_str()), (409, "Conflict"));
+
         // a non-apply writer takes ownership of what it changes
         let editor = PatchParams { field_manager: Some("editor".into()), ..Default::default() };
         let edited = cms.patch("ssa", &editor, &Patch::Merge(json!({"data": {"a": "5"}}))).await.unwrap();

@@ -457,19 +457,13 @@ impl State {
                 "the patched object is not a JSON object",
             ));
         }
-        // a patch may carry resourceVersion as a precondition; otherwise it applies to now
-        let requested_rv = match kind {
-            PatchKind::Apply => None,
-            _ => body
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        };
-        let rv = requested_rv.unwrap_or_else(|| {
-            meta_str(&current, "resourceVersion")
-                .unwrap_or_default()
-                .to_owned()
-        });
+        // a patch (of any kind, apply included) that sets resourceVersion makes it a
+        // precondition; otherwise the patch applies to the current object
+        let rv = meta_str(&doc, "resourceVersion")
+            .filter(|rv| !rv.is_empty())
+            .or_else(|| meta_str(&current, "resourceVersion"))
+            .unwrap_or_default()
+            .to_owned();
         meta_mut(&mut doc).insert("resourceVersion".into(), json!(rv));
         let opts = WriteOpts {
             applying: kind == PatchKind::Apply,
