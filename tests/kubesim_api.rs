@@ -546,6 +546,16 @@ async fn garbage_collection_by_owner_references() {
         assert!(cms.get_opt("dep-shared").await.unwrap().is_some(), "a dependent with a live owner stays");
         assert!(cms.get_opt("grandchild").await.unwrap().is_some());
 
+        // references that resolve to nothing (or across namespaces) are garbage
+        let ghost = json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "no-such-uid"});
+        let dangling = cms.create(&PostParams::default(), &dependent("dangling", json!([ghost]), json!([]))).await.unwrap();
+        assert!(dangling.metadata.uid.is_some());
+        assert!(cms.get_opt("dangling").await.unwrap().is_none());
+        let elsewhere: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+        let foreign = elsewhere.create(&PostParams::default(), &cm("foreign-owner", json!({}))).await.unwrap();
+        cms.create(&PostParams::default(), &dependent("cross-ns", json!([oref(&foreign)]), json!([]))).await.unwrap();
+        assert!(cms.get_opt("cross-ns").await.unwrap().is_none());
+
         // foreground: the owner waits for dependents that block its deletion
         let fg = cms.create(&PostParams::default(), &cm("fg-owner", json!({}))).await.unwrap();
         let mut blocking = oref(&fg);

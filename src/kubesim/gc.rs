@@ -16,6 +16,33 @@ use super::store::{
 };
 
 impl State {
+    /// Whether one of `obj`'s owners (other than `except`) exists where it may own `obj`:
+    /// cluster-scoped, or in the same namespace.
+    fn has_live_owner(&self, obj: &Value, key: &ObjKey, except: Option<&str>) -> bool {
+        owner_uids(obj).iter().any(|u| {
+            Some(u.as_str()) != except
+                && self
+                    .by_uid
+                    .get(u)
+                    .is_some_and(|(_, (owner_ns, _))| owner_ns.is_empty() || *owner_ns == key.0)
+        })
+    }
+
+    /// An object whose owners are all missing (or in a scope that cannot own it) is
+    /// garbage, as the collector finds when it resolves the references.
+    pub(super) fn collect_if_dangling(&mut self, gr: &GroupResource, key: &ObjKey) {
+        let Some(obj) = self.objects.get(gr).and_then(|m| m.get(key)).cloned() else {
+            return;
+        };
+        if meta_str(&obj, "deletionTimestamp").is_some() || self.has_live_owner(&obj, key, None) {
+            return;
+        }
+        if let Some(def) = self.registry.get(gr) {
+            // deleting an object that exists cannot be refused
+            let _ = self.delete_object(&def, key, obj, &DeleteOpts::default());
+        }
+    }
+
     /// Background garbage collection: dependents whose owners are all gone are deleted.
     pub(super) fn collect_dependents(&mut self, owner_uid: &str) {
         let Some(deps) = self.dependents.get(owner_uid).cloned() else {
@@ -25,10 +52,9 @@ impl State {
             let Some(obj) = self.objects.get(&gr).and_then(|m| m.get(&key)).cloned() else {
                 continue;
             };
-            let other_owner_alive = owner_uids(&obj)
-                .iter()
-                .any(|u| u != owner_uid && self.by_uid.contains_key(u));
-            if other_owner_alive || meta_str(&obj, "deletionTimestamp").is_some() {
+            if self.has_live_owner(&obj, &key, Some(owner_uid))
+                || meta_str(&obj, "deletionTimestamp").is_some()
+            {
                 continue;
             }
             if let Some(def) = self.registry.get(&gr) {

@@ -54,8 +54,10 @@
 //!   deleting a namespace deletes its content and the namespace goes when it is empty.
 //! - Garbage collection by ownerReferences: when an object is removed, dependents whose
 //!   owners are all gone are deleted (dependents with finalizers get a deletionTimestamp
-//!   and stay until their finalizers go). It runs in the same transaction as the owner's
-//!   removal rather than a moment later.
+//!   and stay until their finalizers go); an object written with ownerReferences none of
+//!   which resolves (missing uid, or an owner in another namespace) is deleted too. It
+//!   runs in the same transaction as the write that triggers it rather than a moment
+//!   later.
 //! - Custom resources: schema pruning, defaults, validation and CEL rules (`schema.rs`).
 //! - Errors: `metav1.Status` with the real codes, reasons, messages and causes (400, 403,
 //!   404, 405, 409 AlreadyExists/Conflict, 410, 415, 422); malformed bodies → 400; invalid
@@ -75,8 +77,7 @@
 //! from a snapshot); `/watch/` path prefixes and watches of a single named object by path;
 //! subresources other than `status` (`finalize` of namespaces is routed but behaves as an
 //! update); controllers of any kind (no Pods run, no default ServiceAccounts or tokens
-//! are made); garbage collection of objects created with owners that never existed;
-//! re-checking a foreground deletion when a dependent drops its ownerReference by an
+//! are made); re-checking a foreground deletion when a dependent drops its ownerReference by an
 //! update (it is re-checked when a dependent is removed); errors about events.k8s.io
 //! Events name the storage resource (`events`).
 //!

@@ -481,7 +481,12 @@ impl State {
         } else {
             EventType::Added
         };
+        let owners = owner_uids(&obj);
+        let owners_changed = prev.as_ref().map(owner_uids).unwrap_or_default() != owners;
         self.emit(gr.clone(), kind, obj.clone(), prev);
+        if owners_changed && !owners.is_empty() {
+            self.collect_if_dangling(gr, key);
+        }
         obj
     }
 
