@@ -363,7 +363,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use crate::kubesim::resources::GroupResource;
-    use crate::kubesim::store::{DeleteOpts, Deleted, State, Store, WriteOpts};
+    use crate::kubesim::store::{Addr, DeleteOpts, Deleted, State, Store, WriteOpts};
 
     fn def(
         s: &State,
@@ -379,17 +379,14 @@ mod tests {
         let d = def(s, group, resource);
         let mut obj = s.get(&d, ns, name).unwrap();
         obj["metadata"]["finalizers"] = json!([]);
-        s.update(
-            &d,
-            d.storage_version(),
+        let at = Addr {
+            def: &d,
+            version: d.storage_version(),
             ns,
             name,
-            None,
-            obj,
-            &WriteOpts::default(),
-            false,
-        )
-        .unwrap();
+            sub: None,
+        };
+        s.update(at, obj, &WriteOpts::default(), false).unwrap();
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::failure::Failure;
 use super::faults::Verb;
 use super::meta::{FieldSelector, LabelSelector};
 use super::resources::{self, ResourceDef, Shape};
-use super::store::{DeleteOpts, Deleted, PatchKind, Propagation, WriteOpts};
+use super::store::{Addr, DeleteOpts, Deleted, PatchKind, Propagation, WriteOpts};
 use super::table;
 use super::watch::{self, WatchParams};
 
@@ -494,6 +494,13 @@ impl Ctx<'_> {
         let name = t.name.as_deref().unwrap_or_default();
         let sub = t.sub.as_deref().filter(|s| *s == "status");
         let opts = self.write_opts();
+        let at = Addr {
+            def: &t.def,
+            version: &t.store_version,
+            ns,
+            name,
+            sub,
+        };
         let ct = self.content_type();
         let yaml_body = ct.contains("yaml");
         match verb {
@@ -508,16 +515,7 @@ impl Ctx<'_> {
             }
             Verb::Update => {
                 let body = self.to_store(t, self.body_value(yaml_body)?);
-                let obj = self.shared.store.lock().update(
-                    &t.def,
-                    &t.store_version,
-                    ns,
-                    name,
-                    sub,
-                    body,
-                    &opts,
-                    false,
-                )?;
+                let obj = self.shared.store.lock().update(at, body, &opts, false)?;
                 Ok(ok(&self.present(t, &obj)))
             }
             Verb::Patch => {
@@ -547,8 +545,7 @@ impl Ctx<'_> {
                 };
                 let mut store = self.shared.store.lock();
                 let existed = store.get(&t.def, ns, name).is_ok();
-                let obj =
-                    store.patch(&t.def, &t.store_version, ns, name, sub, kind, &body, &opts)?;
+                let obj = store.patch(at, kind, &body, &opts)?;
                 let code = if existed {
                     StatusCode::OK
                 } else {

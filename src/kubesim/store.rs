@@ -37,6 +37,17 @@ pub struct Event {
     pub prev: Option<Value>,
 }
 
+/// The object a write addresses: its resource, the version the client used, namespace,
+/// name, and subresource (`status`).
+#[derive(Clone, Copy)]
+pub struct Addr<'a> {
+    pub def: &'a ResourceDef,
+    pub version: &'a str,
+    pub ns: Option<&'a str>,
+    pub name: &'a str,
+    pub sub: Option<&'a str>,
+}
+
 /// How a patch body is to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchKind {
@@ -587,29 +598,16 @@ mod tests {
             .unwrap();
         let rv = s.resource_version();
         let root = json!([{"op": "replace", "path": "", "value": [1]}]);
-        let err = s
-            .patch(
-                &def,
-                "v1",
-                Some("default"),
-                "a",
-                None,
-                PatchKind::Json,
-                &root,
-                &opts,
-            )
-            .unwrap_err();
+        let at = Addr {
+            def: &def,
+            version: "v1",
+            ns: Some("default"),
+            name: "a",
+            sub: None,
+        };
+        let err = s.patch(at, PatchKind::Json, &root, &opts).unwrap_err();
         assert_eq!(err.code, 422);
-        let not_object = s.update(
-            &def,
-            "v1",
-            Some("default"),
-            "a",
-            None,
-            json!("x"),
-            &opts,
-            false,
-        );
+        let not_object = s.update(at, json!("x"), &opts, false);
         assert_eq!(not_object.unwrap_err().code, 400);
         assert_eq!(s.resource_version(), rv);
         assert_eq!(

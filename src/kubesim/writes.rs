@@ -10,8 +10,8 @@ use super::meta::{check_labels, check_name, generate_name, now};
 use super::patch;
 use super::resources::{GroupResource, ResourceDef};
 use super::store::{
-    PatchKind, State, WriteOpts, comparable, finalizers, generation_part, is_crd, is_namespace,
-    meta_mut, meta_str, ns_gr,
+    Addr, PatchKind, State, WriteOpts, comparable, finalizers, generation_part, is_crd,
+    is_namespace, meta_mut, meta_str, ns_gr,
 };
 
 impl State {
@@ -240,18 +240,20 @@ impl State {
 
     /// Replaces an object (PUT, and the last step of every patch). `sub` is "status" for
     /// the status subresource.
-    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
-        def: &ResourceDef,
-        version: &str,
-        ns: Option<&str>,
-        name: &str,
-        sub: Option<&str>,
+        at: Addr<'_>,
         mut new: Value,
         opts: &WriteOpts,
         from_patch: bool,
     ) -> Result<Value, Failure> {
+        let Addr {
+            def,
+            version,
+            ns,
+            name,
+            sub,
+        } = at;
         Self::check_identity(def, version, ns, &new)?;
         let gr = def.group_resource();
         let old = self.get(def, ns, name)?;
@@ -412,18 +414,20 @@ impl State {
         Ok(self.put(&gr, &key, new, Some(old)))
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn patch(
         &mut self,
-        def: &ResourceDef,
-        version: &str,
-        ns: Option<&str>,
-        name: &str,
-        sub: Option<&str>,
+        at: Addr<'_>,
         kind: PatchKind,
         body: &Value,
         opts: &WriteOpts,
     ) -> Result<Value, Failure> {
+        let Addr {
+            def,
+            version,
+            ns,
+            name,
+            sub,
+        } = at;
         let current = match self.get(def, ns, name) {
             Ok(obj) => obj,
             Err(_) if kind == PatchKind::Apply && sub.is_none() => {
@@ -449,7 +453,7 @@ impl State {
                 patch::strategic_merge(&mut doc, body)?;
             }
             PatchKind::Apply => {
-                doc = self.apply_to(def, version, name, &current, body, sub, opts)?;
+                doc = self.apply_to(at, &current, body, opts)?;
             }
         }
         if !doc.is_object() {
@@ -469,7 +473,7 @@ impl State {
             applying: kind == PatchKind::Apply,
             ..opts.clone()
         };
-        self.update(def, version, ns, name, sub, doc, &opts, true)
+        self.update(at, doc, &opts, true)
     }
 
     pub(super) fn manager(opts: &WriteOpts) -> Result<String, Failure> {
@@ -483,17 +487,20 @@ impl State {
             })
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn apply_to(
         &self,
-        def: &ResourceDef,
-        version: &str,
-        name: &str,
+        at: Addr<'_>,
         current: &Value,
         config: &Value,
-        sub: Option<&str>,
         opts: &WriteOpts,
     ) -> Result<Value, Failure> {
+        let Addr {
+            def,
+            version,
+            name,
+            sub,
+            ..
+        } = at;
         let manager = Self::manager(opts)?;
         if let Some(n) = meta_str(config, "name")
             && n != name
@@ -533,7 +540,14 @@ impl State {
         if let Some(ns) = ns {
             seed["metadata"]["namespace"] = json!(ns);
         }
-        let obj = self.apply_to(def, version, name, &seed, config, None, opts)?;
+        let at = Addr {
+            def,
+            version,
+            ns,
+            name,
+            sub: None,
+        };
+        let obj = self.apply_to(at, &seed, config, opts)?;
         let opts = WriteOpts {
             applying: true,
             ..opts.clone()
