@@ -273,7 +273,30 @@ async fn crud_conflicts_selectors_and_bad_input() {
             api_error(client.request::<Value>(raw).await.unwrap_err()).0,
             400
         );
+        // built-in kinds are decoded as the server's types: wrong types are refused,
+        // unknown fields dropped (or refused with fieldValidation=Strict)
+        let raw = http::Request::post("/api/v1/namespaces/default/pods")
+            .header("content-type", "application/json")
+            .body(br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":"nginx"}}"#.to_vec())
+            .unwrap();
+        let (code, _, msg) = api_error(client.request::<Value>(raw).await.unwrap_err());
+        assert_eq!(code, 400);
+        assert!(msg.starts_with("Pod in version \"v1\" cannot be handled as a Pod: "), "{msg}");
+        let with_junk = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"junk"},"data":{"a":"b"},"junk":1}"#;
+        let raw = http::Request::post("/api/v1/namespaces/default/configmaps?fieldValidation=Strict")
+            .header("content-type", "application/json")
+            .body(with_junk.to_vec())
+            .unwrap();
+        let (code, _, msg) = api_error(client.request::<Value>(raw).await.unwrap_err());
+        assert_eq!(code, 400);
+        assert!(msg.contains("strict decoding error: unknown field \"junk\""), "{msg}");
         assert_eq!(sim.resource_version(), before);
+        let raw = http::Request::post("/api/v1/namespaces/default/configmaps")
+            .header("content-type", "application/json")
+            .body(with_junk.to_vec())
+            .unwrap();
+        let stored: Value = client.request(raw).await.unwrap();
+        assert!(stored.get("junk").is_none() && stored["data"]["a"] == "b", "{stored}");
 
         // delete
         cms.delete("b", &DeleteParams::default()).await.unwrap();

@@ -136,7 +136,13 @@ pub fn resource_def(crd: &Value) -> Result<ResourceDef, Vec<Cause>> {
                     None
                 }
             },
-            None => None,
+            None => {
+                causes.push(
+                    Cause::required(&format!("spec.versions[{i}].schema.openAPIV3Schema"))
+                        .with_detail("schemas are required"),
+                );
+                None
+            }
         };
         let def = VersionDef {
             name: vname,
@@ -177,6 +183,7 @@ pub fn resource_def(crd: &Value) -> Result<ResourceDef, Vec<Cause>> {
         custom: true,
         return_deleted_object: false,
         stored_as: None,
+        normalize: None,
     })
 }
 
@@ -224,7 +231,8 @@ mod tests {
             "spec": {"group": "example.com", "scope": "Namespaced",
                      "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"]},
                      "versions": [
-                        {"name": "v1beta1", "served": true, "storage": false},
+                        {"name": "v1beta1", "served": true, "storage": false,
+                         "schema": {"openAPIV3Schema": {"type": "object"}}},
                         {"name": "v1", "served": true, "storage": true,
                          "subresources": {"status": {}},
                          "schema": {"openAPIV3Schema": {"type": "object"}},
@@ -246,6 +254,18 @@ mod tests {
         let status = established_status(&crd());
         assert_eq!(status["conditions"][1]["type"], "Established");
         assert_eq!(status["storedVersions"], json!(["v1"]));
+    }
+
+    #[test]
+    fn a_version_without_schema_is_refused() {
+        let mut bad = crd();
+        bad["spec"]["versions"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("schema");
+        let causes = resource_def(&bad).unwrap_err();
+        assert_eq!(causes[0].field, "spec.versions[0].schema.openAPIV3Schema");
+        assert_eq!(causes[0].message, "Required value: schemas are required");
     }
 
     #[test]

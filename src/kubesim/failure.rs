@@ -34,6 +34,12 @@ impl Cause {
         Self::new("FieldValueRequired", field, "Required value")
     }
 
+    /// The same cause with `: detail` after its message.
+    pub fn with_detail(mut self, detail: &str) -> Self {
+        self.message = format!("{}: {detail}", self.message);
+        self
+    }
+
     pub fn forbidden(field: &str, detail: &str) -> Self {
         Self::new("FieldValueForbidden", field, format!("Forbidden: {detail}"))
     }

@@ -59,6 +59,10 @@
 //!   runs in the same transaction as the write that triggers it rather than a moment
 //!   later.
 //! - Custom resources: schema pruning, defaults, validation and CEL rules (`schema.rs`).
+//! - Built-in kinds are decoded as their k8s-openapi types, as the real server decodes
+//!   them: a wrongly typed field → 400 (`Pod in version "v1" cannot be handled as a
+//!   Pod: ...`), unknown fields dropped (400 with `fieldValidation=Strict`). CRDs need a
+//!   schema per served version.
 //! - Errors: `metav1.Status` with the real codes, reasons, messages and causes (400, 403,
 //!   404, 405, 409 AlreadyExists/Conflict, 410, 415, 422); malformed bodies → 400; invalid
 //!   names (RFC 1123) → 422; a rejected request changes nothing.

@@ -194,6 +194,46 @@ pub struct ResourceDef {
     pub return_deleted_object: bool,
     /// Served as a view of another resource's storage.
     pub stored_as: Option<StoredAs>,
+    /// Decodes an object into the kind's typed form and back (built-in kinds): the
+    /// object without unknown fields, or why it cannot be decoded.
+    pub normalize: Option<Normalize>,
+}
+
+/// See [`ResourceDef::normalize`].
+pub type Normalize = fn(&Value) -> Result<Value, String>;
+
+/// Round-trips `v` through `T`, as the real server decodes built-in kinds.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Result<Value, String> {
+    let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(t).map_err(|e| e.to_string())
+}
+
+/// Paths of fields in `given` that `normalized` dropped (unknown to the kind).
+pub fn dropped_fields(given: &Value, normalized: &Value, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match (given, normalized) {
+        (Value::Object(g), Value::Object(n)) => {
+            for (k, gv) in g {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match n.get(k) {
+                    Some(nv) => out.extend(dropped_fields(gv, nv, &p)),
+                    None if !gv.is_null() => out.push(p),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(n)) => {
+            for (i, (gv, nv)) in g.iter().zip(n).enumerate() {
+                out.extend(dropped_fields(gv, nv, &format!("{path}[{i}]")));
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 impl ResourceDef {
@@ -253,6 +293,7 @@ struct Builtin {
     name_rule: NameRule,
     return_deleted_object: bool,
     columns: fn() -> Vec<Column>,
+    normalize: Normalize,
     /// (storage group, storage resource, field renames)
     stored_as: Option<BuiltinView>,
 }
@@ -279,6 +320,7 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         name_rule: NameRule::Label,
         return_deleted_object: true,
+        normalize: typed::<k8s_openapi::api::core::v1::Namespace>,
         stored_as: None,
         columns: || {
             vec![
@@ -298,6 +340,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::Subdomain,
         return_deleted_object: true,
+        normalize: typed::<k8s_openapi::api::core::v1::ServiceAccount>,
         stored_as: None,
         columns: || {
             vec![
@@ -321,6 +364,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::Subdomain,
         return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::core::v1::ConfigMap>,
         stored_as: None,
         columns: || {
             vec![
@@ -344,6 +388,7 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         name_rule: NameRule::Subdomain,
         return_deleted_object: true,
+        normalize: typed::<k8s_openapi::api::core::v1::Pod>,
         stored_as: None,
         columns: || {
             vec![
@@ -369,6 +414,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::PathSegment,
         return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::core::v1::Event>,
         stored_as: None,
         columns: || {
             vec![
@@ -390,6 +436,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::PathSegment,
         return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::events::v1::Event>,
         stored_as: Some(("", "events", EVENT_RENAMES)),
         columns: || {
             vec![
@@ -411,6 +458,7 @@ const BUILTINS: &[Builtin] = &[
         status: false,
         name_rule: NameRule::Subdomain,
         return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::coordination::v1::Lease>,
         stored_as: None,
         columns: || {
             vec![
@@ -430,6 +478,7 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         name_rule: NameRule::Subdomain,
         return_deleted_object: false,
+        normalize: typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
         stored_as: None,
         columns: || {
             vec![Column::new(
@@ -515,6 +564,7 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
             name_rule: b.name_rule,
             custom: false,
             return_deleted_object: b.return_deleted_object,
+            normalize: Some(b.normalize),
             stored_as: b.stored_as.map(|(group, resource, renames)| StoredAs {
                 storage: GroupResource::new(group, resource),
                 storage_api_version: "v1",

@@ -8,7 +8,7 @@ use super::crd;
 use super::failure::{Cause, Failure};
 use super::meta::{check_labels, check_name, generate_name, now};
 use super::patch;
-use super::resources::{GroupResource, ResourceDef};
+use super::resources::{self, GroupResource, ResourceDef};
 use super::store::{
     Addr, PatchKind, State, WriteOpts, comparable, finalizers, generation_part, is_crd,
     is_namespace, meta_mut, meta_str, ns_gr,
@@ -50,19 +50,35 @@ impl State {
         opts: &WriteOpts,
     ) -> Result<(), Failure> {
         let name = meta_str(obj, "name").unwrap_or_default().to_owned();
+        let strict_error = |dropped: &[String]| {
+            let listed: Vec<String> = dropped
+                .iter()
+                .map(|p| format!("unknown field \"{p}\""))
+                .collect();
+            Failure::bad_request(format!(
+                "{} in body: strict decoding error: {}",
+                def.kind,
+                listed.join(", ")
+            ))
+        };
+        if let Some(normalize) = def.normalize {
+            let normalized = normalize(obj).map_err(|e| {
+                Failure::bad_request(format!(
+                    "{} in version \"{version}\" cannot be handled as a {}: {e}",
+                    def.kind, def.kind
+                ))
+            })?;
+            let dropped = resources::dropped_fields(obj, &normalized, "");
+            if opts.strict && !dropped.is_empty() {
+                return Err(strict_error(&dropped));
+            }
+            *obj = normalized;
+        }
         let mut causes = check_labels(obj.get("metadata").unwrap_or(&Value::Null));
         if let Some(schema) = def.version(version).and_then(|v| v.schema.clone()) {
             match schema.admit(obj, old) {
                 Ok(pruned) if opts.strict && !pruned.is_empty() => {
-                    let listed: Vec<String> = pruned
-                        .iter()
-                        .map(|p| format!("unknown field \"{p}\""))
-                        .collect();
-                    return Err(Failure::bad_request(format!(
-                        "{} in body: strict decoding error: {}",
-                        def.kind,
-                        listed.join(", ")
-                    )));
+                    return Err(strict_error(&pruned));
                 }
                 Ok(_) => {}
                 Err(schema_causes) => causes.extend(schema_causes),
@@ -152,7 +168,7 @@ impl State {
                         "",
                         vec![
                             Cause::required("metadata.name")
-                                .with_message("Required value: name or generateName is required"),
+                                .with_detail("name or generateName is required"),
                         ],
                     ));
                 }
@@ -553,12 +569,5 @@ impl State {
             ..opts.clone()
         };
         self.create(def, version, ns, obj, &opts)
-    }
-}
-
-impl Cause {
-    pub(super) fn with_message(mut self, message: &str) -> Self {
-        self.message = message.to_owned();
-        self
     }
 }
