@@ -1,0 +1,659 @@
+//! The table of resource definitions: the built-in kinds, and those a CRD registers.
+//!
+//! Everything the store, the handlers, discovery and table output need to know about a
+//! kind lives in one [`ResourceDef`]; no other module has code for a particular kind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::schema::CompiledSchema;
+
+/// A group and a resource (plural), the key under which objects are stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupResource {
+    pub group: String,
+    pub resource: String,
+}
+
+impl GroupResource {
+    pub fn new(group: &str, resource: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for GroupResource {
+    /// `configmaps`, or `leases.coordination.k8s.io`, as the real server names them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}", self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// Which names a kind accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 label: at most 63 characters, `[a-z0-9-]`, alphanumeric at both ends.
+    Label,
+    /// RFC 1123 subdomain: at most 253 characters, labels joined by dots.
+    Subdomain,
+    /// Anything that can sit in a URL path segment (Events).
+    PathSegment,
+}
+
+/// Where a table column takes its cell from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellSource {
+    /// A printer-column JSONPath such as `.status.conditions[?(@.type=="Ready")].status`.
+    JsonPath(String),
+    /// Time since `metadata.creationTimestamp`.
+    Age,
+    /// Number of entries of the map or list at a JSONPath (ConfigMap DATA).
+    Count(Vec<String>),
+    /// Ready containers over all containers of a Pod.
+    PodReady,
+}
+
+/// One column of `kubectl get` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// OpenAPI type: string, integer, number, boolean, date.
+    pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub source: CellSource,
+}
+
+impl Column {
+    fn new(name: &str, type_: &str, source: CellSource) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_: type_.to_owned(),
+            format: String::new(),
+            description: String::new(),
+            priority: 0,
+            source,
+        }
+    }
+
+    fn age() -> Self {
+        Self::new("Age", "string", CellSource::Age)
+    }
+}
+
+/// A resource served as a view of another one's storage (events.k8s.io Events are core
+/// Events): objects are stored in the other's shape, top-level fields renamed.
+#[derive(Clone, Debug)]
+pub struct StoredAs {
+    pub storage: GroupResource,
+    pub storage_api_version: &'static str,
+    /// (field in this resource, field in storage)
+    pub renames: &'static [(&'static str, &'static str)],
+}
+
+impl StoredAs {
+    fn rename(v: &Value, pairs: impl Iterator<Item = (&'static str, &'static str)>) -> Value {
+        let mut out = v.clone();
+        if let Some(m) = out.as_object_mut() {
+            for (from, to) in pairs {
+                if let Some(x) = m.remove(from) {
+                    m.insert(to.to_owned(), x);
+                }
+            }
+        }
+        out
+    }
+
+    /// This resource's shape to the storage shape (also for merge patches and apply
+    /// configurations, whose top-level keys are the same).
+    pub fn to_storage(&self, v: &Value) -> Value {
+        Self::rename(v, self.renames.iter().copied())
+    }
+
+    pub fn to_view(&self, v: &Value) -> Value {
+        Self::rename(v, self.renames.iter().map(|(a, b)| (*b, *a)))
+    }
+
+    /// A dotted field path (`regarding.name`) to the storage's (`involvedObject.name`).
+    pub fn dotted_to_storage(&self, path: &str) -> String {
+        let (head, rest) = path
+            .split_once('.')
+            .map_or((path, None), |(h, r)| (h, Some(r)));
+        let head = self
+            .renames
+            .iter()
+            .find(|(a, _)| *a == head)
+            .map_or(head, |(_, b)| b);
+        rest.map_or_else(|| head.to_owned(), |r| format!("{head}.{r}"))
+    }
+
+    /// A JSON pointer (`/note`) to the storage's (`/message`).
+    pub fn pointer_to_storage(&self, pointer: &str) -> String {
+        match pointer.strip_prefix('/') {
+            Some(p) => {
+                let (head, rest) = p.split_once('/').map_or((p, None), |(h, r)| (h, Some(r)));
+                let head = self
+                    .renames
+                    .iter()
+                    .find(|(a, _)| *a == head)
+                    .map_or(head, |(_, b)| b);
+                rest.map_or_else(|| format!("/{head}"), |r| format!("/{head}/{r}"))
+            }
+            None => pointer.to_owned(),
+        }
+    }
+}
+
+const EVENT_RENAMES: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+/// One served version of a resource.
+#[derive(Clone, Debug)]
+pub struct VersionDef {
+    pub name: String,
+    /// Columns after NAME.
+    pub columns: Vec<Column>,
+    /// The compiled openAPIV3Schema of a custom resource version.
+    pub schema: Option<Arc<CompiledSchema>>,
+}
+
+/// Everything the server knows about one resource.
+#[derive(Clone, Debug)]
+pub struct ResourceDef {
+    pub group: String,
+    /// Served versions, the storage (preferred) version first.
+    pub versions: Vec<VersionDef>,
+    pub kind: String,
+    pub list_kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub status_subresource: bool,
+    pub name_rule: NameRule,
+    /// Defined by a CustomResourceDefinition (schema checks, no strategic merge patch).
+    pub custom: bool,
+    /// DELETE answers the deleted object rather than a Success Status.
+    pub return_deleted_object: bool,
+    /// Served as a view of another resource's storage.
+    pub stored_as: Option<StoredAs>,
+    /// Decodes an object into the kind's typed form and back (built-in kinds): the
+    /// object without unknown fields, or why it cannot be decoded.
+    pub normalize: Option<Normalize>,
+}
+
+/// See [`ResourceDef::normalize`].
+pub type Normalize = fn(&Value) -> Result<Value, String>;
+
+/// Round-trips `v` through `T`, as the real server decodes built-in kinds.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Result<Value, String> {
+    let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(t).map_err(|e| e.to_string())
+}
+
+/// Paths of fields in `given` that `normalized` dropped (unknown to the kind).
+pub fn dropped_fields(given: &Value, normalized: &Value, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match (given, normalized) {
+        (Value::Object(g), Value::Object(n)) => {
+            for (k, gv) in g {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match n.get(k) {
+                    Some(nv) => out.extend(dropped_fields(gv, nv, &p)),
+                    None if !gv.is_null() => out.push(p),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(n)) => {
+            for (i, (gv, nv)) in g.iter().zip(n).enumerate() {
+                out.extend(dropped_fields(gv, nv, &format!("{path}[{i}]")));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+impl ResourceDef {
+    pub fn group_resource(&self) -> GroupResource {
+        GroupResource::new(&self.group, &self.plural)
+    }
+
+    pub fn storage_version(&self) -> &str {
+        self.versions.first().map_or("v1", |v| v.name.as_str())
+    }
+
+    pub fn version(&self, name: &str) -> Option<&VersionDef> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{}/{}", self.group, version)
+        }
+    }
+
+    /// `ConfigMap` or `PodIdentityBinding.podidentity.dev`, as Invalid messages name kinds.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// The verbs discovery lists.
+    pub fn verbs(&self) -> Vec<&'static str> {
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+}
+
+struct Builtin {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    status: bool,
+    name_rule: NameRule,
+    return_deleted_object: bool,
+    columns: fn() -> Vec<Column>,
+    normalize: Normalize,
+    /// (storage group, storage resource, field renames)
+    stored_as: Option<BuiltinView>,
+}
+
+type BuiltinView = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+fn path(p: &str) -> CellSource {
+    CellSource::JsonPath(p.to_owned())
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        status: true,
+        name_rule: NameRule::Label,
+        return_deleted_object: true,
+        normalize: typed::<k8s_openapi::api::core::v1::Namespace>,
+        stored_as: None,
+        columns: || {
+            vec![
+                Column::new("Status", "string", path(".status.phase")),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: true,
+        normalize: typed::<k8s_openapi::api::core::v1::ServiceAccount>,
+        stored_as: None,
+        columns: || {
+            vec![
+                Column::new(
+                    "Secrets",
+                    "integer",
+                    CellSource::Count(vec!["secrets".into()]),
+                ),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::core::v1::ConfigMap>,
+        stored_as: None,
+        columns: || {
+            vec![
+                Column::new(
+                    "Data",
+                    "integer",
+                    CellSource::Count(vec!["data".into(), "binaryData".into()]),
+                ),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        status: true,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: true,
+        normalize: typed::<k8s_openapi::api::core::v1::Pod>,
+        stored_as: None,
+        columns: || {
+            vec![
+                Column::new("Ready", "string", CellSource::PodReady),
+                Column::new("Status", "string", path(".status.phase")),
+                Column::new(
+                    "Restarts",
+                    "integer",
+                    path(".status.containerStatuses[0].restartCount"),
+                ),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::core::v1::Event>,
+        stored_as: None,
+        columns: || {
+            vec![
+                Column::new("Type", "string", path(".type")),
+                Column::new("Reason", "string", path(".reason")),
+                Column::new("Object", "string", path(".involvedObject.name")),
+                Column::new("Message", "string", path(".message")),
+            ]
+        },
+    },
+    Builtin {
+        group: "events.k8s.io",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::events::v1::Event>,
+        stored_as: Some(("", "events", EVENT_RENAMES)),
+        columns: || {
+            vec![
+                Column::new("Type", "string", path(".type")),
+                Column::new("Reason", "string", path(".reason")),
+                Column::new("Object", "string", path(".regarding.name")),
+                Column::new("Note", "string", path(".note")),
+            ]
+        },
+    },
+    Builtin {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::coordination::v1::Lease>,
+        stored_as: None,
+        columns: || {
+            vec![
+                Column::new("Holder", "string", path(".spec.holderIdentity")),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        status: true,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+        stored_as: None,
+        columns: || {
+            vec![Column::new(
+                "Created At",
+                "string",
+                path(".metadata.creationTimestamp"),
+            )]
+        },
+    },
+];
+
+/// An object from storage as `shown` serves it at `version`.
+pub fn present(shown: &ResourceDef, version: &str, obj: &Value) -> Value {
+    let mut out = match &shown.stored_as {
+        Some(sa) => sa.to_view(obj),
+        None => obj.clone(),
+    };
+    if let Some(m) = out.as_object_mut() {
+        m.insert(
+            "apiVersion".into(),
+            Value::String(shown.api_version(version)),
+        );
+        m.insert("kind".into(), Value::String(shown.kind.clone()));
+    }
+    out
+}
+
+/// An object as `PartialObjectMetadata` (for clients that ask for metadata only).
+pub fn partial_metadata(obj: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("kind".into(), Value::String("PartialObjectMetadata".into()));
+    out.insert("apiVersion".into(), Value::String("meta.k8s.io/v1".into()));
+    out.insert(
+        "metadata".into(),
+        obj.get("metadata")
+            .cloned()
+            .unwrap_or(Value::Object(serde_json::Map::new())),
+    );
+    Value::Object(out)
+}
+
+/// How a client wants objects rendered, from its `Accept` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Object,
+    /// `meta.k8s.io` Table (`kubectl get`).
+    Table,
+    /// `PartialObjectMetadata` (kube's metadata watchers).
+    Metadata,
+}
+
+impl Shape {
+    pub fn from_accept(accept: &str) -> Self {
+        if accept.contains("as=Table") {
+            Self::Table
+        } else if accept.contains("as=PartialObjectMetadata") {
+            Self::Metadata
+        } else {
+            Self::Object
+        }
+    }
+}
+
+/// The kinds every server has, before any CRD.
+pub fn builtin_defs() -> Vec<ResourceDef> {
+    BUILTINS
+        .iter()
+        .map(|b| ResourceDef {
+            group: b.group.to_owned(),
+            versions: vec![VersionDef {
+                name: b.version.to_owned(),
+                columns: (b.columns)(),
+                schema: None,
+            }],
+            kind: b.kind.to_owned(),
+            list_kind: format!("{}List", b.kind),
+            plural: b.plural.to_owned(),
+            singular: b.kind.to_lowercase(),
+            namespaced: b.namespaced,
+            short_names: b.short_names.iter().map(|s| (*s).to_owned()).collect(),
+            categories: b.categories.iter().map(|s| (*s).to_owned()).collect(),
+            status_subresource: b.status,
+            name_rule: b.name_rule,
+            custom: false,
+            return_deleted_object: b.return_deleted_object,
+            normalize: Some(b.normalize),
+            stored_as: b.stored_as.map(|(group, resource, renames)| StoredAs {
+                storage: GroupResource::new(group, resource),
+                storage_api_version: "v1",
+                renames,
+            }),
+        })
+        .collect()
+}
+
+/// The resources the server currently serves, keyed by group and plural.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    defs: BTreeMap<GroupResource, Arc<ResourceDef>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let mut registry = Self {
+            defs: BTreeMap::new(),
+        };
+        for def in builtin_defs() {
+            registry.insert(def);
+        }
+        registry
+    }
+}
+
+impl Registry {
+    pub fn insert(&mut self, def: ResourceDef) {
+        self.defs.insert(def.group_resource(), Arc::new(def));
+    }
+
+    pub fn remove(&mut self, gr: &GroupResource) {
+        self.defs.remove(gr);
+    }
+
+    pub fn get(&self, gr: &GroupResource) -> Option<Arc<ResourceDef>> {
+        self.defs.get(gr).cloned()
+    }
+
+    /// The resource serving `plural` at `group/version`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        self.defs
+            .get(&GroupResource::new(group, plural))
+            .filter(|d| d.version(version).is_some())
+            .cloned()
+    }
+
+    /// Served groups with their versions, the preferred one first; the core group excluded.
+    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for def in self.defs.values().filter(|d| !d.group.is_empty()) {
+            let versions = groups.entry(def.group.clone()).or_default();
+            for v in &def.versions {
+                if !versions.contains(&v.name) {
+                    versions.push(v.name.clone());
+                }
+            }
+        }
+        groups
+    }
+
+    /// The resources served at one group version.
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceDef>> {
+        self.defs
+            .values()
+            .filter(|d| d.group == group && d.version(version).is_some())
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_served_where_clients_look() {
+        let r = Registry::default();
+        assert!(r.lookup("", "v1", "configmaps").is_some());
+        assert!(r.lookup("coordination.k8s.io", "v1", "leases").is_some());
+        assert!(r.lookup("events.k8s.io", "v1", "events").is_some());
+        assert!(r.lookup("", "v2", "configmaps").is_none());
+        let groups = r.groups();
+        assert_eq!(groups["apiextensions.k8s.io"], vec!["v1".to_string()]);
+        assert!(!groups.contains_key(""));
+        assert_eq!(
+            GroupResource::new("coordination.k8s.io", "leases").to_string(),
+            "leases.coordination.k8s.io"
+        );
+    }
+}
