@@ -19,6 +19,11 @@ use serde_json::Value;
 
 use crate::Result;
 
+pub mod classify;
+pub mod config;
+pub mod eks;
+pub mod iam;
+
 /// Tags as IAM and EKS hold them: key to value, ordered for stable comparison.
 pub type Tags = BTreeMap<String, String>;
 
@@ -156,8 +161,7 @@ pub trait IamApi: Send + Sync {
     /// ListAttachedRolePolicies, every page.
     async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>>;
     /// PutRolePolicy (inline policy).
-    async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value)
-    -> Result<()>;
+    async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()>;
     /// GetRolePolicy, decoded; `None` when the role has no inline policy of that name.
     async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>>;
     /// DeleteRolePolicy.

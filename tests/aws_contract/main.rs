@@ -23,4 +23,3 @@ macro_rules! contract_suite {
     };
 }
 pub(crate) use contract_suite;
-
