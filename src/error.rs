@@ -79,7 +79,11 @@ pub struct AwsError {
 
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed: {}: {}", self.operation, self.code, self.message)?;
+        write!(
+            f,
+            "{} failed: {}: {}",
+            self.operation, self.code, self.message
+        )?;
         if let Some(id) = &self.request_id {
             write!(f, " (request id {id})")?;
         }

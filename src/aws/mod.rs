@@ -10,6 +10,9 @@
 //! Policy documents travel as parsed JSON ([`serde_json::Value`]); adapters encode and
 //! decode them at the wire, and comparisons go through [`crate::policy`].
 
+pub mod faults;
+pub mod sim;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -156,8 +159,7 @@ pub trait IamApi: Send + Sync {
     /// ListAttachedRolePolicies, every page.
     async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>>;
     /// PutRolePolicy (inline policy).
-    async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value)
-    -> Result<()>;
+    async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()>;
     /// GetRolePolicy, decoded; `None` when the role has no inline policy of that name.
     async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>>;
     /// DeleteRolePolicy.
