@@ -5,5 +5,6 @@
 
 pub mod aws;
 pub mod error;
+pub mod policy;
 
 pub use error::{Error, Result};

@@ -10,6 +10,9 @@
 //! Policy documents travel as parsed JSON ([`serde_json::Value`]); adapters encode and
 //! decode them at the wire, and comparisons go through [`crate::policy`].
 
+pub mod faults;
+pub mod sim;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;

@@ -4,8 +4,8 @@ use crate::backend::Backend;
 
 /// Names every case, for `contract_suite!` to expand per backend.
 macro_rules! all_cases {
-    ($backend:ident) => {
-        $crate::contract_suite!($backend: role_create_get_delete);
+    () => {
+        $crate::contract_suite!(role_create_get_delete);
     };
 }
 pub(crate) use all_cases;
