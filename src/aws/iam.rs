@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::classify::{classify, none_if_not_found};
 use super::{AttachedPolicy, CreateRole, IamApi, Role, Tags};
+use crate::policy::decode_policy;
 use crate::{Error, Result};
 
 /// IAM through the SDK client.
@@ -345,10 +346,4 @@ impl IamApi for SdkIam {
         }
         Ok(names)
     }
-}
-
-/// Parses a URL-encoded policy document as IAM returns it.
-fn decode_policy(text: &str) -> Result<Value> {
-    let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
-    Ok(serde_json::from_str(&decoded)?)
 }

@@ -9,7 +9,9 @@ mod cases;
 // here with `mod module;`, and ends with `crate::cases::all_cases!();`, which puts one
 // test per case in its `contract` submodule (a macro invoked here could not declare a
 // second module of the backend's name next to the file module).
+mod servers;
 mod sim_backend;
+mod wire_backend;
 
 /// Expands every case of `cases` into one `#[tokio::test]` in a `contract` module, to be
 /// invoked inside a backend module that defines `start()`.

@@ -48,7 +48,8 @@ async fn create_cluster(config: &SdkConfig, name: &str) {
 }
 
 pub async fn start() -> Backend {
-    let (moto, ministack) = tokio::join!(servers::lease(Kind::Moto), servers::lease(Kind::Ministack));
+    let (moto, ministack) =
+        tokio::join!(servers::lease(Kind::Moto), servers::lease(Kind::Ministack));
     let iam_config = sdk_config(&moto.url()).await;
     let eks_config = sdk_config(&ministack.url()).await;
     create_cluster(&eks_config, CLUSTER).await;
