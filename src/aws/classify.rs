@@ -230,21 +230,31 @@ fn credentials_failure(err: &(dyn StdError + 'static)) -> Option<(ErrorClass, &'
     None
 }
 
-/// The request id from the error body (IAM's query protocol puts it there) or the
-/// response headers (EKS's JSON protocol).
+/// The request id: from the SDK's error metadata (which takes it from the response
+/// headers), else the headers themselves, else the `<RequestId>` of a query-protocol
+/// error body (moto and ministack put it only there).
 fn request_id<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<String> {
-    let from_body = err
+    let from_meta = err
         .as_service_error()
-        .and_then(|e| e.meta().extra("aws_request_id"));
-    let from_headers = || {
-        err.raw_response().and_then(|raw| {
-            let headers = raw.headers();
+        .and_then(|e| e.meta().extra("aws_request_id"))
+        .map(str::to_string);
+    let raw = err.raw_response()?;
+    let headers = raw.headers();
+    from_meta
+        .or_else(|| {
             headers
                 .get("x-amzn-requestid")
                 .or_else(|| headers.get("x-amz-request-id"))
+                .map(str::to_string)
         })
-    };
-    from_body.or_else(from_headers).map(str::to_string)
+        .or_else(|| raw.body().bytes().and_then(request_id_in_xml))
+}
+
+fn request_id_in_xml(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<RequestId>")? + "<RequestId>".len();
+    let len = text[start..].find("</RequestId>")?;
+    Some(text[start..start + len].trim().to_string()).filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
@@ -596,6 +606,23 @@ mod tests {
         assert_eq!(
             classify("CreateRole", &garbled_ok).class,
             ErrorClass::Transient
+        );
+    }
+
+    #[test]
+    fn request_id_of_a_query_error_body_without_header() {
+        let body = r#"<ErrorResponse><Error><Code>NoSuchEntity</Code></Error><RequestId>moto-7</RequestId></ErrorResponse>"#;
+        let raw = HttpResponse::new(
+            StatusCode::try_from(404).expect("valid status"),
+            SdkBody::from(body),
+        );
+        let err = SdkError::service_error(
+            CreateRoleError::generic(eks_meta("NoSuchEntity", "Role r not found")),
+            raw,
+        );
+        assert_eq!(
+            classify("GetRole", &err).request_id.as_deref(),
+            Some("moto-7")
         );
     }
 

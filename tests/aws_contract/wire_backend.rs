@@ -64,3 +64,299 @@ pub async fn start() -> Backend {
 }
 
 crate::cases::all_cases!();
+
+/// What only the wire can show: the encodings and pagination of the real protocols, and
+/// how the SDK's own deserializers feed the error classification.
+mod wire_specific {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::{HeaderName, HeaderValue, StatusCode};
+    use pod_identity_operator::aws::{CreateRole, EksApi, IamApi};
+    use pod_identity_operator::error::ErrorClass;
+    use pod_identity_operator::policy::documents_equivalent;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A trust policy full of characters that URL encoding changes.
+    fn awkward_trust_policy(namespace: &str) -> Value {
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "PodIdentity",
+                "Effect": "Allow",
+                "Principal": {"Service": "pods.eks.amazonaws.com"},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": {
+                    "StringEquals": {
+                        "aws:RequestTag/kubernetes-namespace": namespace,
+                        "aws:RequestTag/kubernetes-service-account": "sa+1=%2F/é \"q\" <x>",
+                        "aws:SourceAccount": ACCOUNT_ID
+                    },
+                    "ArnEquals": {
+                        "aws:RequestTag/eks-cluster-arn":
+                            format!("arn:aws:eks:{REGION}:{ACCOUNT_ID}:cluster/c?x=1#y")
+                    }
+                }
+            }]
+        })
+    }
+
+    async fn policies_round_trip(kind: Kind) {
+        let server = servers::lease(kind).await;
+        let config = sdk_config(&server.url()).await;
+        let iam = SdkIam::new(&config);
+        let name = "encoded-trust";
+        let trust = awkward_trust_policy("team a&b");
+        let created = iam
+            .create_role(&CreateRole {
+                name: name.into(),
+                path: "/pod-identity/contract/".into(),
+                assume_role_policy: trust.clone(),
+                ..CreateRole::default()
+            })
+            .await
+            .expect("CreateRole");
+        assert!(documents_equivalent(&created.assume_role_policy, &trust));
+
+        // On the wire the document is URL-encoded, so not JSON as it stands.
+        let wire = aws_sdk_iam::Client::new(&config)
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .expect("raw GetRole");
+        let encoded = wire
+            .role()
+            .and_then(|r| r.assume_role_policy_document())
+            .expect("trust policy on the wire")
+            .to_string();
+        assert!(encoded.starts_with("%7B"), "{encoded}");
+        assert!(serde_json::from_str::<Value>(&encoded).is_err());
+
+        let role = iam.get_role(name).await.expect("GetRole").expect("exists");
+        assert!(documents_equivalent(&role.assume_role_policy, &trust));
+        assert_eq!(role.assume_role_policy, trust);
+
+        let changed = awkward_trust_policy("other ns %20");
+        iam.update_assume_role_policy(name, &changed)
+            .await
+            .expect("UpdateAssumeRolePolicy");
+        let role = iam.get_role(name).await.expect("GetRole").expect("exists");
+        assert!(documents_equivalent(&role.assume_role_policy, &changed));
+        assert!(!documents_equivalent(&role.assume_role_policy, &trust));
+
+        let inline = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket with space/a+b%/*"}]});
+        iam.put_role_policy(name, "inline", &inline)
+            .await
+            .expect("PutRolePolicy");
+        let fetched = iam
+            .get_role_policy(name, "inline")
+            .await
+            .expect("GetRolePolicy")
+            .expect("exists");
+        assert!(documents_equivalent(&fetched, &inline));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn trust_and_inline_policies_round_trip_url_encoding_on_moto() {
+        policies_round_trip(Kind::Moto).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn trust_and_inline_policies_round_trip_url_encoding_on_ministack() {
+        policies_round_trip(Kind::Ministack).await;
+    }
+
+    /// moto answers 100 attached policies a page. It also lets a role hold more than
+    /// IAM's quota of managed policies (10, raisable to 20), which is what makes a
+    /// second page possible here at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attached_policies_are_listed_across_pages_on_moto() {
+        let moto = servers::lease(Kind::Moto).await;
+        let config = sdk_config(&moto.url()).await;
+        let iam = SdkIam::new(&config);
+        iam.create_role(&CreateRole {
+            name: "many-policies".into(),
+            path: "/".into(),
+            assume_role_policy: awkward_trust_policy("ns"),
+            ..CreateRole::default()
+        })
+        .await
+        .expect("CreateRole");
+        let aws_managed = aws_sdk_iam::Client::new(&config)
+            .list_policies()
+            .scope(aws_sdk_iam::types::PolicyScopeType::Aws)
+            .max_items(105)
+            .send()
+            .await
+            .expect("ListPolicies");
+        let arns: BTreeSet<String> = aws_managed
+            .policies()
+            .iter()
+            .filter_map(|p| p.arn().map(str::to_string))
+            .collect();
+        assert_eq!(arns.len(), 105);
+        for arn in &arns {
+            iam.attach_role_policy("many-policies", arn)
+                .await
+                .expect("AttachRolePolicy");
+        }
+        let listed = iam
+            .list_attached_role_policies("many-policies")
+            .await
+            .expect("ListAttachedRolePolicies");
+        assert_eq!(listed.len(), 105);
+        let listed: BTreeSet<String> = listed.into_iter().map(|p| p.arn).collect();
+        assert_eq!(listed, arns);
+    }
+
+    /// An HTTP server giving one fixed answer to every request; counts them.
+    async fn canned(
+        status: u16,
+        headers: &[(&'static str, &'static str)],
+        body: &'static str,
+    ) -> (String, Arc<AtomicUsize>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        let status = StatusCode::from_u16(status).expect("valid status");
+        let headers: Vec<(HeaderName, HeaderValue)> = headers
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect();
+        let app = Router::new().fallback(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let headers = headers.clone();
+            async move {
+                let mut response = axum::response::Response::new(axum::body::Body::from(body));
+                *response.status_mut() = status;
+                response.headers_mut().extend(headers);
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(axum::serve(listener, app).into_future());
+        (url, count)
+    }
+
+    async fn settings_config(url: &str, max_attempts: u32) -> SdkConfig {
+        let settings = AwsSettings {
+            region: Some(REGION.into()),
+            endpoint_url: Some(url.into()),
+            max_attempts,
+            ..AwsSettings::default()
+        };
+        config_loader(&settings)
+            .credentials_provider(Credentials::new("AKIA", "secret", None, None, "test"))
+            .load()
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn iam_throttling_is_retried_then_classified_with_its_request_id() {
+        let (url, count) = canned(
+            400,
+            &[("content-type", "text/xml")],
+            r#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>iam-throttle-1</RequestId></ErrorResponse>"#,
+        )
+        .await;
+        let iam = SdkIam::new(&settings_config(&url, 2).await);
+        let err = iam.get_role("r").await.expect_err("throttled");
+        let aws = err.aws().expect("an AWS error").clone();
+        assert_eq!(aws.class, ErrorClass::Transient);
+        assert!(aws.throttled);
+        assert_eq!(aws.code, "Throttling");
+        assert_eq!(aws.operation, "GetRole");
+        assert_eq!(aws.http_status, Some(400));
+        assert_eq!(aws.request_id.as_deref(), Some("iam-throttle-1"));
+        // The SDK's retry mode retried it once before giving up.
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn eks_role_not_yet_visible_is_propagation() {
+        let (url, count) = canned(
+            400,
+            &[
+                ("content-type", "application/json"),
+                ("x-amzn-errortype", "InvalidParameterException"),
+                ("x-amzn-requestid", "eks-req-9"),
+            ],
+            r#"{"message":"Role provided in the request does not exist"}"#,
+        )
+        .await;
+        let eks = SdkEks::new(&settings_config(&url, 3).await);
+        let err = eks
+            .describe_pod_identity_association("c", "a-1")
+            .await
+            .expect_err("refused");
+        let aws = err.aws().expect("an AWS error");
+        assert_eq!(aws.class, ErrorClass::Propagation);
+        assert_eq!(aws.code, "InvalidParameterException");
+        assert_eq!(aws.request_id.as_deref(), Some("eks-req-9"));
+        // Not a retryable error for the SDK: one request only.
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreadable_5xx_and_refused_connections_are_transient() {
+        let (url, count) = canned(503, &[], "<html>upstream gone</html>").await;
+        let iam = SdkIam::new(&settings_config(&url, 1).await);
+        let aws = iam.get_role("r").await.expect_err("503").aws().cloned();
+        let aws = aws.expect("an AWS error");
+        assert_eq!(aws.class, ErrorClass::Transient);
+        assert_eq!(aws.http_status, Some(503));
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", closed.local_addr().expect("address"));
+        drop(closed);
+        let eks = SdkEks::new(&settings_config(&url, 1).await);
+        let aws = eks.describe_cluster("c").await.expect_err("refused");
+        let aws = aws.aws().expect("an AWS error");
+        assert_eq!(aws.class, ErrorClass::Transient);
+        assert_eq!(aws.code, "DispatchFailure");
+        assert_eq!(aws.request_id, None);
+    }
+
+    /// ministack, like EKS, reports an unset `ownerArn` as an empty string; the adapter
+    /// reports it as absent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn empty_wire_fields_are_absent_and_session_policy_is_parsed() {
+        let b = start().await;
+        let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": "s3:ListBucket", "Resource": "*"}]});
+        let created = b
+            .eks
+            .create_pod_identity_association(&pod_identity_operator::aws::CreateAssociation {
+                cluster_name: b.cluster_name.clone(),
+                namespace: "ns".into(),
+                service_account: "sa".into(),
+                role_arn: format!("arn:aws:iam::{ACCOUNT_ID}:role/r"),
+                disable_session_tags: true,
+                session_policy: Some(policy.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("CreatePodIdentityAssociation");
+        assert_eq!(created.owner_arn, None);
+        assert_eq!(created.target_role_arn, None);
+        assert_eq!(created.session_policy, Some(policy.clone()));
+        assert!(created.disable_session_tags);
+        let described = b
+            .eks
+            .describe_pod_identity_association(&b.cluster_name, &created.association_id)
+            .await
+            .expect("Describe")
+            .expect("exists");
+        assert_eq!(described.session_policy, Some(policy));
+        assert!(created.association_arn.contains(&created.association_id));
+    }
+}
