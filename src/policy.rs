@@ -77,10 +77,8 @@ pub fn validate(doc: &Value, kind: DocumentKind) -> Result<(), PolicyProblem> {
         Some(Value::String(v)) if VERSIONS.contains(&v.as_str()) => {}
         Some(_) => return problem("The policy failed legacy parsing"),
     }
-    if let Some(id) = obj.get("Id") {
-        if !id.is_string() {
-            return problem("Syntax errors in policy.");
-        }
+    if obj.get("Id").is_some_and(|id| !id.is_string()) {
+        return problem("Syntax errors in policy.");
     }
     let statements = match obj.get("Statement") {
         None => return problem("Missing required field Statement"),
@@ -94,10 +92,10 @@ pub fn validate(doc: &Value, kind: DocumentKind) -> Result<(), PolicyProblem> {
     let mut sids = BTreeSet::new();
     for statement in statements {
         validate_statement(statement, kind)?;
-        if let Some(Value::String(sid)) = statement.get("Sid") {
-            if !sids.insert(sid.clone()) {
-                return problem("Statement IDs (SID) in a single policy must be unique");
-            }
+        if let Some(Value::String(sid)) = statement.get("Sid")
+            && !sids.insert(sid.clone())
+        {
+            return problem("Statement IDs (SID) in a single policy must be unique");
         }
     }
     Ok(())

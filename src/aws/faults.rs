@@ -11,6 +11,7 @@
 //! deterministic.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -283,10 +284,10 @@ impl Knobs {
             tokio::time::sleep(latency).await;
         }
         let mut s = self.lock();
-        if let Some(bucket) = s.buckets.get_mut(&service) {
-            if !bucket.take(Instant::now()) {
-                return Err(Fault::throttling(service).to_error(operation));
-            }
+        if let Some(bucket) = s.buckets.get_mut(&service)
+            && !bucket.take(Instant::now())
+        {
+            return Err(Fault::throttling(service).to_error(operation));
         }
         if let Some(i) = s
             .nth
@@ -306,8 +307,9 @@ impl Knobs {
     }
 }
 
-/// Any AWS implementation with [`Knobs`] in front: each call goes through
-/// [`Knobs::enter`] first and reaches the inner implementation only if that passes.
+/// A shared AWS implementation (`Arc<dyn IamApi>`, `Arc<AwsSim>`, ...) with [`Knobs`]
+/// in front: each call goes through [`Knobs::enter`] first and reaches the inner
+/// implementation only if that passes.
 pub struct Faulty<T> {
     inner: T,
     knobs: Arc<Knobs>,
@@ -328,7 +330,11 @@ impl<T> Faulty<T> {
 }
 
 #[async_trait]
-impl<T: IamApi> IamApi for Faulty<T> {
+impl<T> IamApi for Faulty<T>
+where
+    T: Deref + Send + Sync,
+    T::Target: IamApi,
+{
     async fn create_role(&self, input: &CreateRole) -> Result<Role> {
         self.knobs.enter(Service::Iam, "CreateRole").await?;
         self.inner.create_role(input).await
@@ -425,7 +431,11 @@ impl<T: IamApi> IamApi for Faulty<T> {
 }
 
 #[async_trait]
-impl<T: EksApi> EksApi for Faulty<T> {
+impl<T> EksApi for Faulty<T>
+where
+    T: Deref + Send + Sync,
+    T::Target: EksApi,
+{
     async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
         self.knobs.enter(Service::Eks, "DescribeCluster").await?;
         self.inner.describe_cluster(name).await

@@ -151,14 +151,14 @@ impl EksApi for AwsSim {
                 ),
             ));
         }
-        if let Some((old_id, until)) = c.released.get(&sa) {
-            if Instant::now() < *until {
-                return Err(aws_error(
-                    OP,
-                    "ResourceInUseException",
-                    &format!("Association already exists: {old_id}"),
-                ));
-            }
+        if let Some((old_id, until)) = c.released.get(&sa)
+            && Instant::now() < *until
+        {
+            return Err(aws_error(
+                OP,
+                "ResourceInUseException",
+                &format!("Association already exists: {old_id}"),
+            ));
         }
         if c.associations.len() >= self.config.max_associations_per_cluster {
             return Err(aws_error(

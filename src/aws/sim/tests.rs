@@ -1,1 +1,461 @@
+//! The simulator's own behaviour: windows under a paused clock, the knobs, the wrapper,
+//! the inventory, and what the contract suite cannot set up on a wire server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+
 use super::*;
+use crate::aws::faults::{Fault, Faulty, Service};
+use crate::aws::{CreateAssociation, CreateRole, EksApi, IamApi, UpdateAssociation};
+use crate::error::ErrorClass;
+
+fn trust() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "pods.eks.amazonaws.com"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
+}
+
+fn sim(config: SimConfig) -> Arc<AwsSim> {
+    let sim = Arc::new(AwsSim::new(config));
+    sim.add_cluster("c1");
+    sim
+}
+
+async fn role(sim: &AwsSim, name: &str) -> Role {
+    sim.create_role(&CreateRole {
+        name: name.into(),
+        path: "/".into(),
+        assume_role_policy: trust(),
+        ..CreateRole::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn assoc(role: &Role, ns: &str, sa: &str) -> CreateAssociation {
+    CreateAssociation {
+        cluster_name: "c1".into(),
+        namespace: ns.into(),
+        service_account: sa.into(),
+        role_arn: role.arn.clone(),
+        ..CreateAssociation::default()
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: crate::Result<T>) -> (String, ErrorClass) {
+    let e = r.expect_err("an error");
+    let a = e.aws().expect("an AWS error");
+    (a.code.clone(), a.class)
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_role_is_invisible_to_eks_for_the_propagation_window() {
+    let sim = sim(SimConfig {
+        role_propagation: Duration::from_secs(10),
+        ..SimConfig::default()
+    });
+    let r = role(&sim, "r").await;
+    let (c, class) = code(
+        sim.create_pod_identity_association(&assoc(&r, "ns", "sa"))
+            .await,
+    );
+    assert_eq!(
+        (c.as_str(), class),
+        ("InvalidParameterException", ErrorClass::Propagation)
+    );
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(
+        sim.create_pod_identity_association(&assoc(&r, "ns", "sa"))
+            .await
+            .is_err()
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    sim.create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleted_association_blocks_its_service_account_for_the_release_window() {
+    let sim = sim(SimConfig {
+        association_release: Duration::from_secs(30),
+        ..SimConfig::default()
+    });
+    let r = role(&sim, "r").await;
+    let a = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+    sim.delete_pod_identity_association("c1", &a.association_id)
+        .await
+        .unwrap();
+    let e = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap_err();
+    let e = e.aws().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.class),
+        ("ResourceInUseException", ErrorClass::Conflict)
+    );
+    assert!(e.message.contains(&a.association_id), "{e}");
+    // Other ServiceAccounts are free meanwhile.
+    sim.create_pod_identity_association(&assoc(&r, "ns", "other"))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let b = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+    assert_ne!(b.association_id, a.association_id);
+}
+
+#[tokio::test]
+async fn instance_profile_blocks_role_deletion_and_is_listed() {
+    let sim = sim(SimConfig::default());
+    role(&sim, "held").await;
+    sim.add_instance_profile("nodes", "HELD").unwrap();
+    assert_eq!(
+        sim.list_instance_profiles_for_role("held").await.unwrap(),
+        ["nodes"]
+    );
+    let e = sim.delete_role("held").await.unwrap_err();
+    let e = e.aws().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.class),
+        ("DeleteConflict", ErrorClass::Conflict)
+    );
+    assert_eq!(
+        e.message,
+        "Cannot delete entity, must remove roles from instance profile first."
+    );
+    sim.remove_instance_profile("nodes", "held");
+    sim.delete_role("held").await.unwrap();
+    assert!(
+        sim.add_instance_profile("nodes", "held").is_err(),
+        "role is gone"
+    );
+}
+
+#[tokio::test]
+async fn associations_per_cluster_quota() {
+    let sim = sim(SimConfig {
+        max_associations_per_cluster: 2,
+        ..SimConfig::default()
+    });
+    let r = role(&sim, "r").await;
+    sim.create_pod_identity_association(&assoc(&r, "ns", "a"))
+        .await
+        .unwrap();
+    sim.create_pod_identity_association(&assoc(&r, "ns", "b"))
+        .await
+        .unwrap();
+    let (c, class) = code(
+        sim.create_pod_identity_association(&assoc(&r, "ns", "c"))
+            .await,
+    );
+    assert_eq!(
+        (c.as_str(), class),
+        ("ResourceLimitExceededException", ErrorClass::Quota)
+    );
+    assert_eq!(
+        AwsSim::new(SimConfig::default())
+            .config()
+            .max_associations_per_cluster,
+        5000
+    );
+}
+
+#[tokio::test]
+async fn token_reused_with_other_input_is_refused_and_spent_by_delete() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    let mut input = assoc(&r, "ns", "sa");
+    input.client_request_token = Some("t1".into());
+    let a = sim.create_pod_identity_association(&input).await.unwrap();
+    let mut other = input.clone();
+    other.service_account = "sb".into();
+    let (c, _) = code(sim.create_pod_identity_association(&other).await);
+    assert_eq!(c, "InvalidRequestException");
+    sim.delete_pod_identity_association("c1", &a.association_id)
+        .await
+        .unwrap();
+    let b = sim.create_pod_identity_association(&input).await.unwrap();
+    assert_ne!(
+        a.association_id, b.association_id,
+        "a deleted association is not revived"
+    );
+}
+
+#[tokio::test]
+async fn inventory_holds_everything_and_serializes() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "Inv").await;
+    sim.attach_role_policy("inv", DEFAULT_MANAGED_POLICIES[0])
+        .await
+        .unwrap();
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "s3:*", "Resource": "*"}]});
+    sim.put_role_policy("inv", "p", &doc).await.unwrap();
+    let a = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+    sim.set_association_owner(
+        "c1",
+        &a.association_id,
+        Some("arn:aws:eks:us-east-1:111122223333:addon/c1/x/y"),
+    );
+
+    let inv = sim.inventory();
+    let ri = inv.role("INV").expect("found regardless of case");
+    assert_eq!(ri.attached_policy_arns, [DEFAULT_MANAGED_POLICIES[0]]);
+    assert_eq!(ri.inline_policies.get("p"), Some(&doc));
+    assert_eq!(inv.clusters.len(), 1);
+    assert_eq!(inv.associations_for("ns", "sa").len(), 1);
+    assert!(inv.associations[0].owner_arn.is_some());
+    let text = serde_json::to_string(&inv).unwrap();
+    let back: Inventory = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, inv);
+
+    let listed = sim
+        .list_pod_identity_associations("c1", None, None)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].owner_arn, inv.associations[0].owner_arn);
+}
+
+#[tokio::test]
+async fn update_checks_role_and_session_policy_rules() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    let a = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+    let base = UpdateAssociation {
+        cluster_name: "c1".into(),
+        association_id: a.association_id.clone(),
+        ..UpdateAssociation::default()
+    };
+    let cross = UpdateAssociation {
+        role_arn: Some("arn:aws:iam::999999999999:role/x".into()),
+        ..base.clone()
+    };
+    let (c, class) = code(sim.update_pod_identity_association(&cross).await);
+    assert_eq!(
+        (c.as_str(), class),
+        ("InvalidParameterException", ErrorClass::UserInput)
+    );
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "s3:*", "Resource": "*"}]});
+    let with_tags = UpdateAssociation {
+        session_policy: Some(Some(policy.clone())),
+        ..base.clone()
+    };
+    assert!(
+        sim.update_pod_identity_association(&with_tags)
+            .await
+            .is_err()
+    );
+    let ok = UpdateAssociation {
+        session_policy: Some(Some(policy)),
+        disable_session_tags: Some(true),
+        target_role_arn: Some(Some("arn:aws:iam::999999999999:role/t".into())),
+        ..base
+    };
+    let updated = sim.update_pod_identity_association(&ok).await.unwrap();
+    assert!(
+        updated.external_id.is_some(),
+        "a target role gets an external id"
+    );
+    assert!(updated.modified_at >= updated.created_at);
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_is_added_to_each_call() {
+    let sim = sim(SimConfig::default());
+    sim.knobs().set_latency(Duration::from_millis(100));
+    sim.knobs()
+        .set_operation_latency("GetRole", Duration::from_secs(2));
+    let start = Instant::now();
+    sim.describe_cluster("c1").await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    let start = Instant::now();
+    sim.get_role("absent").await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_bucket_throttles_each_service_apart() {
+    let sim = sim(SimConfig::default());
+    sim.knobs().set_throttle(Service::Iam, 2, 1.0);
+    sim.get_role("a").await.unwrap();
+    sim.get_role("a").await.unwrap();
+    let e = sim.get_role("a").await.unwrap_err();
+    let e = e.aws().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.class, e.throttled),
+        ("Throttling", ErrorClass::Transient, true)
+    );
+    // EKS has no bucket: unaffected.
+    sim.describe_cluster("c1").await.unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    sim.get_role("a").await.unwrap();
+    assert!(sim.get_role("a").await.is_err());
+
+    sim.knobs().set_throttle(Service::Eks, 1, 0.5);
+    sim.describe_cluster("c1").await.unwrap();
+    let (c, _) = code(sim.describe_cluster("c1").await);
+    assert_eq!(c, "ThrottlingException");
+    sim.knobs().clear_throttle(Service::Eks);
+    sim.describe_cluster("c1").await.unwrap();
+}
+
+#[tokio::test]
+async fn nth_call_fault_fails_exactly_that_call() {
+    let sim = sim(SimConfig::default());
+    sim.knobs()
+        .fail_nth("CreateRole", 2, Fault::server_error(Service::Iam));
+    role(&sim, "one").await;
+    let e = sim
+        .create_role(&CreateRole {
+            name: "two".into(),
+            path: "/".into(),
+            assume_role_policy: trust(),
+            ..CreateRole::default()
+        })
+        .await
+        .unwrap_err();
+    let e = e.aws().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.class, e.http_status),
+        ("ServiceFailure", ErrorClass::Transient, Some(500))
+    );
+    assert!(
+        sim.inventory().role("two").is_none(),
+        "a failed call changes nothing"
+    );
+    role(&sim, "two").await;
+    assert_eq!(
+        sim.knobs().calls_of("CreateRole"),
+        3,
+        "failed calls are counted"
+    );
+
+    sim.knobs()
+        .fail_next("DescribeCluster", Fault::new("AccessDeniedException", "no"));
+    let (c, class) = code(sim.describe_cluster("c1").await);
+    assert_eq!(
+        (c.as_str(), class),
+        ("AccessDeniedException", ErrorClass::AccessDenied)
+    );
+    sim.describe_cluster("c1").await.unwrap();
+}
+
+#[tokio::test]
+async fn random_faults_follow_their_seed() {
+    async fn outcomes(seed: u64) -> Vec<bool> {
+        let sim = sim(SimConfig::default());
+        sim.knobs().fail_random(
+            seed,
+            0.3,
+            Fault::throttling(Service::Eks),
+            &["DescribeCluster"],
+        );
+        let mut v = Vec::new();
+        for _ in 0..200 {
+            v.push(sim.describe_cluster("c1").await.is_ok());
+        }
+        // Operations not listed never fail.
+        sim.get_role("x").await.unwrap();
+        v
+    }
+    let a = outcomes(7).await;
+    assert_eq!(a, outcomes(7).await, "same seed, same failures");
+    assert_ne!(a, outcomes(8).await);
+    let failures = a.iter().filter(|ok| !**ok).count();
+    assert!(
+        (30..=90).contains(&failures),
+        "about 30% of 200: {failures}"
+    );
+}
+
+#[tokio::test]
+async fn call_counters_count_per_operation() {
+    let sim = sim(SimConfig::default());
+    role(&sim, "r").await;
+    sim.get_role("r").await.unwrap();
+    sim.get_role("r").await.unwrap();
+    sim.describe_cluster("c1").await.unwrap();
+    let calls = sim.knobs().calls();
+    assert_eq!(calls.get("CreateRole"), Some(&1));
+    assert_eq!(calls.get("GetRole"), Some(&2));
+    assert_eq!(calls.get("DescribeCluster"), Some(&1));
+    assert_eq!(sim.knobs().total_calls(), 4);
+    sim.knobs().reset_calls();
+    assert_eq!(sim.knobs().total_calls(), 0);
+}
+
+#[tokio::test]
+async fn faulty_wrapper_injects_in_front_of_any_implementation() {
+    let inner = sim(SimConfig::default());
+    let knobs = crate::aws::faults::Knobs::new();
+    let wrapped = Faulty::new(inner.clone(), knobs.clone());
+    knobs.fail_next("GetRole", Fault::throttling(Service::Iam));
+    assert!(wrapped.get_role("x").await.is_err());
+    assert_eq!(
+        inner.knobs().calls_of("GetRole"),
+        0,
+        "the failed call never reached the inner"
+    );
+    wrapped.get_role("x").await.unwrap();
+    assert_eq!(inner.knobs().calls_of("GetRole"), 1);
+    assert_eq!(knobs.calls_of("GetRole"), 2);
+    assert!(wrapped.describe_cluster("c1").await.unwrap().is_some());
+    let iam: Arc<dyn IamApi> = Arc::new(Faulty::new(inner.clone(), knobs.clone()));
+    let eks: Arc<dyn EksApi> = Arc::new(Faulty::new(inner, knobs));
+    assert!(iam.get_role("x").await.unwrap().is_none());
+    assert!(eks.describe_cluster("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn ids_and_timestamps_look_like_aws() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    assert_eq!(r.role_id.len(), 21);
+    assert!(r.role_id.starts_with("AROA"));
+    assert!(r.created.is_some());
+    let a = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.association_arn,
+        format!(
+            "arn:aws:eks:us-east-1:111122223333:podidentityassociation/c1/{}",
+            a.association_id
+        )
+    );
+    assert!(a.created_at.is_some() && a.modified_at == a.created_at);
+}
+
+#[tokio::test]
+async fn tags_on_missing_association_arn_are_not_found() {
+    let sim = sim(SimConfig::default());
+    let (c, class) = code(
+        sim.tag_resource(
+            "arn:aws:eks:us-east-1:111122223333:podidentityassociation/c1/a-x",
+            &Default::default(),
+        )
+        .await,
+    );
+    assert_eq!(
+        (c.as_str(), class),
+        ("NotFoundException", ErrorClass::NotFound)
+    );
+}
