@@ -329,6 +329,10 @@ pub async fn role_session_duration_limits(b: &Backend) {
             .expect("within 3600..=43200");
         assert_eq!(role.max_session_duration, ok);
     }
+    // moto accepts any MaxSessionDuration, on CreateRole and UpdateRole.
+    if !strict(b) {
+        return;
+    }
     for bad in [3599, 43201] {
         let mut input = role_input(&unique("pi-session"));
         input.max_session_duration = Some(bad);
@@ -363,7 +367,10 @@ pub async fn role_update_description_and_duration(b: &Backend) {
         .expect("UpdateRole");
     let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
     assert_eq!(got.description.as_deref(), Some("second"));
-    assert_eq!(got.max_session_duration, 7200);
+    // moto resets MaxSessionDuration to 3600 when UpdateRole leaves it out.
+    if strict(b) {
+        assert_eq!(got.max_session_duration, 7200);
+    }
 }
 
 pub async fn missing_role_is_no_such_entity(b: &Backend) {
@@ -607,6 +614,10 @@ pub async fn managed_policies_quota(b: &Backend) {
             .await
             .expect("ten fit");
     }
+    // moto has no quota on managed policies per role.
+    if !strict(b) {
+        return;
+    }
     let e = expect_aws(
         b.iam.attach_role_policy(&role.name, MANAGED[10]).await,
         "LimitExceeded",
@@ -833,6 +844,10 @@ pub async fn role_tag_limits(b: &Backend) {
         .tag_role(&role.name, &forty_nine)
         .await
         .expect("50 in all");
+    // moto checks the 50-tag limit per request, not for the role in all.
+    if !strict(b) {
+        return;
+    }
     expect_aws(
         b.iam
             .tag_role(&role.name, &tags(&[("one-more", "v")]))
@@ -895,6 +910,10 @@ pub async fn instance_profiles_listed_for_role(b: &Backend) {
             .unwrap()
             .is_empty()
     );
+    // moto lists no instance profiles for a role that does not exist.
+    if !strict(b) {
+        return;
+    }
     expect_aws(
         b.iam
             .list_instance_profiles_for_role(&unique("pi-absent"))
@@ -936,7 +955,10 @@ fn assert_id_and_arn(b: &Backend, a: &Association) {
         .association_id
         .strip_prefix("a-")
         .expect("id starts with a-");
-    assert_eq!(id.len(), 17, "{}", a.association_id);
+    // ministack's ids have 16 characters after `a-`, EKS's 17.
+    if strict(b) {
+        assert_eq!(id.len(), 17, "{}", a.association_id);
+    }
     assert!(
         id.bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
@@ -1147,6 +1169,15 @@ pub async fn association_idempotent_token(b: &Backend) {
     let mut input = association_input(b, &role, &unique("ns"), &unique("sa"));
     input.client_request_token = Some(uuid::Uuid::new_v4().to_string());
     let (first, _) = create_when_visible(b, &input).await;
+    // ministack ignores clientRequestToken: a repeat is a second association, refused.
+    if !strict(b) {
+        expect_aws(
+            b.eks.create_pod_identity_association(&input).await,
+            "ResourceInUseException",
+            ErrorClass::Conflict,
+        );
+        return;
+    }
     let again = b
         .eks
         .create_pod_identity_association(&input)
@@ -1284,6 +1315,10 @@ pub async fn association_delete_window_blocks_service_account(b: &Backend) {
 
 pub async fn association_tag_untag(b: &Backend) {
     let (_, a) = new_association(b, "pi-atags").await;
+    // ministack's TagResource and UntagResource refuse association ARNs.
+    if !strict(b) {
+        return;
+    }
     b.eks
         .tag_resource(&a.association_arn, &tags(&[("x", "1"), ("y", "2")]))
         .await
@@ -1349,9 +1384,12 @@ pub async fn association_target_role_and_session_policy(b: &Backend) {
         .update_pod_identity_association(&update)
         .await
         .expect("Update");
-    assert_eq!(updated.target_role_arn, None);
-    assert_eq!(updated.session_policy, None);
     assert!(!updated.disable_session_tags);
+    // ministack ignores the empty strings that clear the target role and the policy.
+    if strict(b) {
+        assert_eq!(updated.target_role_arn, None);
+        assert_eq!(updated.session_policy, None);
+    }
 
     // EKS: a session policy needs session tags disabled.
     if strict(b) {
