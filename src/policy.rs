@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use percent_encoding::percent_decode_str;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Trust policy size quota per role (IAM's `ACLSizePerRole` default), in characters,
 /// whitespace not counted.
@@ -130,6 +130,12 @@ fn validate_statement(statement: &Value, kind: DocumentKind) -> Result<(), Polic
                 return problem("Has prohibited field Resource");
             }
             exactly_one(st, "Principal", "NotPrincipal")?;
+            if let Some(actions) = st.get("Action") {
+                let sts = |a: &&str| a.to_ascii_lowercase().starts_with("sts:") || *a == "*";
+                if !string_or_strings(actions)?.iter().all(sts) {
+                    return problem("AssumeRole policy may only specify STS AssumeRole actions.");
+                }
+            }
         }
         DocumentKind::Identity | DocumentKind::Session => {
             if has_principal {
@@ -297,6 +303,10 @@ fn normalize_statement(statement: &Value) -> Value {
 }
 
 fn normalize_principal(v: &Value) -> Value {
+    // `"*"` and `{"AWS": "*"}` name the same principal.
+    if v.as_str() == Some("*") {
+        return json!({"AWS": ["*"]});
+    }
     let Some(map) = v.as_object() else {
         return v.clone();
     };
@@ -510,6 +520,26 @@ mod tests {
             "Principal": {"AWS": ["arn:aws:iam::111122223333:root"]}, "Action": "sts:AssumeRole",
             "Condition": {"StringEquals": {"AWS:SourceAccount": "111122223333"}}}]});
         assert!(documents_equivalent(&account, &arn));
+        let star = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": "*", "Action": "sts:AssumeRole"}]});
+        let aws_star = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": "*"}, "Action": ["sts:AssumeRole"]}]});
+        assert!(documents_equivalent(&star, &aws_star));
+        let bools = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Action": "s3:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": false}}}]});
+        let strings = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Action": "s3:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": ["false"]}}}]});
+        assert!(documents_equivalent(&bools, &strings));
+    }
+
+    #[test]
+    fn trust_policies_allow_only_sts_actions() {
+        let mut doc = trust();
+        doc["Statement"][0]["Action"] = json!(["sts:AssumeRole", "s3:GetObject"]);
+        assert_eq!(
+            validate(&doc, DocumentKind::Trust).unwrap_err().0,
+            "AssumeRole policy may only specify STS AssumeRole actions."
+        );
     }
 
     #[test]
@@ -547,6 +577,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn url_encoding_round_trips(statements in prop::collection::vec(statement(), 1..4), tag in "[ -~]{0,20}") {
+            let mut doc = json!({"Version": "2012-10-17", "Statement": statements});
+            doc["Statement"][0]["Condition"] = json!({"StringEquals": {"aws:PrincipalTag/t": tag}});
+            let encoded = percent_encoding::utf8_percent_encode(
+                &doc.to_string(), percent_encoding::NON_ALPHANUMERIC).to_string();
+            prop_assert_eq!(decode_policy(&encoded).unwrap(), doc);
+        }
+
         #[test]
         fn reordering_and_case_keep_meaning(
             statements in prop::collection::vec(statement(), 1..5),
