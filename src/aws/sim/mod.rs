@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::faults::Knobs;
+use super::faults::{Knobs, Service};
 use super::{Association, Cluster, Role};
 
 /// AWS managed policies the simulator knows from the start (any AWS implementation
@@ -196,6 +196,18 @@ impl AwsSim {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation below completes before it can panic; the state stays usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one API call's body behind the knobs: counted, delayed, throttled or
+    /// failed before it acts, or failed after it acted (an after-effect fault).
+    async fn call<T>(
+        &self,
+        service: Service,
+        operation: &str,
+        body: impl FnOnce() -> crate::Result<T>,
+    ) -> crate::Result<T> {
+        let admitted = self.knobs.enter(service, operation).await?;
+        admitted.finish(operation, body())
     }
 
     /// Wall-clock time that follows tokio's clock.

@@ -459,3 +459,47 @@ async fn tags_on_missing_association_arn_are_not_found() {
         ("NotFoundException", ErrorClass::NotFound)
     );
 }
+
+#[tokio::test]
+async fn after_effect_fault_acts_then_loses_the_answer() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    sim.knobs().fail_next(
+        "CreatePodIdentityAssociation",
+        Fault::timeout().after_effect(),
+    );
+    let e = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap_err();
+    let e = e.aws().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.class, e.http_status),
+        ("TimeoutError", ErrorClass::Transient, None)
+    );
+    assert_eq!(
+        sim.inventory().associations_for("ns", "sa").len(),
+        1,
+        "it took effect"
+    );
+    let (c, _) = code(
+        sim.create_pod_identity_association(&assoc(&r, "ns", "sa"))
+            .await,
+    );
+    assert_eq!(c, "ResourceInUseException");
+
+    // Through the wrapper: the inner call runs, its answer is replaced.
+    let knobs = crate::aws::faults::Knobs::new();
+    let wrapped = Faulty::new(sim.clone(), knobs.clone());
+    knobs.fail_next("DeleteRole", Fault::timeout().after_effect());
+    role(&sim, "gone").await;
+    assert!(wrapped.delete_role("gone").await.is_err());
+    assert!(
+        sim.inventory().role("gone").is_none(),
+        "deleted all the same"
+    );
+    // A failing call is not turned into success.
+    knobs.fail_next("DeleteRole", Fault::timeout().after_effect());
+    let (c, _) = code(wrapped.delete_role("gone").await);
+    assert_eq!(c, "NoSuchEntity");
+}
