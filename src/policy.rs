@@ -380,10 +380,30 @@ fn string_set(v: &Value, f: impl Fn(&str) -> String) -> Value {
 }
 
 fn sorted_set(items: Vec<Value>) -> Vec<Value> {
-    let mut keyed: Vec<(String, Value)> = items.into_iter().map(|v| (v.to_string(), v)).collect();
+    let mut keyed: Vec<(String, Value)> = items.into_iter().map(|v| (sort_key(&v), v)).collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     keyed.dedup_by(|a, b| a.0 == b.0);
     keyed.into_iter().map(|(_, v)| v).collect()
+}
+
+/// JSON text with object keys sorted, whatever order the map keeps them in.
+fn sort_key(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), sort_key(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(list) => {
+            let inner: Vec<String> = list.iter().map(sort_key).collect();
+            format!("[{}]", inner.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

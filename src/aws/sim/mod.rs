@@ -239,6 +239,12 @@ impl AwsSim {
         cluster
     }
 
+    /// Removes a cluster and its associations, as if it were deleted behind the
+    /// operator's back. Returns whether it existed.
+    pub fn remove_cluster(&self, name: &str) -> bool {
+        self.lock().clusters.remove(name).is_some()
+    }
+
     /// Makes a managed policy exist, so it can be attached or used as a boundary.
     pub fn add_managed_policy(&self, arn: &str) {
         self.lock().managed_policies.insert(arn.to_owned());

@@ -503,3 +503,21 @@ async fn after_effect_fault_acts_then_loses_the_answer() {
     let (c, _) = code(wrapped.delete_role("gone").await);
     assert_eq!(c, "NoSuchEntity");
 }
+
+#[tokio::test]
+async fn removed_cluster_is_not_found() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    sim.create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+    assert!(sim.remove_cluster("c1"));
+    assert!(!sim.remove_cluster("c1"));
+    assert_eq!(sim.describe_cluster("c1").await.unwrap(), None);
+    let (c, class) = code(sim.list_pod_identity_associations("c1", None, None).await);
+    assert_eq!(
+        (c.as_str(), class),
+        ("ResourceNotFoundException", ErrorClass::NotFound)
+    );
+    assert!(sim.inventory().associations.is_empty());
+}
