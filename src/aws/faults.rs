@@ -38,11 +38,11 @@ pub enum Service {
 /// The class, HTTP status and throttling flag AWS gives an error code, as the SDK
 /// classification sees it. `InvalidParameterException` about a role that does not exist
 /// (yet) is the one code whose class depends on the message. Local codes for answers
-/// that never came (`TimeoutError`, `DispatchFailure`) have no status.
+/// that never came (`Timeout`, `DispatchFailure`) have no status.
 pub fn classify(code: &str, message: &str) -> (ErrorClass, Option<u16>, bool) {
     use ErrorClass::*;
     let (class, status, throttled) = match code {
-        "TimeoutError" | "DispatchFailure" => return (Transient, None, false),
+        "Timeout" | "DispatchFailure" => return (Transient, None, false),
         "Throttling" => (Transient, 400, true),
         "ThrottlingException" | "TooManyRequestsException" => (Transient, 429, true),
         "ServiceFailure" | "ServerException" | "InternalFailure" => (Transient, 500, false),
@@ -92,7 +92,7 @@ impl Fault {
 
     /// No answer in time (class transient, no HTTP status).
     pub fn timeout() -> Self {
-        Self::new("TimeoutError", "the response did not arrive in time")
+        Self::new("Timeout", "the response did not arrive in time")
     }
 
     /// What the service answers when its rate limit is hit.

@@ -475,7 +475,7 @@ async fn after_effect_fault_acts_then_loses_the_answer() {
     let e = e.aws().unwrap();
     assert_eq!(
         (e.code.as_str(), e.class, e.http_status),
-        ("TimeoutError", ErrorClass::Transient, None)
+        ("Timeout", ErrorClass::Transient, None)
     );
     assert_eq!(
         sim.inventory().associations_for("ns", "sa").len(),
