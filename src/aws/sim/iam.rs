@@ -54,7 +54,11 @@ impl IamApi for AwsSim {
                 rules::max_session_duration(OP, secs)?;
             }
             rules::tags(OP, &input.tags)?;
-            rules::trust_policy(OP, &input.assume_role_policy)?;
+            rules::trust_policy(
+                OP,
+                &input.assume_role_policy,
+                self.config.trust_policy_max_chars,
+            )?;
             let now = self.now_utc();
             let mut s = self.lock();
             if let Some(arn) = &input.permissions_boundary_arn {
@@ -142,7 +146,7 @@ impl IamApi for AwsSim {
         self.call(Service::Iam, OP, || {
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
-            rules::trust_policy(OP, document)?;
+            rules::trust_policy(OP, document, self.config.trust_policy_max_chars)?;
             r.role.assume_role_policy = document.clone();
             Ok(())
         })
@@ -182,13 +186,13 @@ impl IamApi for AwsSim {
             if r.attached.iter().any(|a| a == policy_arn) {
                 return Ok(());
             }
-            if r.attached.len() >= rules::MAX_MANAGED_POLICIES_PER_ROLE {
+            if r.attached.len() >= self.config.managed_policies_per_role {
                 return Err(aws_error(
                     OP,
                     "LimitExceeded",
                     &format!(
                         "Cannot exceed quota for PoliciesPerRole: {}",
-                        rules::MAX_MANAGED_POLICIES_PER_ROLE
+                        self.config.managed_policies_per_role
                     ),
                 ));
             }

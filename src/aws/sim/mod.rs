@@ -68,6 +68,12 @@ pub struct SimConfig {
     pub association_release: Duration,
     /// Associations per cluster (EKS quota).
     pub max_associations_per_cluster: usize,
+    /// Trust policy size per role, whitespace not counted (IAM's `ACLSizePerRole`,
+    /// 2,048 by default, raisable to 8,192).
+    pub trust_policy_max_chars: usize,
+    /// Managed policies per role (IAM's `PoliciesPerRole`, 10 by default, raisable to
+    /// 25).
+    pub managed_policies_per_role: usize,
     /// Seed for generated ids, so runs are reproducible.
     pub seed: u64,
 }
@@ -80,6 +86,8 @@ impl Default for SimConfig {
             role_propagation: Duration::ZERO,
             association_release: Duration::ZERO,
             max_associations_per_cluster: 5000,
+            trust_policy_max_chars: crate::policy::TRUST_POLICY_MAX_CHARS,
+            managed_policies_per_role: 10,
             seed: 0,
         }
     }
@@ -109,6 +117,22 @@ impl Inventory {
         self.roles
             .iter()
             .find(|r| r.role.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Roles carrying this tag.
+    pub fn roles_tagged(&self, key: &str, value: &str) -> Vec<&RoleInventory> {
+        self.roles
+            .iter()
+            .filter(|r| r.role.tags.get(key).is_some_and(|v| v == value))
+            .collect()
+    }
+
+    /// Associations carrying this tag.
+    pub fn associations_tagged(&self, key: &str, value: &str) -> Vec<&Association> {
+        self.associations
+            .iter()
+            .filter(|a| a.tags.get(key).is_some_and(|v| v == value))
+            .collect()
     }
 
     /// Associations of one ServiceAccount, over all clusters.

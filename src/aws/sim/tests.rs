@@ -521,3 +521,109 @@ async fn removed_cluster_is_not_found() {
     );
     assert!(sim.inventory().associations.is_empty());
 }
+
+#[tokio::test]
+async fn raised_quotas_are_configurable() {
+    let sim = sim(SimConfig {
+        trust_policy_max_chars: 4096,
+        managed_policies_per_role: 2,
+        ..SimConfig::default()
+    });
+    role(&sim, "r").await;
+    let mut big = trust();
+    big["Statement"][0]["Condition"] =
+        json!({"StringEquals": {"aws:PrincipalTag/x": "v".repeat(3000)}});
+    sim.update_assume_role_policy("r", &big).await.unwrap();
+    big["Statement"][0]["Condition"] =
+        json!({"StringEquals": {"aws:PrincipalTag/x": "v".repeat(4000)}});
+    let e = sim.update_assume_role_policy("r", &big).await.unwrap_err();
+    assert_eq!(
+        e.aws().unwrap().message,
+        "Cannot exceed quota for ACLSizePerRole: 4096"
+    );
+    for arn in &DEFAULT_MANAGED_POLICIES[..2] {
+        sim.attach_role_policy("r", arn).await.unwrap();
+    }
+    let e = sim
+        .attach_role_policy("r", DEFAULT_MANAGED_POLICIES[2])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.aws().unwrap().message,
+        "Cannot exceed quota for PoliciesPerRole: 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_duplicate() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let sim = sim.clone();
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            let assoc_ok = sim
+                .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+                .await
+                .is_ok();
+            let role_ok = sim
+                .create_role(&CreateRole {
+                    name: if i % 2 == 0 {
+                        "same".into()
+                    } else {
+                        "SAME".into()
+                    },
+                    path: "/".into(),
+                    assume_role_policy: trust(),
+                    ..CreateRole::default()
+                })
+                .await
+                .is_ok();
+            (assoc_ok, role_ok)
+        }));
+    }
+    let mut assoc_wins = 0;
+    let mut role_wins = 0;
+    for t in tasks {
+        let (a, r) = t.await.unwrap();
+        assoc_wins += usize::from(a);
+        role_wins += usize::from(r);
+    }
+    assert_eq!((assoc_wins, role_wins), (1, 1));
+    let inv = sim.inventory();
+    assert_eq!(inv.associations_for("ns", "sa").len(), 1);
+    assert_eq!(inv.roles.len(), 2, "r and one of same/SAME");
+}
+
+#[tokio::test]
+async fn inventory_finds_by_tag() {
+    let sim = sim(SimConfig::default());
+    let mut input = CreateRole {
+        name: "tagged".into(),
+        path: "/".into(),
+        assume_role_policy: trust(),
+        ..CreateRole::default()
+    };
+    input
+        .tags
+        .insert("podidentity.dev/name".into(), "app".into());
+    let r = sim.create_role(&input).await.unwrap();
+    role(&sim, "plain").await;
+    let mut a = assoc(&r, "ns", "sa");
+    a.tags.insert("podidentity.dev/name".into(), "app".into());
+    sim.create_pod_identity_association(&a).await.unwrap();
+    sim.create_pod_identity_association(&assoc(&r, "ns", "other"))
+        .await
+        .unwrap();
+    let inv = sim.inventory();
+    let roles: Vec<&str> = inv
+        .roles_tagged("podidentity.dev/name", "app")
+        .iter()
+        .map(|r| r.role.name.as_str())
+        .collect();
+    assert_eq!(roles, ["tagged"]);
+    let assocs = inv.associations_tagged("podidentity.dev/name", "app");
+    assert_eq!(assocs.len(), 1);
+    assert_eq!(assocs[0].service_account, "sa");
+}
