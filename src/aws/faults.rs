@@ -4,7 +4,9 @@
 //! [`Knobs`] holds: latency per call (a default and per-operation overrides), a token
 //! bucket per service (an empty bucket answers `Throttling` for IAM and
 //! `ThrottlingException` for EKS), faults (fail the k-th call of an operation, or a
-//! seeded random fraction of calls), and a counter per operation. Every call is counted,
+//! seeded random fraction of calls; either before the call acts, or after it acted with
+//! the answer lost, as when a timeout hides a write that happened), and a counter per
+//! operation. Every call is counted,
 //! failed ones included, as AWS bills and rate-limits them. The simulator consults its
 //! own `Knobs`; [`Faulty`] consults one in front of another implementation (the SDK
 //! adapters, say). Time is tokio's, so `tokio::time::pause` makes latency and refill

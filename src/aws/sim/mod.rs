@@ -10,7 +10,14 @@
 //! with one per ServiceAccount, the role checked to exist in the cluster's account and
 //! to be visible only after a propagation window, a deleted association blocking its
 //! ServiceAccount for a release window, `clientRequestToken` idempotency, real id and
-//! ARN formats, 5,000 per cluster; tags on associations.
+//! ARN formats, 5,000 per cluster; tags on associations. Quotas that AWS lets accounts
+//! raise (trust policy size, managed policies per role, associations per cluster) are
+//! [`SimConfig`] fields.
+//!
+//! Where AWS does not document the answer, the simulator picks one and says so: a
+//! `clientRequestToken` reused with other parameters is refused with
+//! `InvalidRequestException`, and a token whose association was deleted is spent (the
+//! request creates anew).
 //!
 //! Every call first passes the simulator's [`Knobs`] (latency, throttling, faults, call
 //! counters). Time is tokio's: windows elapse with `tokio::time::advance` under a paused
