@@ -289,7 +289,7 @@ pub fn no_association(op: &str, id: &str) -> Error {
     aws_error(
         op,
         "ResourceNotFoundException",
-        &format!("No Pod Identity Association found for id: {id}."),
+        &format!("No pod identity association found for ID: {id}."),
     )
 }
 
