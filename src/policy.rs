@@ -5,7 +5,9 @@
 //! with `Version` and `Statement`; each statement with `Effect` Allow or Deny, exactly
 //! one of `Action`/`NotAction`, of `Resource`/`NotResource` for identity policies, of
 //! `Principal`/`NotPrincipal` for trust policies, and well-shaped `Condition` blocks),
-//! the character count IAM applies its quotas to, and [`documents_equivalent`].
+//! the character count IAM applies its quotas to, [`documents_equivalent`], and the
+//! documents EKS Pod Identity needs: the (scoped) trust policy, the check that an
+//! existing role's trust admits Pod Identity, and the role-chaining policy.
 //!
 //! Not implemented: checking that action names, condition operators or ARNs exist, and
 //! policy evaluation. Like IAM, this module treats unknown top-level and statement keys
@@ -14,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use percent_encoding::percent_decode_str;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Trust policy size quota per role (IAM's `ACLSizePerRole` default), in characters,
 /// whitespace not counted.
@@ -130,6 +132,12 @@ fn validate_statement(statement: &Value, kind: DocumentKind) -> Result<(), Polic
                 return problem("Has prohibited field Resource");
             }
             exactly_one(st, "Principal", "NotPrincipal")?;
+            if let Some(actions) = st.get("Action") {
+                let sts = |a: &&str| a.to_ascii_lowercase().starts_with("sts:") || *a == "*";
+                if !string_or_strings(actions)?.iter().all(sts) {
+                    return problem("AssumeRole policy may only specify STS AssumeRole actions.");
+                }
+            }
         }
         DocumentKind::Identity | DocumentKind::Session => {
             if has_principal {
@@ -218,6 +226,104 @@ fn validate_condition(v: &Value) -> Result<(), PolicyProblem> {
     Ok(())
 }
 
+/// The service principal EKS Pod Identity assumes roles as.
+pub const POD_IDENTITY_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+
+/// Whom a managed role's trust policy admits: pods of one ServiceAccount of one cluster,
+/// as EKS identifies them by the session tags it sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustScope {
+    pub account_id: String,
+    pub cluster_arn: String,
+    pub namespace: String,
+    pub service_account: String,
+}
+
+/// The trust policy of a role for EKS Pod Identity (the EKS user guide's "pod-id-role"
+/// page): `pods.eks.amazonaws.com` may `sts:AssumeRole` and `sts:TagSession`; with a
+/// scope, only for that cluster, namespace and ServiceAccount, from that account. Without
+/// a scope (session tags disabled, so there are no tags to match) any pod identity of
+/// the account's clusters may assume it.
+pub fn pod_identity_trust_policy(scope: Option<&TrustScope>) -> Value {
+    let mut statement = json!({
+        "Sid": "AllowEksAuthToAssumeRoleForPodIdentity",
+        "Effect": "Allow",
+        "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    });
+    if let Some(s) = scope {
+        statement["Condition"] = json!({
+            "StringEquals": {
+                "aws:SourceAccount": s.account_id,
+                "aws:RequestTag/eks-cluster-arn": s.cluster_arn,
+                "aws:RequestTag/kubernetes-namespace": s.namespace,
+                "aws:RequestTag/kubernetes-service-account": s.service_account,
+            }
+        });
+    }
+    json!({"Version": "2012-10-17", "Statement": [statement]})
+}
+
+/// The identity policy that lets a role chain into `target_role_arn` as EKS Pod
+/// Identity does (assume it and tag the session).
+pub fn target_role_policy(target_role_arn: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AssumeTargetRole",
+            "Effect": "Allow",
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Resource": target_role_arn,
+        }]
+    })
+}
+
+/// True when a trust policy has an Allow statement letting `pods.eks.amazonaws.com`
+/// both `sts:AssumeRole` and `sts:TagSession` (directly or through `sts:*`/`*`).
+/// Conditions are not evaluated: a statement with conditions still counts, since they
+/// may well match. Used to tell users what an existing role lacks.
+pub fn trust_admits_pod_identity(doc: &Value) -> bool {
+    let statements: Vec<&Value> = match doc.get("Statement") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+        None => return false,
+    };
+    statements.into_iter().any(|st| {
+        let allow = st.get("Effect").and_then(Value::as_str) == Some("Allow");
+        let principal = st
+            .get("Principal")
+            .and_then(|p| p.get("Service"))
+            .map(|svc| strings(svc).contains(&POD_IDENTITY_PRINCIPAL.to_owned()))
+            .unwrap_or(false);
+        let actions: Vec<String> = st
+            .get("Action")
+            .map(|a| {
+                strings(a)
+                    .into_iter()
+                    .map(|x| x.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let grants = |wanted: &str| {
+            actions
+                .iter()
+                .any(|a| a == wanted || a == "sts:*" || a == "*")
+        };
+        allow && principal && grants("sts:assumerole") && grants("sts:tagsession")
+    })
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(list) => list
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The size IAM counts a document as: characters of its JSON, whitespace not counted.
 pub fn size_chars(doc: &Value) -> usize {
     doc.to_string()
@@ -297,6 +403,10 @@ fn normalize_statement(statement: &Value) -> Value {
 }
 
 fn normalize_principal(v: &Value) -> Value {
+    // `"*"` and `{"AWS": "*"}` name the same principal.
+    if v.as_str() == Some("*") {
+        return json!({"AWS": ["*"]});
+    }
     let Some(map) = v.as_object() else {
         return v.clone();
     };
@@ -370,10 +480,30 @@ fn string_set(v: &Value, f: impl Fn(&str) -> String) -> Value {
 }
 
 fn sorted_set(items: Vec<Value>) -> Vec<Value> {
-    let mut keyed: Vec<(String, Value)> = items.into_iter().map(|v| (v.to_string(), v)).collect();
+    let mut keyed: Vec<(String, Value)> = items.into_iter().map(|v| (sort_key(&v), v)).collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     keyed.dedup_by(|a, b| a.0 == b.0);
     keyed.into_iter().map(|(_, v)| v).collect()
+}
+
+/// JSON text with object keys sorted, whatever order the map keeps them in.
+fn sort_key(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), sort_key(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(list) => {
+            let inner: Vec<String> = list.iter().map(sort_key).collect();
+            format!("[{}]", inner.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -510,6 +640,26 @@ mod tests {
             "Principal": {"AWS": ["arn:aws:iam::111122223333:root"]}, "Action": "sts:AssumeRole",
             "Condition": {"StringEquals": {"AWS:SourceAccount": "111122223333"}}}]});
         assert!(documents_equivalent(&account, &arn));
+        let star = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": "*", "Action": "sts:AssumeRole"}]});
+        let aws_star = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": "*"}, "Action": ["sts:AssumeRole"]}]});
+        assert!(documents_equivalent(&star, &aws_star));
+        let bools = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Action": "s3:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": false}}}]});
+        let strings = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Action": "s3:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": ["false"]}}}]});
+        assert!(documents_equivalent(&bools, &strings));
+    }
+
+    #[test]
+    fn trust_policies_allow_only_sts_actions() {
+        let mut doc = trust();
+        doc["Statement"][0]["Action"] = json!(["sts:AssumeRole", "s3:GetObject"]);
+        assert_eq!(
+            validate(&doc, DocumentKind::Trust).unwrap_err().0,
+            "AssumeRole policy may only specify STS AssumeRole actions."
+        );
     }
 
     #[test]
@@ -534,6 +684,65 @@ mod tests {
         assert!(!documents_equivalent(&lower, &resource_case));
     }
 
+    #[test]
+    fn pod_identity_trust_policies() {
+        let open = pod_identity_trust_policy(None);
+        validate(&open, DocumentKind::Trust).unwrap();
+        assert!(documents_equivalent(&open, &trust()));
+        assert!(trust_admits_pod_identity(&open));
+        let scope = TrustScope {
+            account_id: "111122223333".into(),
+            cluster_arn: "arn:aws:eks:us-east-1:111122223333:cluster/prod".into(),
+            namespace: "kube-system".into(),
+            service_account: "lbc".into(),
+        };
+        let scoped = pod_identity_trust_policy(Some(&scope));
+        validate(&scoped, DocumentKind::Trust).unwrap();
+        assert!(size_chars(&scoped) < TRUST_POLICY_MAX_CHARS);
+        assert!(trust_admits_pod_identity(&scoped));
+        let cond = &scoped["Statement"][0]["Condition"]["StringEquals"];
+        assert_eq!(cond["aws:RequestTag/kubernetes-namespace"], "kube-system");
+        assert_eq!(cond["aws:RequestTag/kubernetes-service-account"], "lbc");
+        assert_eq!(
+            cond["aws:RequestTag/eks-cluster-arn"],
+            scope.cluster_arn.as_str()
+        );
+        assert_eq!(cond["aws:SourceAccount"], "111122223333");
+        assert!(!documents_equivalent(&open, &scoped));
+        let other_sa = pod_identity_trust_policy(Some(&TrustScope {
+            service_account: "other".into(),
+            ..scope.clone()
+        }));
+        assert!(!documents_equivalent(&scoped, &other_sa));
+    }
+
+    #[test]
+    fn tells_whether_a_trust_policy_admits_pod_identity() {
+        let ec2 = json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+            "Principal": {"Service": ["ec2.amazonaws.com"]}, "Action": "sts:AssumeRole"}});
+        assert!(!trust_admits_pod_identity(&ec2));
+        let no_tag = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+        assert!(!trust_admits_pod_identity(&no_tag));
+        let deny = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": "sts:*"}]});
+        assert!(!trust_admits_pod_identity(&deny));
+        let wildcard = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com",
+                "pods.eks.amazonaws.com"]}, "Action": "STS:*"}]});
+        assert!(trust_admits_pod_identity(&wildcard));
+    }
+
+    #[test]
+    fn target_role_policy_is_a_valid_identity_policy() {
+        let doc = target_role_policy("arn:aws:iam::999999999999:role/target");
+        validate(&doc, DocumentKind::Identity).unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Resource"],
+            "arn:aws:iam::999999999999:role/target"
+        );
+    }
+
     fn statement() -> impl Strategy<Value = Value> {
         (
             prop::bool::ANY,
@@ -547,6 +756,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn url_encoding_round_trips(statements in prop::collection::vec(statement(), 1..4), tag in "[ -~]{0,20}") {
+            let mut doc = json!({"Version": "2012-10-17", "Statement": statements});
+            doc["Statement"][0]["Condition"] = json!({"StringEquals": {"aws:PrincipalTag/t": tag}});
+            let encoded = percent_encoding::utf8_percent_encode(
+                &doc.to_string(), percent_encoding::NON_ALPHANUMERIC).to_string();
+            prop_assert_eq!(decode_policy(&encoded).unwrap(), doc);
+        }
+
         #[test]
         fn reordering_and_case_keep_meaning(
             statements in prop::collection::vec(statement(), 1..5),

@@ -4,7 +4,9 @@
 //! [`Knobs`] holds: latency per call (a default and per-operation overrides), a token
 //! bucket per service (an empty bucket answers `Throttling` for IAM and
 //! `ThrottlingException` for EKS), faults (fail the k-th call of an operation, or a
-//! seeded random fraction of calls), and a counter per operation. Every call is counted,
+//! seeded random fraction of calls; either before the call acts, or after it acted with
+//! the answer lost, as when a timeout hides a write that happened), and a counter per
+//! operation. Every call is counted,
 //! failed ones included, as AWS bills and rate-limits them. The simulator consults its
 //! own `Knobs`; [`Faulty`] consults one in front of another implementation (the SDK
 //! adapters, say). Time is tokio's, so `tokio::time::pause` makes latency and refill
@@ -37,10 +39,12 @@ pub enum Service {
 
 /// The class, HTTP status and throttling flag AWS gives an error code, as the SDK
 /// classification sees it. `InvalidParameterException` about a role that does not exist
-/// (yet) is the one code whose class depends on the message.
-pub fn classify(code: &str, message: &str) -> (ErrorClass, u16, bool) {
+/// (yet) is the one code whose class depends on the message. Local codes for answers
+/// that never came (`Timeout`, `DispatchFailure`) have no status.
+pub fn classify(code: &str, message: &str) -> (ErrorClass, Option<u16>, bool) {
     use ErrorClass::*;
-    match code {
+    let (class, status, throttled) = match code {
+        "Timeout" | "DispatchFailure" => return (Transient, None, false),
         "Throttling" => (Transient, 400, true),
         "ThrottlingException" | "TooManyRequestsException" => (Transient, 429, true),
         "ServiceFailure" | "ServerException" | "InternalFailure" => (Transient, 500, false),
@@ -58,7 +62,8 @@ pub fn classify(code: &str, message: &str) -> (ErrorClass, u16, bool) {
             (Propagation, 400, false)
         }
         _ => (UserInput, 400, false),
-    }
+    };
+    (class, Some(status), throttled)
 }
 
 /// An error to inject: a service error code and message; class and status follow from
@@ -67,6 +72,9 @@ pub fn classify(code: &str, message: &str) -> (ErrorClass, u16, bool) {
 pub struct Fault {
     pub code: String,
     pub message: String,
+    /// The call takes effect and only its answer is lost (a timeout after AWS acted),
+    /// instead of failing before it does anything.
+    pub after_effect: bool,
 }
 
 impl Fault {
@@ -74,7 +82,19 @@ impl Fault {
         Self {
             code: code.into(),
             message: message.into(),
+            after_effect: false,
         }
+    }
+
+    /// The same fault, raised after the call took effect.
+    pub fn after_effect(mut self) -> Self {
+        self.after_effect = true;
+        self
+    }
+
+    /// No answer in time (class transient, no HTTP status).
+    pub fn timeout() -> Self {
+        Self::new("Timeout", "the response did not arrive in time")
     }
 
     /// What the service answers when its rate limit is hit.
@@ -108,14 +128,14 @@ impl Fault {
 /// An [`AwsError`] for `code`, classified as the SDK adapters would, with a fresh
 /// request id.
 pub fn aws_error(operation: &str, code: &str, message: &str) -> crate::Error {
-    let (class, status, throttled) = classify(code, message);
+    let (class, http_status, throttled) = classify(code, message);
     crate::Error::Aws(AwsError {
         class,
         operation: operation.to_owned(),
         code: code.to_owned(),
         message: message.to_owned(),
         throttled,
-        http_status: Some(status),
+        http_status,
         request_id: Some(uuid::Uuid::new_v4().to_string()),
     })
 }
@@ -264,8 +284,9 @@ impl Knobs {
     }
 
     /// Runs before each call: counts it, waits its latency, then fails it when the
-    /// service's bucket is empty or a fault matches.
-    pub async fn enter(&self, service: Service, operation: &str) -> Result<()> {
+    /// service's bucket is empty or a fault matches. A matching after-effect fault is
+    /// handed back in the [`Admitted`], to fail the call once it has taken effect.
+    pub async fn enter(&self, service: Service, operation: &str) -> Result<Admitted> {
         let (latency, n) = {
             let mut s = self.lock();
             let n = {
@@ -289,21 +310,41 @@ impl Knobs {
         {
             return Err(Fault::throttling(service).to_error(operation));
         }
-        if let Some(i) = s
+        let mut fault = s
             .nth
             .iter()
             .position(|f| f.operation == operation && f.n == n)
+            .map(|i| s.nth.remove(i).fault);
+        if fault.is_none()
+            && let Some(r) = s.random.as_mut()
         {
-            let fault = s.nth.remove(i).fault;
-            return Err(fault.to_error(operation));
-        }
-        if let Some(r) = s.random.as_mut() {
             let applies = r.operations.is_empty() || r.operations.iter().any(|o| o == operation);
             if applies && r.rng.random_bool(r.fraction.clamp(0.0, 1.0)) {
-                return Err(r.fault.to_error(operation));
+                fault = Some(r.fault.clone());
             }
         }
-        Ok(())
+        match fault {
+            Some(f) if !f.after_effect => Err(f.to_error(operation)),
+            after => Ok(Admitted { after }),
+        }
+    }
+}
+
+/// A call that passed [`Knobs::enter`]; [`finish`](Self::finish) it with the call's
+/// result.
+#[must_use]
+pub struct Admitted {
+    after: Option<Fault>,
+}
+
+impl Admitted {
+    /// The call's result, or the after-effect fault when one was due and the call
+    /// succeeded.
+    pub fn finish<T>(self, operation: &str, result: Result<T>) -> Result<T> {
+        match (self.after, result) {
+            (Some(f), Ok(_)) => Err(f.to_error(operation)),
+            (_, r) => r,
+        }
     }
 }
 
@@ -336,12 +377,12 @@ where
     T::Target: IamApi,
 {
     async fn create_role(&self, input: &CreateRole) -> Result<Role> {
-        self.knobs.enter(Service::Iam, "CreateRole").await?;
-        self.inner.create_role(input).await
+        let admitted = self.knobs.enter(Service::Iam, "CreateRole").await?;
+        admitted.finish("CreateRole", self.inner.create_role(input).await)
     }
     async fn get_role(&self, name: &str) -> Result<Option<Role>> {
-        self.knobs.enter(Service::Iam, "GetRole").await?;
-        self.inner.get_role(name).await
+        let admitted = self.knobs.enter(Service::Iam, "GetRole").await?;
+        admitted.finish("GetRole", self.inner.get_role(name).await)
     }
     async fn update_role(
         &self,
@@ -349,84 +390,125 @@ where
         description: Option<&str>,
         max_session_duration: Option<i32>,
     ) -> Result<()> {
-        self.knobs.enter(Service::Iam, "UpdateRole").await?;
-        self.inner
-            .update_role(name, description, max_session_duration)
-            .await
+        let admitted = self.knobs.enter(Service::Iam, "UpdateRole").await?;
+        admitted.finish(
+            "UpdateRole",
+            self.inner
+                .update_role(name, description, max_session_duration)
+                .await,
+        )
     }
     async fn update_assume_role_policy(&self, name: &str, document: &Value) -> Result<()> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Iam, "UpdateAssumeRolePolicy")
             .await?;
-        self.inner.update_assume_role_policy(name, document).await
+        admitted.finish(
+            "UpdateAssumeRolePolicy",
+            self.inner.update_assume_role_policy(name, document).await,
+        )
     }
     async fn put_role_permissions_boundary(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Iam, "PutRolePermissionsBoundary")
             .await?;
-        self.inner
-            .put_role_permissions_boundary(name, policy_arn)
-            .await
+        admitted.finish(
+            "PutRolePermissionsBoundary",
+            self.inner
+                .put_role_permissions_boundary(name, policy_arn)
+                .await,
+        )
     }
     async fn delete_role_permissions_boundary(&self, name: &str) -> Result<()> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Iam, "DeleteRolePermissionsBoundary")
             .await?;
-        self.inner.delete_role_permissions_boundary(name).await
+        admitted.finish(
+            "DeleteRolePermissionsBoundary",
+            self.inner.delete_role_permissions_boundary(name).await,
+        )
     }
     async fn attach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.knobs.enter(Service::Iam, "AttachRolePolicy").await?;
-        self.inner.attach_role_policy(name, policy_arn).await
+        let admitted = self.knobs.enter(Service::Iam, "AttachRolePolicy").await?;
+        admitted.finish(
+            "AttachRolePolicy",
+            self.inner.attach_role_policy(name, policy_arn).await,
+        )
     }
     async fn detach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.knobs.enter(Service::Iam, "DetachRolePolicy").await?;
-        self.inner.detach_role_policy(name, policy_arn).await
+        let admitted = self.knobs.enter(Service::Iam, "DetachRolePolicy").await?;
+        admitted.finish(
+            "DetachRolePolicy",
+            self.inner.detach_role_policy(name, policy_arn).await,
+        )
     }
     async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Iam, "ListAttachedRolePolicies")
             .await?;
-        self.inner.list_attached_role_policies(name).await
+        admitted.finish(
+            "ListAttachedRolePolicies",
+            self.inner.list_attached_role_policies(name).await,
+        )
     }
     async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()> {
-        self.knobs.enter(Service::Iam, "PutRolePolicy").await?;
-        self.inner
-            .put_role_policy(name, policy_name, document)
-            .await
+        let admitted = self.knobs.enter(Service::Iam, "PutRolePolicy").await?;
+        admitted.finish(
+            "PutRolePolicy",
+            self.inner
+                .put_role_policy(name, policy_name, document)
+                .await,
+        )
     }
     async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>> {
-        self.knobs.enter(Service::Iam, "GetRolePolicy").await?;
-        self.inner.get_role_policy(name, policy_name).await
+        let admitted = self.knobs.enter(Service::Iam, "GetRolePolicy").await?;
+        admitted.finish(
+            "GetRolePolicy",
+            self.inner.get_role_policy(name, policy_name).await,
+        )
     }
     async fn delete_role_policy(&self, name: &str, policy_name: &str) -> Result<()> {
-        self.knobs.enter(Service::Iam, "DeleteRolePolicy").await?;
-        self.inner.delete_role_policy(name, policy_name).await
+        let admitted = self.knobs.enter(Service::Iam, "DeleteRolePolicy").await?;
+        admitted.finish(
+            "DeleteRolePolicy",
+            self.inner.delete_role_policy(name, policy_name).await,
+        )
     }
     async fn list_role_policies(&self, name: &str) -> Result<Vec<String>> {
-        self.knobs.enter(Service::Iam, "ListRolePolicies").await?;
-        self.inner.list_role_policies(name).await
+        let admitted = self.knobs.enter(Service::Iam, "ListRolePolicies").await?;
+        admitted.finish(
+            "ListRolePolicies",
+            self.inner.list_role_policies(name).await,
+        )
     }
     async fn tag_role(&self, name: &str, tags: &Tags) -> Result<()> {
-        self.knobs.enter(Service::Iam, "TagRole").await?;
-        self.inner.tag_role(name, tags).await
+        let admitted = self.knobs.enter(Service::Iam, "TagRole").await?;
+        admitted.finish("TagRole", self.inner.tag_role(name, tags).await)
     }
     async fn untag_role(&self, name: &str, keys: &[String]) -> Result<()> {
-        self.knobs.enter(Service::Iam, "UntagRole").await?;
-        self.inner.untag_role(name, keys).await
+        let admitted = self.knobs.enter(Service::Iam, "UntagRole").await?;
+        admitted.finish("UntagRole", self.inner.untag_role(name, keys).await)
     }
     async fn list_role_tags(&self, name: &str) -> Result<Tags> {
-        self.knobs.enter(Service::Iam, "ListRoleTags").await?;
-        self.inner.list_role_tags(name).await
+        let admitted = self.knobs.enter(Service::Iam, "ListRoleTags").await?;
+        admitted.finish("ListRoleTags", self.inner.list_role_tags(name).await)
     }
     async fn delete_role(&self, name: &str) -> Result<()> {
-        self.knobs.enter(Service::Iam, "DeleteRole").await?;
-        self.inner.delete_role(name).await
+        let admitted = self.knobs.enter(Service::Iam, "DeleteRole").await?;
+        admitted.finish("DeleteRole", self.inner.delete_role(name).await)
     }
     async fn list_instance_profiles_for_role(&self, name: &str) -> Result<Vec<String>> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Iam, "ListInstanceProfilesForRole")
             .await?;
-        self.inner.list_instance_profiles_for_role(name).await
+        admitted.finish(
+            "ListInstanceProfilesForRole",
+            self.inner.list_instance_profiles_for_role(name).await,
+        )
     }
 }
 
@@ -437,50 +519,66 @@ where
     T::Target: EksApi,
 {
     async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
-        self.knobs.enter(Service::Eks, "DescribeCluster").await?;
-        self.inner.describe_cluster(name).await
+        let admitted = self.knobs.enter(Service::Eks, "DescribeCluster").await?;
+        admitted.finish("DescribeCluster", self.inner.describe_cluster(name).await)
     }
     async fn create_pod_identity_association(
         &self,
         input: &CreateAssociation,
     ) -> Result<Association> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Eks, "CreatePodIdentityAssociation")
             .await?;
-        self.inner.create_pod_identity_association(input).await
+        admitted.finish(
+            "CreatePodIdentityAssociation",
+            self.inner.create_pod_identity_association(input).await,
+        )
     }
     async fn describe_pod_identity_association(
         &self,
         cluster_name: &str,
         association_id: &str,
     ) -> Result<Option<Association>> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Eks, "DescribePodIdentityAssociation")
             .await?;
-        self.inner
-            .describe_pod_identity_association(cluster_name, association_id)
-            .await
+        admitted.finish(
+            "DescribePodIdentityAssociation",
+            self.inner
+                .describe_pod_identity_association(cluster_name, association_id)
+                .await,
+        )
     }
     async fn update_pod_identity_association(
         &self,
         input: &UpdateAssociation,
     ) -> Result<Association> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Eks, "UpdatePodIdentityAssociation")
             .await?;
-        self.inner.update_pod_identity_association(input).await
+        admitted.finish(
+            "UpdatePodIdentityAssociation",
+            self.inner.update_pod_identity_association(input).await,
+        )
     }
     async fn delete_pod_identity_association(
         &self,
         cluster_name: &str,
         association_id: &str,
     ) -> Result<()> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Eks, "DeletePodIdentityAssociation")
             .await?;
-        self.inner
-            .delete_pod_identity_association(cluster_name, association_id)
-            .await
+        admitted.finish(
+            "DeletePodIdentityAssociation",
+            self.inner
+                .delete_pod_identity_association(cluster_name, association_id)
+                .await,
+        )
     }
     async fn list_pod_identity_associations(
         &self,
@@ -488,19 +586,23 @@ where
         namespace: Option<&str>,
         service_account: Option<&str>,
     ) -> Result<Vec<AssociationSummary>> {
-        self.knobs
+        let admitted = self
+            .knobs
             .enter(Service::Eks, "ListPodIdentityAssociations")
             .await?;
-        self.inner
-            .list_pod_identity_associations(cluster_name, namespace, service_account)
-            .await
+        admitted.finish(
+            "ListPodIdentityAssociations",
+            self.inner
+                .list_pod_identity_associations(cluster_name, namespace, service_account)
+                .await,
+        )
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()> {
-        self.knobs.enter(Service::Eks, "TagResource").await?;
-        self.inner.tag_resource(arn, tags).await
+        let admitted = self.knobs.enter(Service::Eks, "TagResource").await?;
+        admitted.finish("TagResource", self.inner.tag_resource(arn, tags).await)
     }
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
-        self.knobs.enter(Service::Eks, "UntagResource").await?;
-        self.inner.untag_resource(arn, keys).await
+        let admitted = self.knobs.enter(Service::Eks, "UntagResource").await?;
+        admitted.finish("UntagResource", self.inner.untag_resource(arn, keys).await)
     }
 }

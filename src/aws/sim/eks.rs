@@ -87,8 +87,10 @@ fn find_by_arn<'a>(s: &'a mut State, arn: &str) -> Option<&'a mut Association> {
 impl EksApi for AwsSim {
     async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
         const OP: &str = "DescribeCluster";
-        self.knobs.enter(Service::Eks, OP).await?;
-        Ok(self.lock().clusters.get(name).map(|c| c.cluster.clone()))
+        self.call(Service::Eks, OP, || {
+            Ok(self.lock().clusters.get(name).map(|c| c.cluster.clone()))
+        })
+        .await
     }
 
     async fn create_pod_identity_association(
@@ -96,7 +98,7 @@ impl EksApi for AwsSim {
         input: &CreateAssociation,
     ) -> Result<Association> {
         const OP: &str = "CreatePodIdentityAssociation";
-        self.knobs.enter(Service::Eks, OP).await?;
+        self.call(Service::Eks, OP, || {
         let now = self.now_utc();
         let mut guard = self.lock();
         let s = &mut *guard;
@@ -209,6 +211,8 @@ impl EksApi for AwsSim {
             },
         );
         Ok(association)
+        })
+        .await
     }
 
     async fn describe_pod_identity_association(
@@ -217,12 +221,14 @@ impl EksApi for AwsSim {
         association_id: &str,
     ) -> Result<Option<Association>> {
         const OP: &str = "DescribePodIdentityAssociation";
-        self.knobs.enter(Service::Eks, OP).await?;
-        let mut s = self.lock();
-        let c = cluster_mut(&mut s, OP, cluster_name)?;
-        Ok(c.associations
-            .get(association_id)
-            .map(|r| r.association.clone()))
+        self.call(Service::Eks, OP, || {
+            let mut s = self.lock();
+            let c = cluster_mut(&mut s, OP, cluster_name)?;
+            Ok(c.associations
+                .get(association_id)
+                .map(|r| r.association.clone()))
+        })
+        .await
     }
 
     async fn update_pod_identity_association(
@@ -230,48 +236,50 @@ impl EksApi for AwsSim {
         input: &UpdateAssociation,
     ) -> Result<Association> {
         const OP: &str = "UpdatePodIdentityAssociation";
-        self.knobs.enter(Service::Eks, OP).await?;
-        let now = self.now_utc();
-        let mut guard = self.lock();
-        let s = &mut *guard;
-        let c = cluster_mut(s, OP, &input.cluster_name)?;
-        let cluster = c.cluster.clone();
-        let Some(current) = c
-            .associations
-            .get(&input.association_id)
-            .map(|r| r.association.clone())
-        else {
-            return Err(rules::no_association(OP, &input.association_id));
-        };
-        let mut next = current;
-        if let Some(role) = &input.role_arn {
-            self.check_role(s, OP, &cluster, role)?;
-            next.role_arn = role.clone();
-        }
-        if let Some(target) = &input.target_role_arn {
-            if let Some(arn) = target {
-                check_target_role(OP, arn)?;
-                if next.external_id.is_none() {
-                    next.external_id = Some(uuid::Uuid::new_v4().to_string());
-                }
+        self.call(Service::Eks, OP, || {
+            let now = self.now_utc();
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            let c = cluster_mut(s, OP, &input.cluster_name)?;
+            let cluster = c.cluster.clone();
+            let Some(current) = c
+                .associations
+                .get(&input.association_id)
+                .map(|r| r.association.clone())
+            else {
+                return Err(rules::no_association(OP, &input.association_id));
+            };
+            let mut next = current;
+            if let Some(role) = &input.role_arn {
+                self.check_role(s, OP, &cluster, role)?;
+                next.role_arn = role.clone();
             }
-            next.target_role_arn = target.clone();
-        }
-        if let Some(disable) = input.disable_session_tags {
-            next.disable_session_tags = disable;
-        }
-        if let Some(p) = &input.session_policy {
-            next.session_policy = p.clone();
-        }
-        if let Some(p) = &next.session_policy {
-            rules::session_policy(OP, p, next.disable_session_tags)?;
-        }
-        next.modified_at = Some(now);
-        let c = cluster_mut(s, OP, &input.cluster_name)?;
-        if let Some(rec) = c.associations.get_mut(&input.association_id) {
-            rec.association = next.clone();
-        }
-        Ok(next)
+            if let Some(target) = &input.target_role_arn {
+                if let Some(arn) = target {
+                    check_target_role(OP, arn)?;
+                    if next.external_id.is_none() {
+                        next.external_id = Some(uuid::Uuid::new_v4().to_string());
+                    }
+                }
+                next.target_role_arn = target.clone();
+            }
+            if let Some(disable) = input.disable_session_tags {
+                next.disable_session_tags = disable;
+            }
+            if let Some(p) = &input.session_policy {
+                next.session_policy = p.clone();
+            }
+            if let Some(p) = &next.session_policy {
+                rules::session_policy(OP, p, next.disable_session_tags)?;
+            }
+            next.modified_at = Some(now);
+            let c = cluster_mut(s, OP, &input.cluster_name)?;
+            if let Some(rec) = c.associations.get_mut(&input.association_id) {
+                rec.association = next.clone();
+            }
+            Ok(next)
+        })
+        .await
     }
 
     async fn delete_pod_identity_association(
@@ -280,22 +288,24 @@ impl EksApi for AwsSim {
         association_id: &str,
     ) -> Result<()> {
         const OP: &str = "DeletePodIdentityAssociation";
-        self.knobs.enter(Service::Eks, OP).await?;
-        let release = self.config.association_release;
-        let mut s = self.lock();
-        let c = cluster_mut(&mut s, OP, cluster_name)?;
-        let Some(rec) = c.associations.remove(association_id) else {
-            return Err(rules::no_association(OP, association_id));
-        };
-        let a = rec.association;
-        if !release.is_zero() {
-            c.released.insert(
-                (a.namespace, a.service_account),
-                (a.association_id, Instant::now() + release),
-            );
-        }
-        c.tokens.retain(|_, (id, _)| id != association_id);
-        Ok(())
+        self.call(Service::Eks, OP, || {
+            let release = self.config.association_release;
+            let mut s = self.lock();
+            let c = cluster_mut(&mut s, OP, cluster_name)?;
+            let Some(rec) = c.associations.remove(association_id) else {
+                return Err(rules::no_association(OP, association_id));
+            };
+            let a = rec.association;
+            if !release.is_zero() {
+                c.released.insert(
+                    (a.namespace, a.service_account),
+                    (a.association_id, Instant::now() + release),
+                );
+            }
+            c.tokens.retain(|_, (id, _)| id != association_id);
+            Ok(())
+        })
+        .await
     }
 
     async fn list_pod_identity_associations(
@@ -305,52 +315,58 @@ impl EksApi for AwsSim {
         service_account: Option<&str>,
     ) -> Result<Vec<AssociationSummary>> {
         const OP: &str = "ListPodIdentityAssociations";
-        self.knobs.enter(Service::Eks, OP).await?;
-        let mut s = self.lock();
-        let c = cluster_mut(&mut s, OP, cluster_name)?;
-        let mut rows: Vec<&AssociationRecord> = c
-            .associations
-            .values()
-            .filter(|r| namespace.is_none_or(|n| r.association.namespace == n))
-            .filter(|r| service_account.is_none_or(|n| r.association.service_account == n))
-            .collect();
-        rows.sort_by_key(|r| r.seq);
-        Ok(rows.into_iter().map(|r| summary(&r.association)).collect())
+        self.call(Service::Eks, OP, || {
+            let mut s = self.lock();
+            let c = cluster_mut(&mut s, OP, cluster_name)?;
+            let mut rows: Vec<&AssociationRecord> = c
+                .associations
+                .values()
+                .filter(|r| namespace.is_none_or(|n| r.association.namespace == n))
+                .filter(|r| service_account.is_none_or(|n| r.association.service_account == n))
+                .collect();
+            rows.sort_by_key(|r| r.seq);
+            Ok(rows.into_iter().map(|r| summary(&r.association)).collect())
+        })
+        .await
     }
 
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()> {
         const OP: &str = "TagResource";
-        self.knobs.enter(Service::Eks, OP).await?;
-        rules::eks_tags(OP, "BadRequestException", tags)?;
-        let mut s = self.lock();
-        let Some(a) = find_by_arn(&mut s, arn) else {
-            return Err(aws_error(
-                OP,
-                "NotFoundException",
-                &format!("Resource not found: {arn}"),
-            ));
-        };
-        let mut merged = a.tags.clone();
-        merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-        rules::eks_tags(OP, "BadRequestException", &merged)?;
-        a.tags = merged;
-        Ok(())
+        self.call(Service::Eks, OP, || {
+            rules::eks_tags(OP, "BadRequestException", tags)?;
+            let mut s = self.lock();
+            let Some(a) = find_by_arn(&mut s, arn) else {
+                return Err(aws_error(
+                    OP,
+                    "NotFoundException",
+                    &format!("Resource not found: {arn}"),
+                ));
+            };
+            let mut merged = a.tags.clone();
+            merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            rules::eks_tags(OP, "BadRequestException", &merged)?;
+            a.tags = merged;
+            Ok(())
+        })
+        .await
     }
 
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
         const OP: &str = "UntagResource";
-        self.knobs.enter(Service::Eks, OP).await?;
-        let mut s = self.lock();
-        let Some(a) = find_by_arn(&mut s, arn) else {
-            return Err(aws_error(
-                OP,
-                "NotFoundException",
-                &format!("Resource not found: {arn}"),
-            ));
-        };
-        for key in keys {
-            a.tags.remove(key);
-        }
-        Ok(())
+        self.call(Service::Eks, OP, || {
+            let mut s = self.lock();
+            let Some(a) = find_by_arn(&mut s, arn) else {
+                return Err(aws_error(
+                    OP,
+                    "NotFoundException",
+                    &format!("Resource not found: {arn}"),
+                ));
+            };
+            for key in keys {
+                a.tags.remove(key);
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -10,7 +10,14 @@
 //! with one per ServiceAccount, the role checked to exist in the cluster's account and
 //! to be visible only after a propagation window, a deleted association blocking its
 //! ServiceAccount for a release window, `clientRequestToken` idempotency, real id and
-//! ARN formats, 5,000 per cluster; tags on associations.
+//! ARN formats, 5,000 per cluster; tags on associations. Quotas that AWS lets accounts
+//! raise (trust policy size, managed policies per role, associations per cluster) are
+//! [`SimConfig`] fields.
+//!
+//! Where AWS does not document the answer, the simulator picks one and says so: a
+//! `clientRequestToken` reused with other parameters is refused with
+//! `InvalidRequestException`, and a token whose association was deleted is spent (the
+//! request creates anew).
 //!
 //! Every call first passes the simulator's [`Knobs`] (latency, throttling, faults, call
 //! counters). Time is tokio's: windows elapse with `tokio::time::advance` under a paused
@@ -35,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::faults::Knobs;
+use super::faults::{Knobs, Service};
 use super::{Association, Cluster, Role};
 
 /// AWS managed policies the simulator knows from the start (any AWS implementation
@@ -68,6 +75,12 @@ pub struct SimConfig {
     pub association_release: Duration,
     /// Associations per cluster (EKS quota).
     pub max_associations_per_cluster: usize,
+    /// Trust policy size per role, whitespace not counted (IAM's `ACLSizePerRole`,
+    /// 2,048 by default, raisable to 8,192).
+    pub trust_policy_max_chars: usize,
+    /// Managed policies per role (IAM's `PoliciesPerRole`, 10 by default, raisable to
+    /// 25).
+    pub managed_policies_per_role: usize,
     /// Seed for generated ids, so runs are reproducible.
     pub seed: u64,
 }
@@ -80,6 +93,8 @@ impl Default for SimConfig {
             role_propagation: Duration::ZERO,
             association_release: Duration::ZERO,
             max_associations_per_cluster: 5000,
+            trust_policy_max_chars: crate::policy::TRUST_POLICY_MAX_CHARS,
+            managed_policies_per_role: 10,
             seed: 0,
         }
     }
@@ -109,6 +124,22 @@ impl Inventory {
         self.roles
             .iter()
             .find(|r| r.role.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Roles carrying this tag.
+    pub fn roles_tagged(&self, key: &str, value: &str) -> Vec<&RoleInventory> {
+        self.roles
+            .iter()
+            .filter(|r| r.role.tags.get(key).is_some_and(|v| v == value))
+            .collect()
+    }
+
+    /// Associations carrying this tag.
+    pub fn associations_tagged(&self, key: &str, value: &str) -> Vec<&Association> {
+        self.associations
+            .iter()
+            .filter(|a| a.tags.get(key).is_some_and(|v| v == value))
+            .collect()
     }
 
     /// Associations of one ServiceAccount, over all clusters.
@@ -198,6 +229,18 @@ impl AwsSim {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs one API call's body behind the knobs: counted, delayed, throttled or
+    /// failed before it acts, or failed after it acted (an after-effect fault).
+    async fn call<T>(
+        &self,
+        service: Service,
+        operation: &str,
+        body: impl FnOnce() -> crate::Result<T>,
+    ) -> crate::Result<T> {
+        let admitted = self.knobs.enter(service, operation).await?;
+        admitted.finish(operation, body())
+    }
+
     /// Wall-clock time that follows tokio's clock.
     fn now_utc(&self) -> DateTime<Utc> {
         let elapsed = Instant::now().saturating_duration_since(self.epoch.1);
@@ -225,6 +268,12 @@ impl AwsSim {
             },
         );
         cluster
+    }
+
+    /// Removes a cluster and its associations, as if it were deleted behind the
+    /// operator's back. Returns whether it existed.
+    pub fn remove_cluster(&self, name: &str) -> bool {
+        self.lock().clusters.remove(name).is_some()
     }
 
     /// Makes a managed policy exist, so it can be attached or used as a boundary.

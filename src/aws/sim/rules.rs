@@ -8,7 +8,6 @@ use crate::aws::faults::aws_error;
 use crate::policy::{self, DocumentKind};
 use crate::{Error, Result};
 
-pub const MAX_MANAGED_POLICIES_PER_ROLE: usize = 10;
 pub const MAX_TAGS: usize = 50;
 pub const MAX_TAG_KEY: usize = 128;
 pub const MAX_TAG_VALUE: usize = 256;
@@ -144,18 +143,15 @@ pub fn max_session_duration(op: &str, secs: i32) -> Result<()> {
     Ok(())
 }
 
-/// A trust policy: grammar, then the per-role size quota.
-pub fn trust_policy(op: &str, doc: &Value) -> Result<()> {
+/// A trust policy: grammar, then the per-role size quota (`max_chars`).
+pub fn trust_policy(op: &str, doc: &Value, max_chars: usize) -> Result<()> {
     policy::validate(doc, DocumentKind::Trust)
         .map_err(|p| aws_error(op, "MalformedPolicyDocument", &p.0))?;
-    if policy::size_chars(doc) > policy::TRUST_POLICY_MAX_CHARS {
+    if policy::size_chars(doc) > max_chars {
         return Err(aws_error(
             op,
             "LimitExceeded",
-            &format!(
-                "Cannot exceed quota for ACLSizePerRole: {}",
-                policy::TRUST_POLICY_MAX_CHARS
-            ),
+            &format!("Cannot exceed quota for ACLSizePerRole: {max_chars}"),
         ));
     }
     Ok(())
@@ -293,7 +289,7 @@ pub fn no_association(op: &str, id: &str) -> Error {
     aws_error(
         op,
         "ResourceNotFoundException",
-        &format!("No Pod Identity Association found for id: {id}."),
+        &format!("No pod identity association found for ID: {id}."),
     )
 }
 

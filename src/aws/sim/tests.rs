@@ -459,3 +459,171 @@ async fn tags_on_missing_association_arn_are_not_found() {
         ("NotFoundException", ErrorClass::NotFound)
     );
 }
+
+#[tokio::test]
+async fn after_effect_fault_acts_then_loses_the_answer() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    sim.knobs().fail_next(
+        "CreatePodIdentityAssociation",
+        Fault::timeout().after_effect(),
+    );
+    let e = sim
+        .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap_err();
+    let e = e.aws().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.class, e.http_status),
+        ("Timeout", ErrorClass::Transient, None)
+    );
+    assert_eq!(
+        sim.inventory().associations_for("ns", "sa").len(),
+        1,
+        "it took effect"
+    );
+    let (c, _) = code(
+        sim.create_pod_identity_association(&assoc(&r, "ns", "sa"))
+            .await,
+    );
+    assert_eq!(c, "ResourceInUseException");
+
+    // Through the wrapper: the inner call runs, its answer is replaced.
+    let knobs = crate::aws::faults::Knobs::new();
+    let wrapped = Faulty::new(sim.clone(), knobs.clone());
+    knobs.fail_next("DeleteRole", Fault::timeout().after_effect());
+    role(&sim, "gone").await;
+    assert!(wrapped.delete_role("gone").await.is_err());
+    assert!(
+        sim.inventory().role("gone").is_none(),
+        "deleted all the same"
+    );
+    // A failing call is not turned into success.
+    knobs.fail_next("DeleteRole", Fault::timeout().after_effect());
+    let (c, _) = code(wrapped.delete_role("gone").await);
+    assert_eq!(c, "NoSuchEntity");
+}
+
+#[tokio::test]
+async fn removed_cluster_is_not_found() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    sim.create_pod_identity_association(&assoc(&r, "ns", "sa"))
+        .await
+        .unwrap();
+    assert!(sim.remove_cluster("c1"));
+    assert!(!sim.remove_cluster("c1"));
+    assert_eq!(sim.describe_cluster("c1").await.unwrap(), None);
+    let (c, class) = code(sim.list_pod_identity_associations("c1", None, None).await);
+    assert_eq!(
+        (c.as_str(), class),
+        ("ResourceNotFoundException", ErrorClass::NotFound)
+    );
+    assert!(sim.inventory().associations.is_empty());
+}
+
+#[tokio::test]
+async fn raised_quotas_are_configurable() {
+    let sim = sim(SimConfig {
+        trust_policy_max_chars: 4096,
+        managed_policies_per_role: 2,
+        ..SimConfig::default()
+    });
+    role(&sim, "r").await;
+    let mut big = trust();
+    big["Statement"][0]["Condition"] =
+        json!({"StringEquals": {"aws:PrincipalTag/x": "v".repeat(3000)}});
+    sim.update_assume_role_policy("r", &big).await.unwrap();
+    big["Statement"][0]["Condition"] =
+        json!({"StringEquals": {"aws:PrincipalTag/x": "v".repeat(4000)}});
+    let e = sim.update_assume_role_policy("r", &big).await.unwrap_err();
+    assert_eq!(
+        e.aws().unwrap().message,
+        "Cannot exceed quota for ACLSizePerRole: 4096"
+    );
+    for arn in &DEFAULT_MANAGED_POLICIES[..2] {
+        sim.attach_role_policy("r", arn).await.unwrap();
+    }
+    let e = sim
+        .attach_role_policy("r", DEFAULT_MANAGED_POLICIES[2])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.aws().unwrap().message,
+        "Cannot exceed quota for PoliciesPerRole: 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_duplicate() {
+    let sim = sim(SimConfig::default());
+    let r = role(&sim, "r").await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let sim = sim.clone();
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            let assoc_ok = sim
+                .create_pod_identity_association(&assoc(&r, "ns", "sa"))
+                .await
+                .is_ok();
+            let role_ok = sim
+                .create_role(&CreateRole {
+                    name: if i % 2 == 0 {
+                        "same".into()
+                    } else {
+                        "SAME".into()
+                    },
+                    path: "/".into(),
+                    assume_role_policy: trust(),
+                    ..CreateRole::default()
+                })
+                .await
+                .is_ok();
+            (assoc_ok, role_ok)
+        }));
+    }
+    let mut assoc_wins = 0;
+    let mut role_wins = 0;
+    for t in tasks {
+        let (a, r) = t.await.unwrap();
+        assoc_wins += usize::from(a);
+        role_wins += usize::from(r);
+    }
+    assert_eq!((assoc_wins, role_wins), (1, 1));
+    let inv = sim.inventory();
+    assert_eq!(inv.associations_for("ns", "sa").len(), 1);
+    assert_eq!(inv.roles.len(), 2, "r and one of same/SAME");
+}
+
+#[tokio::test]
+async fn inventory_finds_by_tag() {
+    let sim = sim(SimConfig::default());
+    let mut input = CreateRole {
+        name: "tagged".into(),
+        path: "/".into(),
+        assume_role_policy: trust(),
+        ..CreateRole::default()
+    };
+    input
+        .tags
+        .insert("podidentity.dev/name".into(), "app".into());
+    let r = sim.create_role(&input).await.unwrap();
+    role(&sim, "plain").await;
+    let mut a = assoc(&r, "ns", "sa");
+    a.tags.insert("podidentity.dev/name".into(), "app".into());
+    sim.create_pod_identity_association(&a).await.unwrap();
+    sim.create_pod_identity_association(&assoc(&r, "ns", "other"))
+        .await
+        .unwrap();
+    let inv = sim.inventory();
+    let roles: Vec<&str> = inv
+        .roles_tagged("podidentity.dev/name", "app")
+        .iter()
+        .map(|r| r.role.name.as_str())
+        .collect();
+    assert_eq!(roles, ["tagged"]);
+    let assocs = inv.associations_tagged("podidentity.dev/name", "app");
+    assert_eq!(assocs.len(), 1);
+    assert_eq!(assocs[0].service_account, "sa");
+}
