@@ -33,7 +33,21 @@ where
             let meta = service.err().meta();
             let status = service.raw().status().as_u16();
             let message = meta.message().unwrap_or_default().to_string();
-            match meta.code() {
+            // An XML error body in a shape the protocol's parser does not read (moto's
+            // authorization errors come as `<Errors><Error>`) still names its code.
+            let body_code = || {
+                service
+                    .raw()
+                    .body()
+                    .bytes()
+                    .and_then(|b| xml_element(b, "Code"))
+            };
+            match meta
+                .code()
+                .map(str::to_string)
+                .or_else(body_code)
+                .as_deref()
+            {
                 Some(code) => {
                     let (class, throttled) =
                         class_of_code(code, &message).unwrap_or_else(|| class_of_status(status));
@@ -247,14 +261,16 @@ fn request_id<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Optio
                 .or_else(|| headers.get("x-amz-request-id"))
                 .map(str::to_string)
         })
-        .or_else(|| raw.body().bytes().and_then(request_id_in_xml))
+        .or_else(|| raw.body().bytes().and_then(|b| xml_element(b, "RequestId")))
 }
 
-fn request_id_in_xml(body: &[u8]) -> Option<String> {
+/// The text of the first `<name>` element of an XML body.
+fn xml_element(body: &[u8], name: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
-    let start = text.find("<RequestId>")? + "<RequestId>".len();
-    let len = text[start..].find("</RequestId>")?;
-    Some(text[start..start + len].trim().to_string()).filter(|id| !id.is_empty())
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&format!("</{name}>"))?;
+    Some(text[start..start + len].trim().to_string()).filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -623,6 +639,25 @@ mod tests {
         assert_eq!(
             classify("GetRole", &err).request_id.as_deref(),
             Some("moto-7")
+        );
+    }
+
+    #[test]
+    fn code_from_an_xml_body_the_parser_did_not_read() {
+        let body = "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>no</Message>\
+                    </Error></Errors></ErrorResponse>";
+        let raw = HttpResponse::new(
+            StatusCode::try_from(403).expect("valid status"),
+            SdkBody::from(body),
+        );
+        let err = SdkError::service_error(
+            CreateRoleError::generic(ErrorMetadata::builder().build()),
+            raw,
+        );
+        let e = classify("CreateRole", &err);
+        assert_eq!(
+            (e.class, e.code.as_str()),
+            (ErrorClass::AccessDenied, "AccessDenied")
         );
     }
 

@@ -148,7 +148,7 @@ impl Process {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("exited with {status}: {}", self.log_text()));
             }
-            if let Ok(200) = http(self.port, "GET", self.kind.ready_path()).await {
+            if let Ok(200) = http(self.port, "GET", self.kind.ready_path(), "").await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -166,8 +166,13 @@ impl Process {
     }
 
     async fn reset(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-            && http(self.port, "POST", self.kind.reset_path()).await == Ok(200)
+        let alive = matches!(self.child.try_wait(), Ok(None));
+        let reset = alive && http(self.port, "POST", self.kind.reset_path(), "").await == Ok(200);
+        match self.kind {
+            // Authentication off again, as it starts ("inf" calls before it applies).
+            Kind::Moto => reset && set_moto_open_calls(self.port, "inf").await,
+            Kind::Ministack => reset,
+        }
     }
 }
 
@@ -177,6 +182,17 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Makes a moto server check signatures and IAM permissions after `open_calls`
+    /// more calls (which can set up users, keys and policies).
+    pub async fn enforce_moto_auth(&self, open_calls: u32) {
+        let process = self.process.as_ref().expect("lease holds a process");
+        assert_eq!(process.kind, Kind::Moto, "only moto checks permissions");
+        assert!(
+            set_moto_open_calls(process.port, &open_calls.to_string()).await,
+            "moto refused /moto-api/reset-auth"
+        );
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port())
     }
@@ -226,15 +242,20 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
-/// One HTTP/1.1 request with an empty body; the status code of the answer.
-async fn http(port: u16, method: &str, path: &str) -> Result<u16, String> {
+async fn set_moto_open_calls(port: u16, count: &str) -> bool {
+    http(port, "POST", "/moto-api/reset-auth", count).await == Ok(200)
+}
+
+/// One HTTP/1.1 request; the status code of the answer.
+async fn http(port: u16, method: &str, path: &str, body: &str) -> Result<u16, String> {
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| e.to_string())?;
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
-             Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
         );
         stream
             .write_all(request.as_bytes())
