@@ -27,106 +27,69 @@ pub fn classify<E>(operation: &str, err: &SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + StdError + 'static,
 {
+    let error = |(class, throttled): (ErrorClass, bool), code: &str, message: String| AwsError {
+        class,
+        operation: operation.to_string(),
+        code: code.to_string(),
+        message,
+        throttled,
+        http_status: err.raw_response().map(|r| r.status().as_u16()),
+        request_id: request_id(err),
+    };
     let detail = || DisplayErrorContext(err).to_string();
-    let (class, code, message, throttled, http_status) = match err {
+    match err {
         SdkError::ServiceError(service) => {
             let meta = service.err().meta();
             let status = service.raw().status().as_u16();
-            let message = meta.message().unwrap_or_default().to_string();
             // An XML error body in a shape the protocol's parser does not read (moto's
             // authorization errors come as `<Errors><Error>`) still names its code.
-            let body_code = || {
-                service
-                    .raw()
-                    .body()
-                    .bytes()
-                    .and_then(|b| xml_element(b, "Code"))
-            };
-            match meta
+            let body = service.raw().body().bytes().unwrap_or_default();
+            let code = meta
                 .code()
                 .map(str::to_string)
-                .or_else(body_code)
-                .as_deref()
-            {
+                .or_else(|| xml_element(body, "Code"));
+            let message = meta
+                .message()
+                .map(str::to_string)
+                .or_else(|| xml_element(body, "Message"))
+                .unwrap_or_default();
+            match code {
                 Some(code) => {
-                    let (class, throttled) =
-                        class_of_code(code, &message).unwrap_or_else(|| class_of_status(status));
-                    (class, code.to_string(), message, throttled, Some(status))
+                    let class =
+                        class_of_code(&code, &message).unwrap_or_else(|| class_of_status(status));
+                    error(class, &code, message)
                 }
-                None => {
-                    let (class, throttled) = class_of_status(status);
-                    (
-                        class,
-                        format!("Http{status}"),
-                        detail(),
-                        throttled,
-                        Some(status),
-                    )
-                }
+                None => error(class_of_status(status), &format!("Http{status}"), detail()),
             }
         }
         SdkError::ResponseError(response) => {
-            let status = response.raw().status().as_u16();
-            let (class, throttled) = if response.raw().status().is_success() {
+            let status = response.raw().status();
+            let class = if status.is_success() {
                 // A success status whose body could not be read: a garbled answer.
                 (ErrorClass::Transient, false)
             } else {
-                class_of_status(status)
+                class_of_status(status.as_u16())
             };
-            let code = "ResponseError".to_string();
-            (class, code, detail(), throttled, Some(status))
+            error(class, "ResponseError", detail())
         }
-        SdkError::TimeoutError(_) => (
-            ErrorClass::Transient,
-            "Timeout".to_string(),
-            detail(),
-            false,
-            None,
-        ),
+        SdkError::TimeoutError(_) => error((ErrorClass::Transient, false), "Timeout", detail()),
         SdkError::DispatchFailure(dispatch) => match credentials_failure(err) {
-            Some(failure) => (failure.0, failure.1.to_string(), detail(), false, None),
-            None => {
-                let code = if dispatch.is_timeout() {
-                    "Timeout"
-                } else {
-                    "DispatchFailure"
-                };
-                (
-                    ErrorClass::Transient,
-                    code.to_string(),
-                    detail(),
-                    false,
-                    None,
-                )
+            Some((class, code)) => error((class, false), code, detail()),
+            None if dispatch.is_timeout() => {
+                error((ErrorClass::Transient, false), "Timeout", detail())
             }
+            None => error((ErrorClass::Transient, false), "DispatchFailure", detail()),
         },
         SdkError::ConstructionFailure(_) => match credentials_failure(err) {
-            Some(failure) => (failure.0, failure.1.to_string(), detail(), false, None),
+            Some((class, code)) => error((class, false), code, detail()),
             // The request could not be built from what was given.
-            None => (
-                ErrorClass::UserInput,
-                "ConstructionFailure".to_string(),
+            None => error(
+                (ErrorClass::UserInput, false),
+                "ConstructionFailure",
                 detail(),
-                false,
-                None,
             ),
         },
-        _ => (
-            ErrorClass::Transient,
-            "Unknown".to_string(),
-            detail(),
-            false,
-            None,
-        ),
-    };
-    AwsError {
-        class,
-        operation: operation.to_string(),
-        code,
-        message,
-        throttled,
-        http_status,
-        request_id: request_id(err),
+        _ => error((ErrorClass::Transient, false), "Unknown", detail()),
     }
 }
 
