@@ -2,9 +2,12 @@
 //!
 //! The session policy travels as a JSON string on the wire and as a parsed
 //! [`serde_json::Value`] here. Empty strings, which EKS (and ministack) send for unset
-//! `ownerArn`, `externalId`, `targetRoleArn` and `policy`, become `None`. On update,
-//! clearing the target role or the session policy is sent as an empty string, the way
-//! EKS takes it. Listing follows `nextToken` to the last page.
+//! `ownerArn`, `externalId`, `targetRoleArn` and `policy`, become `None`. Listing follows
+//! `nextToken` to the last page. On update, a target role or session policy to clear is
+//! sent as an empty string, as eksctl does; that is not checked against EKS itself here
+//! (ministack ignores empty strings, so only the simulator shows the clearing).
+//!
+//! Not here: retries beyond the SDK's own, and any caching.
 
 use async_trait::async_trait;
 use aws_sdk_eks::Client;

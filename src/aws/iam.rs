@@ -1,10 +1,12 @@
 //! [`IamApi`] over `aws-sdk-iam`.
 //!
 //! Every list call follows its pages to the end. Policy documents go out as compact JSON
-//! and come back URL-encoded (GetRole, GetRolePolicy); they are decoded into
-//! [`serde_json::Value`] here, so no caller ever compares them as strings. Errors go
-//! through [`classify`]; get and list calls on a missing role answer `None` or fail with
-//! class `NotFound` as their trait docs say.
+//! and come back URL-encoded (CreateRole, GetRole, GetRolePolicy); they are decoded into
+//! [`serde_json::Value`] by [`decode_policy`], so no caller ever compares them as
+//! strings. Errors go through [`classify`]; get calls answer `None` for what does not
+//! exist, as their trait docs say.
+//!
+//! Not here: retries beyond the SDK's own, and any caching.
 
 use async_trait::async_trait;
 use aws_sdk_iam::Client;
