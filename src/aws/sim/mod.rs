@@ -28,6 +28,7 @@
 //! return whole lists), and any authorization (every call is allowed).
 
 mod eks;
+pub mod http;
 mod iam;
 mod rules;
 
@@ -325,6 +326,15 @@ impl AwsSim {
         }
     }
 
+    /// One association as it stands, without passing the knobs (not an API call).
+    pub fn peek_association(&self, cluster: &str, association_id: &str) -> Option<Association> {
+        self.lock()
+            .clusters
+            .get(cluster)
+            .and_then(|c| c.associations.get(association_id))
+            .map(|r| r.association.clone())
+    }
+
     /// A snapshot of every role, cluster and association.
     pub fn inventory(&self) -> Inventory {
         let s = self.lock();
@@ -369,5 +379,7 @@ fn random_id(rng: &mut StdRng, alphabet: &[u8], len: usize) -> String {
         .collect()
 }
 
+#[cfg(test)]
+mod http_tests;
 #[cfg(test)]
 mod tests;
