@@ -73,7 +73,9 @@ impl Kind {
                 cmd.arg(venv.join("bin/ministack"))
                     .env("GATEWAY_PORT", &port)
                     .env("BIND_HOST", "127.0.0.1")
-                    .env("MINISTACK_ACCOUNT_ID", ACCOUNT_ID);
+                    .env("MINISTACK_ACCOUNT_ID", ACCOUNT_ID)
+                    // No MQTT listener on 8883 next to the API.
+                    .env("IOT_MTLS_ENABLED", "0");
             }
         }
         cmd
@@ -148,7 +150,12 @@ impl Process {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("exited with {status}: {}", self.log_text()));
             }
-            if let Ok(200) = http(self.port, "GET", self.kind.ready_path(), "").await {
+            // The log line proves this process holds the port: another server that
+            // took the port first would answer the readiness check too.
+            let bound = format!("Running on http://127.0.0.1:{}", self.port);
+            if self.log_text().contains(&bound)
+                && http(self.port, "GET", self.kind.ready_path(), "").await == Ok(200)
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
