@@ -346,6 +346,60 @@ mod wire_specific {
         assert_eq!(aws.code, "InvalidClientTokenId");
     }
 
+    /// ministack answers every association in one page, so a scripted EKS answers two
+    /// pages here; the adapter must follow `nextToken` and repeat the filters.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn associations_are_listed_across_pages() {
+        use std::collections::HashMap;
+
+        use axum::extract::{Path, Query};
+
+        let queries: Arc<std::sync::Mutex<Vec<HashMap<String, String>>>> = Arc::default();
+        let seen = queries.clone();
+        let row = |id: &str| {
+            json!({"clusterName": "c", "namespace": "ns", "serviceAccount": "sa",
+                "associationId": id,
+                "associationArn": format!("arn:aws:eks:{REGION}:{ACCOUNT_ID}:podidentityassociation/c/{id}"),
+                "ownerArn": ""})
+        };
+        let app = Router::new().route(
+            "/clusters/{cluster}/pod-identity-associations",
+            axum::routing::get(
+                move |Path(cluster): Path<String>, Query(q): Query<HashMap<String, String>>| {
+                    seen.lock().expect("not poisoned").push(q.clone());
+                    let page = match q.get("nextToken").map(String::as_str) {
+                        None => json!({"associations": [row("a-1"), row("a-2")],
+                            "nextToken": "page-2"}),
+                        Some("page-2") => json!({"associations": [row("a-3")]}),
+                        Some(other) => panic!("unexpected token {other}"),
+                    };
+                    assert_eq!(cluster, "c");
+                    async move { axum::Json(page) }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(axum::serve(listener, app).into_future());
+
+        let eks = SdkEks::new(&settings_config(&url, 1).await);
+        let rows = eks
+            .list_pod_identity_associations("c", Some("ns"), Some("sa"))
+            .await
+            .expect("ListPodIdentityAssociations");
+        let ids: Vec<&str> = rows.iter().map(|r| r.association_id.as_str()).collect();
+        assert_eq!(ids, ["a-1", "a-2", "a-3"]);
+        assert!(rows.iter().all(|r| r.owner_arn.is_none()));
+        let queries = queries.lock().expect("not poisoned").clone();
+        assert_eq!(queries.len(), 2);
+        for q in &queries {
+            assert_eq!(q.get("namespace").map(String::as_str), Some("ns"));
+            assert_eq!(q.get("serviceAccount").map(String::as_str), Some("sa"));
+        }
+    }
+
     /// An HTTP server giving one fixed answer to every request; counts them.
     async fn canned(
         status: u16,
