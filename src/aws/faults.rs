@@ -6,11 +6,10 @@
 //! `ThrottlingException` for EKS), faults (fail the k-th call of an operation, or a
 //! seeded random fraction of calls; either before the call acts, or after it acted with
 //! the answer lost, as when a timeout hides a write that happened), and a counter per
-//! operation. Every call is counted,
-//! failed ones included, as AWS bills and rate-limits them. The simulator consults its
-//! own `Knobs`; [`Faulty`] consults one in front of another implementation (the SDK
-//! adapters, say). Time is tokio's, so `tokio::time::pause` makes latency and refill
-//! deterministic.
+//! operation. Every call is counted, failed ones included, as AWS bills and rate-limits
+//! them. The simulator consults its own `Knobs`; [`Faulty`] consults one in front of
+//! another implementation (the SDK adapters, say). Time is tokio's, so
+//! `tokio::time::pause` makes latency and refill deterministic.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
