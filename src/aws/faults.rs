@@ -6,11 +6,10 @@
 //! `ThrottlingException` for EKS), faults (fail the k-th call of an operation, or a
 //! seeded random fraction of calls; either before the call acts, or after it acted with
 //! the answer lost, as when a timeout hides a write that happened), and a counter per
-//! operation. Every call is counted,
-//! failed ones included, as AWS bills and rate-limits them. The simulator consults its
-//! own `Knobs`; [`Faulty`] consults one in front of another implementation (the SDK
-//! adapters, say). Time is tokio's, so `tokio::time::pause` makes latency and refill
-//! deterministic.
+//! operation. Every call is counted, failed ones included, as AWS bills and rate-limits
+//! them. The simulator consults its own `Knobs`; [`Faulty`] consults one in front of
+//! another implementation (the SDK adapters, say). Time is tokio's, so
+//! `tokio::time::pause` makes latency and refill deterministic.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -37,28 +36,55 @@ pub enum Service {
     Eks,
 }
 
-/// The class, HTTP status and throttling flag AWS gives an error code, as the SDK
-/// classification sees it. `InvalidParameterException` about a role that does not exist
-/// (yet) is the one code whose class depends on the message. Local codes for answers
-/// that never came (`Timeout`, `DispatchFailure`) have no status.
+/// The class, HTTP status and throttling flag AWS gives an error code, by the same
+/// table of codes the SDK adapters' classification uses. `InvalidParameterException`
+/// about a role that does not exist (yet) is the one code whose class depends on the
+/// message. Local codes for answers that never came (`Timeout`, `DispatchFailure`) have
+/// no status.
 pub fn classify(code: &str, message: &str) -> (ErrorClass, Option<u16>, bool) {
     use ErrorClass::*;
     let (class, status, throttled) = match code {
         "Timeout" | "DispatchFailure" => return (Transient, None, false),
-        "Throttling" => (Transient, 400, true),
-        "ThrottlingException" | "TooManyRequestsException" => (Transient, 429, true),
-        "ServiceFailure" | "ServerException" | "InternalFailure" => (Transient, 500, false),
+        "Throttling" | "RequestLimitExceeded" | "RequestThrottled" => (Transient, 400, true),
+        "ThrottlingException"
+        | "ThrottledException"
+        | "RequestThrottledException"
+        | "TooManyRequestsException"
+        | "SlowDown" => (Transient, 429, true),
+        "ServiceFailure"
+        | "ServerException"
+        | "InternalFailure"
+        | "InternalError"
+        | "InternalServerError" => (Transient, 500, false),
         "ServiceUnavailableException" | "ServiceUnavailable" => (Transient, 503, false),
-        "ConcurrentModification" => (Transient, 409, false),
+        "ConcurrentModification" | "ConcurrentModificationException" => (Transient, 409, false),
+        "RequestTimeout" | "RequestTimeoutException" => (Transient, 408, false),
         "NoSuchEntity" => (NotFound, 404, false),
         "ResourceNotFoundException" | "NotFoundException" => (NotFound, 404, false),
-        "EntityAlreadyExists" | "DeleteConflict" | "ResourceInUseException" => {
-            (Conflict, 409, false)
-        }
-        "LimitExceeded" => (Quota, 409, false),
-        "ResourceLimitExceededException" | "ServiceQuotaExceededException" => (Quota, 400, false),
-        "AccessDenied" | "AccessDeniedException" => (AccessDenied, 403, false),
-        "InvalidParameterException" if message.contains("does not exist") => {
+        "EntityAlreadyExists"
+        | "DeleteConflict"
+        | "ResourceInUseException"
+        | "ResourceInUse"
+        | "UnmodifiableEntity" => (Conflict, 409, false),
+        "LimitExceeded" | "LimitExceededException" => (Quota, 409, false),
+        "ResourceLimitExceededException"
+        | "ServiceQuotaExceeded"
+        | "ServiceQuotaExceededException" => (Quota, 400, false),
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "UnauthorizedException"
+        | "NotAuthorized" => (AccessDenied, 403, false),
+        "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken" => (AccessDenied, 403, false),
+        "InvalidParameterException"
+            if message.contains("Role provided in the request does not exist") =>
+        {
             (Propagation, 400, false)
         }
         _ => (UserInput, 400, false),

@@ -6,10 +6,11 @@
 //!
 //! Implemented: the 18 IAM and 8 EKS operations of the traits, AWS's error bodies
 //! (`ErrorResponse` XML for IAM; `x-amzn-ErrorType` and a JSON message for EKS), lists
-//! in one page; `GET /_sim/inventory` and `GET /_sim/calls` show the simulator's
-//! state. Not implemented: request signing checks (any credentials are
-//! accepted), paging tokens, any operation outside the traits (answered 400
-//! `InvalidAction` / 404). Faults without an HTTP status (timeouts) are answered 504.
+//! paged as AWS pages them (`MaxItems`/`Marker`, `maxResults`/`nextToken`; the tokens
+//! are offsets); `GET /_sim/inventory` and `GET /_sim/calls` show the simulator's state.
+//! Not implemented: request signing checks (any credentials are accepted), any
+//! operation outside the traits (answered 400 `InvalidAction` / 404). Faults without an
+//! HTTP status (timeouts) are answered 504.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -201,6 +202,32 @@ impl Params {
     }
 }
 
+/// One page of a list's `<member>`s as IAM pages them: at most `MaxItems` (default
+/// 100) from `Marker` (an offset here), with `IsTruncated` and the next `Marker`.
+fn iam_page(p: &Params, members: Vec<String>, wrapper: &str) -> String {
+    let start = p
+        .get("Marker")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(members.len());
+    let max = p
+        .get("MaxItems")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let end = (start + max).min(members.len());
+    let page = members[start..end].concat();
+    let rest = if end < members.len() {
+        format!(
+            "<IsTruncated>true</IsTruncated>{}",
+            el("Marker", &end.to_string())
+        )
+    } else {
+        "<IsTruncated>false</IsTruncated>".to_owned()
+    };
+    format!("<{wrapper}>{page}</{wrapper}>{rest}")
+}
+
 /// The JSON of a policy document parameter, or IAM's answer to one that is not JSON.
 fn document(action: &str, params: &Params, key: &str) -> crate::Result<Value> {
     serde_json::from_str(params.get(key).unwrap_or_default()).map_err(|_| {
@@ -290,7 +317,7 @@ async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Opt
         }
         "ListAttachedRolePolicies" => {
             let list = sim.list_attached_role_policies(&role).await?;
-            let members: String = list
+            let members: Vec<String> = list
                 .iter()
                 .map(|a| {
                     format!(
@@ -300,9 +327,7 @@ async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Opt
                     )
                 })
                 .collect();
-            Ok(Some(format!(
-                "<AttachedPolicies>{members}</AttachedPolicies><IsTruncated>false</IsTruncated>"
-            )))
+            Ok(Some(iam_page(p, members, "AttachedPolicies")))
         }
         "PutRolePolicy" => {
             let doc = document(action, p, "PolicyDocument")?;
@@ -332,10 +357,8 @@ async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Opt
         }
         "ListRolePolicies" => {
             let names = sim.list_role_policies(&role).await?;
-            let members: String = names.iter().map(|n| el("member", n)).collect();
-            Ok(Some(format!(
-                "<PolicyNames>{members}</PolicyNames><IsTruncated>false</IsTruncated>"
-            )))
+            let members = names.iter().map(|n| el("member", n)).collect();
+            Ok(Some(iam_page(p, members, "PolicyNames")))
         }
         "TagRole" => {
             sim.tag_role(&role, &p.tags("Tags")).await?;
@@ -347,10 +370,11 @@ async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Opt
         }
         "ListRoleTags" => {
             let tags = sim.list_role_tags(&role).await?;
-            Ok(Some(format!(
-                "<Tags>{}</Tags><IsTruncated>false</IsTruncated>",
-                tags_xml(&tags)
-            )))
+            let members = tags
+                .iter()
+                .map(|(k, v)| format!("<member>{}{}</member>", el("Key", k), el("Value", v)))
+                .collect();
+            Ok(Some(iam_page(p, members, "Tags")))
         }
         "DeleteRole" => {
             sim.delete_role(&role).await?;
@@ -359,7 +383,7 @@ async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Opt
         "ListInstanceProfilesForRole" => {
             let names = sim.list_instance_profiles_for_role(&role).await?;
             let account = &sim.config().account_id;
-            let members: String = names
+            let members: Vec<String> = names
                 .iter()
                 .map(|n| {
                     format!(
@@ -378,9 +402,7 @@ async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Opt
                     )
                 })
                 .collect();
-            Ok(Some(format!(
-                "<InstanceProfiles>{members}</InstanceProfiles><IsTruncated>false</IsTruncated>"
-            )))
+            Ok(Some(iam_page(p, members, "InstanceProfiles")))
         }
         other => Err(aws_error(
             action,
@@ -627,8 +649,20 @@ async fn list_associations(
             let rows = sim
                 .list_pod_identity_associations(&name, find("namespace"), find("serviceAccount"))
                 .await?;
-            let rows: Vec<Value> = rows.iter().map(summary_json).collect();
-            Ok(json!({"associations": rows}))
+            // EKS pages by `maxResults` (1 to 100, default 100) and `nextToken` (an
+            // offset here).
+            let start = find("nextToken")
+                .and_then(|t| t.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(rows.len());
+            let max = find("maxResults")
+                .and_then(|m| m.parse::<usize>().ok())
+                .unwrap_or(100)
+                .clamp(1, 100);
+            let end = (start + max).min(rows.len());
+            let page: Vec<Value> = rows[start..end].iter().map(summary_json).collect();
+            let next = (end < rows.len()).then(|| end.to_string());
+            Ok(json!({"associations": page, "nextToken": next}))
         }
         .await,
     )

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::aws::faults::{Fault, Service};
-use crate::aws::{CreateRole, IamApi};
+use crate::aws::{CreateRole, EksApi, IamApi};
 use crate::policy::{decode_policy, documents_equivalent};
 
 struct Clients {
@@ -416,4 +416,88 @@ async fn inventory_and_calls_over_http() {
     let inv: Inventory = serde_json::from_value(get("/_sim/inventory").await).unwrap();
     assert_eq!(inv.clusters[0].name, "c1");
     assert_eq!(get("/_sim/calls").await["DescribeCluster"], 1);
+}
+
+#[tokio::test]
+async fn lists_are_paged_as_aws_pages_them() {
+    let c = start().await;
+    let role = c
+        .sim
+        .create_role(&CreateRole {
+            name: "r".into(),
+            path: "/".into(),
+            assume_role_policy: trust(),
+            ..CreateRole::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..150 {
+        let input = crate::aws::CreateAssociation {
+            cluster_name: "c1".into(),
+            namespace: "ns".into(),
+            service_account: format!("sa-{i}"),
+            role_arn: role.arn.clone(),
+            ..Default::default()
+        };
+        c.sim.create_pod_identity_association(&input).await.unwrap();
+    }
+    let first = c
+        .eks
+        .list_pod_identity_associations()
+        .cluster_name("c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.associations().len(), 100);
+    assert!(first.next_token().is_some());
+    let mut ids = std::collections::BTreeSet::new();
+    let mut pages = c
+        .eks
+        .list_pod_identity_associations()
+        .cluster_name("c1")
+        .max_results(40)
+        .into_paginator()
+        .send();
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap();
+        count += 1;
+        for a in page.associations() {
+            ids.insert(a.association_id().unwrap().to_owned());
+        }
+    }
+    assert_eq!((count, ids.len()), (4, 150));
+
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "s3:GetObject", "Resource": "*"}]});
+    for i in 0..7 {
+        c.sim
+            .put_role_policy("r", &format!("p{i}"), &doc)
+            .await
+            .unwrap();
+    }
+    let page = c
+        .iam
+        .list_role_policies()
+        .role_name("r")
+        .max_items(3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.policy_names().len(), 3);
+    assert!(page.is_truncated());
+    let names: Vec<String> = c
+        .iam
+        .list_role_policies()
+        .role_name("r")
+        .max_items(3)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|n| n.unwrap())
+        .collect();
+    assert_eq!(names.len(), 7);
 }
