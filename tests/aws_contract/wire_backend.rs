@@ -590,3 +590,39 @@ pub mod iam_on_ministack {
         instance_profiles_listed_for_role,
     );
 }
+
+/// Every case again, through the SDK adapters against the simulator's HTTP front: the
+/// answers are the simulator's (so as strict as AWS), the path is the real clients,
+/// protocols and error classification.
+pub mod adapters_on_simulator {
+    use pod_identity_operator::aws::sim::{AwsSim, SimConfig, http};
+
+    use super::*;
+    use crate::sim_backend::WINDOW;
+
+    pub async fn start() -> Backend {
+        let sim = Arc::new(AwsSim::new(SimConfig {
+            role_propagation: WINDOW,
+            association_release: WINDOW,
+            seed: rand::random(),
+            ..SimConfig::default()
+        }));
+        let cluster = sim.add_cluster(CLUSTER);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(http::serve(sim.clone(), listener));
+        let config = sdk_config(&url).await;
+        Backend {
+            kind: BackendKind::Simulator,
+            iam: Arc::new(SdkIam::new(&config)),
+            eks: Arc::new(SdkEks::new(&config)),
+            cluster_name: cluster.name,
+            account_id: cluster.account_id,
+            _guard: Box::new((sim, server)),
+        }
+    }
+
+    crate::cases::all_cases!();
+}
