@@ -222,6 +222,7 @@ impl EksApi for AwsSim {
     ) -> Result<Option<Association>> {
         const OP: &str = "DescribePodIdentityAssociation";
         self.call(Service::Eks, OP, || {
+            rules::association_id(OP, association_id)?;
             let mut s = self.lock();
             let c = cluster_mut(&mut s, OP, cluster_name)?;
             Ok(c.associations
@@ -237,6 +238,7 @@ impl EksApi for AwsSim {
     ) -> Result<Association> {
         const OP: &str = "UpdatePodIdentityAssociation";
         self.call(Service::Eks, OP, || {
+            rules::association_id(OP, &input.association_id)?;
             let now = self.now_utc();
             let mut guard = self.lock();
             let s = &mut *guard;
@@ -289,6 +291,7 @@ impl EksApi for AwsSim {
     ) -> Result<()> {
         const OP: &str = "DeletePodIdentityAssociation";
         self.call(Service::Eks, OP, || {
+            rules::association_id(OP, association_id)?;
             let release = self.config.association_release;
             let mut s = self.lock();
             let c = cluster_mut(&mut s, OP, cluster_name)?;

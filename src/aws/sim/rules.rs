@@ -293,6 +293,17 @@ pub fn no_association(op: &str, id: &str) -> Error {
     )
 }
 
+/// Association ids as EKS checks them before looking one up: `a-` and 17 characters.
+pub fn association_id(op: &str, id: &str) -> Result<()> {
+    if id.chars().count() != 19 {
+        return Err(eks_invalid(
+            op,
+            "The parameter associationId should be 19 characters long.",
+        ));
+    }
+    Ok(())
+}
+
 /// Kubernetes names as EKS accepts them for namespaces and ServiceAccounts: 1 to 253
 /// characters of lower-case alphanumerics, `-` and `.`, starting and ending
 /// alphanumeric.

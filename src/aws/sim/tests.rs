@@ -755,3 +755,21 @@ mod model {
         }
     }
 }
+
+#[tokio::test]
+async fn association_ids_must_have_nineteen_characters() {
+    let sim = sim(SimConfig::default());
+    let (c, class) = code(sim.describe_pod_identity_association("c1", "a-short").await);
+    assert_eq!(
+        (c.as_str(), class),
+        ("InvalidParameterException", ErrorClass::UserInput)
+    );
+    let (c, _) = code(sim.delete_pod_identity_association("c1", "a-short").await);
+    assert_eq!(c, "InvalidParameterException");
+    assert_eq!(
+        sim.describe_pod_identity_association("c1", "a-0123456789abcdefg")
+            .await
+            .unwrap(),
+        None
+    );
+}
