@@ -19,6 +19,15 @@ pub enum Error {
 
     #[error("AWS {0}")]
     Aws(AwsError),
+
+    /// The AWS client could not be configured (no region, bad endpoint).
+    #[error("AWS configuration: {0}")]
+    AwsConfig(String),
+
+    /// An AWS answer this crate cannot use (a policy document that is not JSON, a field
+    /// AWS always sets missing).
+    #[error("unexpected AWS answer to {operation}: {message}")]
+    AwsAnswer { operation: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

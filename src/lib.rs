@@ -6,5 +6,6 @@
 pub mod aws;
 pub mod error;
 pub mod kubesim;
+pub mod policy;
 
 pub use error::{Error, Result};

@@ -10,6 +10,9 @@
 //! Policy documents travel as parsed JSON ([`serde_json::Value`]); adapters encode and
 //! decode them at the wire, and comparisons go through [`crate::policy`].
 
+pub mod faults;
+pub mod sim;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -18,6 +21,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Result;
+
+pub mod classify;
+pub mod config;
+pub mod eks;
+pub mod iam;
 
 /// Tags as IAM and EKS hold them: key to value, ordered for stable comparison.
 pub type Tags = BTreeMap<String, String>;

@@ -10,6 +10,7 @@ use pod_identity_operator::aws::{EksApi, IamApi};
 pub enum BackendKind {
     Simulator,
     /// SDK adapters against moto (IAM) and ministack (EKS).
+    #[allow(dead_code)] // constructed by the wire backend module
     Wire,
 }
 

@@ -1,15 +1,1404 @@
 //! The contract cases. Each is an `async fn(&Backend)`; `all_cases!` lists them.
+//!
+//! Cases are independent: every role and ServiceAccount name carries a random suffix,
+//! and no case assumes an empty account. Where a wire server accepts what AWS refuses,
+//! the case says so and checks the refusal on the simulator only (`strict(b)`).
 
-use crate::backend::Backend;
+use std::fmt::Debug;
+use std::time::Duration;
 
-/// Names every case, for `contract_suite!` to expand per backend.
+use pod_identity_operator::aws::{
+    Association, CreateAssociation, CreateRole, Role, Tags, UpdateAssociation,
+};
+use pod_identity_operator::error::{AwsError, ErrorClass};
+use pod_identity_operator::policy::documents_equivalent;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::backend::{Backend, BackendKind};
+
+/// Names every case, for `contract_suite!` to expand inside a backend module.
 macro_rules! all_cases {
-    ($backend:ident) => {
-        $crate::contract_suite!($backend: role_create_get_delete);
+    () => {
+        $crate::contract_suite!(
+            role_create_get_delete,
+            role_name_limits,
+            role_name_unique_regardless_of_case,
+            role_path_rules,
+            role_session_duration_limits,
+            role_update_description_and_duration,
+            missing_role_is_no_such_entity,
+            trust_policy_update_reads_back_equivalent,
+            trust_policy_malformed_refused,
+            trust_policy_size_quota,
+            permissions_boundary_put_delete,
+            managed_policies_attach_detach_list,
+            managed_policies_quota,
+            managed_policy_missing_or_not_attached,
+            inline_policies_put_get_list_delete,
+            inline_policy_malformed_refused,
+            inline_policies_total_size_quota,
+            role_tags_tag_untag_list,
+            role_tag_limits,
+            delete_role_conflicts_while_policies_remain,
+            instance_profiles_listed_for_role,
+            describe_cluster_found_and_missing,
+            association_lifecycle,
+            association_list_filters,
+            association_cluster_must_exist,
+            association_one_per_service_account,
+            association_idempotent_token,
+            association_role_must_exist,
+            association_cross_account_role_refused,
+            association_role_propagation_window,
+            association_delete_window_blocks_service_account,
+            association_tag_untag,
+            association_target_role_and_session_policy,
+        );
     };
 }
 pub(crate) use all_cases;
 
-pub async fn role_create_get_delete(_b: &Backend) {
-    // Filled in with the simulator.
+// ---- helpers ----
+
+/// True where the backend is expected to refuse what AWS refuses; the wire servers are
+/// laxer on names, documents, quotas and role checks (DESIGN §8).
+fn strict(b: &Backend) -> bool {
+    b.kind == BackendKind::Simulator
+}
+
+fn suffix() -> String {
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", suffix())
+}
+
+fn trust() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"]
+        }]
+    })
+}
+
+fn inline_doc(bucket: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"],
+                       "Resource": [format!("arn:aws:s3:::{bucket}/*")]}]
+    })
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn role_input(name: &str) -> CreateRole {
+    CreateRole {
+        name: name.to_owned(),
+        path: "/".into(),
+        assume_role_policy: trust(),
+        ..CreateRole::default()
+    }
+}
+
+async fn new_role(b: &Backend, prefix: &str) -> Role {
+    b.iam
+        .create_role(&role_input(&unique(prefix)))
+        .await
+        .expect("CreateRole")
+}
+
+/// Asserts an AWS failure with this code and class, and returns it.
+#[track_caller]
+fn expect_aws<T: Debug>(
+    r: pod_identity_operator::Result<T>,
+    code: &str,
+    class: ErrorClass,
+) -> AwsError {
+    match r {
+        Err(pod_identity_operator::Error::Aws(e)) => {
+            assert_eq!(e.code, code, "{e}");
+            assert_eq!(e.class, class, "{e}");
+            e
+        }
+        other => panic!("expected AWS error {code}, got {other:?}"),
+    }
+}
+
+fn association_input(b: &Backend, role: &Role, namespace: &str, sa: &str) -> CreateAssociation {
+    CreateAssociation {
+        cluster_name: b.cluster_name.clone(),
+        namespace: namespace.to_owned(),
+        service_account: sa.to_owned(),
+        role_arn: role.arn.clone(),
+        ..CreateAssociation::default()
+    }
+}
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Creates an association, retrying while EKS does not see the role yet (the
+/// propagation class); returns it with the number of such refusals.
+async fn create_when_visible(b: &Backend, input: &CreateAssociation) -> (Association, u32) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut refusals = 0;
+    loop {
+        match b.eks.create_pod_identity_association(input).await {
+            Ok(a) => return (a, refusals),
+            Err(pod_identity_operator::Error::Aws(e))
+                if e.class == ErrorClass::Propagation && tokio::time::Instant::now() < deadline =>
+            {
+                assert_eq!(e.code, "InvalidParameterException", "{e}");
+                refusals += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("CreatePodIdentityAssociation: {e}"),
+        }
+    }
+}
+
+async fn new_association(b: &Backend, prefix: &str) -> (Role, Association) {
+    let role = new_role(b, prefix).await;
+    let input = association_input(b, &role, &unique("ns"), &unique("sa"));
+    let (a, _) = create_when_visible(b, &input).await;
+    (role, a)
+}
+
+// ---- IAM roles ----
+
+pub async fn role_create_get_delete(b: &Backend) {
+    let name = unique("pi-create");
+    let input = CreateRole {
+        name: name.clone(),
+        path: "/pod-identity/contract/".into(),
+        assume_role_policy: trust(),
+        description: Some("made by the contract suite".into()),
+        max_session_duration: Some(7200),
+        permissions_boundary_arn: None,
+        tags: tags(&[("podidentity.dev/cluster", "contract"), ("team", "a")]),
+    };
+    let created = b.iam.create_role(&input).await.expect("CreateRole");
+    assert_eq!(created.name, name);
+    assert_eq!(
+        created.arn,
+        format!(
+            "arn:aws:iam::{}:role/pod-identity/contract/{name}",
+            b.account_id
+        )
+    );
+    assert!(created.role_id.starts_with("AROA"), "{}", created.role_id);
+
+    let got = b
+        .iam
+        .get_role(&name)
+        .await
+        .expect("GetRole")
+        .expect("role exists");
+    assert_eq!(got.arn, created.arn);
+    assert_eq!(got.path, "/pod-identity/contract/");
+    assert_eq!(
+        got.description.as_deref(),
+        Some("made by the contract suite")
+    );
+    assert_eq!(got.max_session_duration, 7200);
+    assert!(
+        documents_equivalent(&got.assume_role_policy, &trust()),
+        "{}",
+        got.assume_role_policy
+    );
+    assert_eq!(got.tags, input.tags);
+    assert_eq!(got.permissions_boundary_arn, None);
+
+    b.iam.delete_role(&name).await.expect("DeleteRole");
+    assert_eq!(b.iam.get_role(&name).await.expect("GetRole"), None);
+    expect_aws(
+        b.iam.delete_role(&name).await,
+        "NoSuchEntity",
+        ErrorClass::NotFound,
+    );
+}
+
+pub async fn role_name_limits(b: &Backend) {
+    let longest = format!("pi-{}-{}", suffix(), "x".repeat(64 - 12));
+    assert_eq!(longest.len(), 64);
+    let role = b
+        .iam
+        .create_role(&role_input(&longest))
+        .await
+        .expect("64 characters");
+    assert_eq!(role.name, longest);
+    let symbols = unique("a_b+c=d,e.f@g");
+    b.iam
+        .create_role(&role_input(&symbols))
+        .await
+        .expect("every allowed symbol");
+
+    // moto and ministack accept 65-character names and other characters; AWS refuses
+    // them with ValidationError (CreateRole: RoleName, 1-64 of [\w+=,.@-]).
+    if strict(b) {
+        let too_long = format!("{longest}y");
+        expect_aws(
+            b.iam.create_role(&role_input(&too_long)).await,
+            "ValidationError",
+            ErrorClass::UserInput,
+        );
+        for bad in [
+            String::new(),
+            unique("has space"),
+            unique("has/slash"),
+            unique("ünï"),
+        ] {
+            expect_aws(
+                b.iam.create_role(&role_input(&bad)).await,
+                "ValidationError",
+                ErrorClass::UserInput,
+            );
+        }
+    }
+}
+
+pub async fn role_name_unique_regardless_of_case(b: &Backend) {
+    let name = unique("Pi-Case");
+    b.iam
+        .create_role(&role_input(&name))
+        .await
+        .expect("CreateRole");
+    let e = expect_aws(
+        b.iam.create_role(&role_input(&name)).await,
+        "EntityAlreadyExists",
+        ErrorClass::Conflict,
+    );
+    assert_eq!(e.http_status, Some(409));
+    // IAM names are unique regardless of case, and GetRole finds a role by any case;
+    // the wire servers compare names exactly.
+    if strict(b) {
+        expect_aws(
+            b.iam.create_role(&role_input(&name.to_uppercase())).await,
+            "EntityAlreadyExists",
+            ErrorClass::Conflict,
+        );
+        let got = b.iam.get_role(&name.to_lowercase()).await.expect("GetRole");
+        assert_eq!(got.map(|r| r.name), Some(name));
+    }
+}
+
+pub async fn role_path_rules(b: &Backend) {
+    let mut input = role_input(&unique("pi-path"));
+    input.path = "/a/b-c/".into();
+    let role = b.iam.create_role(&input).await.expect("nested path");
+    assert!(
+        role.arn.ends_with(&format!(":role/a/b-c/{}", input.name)),
+        "{}",
+        role.arn
+    );
+    // AWS: a path is "/" or begins and ends with "/", printable ASCII between, at
+    // most 512 characters; the wire servers do not check.
+    if strict(b) {
+        for bad in ["a/", "/a", "//x y/", &format!("/{}/", "p".repeat(511))] {
+            let mut input = role_input(&unique("pi-path"));
+            input.path = bad.to_owned();
+            expect_aws(
+                b.iam.create_role(&input).await,
+                "ValidationError",
+                ErrorClass::UserInput,
+            );
+        }
+    }
+}
+
+pub async fn role_session_duration_limits(b: &Backend) {
+    for ok in [3600, 43200] {
+        let mut input = role_input(&unique("pi-session"));
+        input.max_session_duration = Some(ok);
+        let role = b
+            .iam
+            .create_role(&input)
+            .await
+            .expect("within 3600..=43200");
+        assert_eq!(role.max_session_duration, ok);
+    }
+    // moto accepts any MaxSessionDuration, on CreateRole and UpdateRole.
+    if !strict(b) {
+        return;
+    }
+    for bad in [3599, 43201] {
+        let mut input = role_input(&unique("pi-session"));
+        input.max_session_duration = Some(bad);
+        expect_aws(
+            b.iam.create_role(&input).await,
+            "ValidationError",
+            ErrorClass::UserInput,
+        );
+    }
+    let role = new_role(b, "pi-session").await;
+    assert_eq!(role.max_session_duration, 3600, "default");
+    expect_aws(
+        b.iam.update_role(&role.name, None, Some(100)).await,
+        "ValidationError",
+        ErrorClass::UserInput,
+    );
+}
+
+pub async fn role_update_description_and_duration(b: &Backend) {
+    let role = new_role(b, "pi-update").await;
+    b.iam
+        .update_role(&role.name, Some("first"), Some(7200))
+        .await
+        .expect("UpdateRole");
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert_eq!(got.description.as_deref(), Some("first"));
+    assert_eq!(got.max_session_duration, 7200);
+    // `None` leaves a field as it is.
+    b.iam
+        .update_role(&role.name, Some("second"), None)
+        .await
+        .expect("UpdateRole");
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert_eq!(got.description.as_deref(), Some("second"));
+    // moto resets MaxSessionDuration to 3600 when UpdateRole leaves it out.
+    if strict(b) {
+        assert_eq!(got.max_session_duration, 7200);
+    }
+}
+
+pub async fn missing_role_is_no_such_entity(b: &Backend) {
+    let name = unique("pi-missing");
+    assert_eq!(b.iam.get_role(&name).await.expect("GetRole"), None);
+    let nf = ErrorClass::NotFound;
+    expect_aws(
+        b.iam.update_role(&name, Some("d"), None).await,
+        "NoSuchEntity",
+        nf,
+    );
+    expect_aws(
+        b.iam.update_assume_role_policy(&name, &trust()).await,
+        "NoSuchEntity",
+        nf,
+    );
+    expect_aws(
+        b.iam.tag_role(&name, &tags(&[("k", "v")])).await,
+        "NoSuchEntity",
+        nf,
+    );
+    expect_aws(b.iam.list_role_tags(&name).await, "NoSuchEntity", nf);
+    expect_aws(
+        b.iam.list_attached_role_policies(&name).await,
+        "NoSuchEntity",
+        nf,
+    );
+    expect_aws(b.iam.list_role_policies(&name).await, "NoSuchEntity", nf);
+    expect_aws(
+        b.iam.put_role_policy(&name, "p", &inline_doc("b")).await,
+        "NoSuchEntity",
+        nf,
+    );
+    let e = expect_aws(b.iam.delete_role(&name).await, "NoSuchEntity", nf);
+    assert_eq!(e.http_status, Some(404));
+}
+
+// ---- trust policy ----
+
+pub async fn trust_policy_update_reads_back_equivalent(b: &Backend) {
+    let role = new_role(b, "pi-trust").await;
+    let scoped = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PodIdentity",
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {
+                "StringEquals": {
+                    "aws:SourceAccount": b.account_id,
+                    "aws:RequestTag/kubernetes-namespace": "team-a",
+                    "aws:RequestTag/kubernetes-service-account": "app+1 x"
+                },
+                "ArnEquals": {"aws:RequestTag/eks-cluster-arn": format!(
+                    "arn:aws:eks:us-east-1:{}:cluster/{}", b.account_id, b.cluster_name)}
+            }
+        }]
+    });
+    b.iam
+        .update_assume_role_policy(&role.name, &scoped)
+        .await
+        .expect("UpdateAssumeRolePolicy");
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert!(
+        documents_equivalent(&got.assume_role_policy, &scoped),
+        "{}",
+        got.assume_role_policy
+    );
+    assert!(!documents_equivalent(&got.assume_role_policy, &trust()));
+}
+
+pub async fn trust_policy_malformed_refused(b: &Backend) {
+    let role = new_role(b, "pi-badtrust").await;
+    // moto and ministack store malformed trust documents; AWS answers
+    // MalformedPolicyDocument (CreateRole, UpdateAssumeRolePolicy).
+    if !strict(b) {
+        return;
+    }
+    let bad = [
+        json!({"Statement": trust()["Statement"].clone()}),
+        json!({"Version": "2012-10-17"}),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Permit",
+            "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": "sts:AssumeRole"}]}),
+        json!("not an object"),
+    ];
+    for doc in bad {
+        expect_aws(
+            b.iam.update_assume_role_policy(&role.name, &doc).await,
+            "MalformedPolicyDocument",
+            ErrorClass::UserInput,
+        );
+        let mut input = role_input(&unique("pi-badtrust"));
+        input.assume_role_policy = doc;
+        expect_aws(
+            b.iam.create_role(&input).await,
+            "MalformedPolicyDocument",
+            ErrorClass::UserInput,
+        );
+    }
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert!(
+        documents_equivalent(&got.assume_role_policy, &trust()),
+        "unchanged"
+    );
+}
+
+/// A trust policy of exactly `chars` characters not counting whitespace, padded with
+/// whitespace that IAM does not count.
+fn trust_of_size(chars: usize) -> Value {
+    let base = trust();
+    let base_len = pod_identity_operator::policy::size_chars(&base);
+    let mut doc = base;
+    // One condition value: its key and quotes and braces cost a fixed overhead.
+    let overhead = r#","Condition":{"StringEquals":{"aws:PrincipalTag/x":""}}"#.len();
+    let filler = chars - base_len - overhead;
+    let value: String = "v ".repeat(filler);
+    doc["Statement"][0]["Condition"] = json!({"StringEquals": {"aws:PrincipalTag/x": value}});
+    assert_eq!(pod_identity_operator::policy::size_chars(&doc), chars);
+    doc
+}
+
+pub async fn trust_policy_size_quota(b: &Backend) {
+    let role = new_role(b, "pi-bigtrust").await;
+    // Whitespace is not counted: 2,048 characters plus as many spaces is accepted.
+    b.iam
+        .update_assume_role_policy(&role.name, &trust_of_size(2048))
+        .await
+        .expect("2,048 characters without whitespace");
+    // The wire servers do not enforce ACLSizePerRole; AWS answers LimitExceeded.
+    if strict(b) {
+        let e = expect_aws(
+            b.iam
+                .update_assume_role_policy(&role.name, &trust_of_size(2049))
+                .await,
+            "LimitExceeded",
+            ErrorClass::Quota,
+        );
+        assert_eq!(e.message, "Cannot exceed quota for ACLSizePerRole: 2048");
+        let mut input = role_input(&unique("pi-bigtrust"));
+        input.assume_role_policy = trust_of_size(2049);
+        expect_aws(
+            b.iam.create_role(&input).await,
+            "LimitExceeded",
+            ErrorClass::Quota,
+        );
+    }
+}
+
+// ---- boundary, managed and inline policies ----
+
+const BOUNDARY: &str = "arn:aws:iam::aws:policy/PowerUserAccess";
+const MANAGED: [&str; 11] = [
+    "arn:aws:iam::aws:policy/ReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonEC2ReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonDynamoDBReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonSNSReadOnlyAccess",
+    "arn:aws:iam::aws:policy/CloudWatchReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonRDSReadOnlyAccess",
+    "arn:aws:iam::aws:policy/IAMReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonRoute53ReadOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonVPCReadOnlyAccess",
+];
+
+pub async fn permissions_boundary_put_delete(b: &Backend) {
+    let role = new_role(b, "pi-boundary").await;
+    b.iam
+        .put_role_permissions_boundary(&role.name, BOUNDARY)
+        .await
+        .expect("PutRolePermissionsBoundary");
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert_eq!(got.permissions_boundary_arn.as_deref(), Some(BOUNDARY));
+    b.iam
+        .delete_role_permissions_boundary(&role.name)
+        .await
+        .expect("DeleteRolePermissionsBoundary");
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert_eq!(got.permissions_boundary_arn, None);
+
+    let mut input = role_input(&unique("pi-boundary"));
+    input.permissions_boundary_arn = Some(BOUNDARY.into());
+    let created = b
+        .iam
+        .create_role(&input)
+        .await
+        .expect("CreateRole with boundary");
+    assert_eq!(created.permissions_boundary_arn.as_deref(), Some(BOUNDARY));
+}
+
+pub async fn managed_policies_attach_detach_list(b: &Backend) {
+    let role = new_role(b, "pi-attach").await;
+    assert!(
+        b.iam
+            .list_attached_role_policies(&role.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for arn in &MANAGED[..2] {
+        b.iam
+            .attach_role_policy(&role.name, arn)
+            .await
+            .expect("AttachRolePolicy");
+    }
+    // Attaching again changes nothing.
+    b.iam
+        .attach_role_policy(&role.name, MANAGED[0])
+        .await
+        .expect("AttachRolePolicy again");
+    let mut listed = b.iam.list_attached_role_policies(&role.name).await.unwrap();
+    listed.sort_by(|x, y| x.arn.cmp(&y.arn));
+    let mut want: Vec<&str> = MANAGED[..2].to_vec();
+    want.sort();
+    assert_eq!(
+        listed.iter().map(|p| p.arn.as_str()).collect::<Vec<_>>(),
+        want
+    );
+    for p in &listed {
+        assert_eq!(Some(p.name.as_str()), p.arn.rsplit('/').next());
+    }
+    b.iam
+        .detach_role_policy(&role.name, MANAGED[0])
+        .await
+        .expect("DetachRolePolicy");
+    let listed = b.iam.list_attached_role_policies(&role.name).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.arn.as_str()).collect::<Vec<_>>(),
+        [MANAGED[1]]
+    );
+}
+
+pub async fn managed_policies_quota(b: &Backend) {
+    let role = new_role(b, "pi-quota").await;
+    for arn in &MANAGED[..10] {
+        b.iam
+            .attach_role_policy(&role.name, arn)
+            .await
+            .expect("ten fit");
+    }
+    // moto has no quota on managed policies per role.
+    if !strict(b) {
+        return;
+    }
+    let e = expect_aws(
+        b.iam.attach_role_policy(&role.name, MANAGED[10]).await,
+        "LimitExceeded",
+        ErrorClass::Quota,
+    );
+    assert_eq!(e.message, "Cannot exceed quota for PoliciesPerRole: 10");
+    assert_eq!(
+        b.iam
+            .list_attached_role_policies(&role.name)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+}
+
+pub async fn managed_policy_missing_or_not_attached(b: &Backend) {
+    let role = new_role(b, "pi-nopolicy").await;
+    expect_aws(
+        b.iam.detach_role_policy(&role.name, MANAGED[0]).await,
+        "NoSuchEntity",
+        ErrorClass::NotFound,
+    );
+    let missing = format!("arn:aws:iam::{}:policy/{}", b.account_id, unique("absent"));
+    expect_aws(
+        b.iam.attach_role_policy(&role.name, &missing).await,
+        "NoSuchEntity",
+        ErrorClass::NotFound,
+    );
+}
+
+pub async fn inline_policies_put_get_list_delete(b: &Backend) {
+    let role = new_role(b, "pi-inline").await;
+    assert!(
+        b.iam
+            .list_role_policies(&role.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        b.iam.get_role_policy(&role.name, "read").await.unwrap(),
+        None
+    );
+    b.iam
+        .put_role_policy(&role.name, "read", &inline_doc("one"))
+        .await
+        .expect("PutRolePolicy");
+    b.iam
+        .put_role_policy(&role.name, "write", &inline_doc("two"))
+        .await
+        .expect("PutRolePolicy");
+    // Putting a policy of the same name replaces it.
+    b.iam
+        .put_role_policy(&role.name, "read", &inline_doc("three"))
+        .await
+        .expect("replace");
+    let mut names = b.iam.list_role_policies(&role.name).await.unwrap();
+    names.sort();
+    assert_eq!(names, ["read", "write"]);
+    let got = b
+        .iam
+        .get_role_policy(&role.name, "read")
+        .await
+        .unwrap()
+        .expect("read exists");
+    assert!(documents_equivalent(&got, &inline_doc("three")), "{got}");
+    assert!(!documents_equivalent(&got, &inline_doc("one")));
+    b.iam
+        .delete_role_policy(&role.name, "read")
+        .await
+        .expect("DeleteRolePolicy");
+    assert_eq!(
+        b.iam.list_role_policies(&role.name).await.unwrap(),
+        ["write"]
+    );
+    assert_eq!(
+        b.iam.get_role_policy(&role.name, "read").await.unwrap(),
+        None
+    );
+    expect_aws(
+        b.iam.delete_role_policy(&role.name, "read").await,
+        "NoSuchEntity",
+        ErrorClass::NotFound,
+    );
+}
+
+pub async fn inline_policy_malformed_refused(b: &Backend) {
+    let role = new_role(b, "pi-badinline").await;
+    // A missing Version or Statement: moto accepts it; AWS answers
+    // MalformedPolicyDocument.
+    if !strict(b) {
+        return;
+    }
+    let bad = [
+        json!({"Statement": inline_doc("x")["Statement"].clone()}),
+        json!({"Version": "2012-10-17"}),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": "*", "Action": "s3:*", "Resource": "*"}]}),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*"}]}),
+    ];
+    for doc in bad {
+        expect_aws(
+            b.iam.put_role_policy(&role.name, "bad", &doc).await,
+            "MalformedPolicyDocument",
+            ErrorClass::UserInput,
+        );
+    }
+    assert!(
+        b.iam
+            .list_role_policies(&role.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// An identity policy of `chars` characters, whitespace not counted.
+fn inline_of_size(chars: usize) -> Value {
+    let base = inline_doc("");
+    let base_len = pod_identity_operator::policy::size_chars(&base);
+    let filler = "b".repeat(chars - base_len);
+    let doc = inline_doc(&filler);
+    assert_eq!(pod_identity_operator::policy::size_chars(&doc), chars);
+    doc
+}
+
+pub async fn inline_policies_total_size_quota(b: &Backend) {
+    let role = new_role(b, "pi-inlinesize").await;
+    b.iam
+        .put_role_policy(&role.name, "a", &inline_of_size(6000))
+        .await
+        .expect("first");
+    b.iam
+        .put_role_policy(&role.name, "b", &inline_of_size(4240))
+        .await
+        .expect("to 10,240");
+    // Replacing a policy counts its new size, not both.
+    b.iam
+        .put_role_policy(&role.name, "b", &inline_of_size(4000))
+        .await
+        .expect("replace");
+    // The wire servers do not sum inline policy sizes; AWS answers LimitExceeded.
+    if strict(b) {
+        let e = expect_aws(
+            b.iam
+                .put_role_policy(&role.name, "c", &inline_of_size(300))
+                .await,
+            "LimitExceeded",
+            ErrorClass::Quota,
+        );
+        assert!(
+            e.message
+                .starts_with("Maximum policy size of 10240 bytes exceeded for role"),
+            "{e}"
+        );
+        let mut names = b.iam.list_role_policies(&role.name).await.unwrap();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+    }
+}
+
+// ---- role tags ----
+
+pub async fn role_tags_tag_untag_list(b: &Backend) {
+    let mut input = role_input(&unique("pi-tags"));
+    input.tags = tags(&[("a", "1")]);
+    let role = b.iam.create_role(&input).await.unwrap();
+    b.iam
+        .tag_role(&role.name, &tags(&[("b", "2"), ("a", "changed")]))
+        .await
+        .expect("TagRole");
+    assert_eq!(
+        b.iam.list_role_tags(&role.name).await.unwrap(),
+        tags(&[("a", "changed"), ("b", "2")])
+    );
+    b.iam
+        .untag_role(&role.name, &["a".to_owned(), "absent".to_owned()])
+        .await
+        .expect("UntagRole");
+    assert_eq!(
+        b.iam.list_role_tags(&role.name).await.unwrap(),
+        tags(&[("b", "2")])
+    );
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert_eq!(got.tags, tags(&[("b", "2")]));
+}
+
+pub async fn role_tag_limits(b: &Backend) {
+    let role = new_role(b, "pi-taglimits").await;
+    let key128 = "k".repeat(128);
+    let value256 = "v".repeat(256);
+    b.iam
+        .tag_role(&role.name, &tags(&[(&key128, &value256)]))
+        .await
+        .expect("at the limits");
+    let key129 = "k".repeat(129);
+    let value257 = "v".repeat(257);
+    let ui = ErrorClass::UserInput;
+    expect_aws(
+        b.iam.tag_role(&role.name, &tags(&[(&key129, "v")])).await,
+        "ValidationError",
+        ui,
+    );
+    expect_aws(
+        b.iam.tag_role(&role.name, &tags(&[("k", &value257)])).await,
+        "ValidationError",
+        ui,
+    );
+    let fifty_one: Tags = (0..51).map(|i| (format!("t{i}"), "v".to_owned())).collect();
+    let e = b
+        .iam
+        .tag_role(&role.name, &fifty_one)
+        .await
+        .expect_err("51 tags");
+    let e = e.aws().expect("an AWS error");
+    assert!(
+        matches!(e.code.as_str(), "LimitExceeded" | "ValidationError"),
+        "{e}"
+    );
+    // 49 more make 50 with the one already there.
+    let forty_nine: Tags = (0..49).map(|i| (format!("t{i}"), "v".to_owned())).collect();
+    b.iam
+        .tag_role(&role.name, &forty_nine)
+        .await
+        .expect("50 in all");
+    // moto checks the 50-tag limit per request, not for the role in all.
+    if !strict(b) {
+        return;
+    }
+    expect_aws(
+        b.iam
+            .tag_role(&role.name, &tags(&[("one-more", "v")]))
+            .await,
+        "LimitExceeded",
+        ErrorClass::Quota,
+    );
+    assert_eq!(b.iam.list_role_tags(&role.name).await.unwrap().len(), 50);
+}
+
+// ---- delete ----
+
+pub async fn delete_role_conflicts_while_policies_remain(b: &Backend) {
+    let role = new_role(b, "pi-delete").await;
+    b.iam
+        .attach_role_policy(&role.name, MANAGED[0])
+        .await
+        .unwrap();
+    b.iam
+        .put_role_policy(&role.name, "inline", &inline_doc("x"))
+        .await
+        .unwrap();
+    let e = expect_aws(
+        b.iam.delete_role(&role.name).await,
+        "DeleteConflict",
+        ErrorClass::Conflict,
+    );
+    assert_eq!(e.http_status, Some(409));
+    b.iam
+        .detach_role_policy(&role.name, MANAGED[0])
+        .await
+        .unwrap();
+    expect_aws(
+        b.iam.delete_role(&role.name).await,
+        "DeleteConflict",
+        ErrorClass::Conflict,
+    );
+    b.iam
+        .delete_role_policy(&role.name, "inline")
+        .await
+        .unwrap();
+    // A permissions boundary does not hold a role.
+    b.iam
+        .put_role_permissions_boundary(&role.name, BOUNDARY)
+        .await
+        .unwrap();
+    b.iam
+        .delete_role(&role.name)
+        .await
+        .expect("DeleteRole once nothing holds it");
+    assert_eq!(b.iam.get_role(&role.name).await.unwrap(), None);
+}
+
+pub async fn instance_profiles_listed_for_role(b: &Backend) {
+    let role = new_role(b, "pi-profiles").await;
+    assert!(
+        b.iam
+            .list_instance_profiles_for_role(&role.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // moto lists no instance profiles for a role that does not exist.
+    if !strict(b) {
+        return;
+    }
+    expect_aws(
+        b.iam
+            .list_instance_profiles_for_role(&unique("pi-absent"))
+            .await,
+        "NoSuchEntity",
+        ErrorClass::NotFound,
+    );
+}
+
+// ---- EKS ----
+
+pub async fn describe_cluster_found_and_missing(b: &Backend) {
+    let c = b
+        .eks
+        .describe_cluster(&b.cluster_name)
+        .await
+        .expect("DescribeCluster")
+        .expect("exists");
+    assert_eq!(c.name, b.cluster_name);
+    assert_eq!(c.account_id, b.account_id);
+    assert!(c.arn.starts_with("arn:aws:eks:"), "{}", c.arn);
+    assert!(
+        c.arn
+            .ends_with(&format!(":{}:cluster/{}", b.account_id, b.cluster_name)),
+        "{}",
+        c.arn
+    );
+    assert_eq!(
+        b.eks
+            .describe_cluster(&unique("absent"))
+            .await
+            .expect("DescribeCluster"),
+        None
+    );
+}
+
+fn assert_id_and_arn(b: &Backend, a: &Association) {
+    let id = a
+        .association_id
+        .strip_prefix("a-")
+        .expect("id starts with a-");
+    // ministack's ids have 16 characters after `a-`, EKS's 17.
+    if strict(b) {
+        assert_eq!(id.len(), 17, "{}", a.association_id);
+    }
+    assert!(
+        id.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "{}",
+        a.association_id
+    );
+    let arn_tail = format!(
+        ":{}:podidentityassociation/{}/{}",
+        b.account_id, b.cluster_name, a.association_id
+    );
+    assert!(
+        a.association_arn.starts_with("arn:aws:eks:"),
+        "{}",
+        a.association_arn
+    );
+    assert!(
+        a.association_arn.ends_with(&arn_tail),
+        "{}",
+        a.association_arn
+    );
+}
+
+pub async fn association_lifecycle(b: &Backend) {
+    let role = new_role(b, "pi-assoc").await;
+    let other = new_role(b, "pi-assoc2").await;
+    let (ns, sa) = (unique("ns"), unique("sa"));
+    let mut input = association_input(b, &role, &ns, &sa);
+    input.tags = tags(&[("podidentity.dev/name", "app")]);
+    let (created, _) = create_when_visible(b, &input).await;
+    assert_id_and_arn(b, &created);
+    assert_eq!(created.cluster_name, b.cluster_name);
+    assert_eq!(
+        (created.namespace.as_str(), created.service_account.as_str()),
+        (ns.as_str(), sa.as_str())
+    );
+    assert_eq!(created.role_arn, role.arn);
+    assert!(!created.disable_session_tags);
+    assert_eq!(created.tags, input.tags);
+
+    let described = b
+        .eks
+        .describe_pod_identity_association(&b.cluster_name, &created.association_id)
+        .await
+        .expect("Describe")
+        .expect("exists");
+    assert_eq!(described.association_arn, created.association_arn);
+    assert_eq!(described.role_arn, role.arn);
+    assert_eq!(described.tags, input.tags);
+    assert_eq!(described.owner_arn, None);
+
+    // Wait until EKS sees the second role too.
+    let update = UpdateAssociation {
+        cluster_name: b.cluster_name.clone(),
+        association_id: created.association_id.clone(),
+        role_arn: Some(other.arn.clone()),
+        ..UpdateAssociation::default()
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let updated = loop {
+        match b.eks.update_pod_identity_association(&update).await {
+            Ok(a) => break a,
+            Err(e)
+                if e.aws().is_some_and(|a| a.class == ErrorClass::Propagation)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("UpdatePodIdentityAssociation: {e}"),
+        }
+    };
+    assert_eq!(updated.role_arn, other.arn);
+    assert_eq!(updated.association_id, created.association_id);
+    let described = b
+        .eks
+        .describe_pod_identity_association(&b.cluster_name, &created.association_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(described.role_arn, other.arn);
+
+    b.eks
+        .delete_pod_identity_association(&b.cluster_name, &created.association_id)
+        .await
+        .expect("Delete");
+    assert_eq!(
+        b.eks
+            .describe_pod_identity_association(&b.cluster_name, &created.association_id)
+            .await
+            .expect("Describe"),
+        None
+    );
+    expect_aws(
+        b.eks
+            .delete_pod_identity_association(&b.cluster_name, &created.association_id)
+            .await,
+        "ResourceNotFoundException",
+        ErrorClass::NotFound,
+    );
+    let missing = UpdateAssociation {
+        cluster_name: b.cluster_name.clone(),
+        association_id: created.association_id.clone(),
+        disable_session_tags: Some(true),
+        ..UpdateAssociation::default()
+    };
+    expect_aws(
+        b.eks.update_pod_identity_association(&missing).await,
+        "ResourceNotFoundException",
+        ErrorClass::NotFound,
+    );
+}
+
+pub async fn association_list_filters(b: &Backend) {
+    let role = new_role(b, "pi-list").await;
+    let ns = unique("ns");
+    let (sa1, sa2) = (unique("sa"), unique("sa"));
+    let (a1, _) = create_when_visible(b, &association_input(b, &role, &ns, &sa1)).await;
+    let (a2, _) = create_when_visible(b, &association_input(b, &role, &ns, &sa2)).await;
+    let (a3, _) = create_when_visible(b, &association_input(b, &role, &unique("ns"), &sa1)).await;
+
+    let in_ns = b
+        .eks
+        .list_pod_identity_associations(&b.cluster_name, Some(&ns), None)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = in_ns.iter().map(|s| s.association_id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![a1.association_id.as_str(), a2.association_id.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+
+    let one = b
+        .eks
+        .list_pod_identity_associations(&b.cluster_name, Some(&ns), Some(&sa1))
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].association_id, a1.association_id);
+    assert_eq!(one[0].association_arn, a1.association_arn);
+    assert_eq!(
+        (one[0].namespace.as_str(), one[0].service_account.as_str()),
+        (ns.as_str(), sa1.as_str())
+    );
+    assert_eq!(one[0].cluster_name, b.cluster_name);
+
+    let all = b
+        .eks
+        .list_pod_identity_associations(&b.cluster_name, None, None)
+        .await
+        .unwrap();
+    for a in [&a1, &a2, &a3] {
+        assert!(
+            all.iter().any(|s| s.association_id == a.association_id),
+            "{} listed",
+            a.association_id
+        );
+    }
+    let none = b
+        .eks
+        .list_pod_identity_associations(&b.cluster_name, Some(&unique("ns")), None)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn association_cluster_must_exist(b: &Backend) {
+    let role = new_role(b, "pi-nocluster").await;
+    let mut input = association_input(b, &role, "default", &unique("sa"));
+    input.cluster_name = unique("absent");
+    expect_aws(
+        b.eks.create_pod_identity_association(&input).await,
+        "ResourceNotFoundException",
+        ErrorClass::NotFound,
+    );
+    expect_aws(
+        b.eks
+            .list_pod_identity_associations(&input.cluster_name, None, None)
+            .await,
+        "ResourceNotFoundException",
+        ErrorClass::NotFound,
+    );
+}
+
+pub async fn association_one_per_service_account(b: &Backend) {
+    let role = new_role(b, "pi-dup").await;
+    let input = association_input(b, &role, &unique("ns"), &unique("sa"));
+    let (first, _) = create_when_visible(b, &input).await;
+    let e = expect_aws(
+        b.eks.create_pod_identity_association(&input).await,
+        "ResourceInUseException",
+        ErrorClass::Conflict,
+    );
+    assert_eq!(e.http_status, Some(409));
+    let listed = b
+        .eks
+        .list_pod_identity_associations(
+            &b.cluster_name,
+            Some(&input.namespace),
+            Some(&input.service_account),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "never two for one ServiceAccount");
+    assert_eq!(listed[0].association_id, first.association_id);
+}
+
+pub async fn association_idempotent_token(b: &Backend) {
+    let role = new_role(b, "pi-token").await;
+    let mut input = association_input(b, &role, &unique("ns"), &unique("sa"));
+    input.client_request_token = Some(uuid::Uuid::new_v4().to_string());
+    let (first, _) = create_when_visible(b, &input).await;
+    // ministack ignores clientRequestToken: a repeat is a second association, refused.
+    if !strict(b) {
+        expect_aws(
+            b.eks.create_pod_identity_association(&input).await,
+            "ResourceInUseException",
+            ErrorClass::Conflict,
+        );
+        return;
+    }
+    let again = b
+        .eks
+        .create_pod_identity_association(&input)
+        .await
+        .expect("the same token and input answer the same association");
+    assert_eq!(again.association_id, first.association_id);
+    let listed = b
+        .eks
+        .list_pod_identity_associations(
+            &b.cluster_name,
+            Some(&input.namespace),
+            Some(&input.service_account),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    // A new token for the same ServiceAccount is a second request: refused.
+    input.client_request_token = Some(uuid::Uuid::new_v4().to_string());
+    expect_aws(
+        b.eks.create_pod_identity_association(&input).await,
+        "ResourceInUseException",
+        ErrorClass::Conflict,
+    );
+}
+
+pub async fn association_role_must_exist(b: &Backend) {
+    // ministack associates roles that do not exist; EKS answers
+    // InvalidParameterException "Role provided in the request does not exist", which
+    // within a window after CreateRole is propagation, not a user error.
+    if !strict(b) {
+        return;
+    }
+    let role_arn = format!("arn:aws:iam::{}:role/{}", b.account_id, unique("pi-never"));
+    let input = CreateAssociation {
+        cluster_name: b.cluster_name.clone(),
+        namespace: unique("ns"),
+        service_account: unique("sa"),
+        role_arn,
+        ..CreateAssociation::default()
+    };
+    let e = expect_aws(
+        b.eks.create_pod_identity_association(&input).await,
+        "InvalidParameterException",
+        ErrorClass::Propagation,
+    );
+    assert_eq!(e.message, "Role provided in the request does not exist");
+    let mut bad = input.clone();
+    bad.role_arn = "not-an-arn".into();
+    expect_aws(
+        b.eks.create_pod_identity_association(&bad).await,
+        "InvalidParameterException",
+        ErrorClass::UserInput,
+    );
+}
+
+pub async fn association_cross_account_role_refused(b: &Backend) {
+    // ministack does not compare the role's account with the cluster's; EKS refuses a
+    // role in another account (a target role is the way to reach one).
+    if !strict(b) {
+        return;
+    }
+    let other_account = if b.account_id == "999999999999" {
+        "888888888888"
+    } else {
+        "999999999999"
+    };
+    let input = CreateAssociation {
+        cluster_name: b.cluster_name.clone(),
+        namespace: unique("ns"),
+        service_account: unique("sa"),
+        role_arn: format!("arn:aws:iam::{other_account}:role/elsewhere"),
+        ..CreateAssociation::default()
+    };
+    let e = expect_aws(
+        b.eks.create_pod_identity_association(&input).await,
+        "InvalidParameterException",
+        ErrorClass::UserInput,
+    );
+    assert_eq!(e.message, "Cross-account pass role is not allowed");
+}
+
+pub async fn association_role_propagation_window(b: &Backend) {
+    let role = new_role(b, "pi-propagate").await;
+    let input = association_input(b, &role, &unique("ns"), &unique("sa"));
+    let (a, refusals) = create_when_visible(b, &input).await;
+    assert_eq!(a.role_arn, role.arn);
+    // The simulator keeps a new role invisible for its window; the wire servers (and
+    // often AWS) see it at once.
+    if strict(b) {
+        assert!(
+            refusals > 0,
+            "the role was invisible to EKS right after CreateRole"
+        );
+        let (_, again) = create_when_visible(
+            b,
+            &association_input(b, &role, &unique("ns"), &unique("sa")),
+        )
+        .await;
+        assert_eq!(again, 0, "once visible, the role stays visible");
+    }
+}
+
+pub async fn association_delete_window_blocks_service_account(b: &Backend) {
+    let (role, first) = new_association(b, "pi-release").await;
+    b.eks
+        .delete_pod_identity_association(&b.cluster_name, &first.association_id)
+        .await
+        .unwrap();
+    let input = association_input(b, &role, &first.namespace, &first.service_account);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut blocked = 0;
+    let second = loop {
+        match b.eks.create_pod_identity_association(&input).await {
+            Ok(a) => break a,
+            Err(e)
+                if e.aws().is_some_and(|a| a.code == "ResourceInUseException")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                blocked += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("CreatePodIdentityAssociation: {e}"),
+        }
+    };
+    assert_ne!(second.association_id, first.association_id);
+    // The simulator keeps the ServiceAccount blocked for its release window; the wire
+    // servers release it at once.
+    if strict(b) {
+        assert!(
+            blocked > 0,
+            "the deleted association blocked its ServiceAccount for a while"
+        );
+    }
+}
+
+pub async fn association_tag_untag(b: &Backend) {
+    let (_, a) = new_association(b, "pi-atags").await;
+    // ministack's TagResource and UntagResource refuse association ARNs.
+    if !strict(b) {
+        return;
+    }
+    b.eks
+        .tag_resource(&a.association_arn, &tags(&[("x", "1"), ("y", "2")]))
+        .await
+        .expect("TagResource");
+    b.eks
+        .untag_resource(&a.association_arn, &["x".to_owned()])
+        .await
+        .expect("UntagResource");
+    let got = b
+        .eks
+        .describe_pod_identity_association(&b.cluster_name, &a.association_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.tags, tags(&[("y", "2")]));
+    // An ARN that names nothing: refused.
+    let absent = a
+        .association_arn
+        .replace(&a.association_id, "a-0000000000000zzzz");
+    let e = b
+        .eks
+        .tag_resource(&absent, &tags(&[("x", "1")]))
+        .await
+        .expect_err("no such association");
+    assert_eq!(e.aws().map(|e| e.class), Some(ErrorClass::NotFound), "{e}");
+}
+
+pub async fn association_target_role_and_session_policy(b: &Backend) {
+    let role = new_role(b, "pi-target").await;
+    let target = "arn:aws:iam::999999999999:role/cross-account-target".to_owned();
+    let session = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "s3:GetObject", "Resource": "*"}]});
+    let mut input = association_input(b, &role, &unique("ns"), &unique("sa"));
+    input.target_role_arn = Some(target.clone());
+    input.disable_session_tags = true;
+    input.session_policy = Some(session.clone());
+    let (a, _) = create_when_visible(b, &input).await;
+    let got = b
+        .eks
+        .describe_pod_identity_association(&b.cluster_name, &a.association_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.target_role_arn.as_deref(), Some(target.as_str()));
+    assert!(got.disable_session_tags);
+    assert!(
+        got.session_policy
+            .as_ref()
+            .is_some_and(|p| documents_equivalent(p, &session))
+    );
+
+    // Clear the target role and the session policy, then enable session tags.
+    let update = UpdateAssociation {
+        cluster_name: b.cluster_name.clone(),
+        association_id: a.association_id.clone(),
+        target_role_arn: Some(None),
+        session_policy: Some(None),
+        disable_session_tags: Some(false),
+        ..UpdateAssociation::default()
+    };
+    let updated = b
+        .eks
+        .update_pod_identity_association(&update)
+        .await
+        .expect("Update");
+    assert!(!updated.disable_session_tags);
+    // ministack ignores the empty strings that clear the target role and the policy.
+    if strict(b) {
+        assert_eq!(updated.target_role_arn, None);
+        assert_eq!(updated.session_policy, None);
+    }
+
+    // EKS: a session policy needs session tags disabled.
+    if strict(b) {
+        let mut bad = association_input(b, &role, &unique("ns"), &unique("sa"));
+        bad.session_policy = Some(session);
+        expect_aws(
+            b.eks.create_pod_identity_association(&bad).await,
+            "InvalidParameterException",
+            ErrorClass::UserInput,
+        );
+    }
 }

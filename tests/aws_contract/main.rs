@@ -5,17 +5,23 @@
 
 mod backend;
 mod cases;
-// Each backend module provides `pub async fn start() -> backend::Backend` and is
-// listed here with `cases::all_cases!(module);`.
+// Each backend module provides `pub async fn start() -> backend::Backend`, is declared
+// here with `mod module;`, and ends with `crate::cases::all_cases!();`, which puts one
+// test per case in its `contract` submodule (a macro invoked here could not declare a
+// second module of the backend's name next to the file module).
+mod servers;
+mod sim_backend;
+mod wire_backend;
 
-/// Expands every case of `cases` into one `#[tokio::test]` per backend module.
+/// Expands every case of `cases` into one `#[tokio::test]` in a `contract` module, to be
+/// invoked inside a backend module that defines `start()`.
 macro_rules! contract_suite {
-    ($backend:ident: $($case:ident),+ $(,)?) => {
-        mod $backend {
+    ($($case:ident),+ $(,)?) => {
+        mod contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let backend = crate::$backend::start().await;
+                    let backend = super::start().await;
                     crate::cases::$case(&backend).await;
                 }
             )+

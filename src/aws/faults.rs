@@ -1,0 +1,634 @@
+//! Knobs that make an AWS implementation slow, rate limited or failing, and a wrapper
+//! that puts them in front of any [`IamApi`]/[`EksApi`].
+//!
+//! [`Knobs`] holds: latency per call (a default and per-operation overrides), a token
+//! bucket per service (an empty bucket answers `Throttling` for IAM and
+//! `ThrottlingException` for EKS), faults (fail the k-th call of an operation, or a
+//! seeded random fraction of calls; either before the call acts, or after it acted with
+//! the answer lost, as when a timeout hides a write that happened), and a counter per
+//! operation. Every call is counted, failed ones included, as AWS bills and rate-limits
+//! them. The simulator consults its own `Knobs`; [`Faulty`] consults one in front of
+//! another implementation (the SDK adapters, say). Time is tokio's, so
+//! `tokio::time::pause` makes latency and refill deterministic.
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{
+    Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
+    EksApi, IamApi, Role, Tags, UpdateAssociation,
+};
+use crate::Result;
+use crate::error::{AwsError, ErrorClass};
+
+/// The two services, which throttle separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    Iam,
+    Eks,
+}
+
+/// The class, HTTP status and throttling flag AWS gives an error code, by the same
+/// table of codes the SDK adapters' classification uses. `InvalidParameterException`
+/// about a role that does not exist (yet) is the one code whose class depends on the
+/// message. Local codes for answers that never came (`Timeout`, `DispatchFailure`) have
+/// no status.
+pub fn classify(code: &str, message: &str) -> (ErrorClass, Option<u16>, bool) {
+    use ErrorClass::*;
+    let (class, status, throttled) = match code {
+        "Timeout" | "DispatchFailure" => return (Transient, None, false),
+        "Throttling" | "RequestLimitExceeded" | "RequestThrottled" => (Transient, 400, true),
+        "ThrottlingException"
+        | "ThrottledException"
+        | "RequestThrottledException"
+        | "TooManyRequestsException"
+        | "SlowDown" => (Transient, 429, true),
+        "ServiceFailure"
+        | "ServerException"
+        | "InternalFailure"
+        | "InternalError"
+        | "InternalServerError" => (Transient, 500, false),
+        "ServiceUnavailableException" | "ServiceUnavailable" => (Transient, 503, false),
+        "ConcurrentModification" | "ConcurrentModificationException" => (Transient, 409, false),
+        "RequestTimeout" | "RequestTimeoutException" => (Transient, 408, false),
+        "NoSuchEntity" => (NotFound, 404, false),
+        "ResourceNotFoundException" | "NotFoundException" => (NotFound, 404, false),
+        "EntityAlreadyExists"
+        | "DeleteConflict"
+        | "ResourceInUseException"
+        | "ResourceInUse"
+        | "UnmodifiableEntity" => (Conflict, 409, false),
+        "LimitExceeded" | "LimitExceededException" => (Quota, 409, false),
+        "ResourceLimitExceededException"
+        | "ServiceQuotaExceeded"
+        | "ServiceQuotaExceededException" => (Quota, 400, false),
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "UnauthorizedException"
+        | "NotAuthorized" => (AccessDenied, 403, false),
+        "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken" => (AccessDenied, 403, false),
+        "InvalidParameterException"
+            if message.contains("Role provided in the request does not exist") =>
+        {
+            (Propagation, 400, false)
+        }
+        _ => (UserInput, 400, false),
+    };
+    (class, Some(status), throttled)
+}
+
+/// An error to inject: a service error code and message; class and status follow from
+/// the code as [`classify`] gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub code: String,
+    pub message: String,
+    /// The call takes effect and only its answer is lost (a timeout after AWS acted),
+    /// instead of failing before it does anything.
+    pub after_effect: bool,
+}
+
+impl Fault {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            after_effect: false,
+        }
+    }
+
+    /// The same fault, raised after the call took effect.
+    pub fn after_effect(mut self) -> Self {
+        self.after_effect = true;
+        self
+    }
+
+    /// No answer in time (class transient, no HTTP status).
+    pub fn timeout() -> Self {
+        Self::new("Timeout", "the response did not arrive in time")
+    }
+
+    /// What the service answers when its rate limit is hit.
+    pub fn throttling(service: Service) -> Self {
+        match service {
+            Service::Iam => Self::new("Throttling", "Rate exceeded"),
+            Service::Eks => Self::new("ThrottlingException", "Rate exceeded"),
+        }
+    }
+
+    /// An internal error of the service (HTTP 500).
+    pub fn server_error(service: Service) -> Self {
+        match service {
+            Service::Iam => Self::new(
+                "ServiceFailure",
+                "The request processing has failed because of an unknown error, exception or failure.",
+            ),
+            Service::Eks => Self::new(
+                "ServerException",
+                "These errors are usually caused by a server-side issue.",
+            ),
+        }
+    }
+
+    /// The error as the operation would have returned it.
+    pub fn to_error(&self, operation: &str) -> crate::Error {
+        aws_error(operation, &self.code, &self.message)
+    }
+}
+
+/// An [`AwsError`] for `code`, classified as the SDK adapters would, with a fresh
+/// request id.
+pub fn aws_error(operation: &str, code: &str, message: &str) -> crate::Error {
+    let (class, http_status, throttled) = classify(code, message);
+    crate::Error::Aws(AwsError {
+        class,
+        operation: operation.to_owned(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+        throttled,
+        http_status,
+        request_id: Some(uuid::Uuid::new_v4().to_string()),
+    })
+}
+
+struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct NthFault {
+    operation: String,
+    n: u64,
+    fault: Fault,
+}
+
+struct RandomFaults {
+    rng: StdRng,
+    fraction: f64,
+    fault: Fault,
+    /// Empty: every operation.
+    operations: Vec<String>,
+}
+
+#[derive(Default)]
+struct KnobState {
+    latency: Duration,
+    operation_latency: BTreeMap<String, Duration>,
+    buckets: BTreeMap<Service, TokenBucket>,
+    nth: Vec<NthFault>,
+    random: Option<RandomFaults>,
+    calls: BTreeMap<String, u64>,
+}
+
+/// Latency, throttling, faults and call counters for one AWS implementation.
+#[derive(Default)]
+pub struct Knobs {
+    state: Mutex<KnobState>,
+}
+
+impl Knobs {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, KnobState> {
+        // A panic while holding this lock leaves plain counters behind; keep using them.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Latency added to every call.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    /// Latency of one operation (e.g. `CreateRole`), instead of the default.
+    pub fn set_operation_latency(&self, operation: &str, latency: Duration) {
+        self.lock()
+            .operation_latency
+            .insert(operation.to_owned(), latency);
+    }
+
+    /// Rate limit a service: a bucket of `burst` calls refilled at `per_second`.
+    pub fn set_throttle(&self, service: Service, burst: u32, per_second: f64) {
+        let bucket = TokenBucket {
+            capacity: f64::from(burst),
+            per_second,
+            tokens: f64::from(burst),
+            last: Instant::now(),
+        };
+        self.lock().buckets.insert(service, bucket);
+    }
+
+    /// Removes a service's rate limit.
+    pub fn clear_throttle(&self, service: Service) {
+        self.lock().buckets.remove(&service);
+    }
+
+    /// Fails the `n`-th call (1-based, counted since creation or the last
+    /// [`reset_calls`](Self::reset_calls)) of `operation` with `fault`.
+    pub fn fail_nth(&self, operation: &str, n: u64, fault: Fault) {
+        self.lock().nth.push(NthFault {
+            operation: operation.to_owned(),
+            n,
+            fault,
+        });
+    }
+
+    /// Fails the next call of `operation` with `fault`.
+    pub fn fail_next(&self, operation: &str, fault: Fault) {
+        let n = self.calls_of(operation) + 1;
+        self.fail_nth(operation, n, fault);
+    }
+
+    /// Fails a `fraction` of calls, drawn from a generator seeded with `seed`, of the
+    /// listed operations (all when empty). Replaces an earlier random fault.
+    pub fn fail_random(&self, seed: u64, fraction: f64, fault: Fault, operations: &[&str]) {
+        self.lock().random = Some(RandomFaults {
+            rng: StdRng::seed_from_u64(seed),
+            fraction,
+            fault,
+            operations: operations.iter().map(|s| (*s).to_owned()).collect(),
+        });
+    }
+
+    /// Removes every fault (counted calls stay).
+    pub fn clear_faults(&self) {
+        let mut s = self.lock();
+        s.nth.clear();
+        s.random = None;
+    }
+
+    /// Calls per operation so far.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    /// Calls of one operation so far.
+    pub fn calls_of(&self, operation: &str) -> u64 {
+        self.lock().calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Calls of every operation so far.
+    pub fn total_calls(&self) -> u64 {
+        self.lock().calls.values().sum()
+    }
+
+    /// Forgets counted calls.
+    pub fn reset_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// Runs before each call: counts it, waits its latency, then fails it when the
+    /// service's bucket is empty or a fault matches. A matching after-effect fault is
+    /// handed back in the [`Admitted`], to fail the call once it has taken effect.
+    pub async fn enter(&self, service: Service, operation: &str) -> Result<Admitted> {
+        let (latency, n) = {
+            let mut s = self.lock();
+            let n = {
+                let c = s.calls.entry(operation.to_owned()).or_insert(0);
+                *c += 1;
+                *c
+            };
+            let latency = s
+                .operation_latency
+                .get(operation)
+                .copied()
+                .unwrap_or(s.latency);
+            (latency, n)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut s = self.lock();
+        if let Some(bucket) = s.buckets.get_mut(&service)
+            && !bucket.take(Instant::now())
+        {
+            return Err(Fault::throttling(service).to_error(operation));
+        }
+        let mut fault = s
+            .nth
+            .iter()
+            .position(|f| f.operation == operation && f.n == n)
+            .map(|i| s.nth.remove(i).fault);
+        if fault.is_none()
+            && let Some(r) = s.random.as_mut()
+        {
+            let applies = r.operations.is_empty() || r.operations.iter().any(|o| o == operation);
+            if applies && r.rng.random_bool(r.fraction.clamp(0.0, 1.0)) {
+                fault = Some(r.fault.clone());
+            }
+        }
+        match fault {
+            Some(f) if !f.after_effect => Err(f.to_error(operation)),
+            after => Ok(Admitted { after }),
+        }
+    }
+}
+
+/// A call that passed [`Knobs::enter`]; [`finish`](Self::finish) it with the call's
+/// result.
+#[must_use]
+pub struct Admitted {
+    after: Option<Fault>,
+}
+
+impl Admitted {
+    /// The call's result, or the after-effect fault when one was due and the call
+    /// succeeded.
+    pub fn finish<T>(self, operation: &str, result: Result<T>) -> Result<T> {
+        match (self.after, result) {
+            (Some(f), Ok(_)) => Err(f.to_error(operation)),
+            (_, r) => r,
+        }
+    }
+}
+
+/// A shared AWS implementation (`Arc<dyn IamApi>`, `Arc<AwsSim>`, ...) with [`Knobs`]
+/// in front: each call goes through [`Knobs::enter`] first and reaches the inner
+/// implementation only if that passes.
+pub struct Faulty<T> {
+    inner: T,
+    knobs: Arc<Knobs>,
+}
+
+impl<T> Faulty<T> {
+    pub fn new(inner: T, knobs: Arc<Knobs>) -> Self {
+        Self { inner, knobs }
+    }
+
+    pub fn knobs(&self) -> &Arc<Knobs> {
+        &self.knobs
+    }
+
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<T> IamApi for Faulty<T>
+where
+    T: Deref + Send + Sync,
+    T::Target: IamApi,
+{
+    async fn create_role(&self, input: &CreateRole) -> Result<Role> {
+        let admitted = self.knobs.enter(Service::Iam, "CreateRole").await?;
+        admitted.finish("CreateRole", self.inner.create_role(input).await)
+    }
+    async fn get_role(&self, name: &str) -> Result<Option<Role>> {
+        let admitted = self.knobs.enter(Service::Iam, "GetRole").await?;
+        admitted.finish("GetRole", self.inner.get_role(name).await)
+    }
+    async fn update_role(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        max_session_duration: Option<i32>,
+    ) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "UpdateRole").await?;
+        admitted.finish(
+            "UpdateRole",
+            self.inner
+                .update_role(name, description, max_session_duration)
+                .await,
+        )
+    }
+    async fn update_assume_role_policy(&self, name: &str, document: &Value) -> Result<()> {
+        let admitted = self
+            .knobs
+            .enter(Service::Iam, "UpdateAssumeRolePolicy")
+            .await?;
+        admitted.finish(
+            "UpdateAssumeRolePolicy",
+            self.inner.update_assume_role_policy(name, document).await,
+        )
+    }
+    async fn put_role_permissions_boundary(&self, name: &str, policy_arn: &str) -> Result<()> {
+        let admitted = self
+            .knobs
+            .enter(Service::Iam, "PutRolePermissionsBoundary")
+            .await?;
+        admitted.finish(
+            "PutRolePermissionsBoundary",
+            self.inner
+                .put_role_permissions_boundary(name, policy_arn)
+                .await,
+        )
+    }
+    async fn delete_role_permissions_boundary(&self, name: &str) -> Result<()> {
+        let admitted = self
+            .knobs
+            .enter(Service::Iam, "DeleteRolePermissionsBoundary")
+            .await?;
+        admitted.finish(
+            "DeleteRolePermissionsBoundary",
+            self.inner.delete_role_permissions_boundary(name).await,
+        )
+    }
+    async fn attach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "AttachRolePolicy").await?;
+        admitted.finish(
+            "AttachRolePolicy",
+            self.inner.attach_role_policy(name, policy_arn).await,
+        )
+    }
+    async fn detach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "DetachRolePolicy").await?;
+        admitted.finish(
+            "DetachRolePolicy",
+            self.inner.detach_role_policy(name, policy_arn).await,
+        )
+    }
+    async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>> {
+        let admitted = self
+            .knobs
+            .enter(Service::Iam, "ListAttachedRolePolicies")
+            .await?;
+        admitted.finish(
+            "ListAttachedRolePolicies",
+            self.inner.list_attached_role_policies(name).await,
+        )
+    }
+    async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "PutRolePolicy").await?;
+        admitted.finish(
+            "PutRolePolicy",
+            self.inner
+                .put_role_policy(name, policy_name, document)
+                .await,
+        )
+    }
+    async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>> {
+        let admitted = self.knobs.enter(Service::Iam, "GetRolePolicy").await?;
+        admitted.finish(
+            "GetRolePolicy",
+            self.inner.get_role_policy(name, policy_name).await,
+        )
+    }
+    async fn delete_role_policy(&self, name: &str, policy_name: &str) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "DeleteRolePolicy").await?;
+        admitted.finish(
+            "DeleteRolePolicy",
+            self.inner.delete_role_policy(name, policy_name).await,
+        )
+    }
+    async fn list_role_policies(&self, name: &str) -> Result<Vec<String>> {
+        let admitted = self.knobs.enter(Service::Iam, "ListRolePolicies").await?;
+        admitted.finish(
+            "ListRolePolicies",
+            self.inner.list_role_policies(name).await,
+        )
+    }
+    async fn tag_role(&self, name: &str, tags: &Tags) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "TagRole").await?;
+        admitted.finish("TagRole", self.inner.tag_role(name, tags).await)
+    }
+    async fn untag_role(&self, name: &str, keys: &[String]) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "UntagRole").await?;
+        admitted.finish("UntagRole", self.inner.untag_role(name, keys).await)
+    }
+    async fn list_role_tags(&self, name: &str) -> Result<Tags> {
+        let admitted = self.knobs.enter(Service::Iam, "ListRoleTags").await?;
+        admitted.finish("ListRoleTags", self.inner.list_role_tags(name).await)
+    }
+    async fn delete_role(&self, name: &str) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Iam, "DeleteRole").await?;
+        admitted.finish("DeleteRole", self.inner.delete_role(name).await)
+    }
+    async fn list_instance_profiles_for_role(&self, name: &str) -> Result<Vec<String>> {
+        let admitted = self
+            .knobs
+            .enter(Service::Iam, "ListInstanceProfilesForRole")
+            .await?;
+        admitted.finish(
+            "ListInstanceProfilesForRole",
+            self.inner.list_instance_profiles_for_role(name).await,
+        )
+    }
+}
+
+#[async_trait]
+impl<T> EksApi for Faulty<T>
+where
+    T: Deref + Send + Sync,
+    T::Target: EksApi,
+{
+    async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
+        let admitted = self.knobs.enter(Service::Eks, "DescribeCluster").await?;
+        admitted.finish("DescribeCluster", self.inner.describe_cluster(name).await)
+    }
+    async fn create_pod_identity_association(
+        &self,
+        input: &CreateAssociation,
+    ) -> Result<Association> {
+        let admitted = self
+            .knobs
+            .enter(Service::Eks, "CreatePodIdentityAssociation")
+            .await?;
+        admitted.finish(
+            "CreatePodIdentityAssociation",
+            self.inner.create_pod_identity_association(input).await,
+        )
+    }
+    async fn describe_pod_identity_association(
+        &self,
+        cluster_name: &str,
+        association_id: &str,
+    ) -> Result<Option<Association>> {
+        let admitted = self
+            .knobs
+            .enter(Service::Eks, "DescribePodIdentityAssociation")
+            .await?;
+        admitted.finish(
+            "DescribePodIdentityAssociation",
+            self.inner
+                .describe_pod_identity_association(cluster_name, association_id)
+                .await,
+        )
+    }
+    async fn update_pod_identity_association(
+        &self,
+        input: &UpdateAssociation,
+    ) -> Result<Association> {
+        let admitted = self
+            .knobs
+            .enter(Service::Eks, "UpdatePodIdentityAssociation")
+            .await?;
+        admitted.finish(
+            "UpdatePodIdentityAssociation",
+            self.inner.update_pod_identity_association(input).await,
+        )
+    }
+    async fn delete_pod_identity_association(
+        &self,
+        cluster_name: &str,
+        association_id: &str,
+    ) -> Result<()> {
+        let admitted = self
+            .knobs
+            .enter(Service::Eks, "DeletePodIdentityAssociation")
+            .await?;
+        admitted.finish(
+            "DeletePodIdentityAssociation",
+            self.inner
+                .delete_pod_identity_association(cluster_name, association_id)
+                .await,
+        )
+    }
+    async fn list_pod_identity_associations(
+        &self,
+        cluster_name: &str,
+        namespace: Option<&str>,
+        service_account: Option<&str>,
+    ) -> Result<Vec<AssociationSummary>> {
+        let admitted = self
+            .knobs
+            .enter(Service::Eks, "ListPodIdentityAssociations")
+            .await?;
+        admitted.finish(
+            "ListPodIdentityAssociations",
+            self.inner
+                .list_pod_identity_associations(cluster_name, namespace, service_account)
+                .await,
+        )
+    }
+    async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Eks, "TagResource").await?;
+        admitted.finish("TagResource", self.inner.tag_resource(arn, tags).await)
+    }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
+        let admitted = self.knobs.enter(Service::Eks, "UntagResource").await?;
+        admitted.finish("UntagResource", self.inner.untag_resource(arn, keys).await)
+    }
+}
