@@ -28,6 +28,14 @@ pub enum Error {
     /// AWS always sets missing).
     #[error("unexpected AWS answer to {operation}: {message}")]
     AwsAnswer { operation: String, message: String },
+
+    /// A binding's spec the operator cannot act on; `field` is its path under `spec`.
+    #[error("invalid spec.{field}: {message}")]
+    InvalidSpec { field: String, message: String },
+
+    /// Adding or removing the binding's finalizer failed, or its reconcile did.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,8 +4,11 @@
 //! for how they fit.
 
 pub mod aws;
+pub mod controller;
+pub mod crd;
 pub mod error;
 pub mod kubesim;
+pub mod naming;
 pub mod policy;
 
 pub use error::{Error, Result};

@@ -10,6 +10,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+    /// Print the PodIdentityBinding CustomResourceDefinition as YAML.
+    Crd,
     /// Serve a local Kubernetes API server (kubesim) on 127.0.0.1 until interrupted.
     Kubesim {
         /// Port to listen on (0 picks a free one).
@@ -21,14 +25,103 @@ enum Command {
     },
 }
 
+/// Options of `run`; each can also come from the environment.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Name of the EKS cluster the operator runs in.
+    #[arg(long, env = "PIO_CLUSTER_NAME")]
+    cluster_name: String,
+    /// AWS region (default: from the AWS environment or profile).
+    #[arg(long, env = "PIO_REGION")]
+    region: Option<String>,
+    /// Send every AWS call to this URL (tests against local servers).
+    #[arg(long, env = "PIO_AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
+    /// Seconds between resyncs of a converged binding (repairs AWS drift).
+    #[arg(long, env = "PIO_RESYNC_INTERVAL", default_value_t = 300)]
+    resync_interval: u64,
+    /// Bindings reconciled at the same time.
+    #[arg(long, env = "PIO_CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, env = "PIO_NAMESPACE")]
+    namespace: Option<String>,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Run(args)) => run_operator(args),
+        Some(Command::Crd) => {
+            print!("{}", pod_identity_operator::crd::crd_yaml()?);
+            Ok(())
+        }
         Some(Command::Kubesim {
             port,
             kubeconfig_out,
         }) => run_kubesim(port, kubeconfig_out),
-        None => Ok(()),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(())
+        }
+    }
+}
+
+fn run_operator(args: RunArgs) -> anyhow::Result<()> {
+    use pod_identity_operator::aws::config::{AwsSettings, load_sdk_config};
+    use pod_identity_operator::aws::{eks::SdkEks, iam::SdkIam};
+    use pod_identity_operator::controller::{self, Context, Settings};
+    use std::sync::Arc;
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    // kube's TLS needs a process-wide rustls provider; another one already installed
+    // is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let aws = AwsSettings {
+            region: args.region.clone(),
+            endpoint_url: args.aws_endpoint_url.clone(),
+            ..AwsSettings::default()
+        };
+        let sdk = load_sdk_config(&aws).await?;
+        let client = kube::Client::try_default().await?;
+        let mut settings = Settings::new(&args.cluster_name);
+        settings.namespace = args.namespace.clone();
+        settings.resync = std::time::Duration::from_secs(args.resync_interval.max(1));
+        settings.concurrency = args.concurrency.max(1);
+        let ctx = Context::new(
+            client,
+            Arc::new(SdkIam::new(&sdk)),
+            Arc::new(SdkEks::new(&sdk)),
+            settings,
+        );
+        tracing::info!(cluster = %args.cluster_name, "pod-identity-operator running");
+        controller::run(ctx, async {
+            shutdown_signal().await;
+        })
+        .await;
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
     }
 }
 

@@ -1,0 +1,302 @@
+//! Executing a plan: each [`Action`] becomes one AWS or Kubernetes call, in order,
+//! stopping at the first failure. Every write that succeeds is announced as a Kubernetes
+//! Event on the binding.
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Resource;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use serde_json::json;
+
+use crate::aws::Association;
+use crate::crd::PodIdentityBinding;
+use crate::{Error, Result};
+
+use super::Context;
+use super::plan::Action;
+
+/// Which resource an action writes; status conditions are per resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    ServiceAccount,
+    Role,
+    Association,
+}
+
+impl Action {
+    pub fn component(&self) -> Component {
+        use Action::*;
+        match self {
+            CreateServiceAccount { .. }
+            | PatchServiceAccount { .. }
+            | DeleteServiceAccount { .. } => Component::ServiceAccount,
+            CreateAssociation(_)
+            | UpdateAssociation(_)
+            | TagAssociation { .. }
+            | UntagAssociation { .. }
+            | DeleteAssociation { .. } => Component::Association,
+            _ => Component::Role,
+        }
+    }
+
+    /// The Event reason and note announcing this write.
+    fn event(&self) -> (&'static str, String) {
+        use Action::*;
+        match self {
+            CreateServiceAccount { name, .. } => (
+                "ServiceAccountCreated",
+                format!("created ServiceAccount {name}"),
+            ),
+            PatchServiceAccount { name, .. } => (
+                "ServiceAccountUpdated",
+                format!("set labels and annotations of ServiceAccount {name}"),
+            ),
+            DeleteServiceAccount { name } => (
+                "ServiceAccountDeleted",
+                format!("deleted ServiceAccount {name}, no longer used"),
+            ),
+            CreateRole(r) => (
+                "RoleCreated",
+                format!("created IAM role {}{}", r.path, r.name),
+            ),
+            UpdateAssumeRolePolicy { role, .. } => (
+                "RoleUpdated",
+                format!("repaired the trust policy of role {role}"),
+            ),
+            UpdateRole { role, .. } => (
+                "RoleUpdated",
+                format!("set description / maximum session duration of role {role}"),
+            ),
+            PutPermissionsBoundary { role, policy_arn } => (
+                "RoleUpdated",
+                format!("set permissions boundary {policy_arn} on role {role}"),
+            ),
+            DeletePermissionsBoundary { role } => (
+                "RoleUpdated",
+                format!("removed the permissions boundary of role {role}"),
+            ),
+            AttachPolicy { role, policy_arn } => (
+                "RoleUpdated",
+                format!("attached {policy_arn} to role {role}"),
+            ),
+            DetachPolicy { role, policy_arn } => (
+                "RoleUpdated",
+                format!("detached {policy_arn} from role {role}"),
+            ),
+            PutInlinePolicy { role, name, .. } => (
+                "RoleUpdated",
+                format!("put inline policy {name} on role {role}"),
+            ),
+            DeleteInlinePolicy { role, name } => (
+                "RoleUpdated",
+                format!("deleted inline policy {name} of role {role}"),
+            ),
+            TagRole { role, .. } | UntagRole { role, .. } => {
+                ("RoleUpdated", format!("repaired the tags of role {role}"))
+            }
+            DeleteRole { role } => ("RoleDeleted", format!("deleted IAM role {role}")),
+            CreateAssociation(a) => (
+                "AssociationCreated",
+                format!(
+                    "created the Pod Identity association of ServiceAccount {} with role {}",
+                    a.service_account, a.role_arn
+                ),
+            ),
+            UpdateAssociation(a) => (
+                "AssociationUpdated",
+                format!("updated association {}", a.association_id),
+            ),
+            TagAssociation {
+                arn,
+                adopting: true,
+                ..
+            } => ("AssociationAdopted", format!("adopted association {arn}")),
+            TagAssociation { arn, .. } | UntagAssociation { arn, .. } => (
+                "AssociationUpdated",
+                format!("repaired the tags of association {arn}"),
+            ),
+            DeleteAssociation { id, .. } => {
+                ("AssociationDeleted", format!("deleted association {id}"))
+            }
+        }
+    }
+}
+
+/// What executing a plan did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// How many actions succeeded (a prefix of the plan).
+    pub done: usize,
+    /// The association as the last create or update returned it.
+    pub association: Option<Association>,
+    /// The action that failed and why.
+    pub failure: Option<(usize, Error)>,
+}
+
+/// Runs `actions` in order for `binding`, stopping at the first failure.
+pub async fn apply(ctx: &Context, binding: &PodIdentityBinding, actions: &[Action]) -> Applied {
+    let mut applied = Applied::default();
+    for (i, action) in actions.iter().enumerate() {
+        match execute(ctx, binding, action).await {
+            Ok(association) => {
+                applied.done = i + 1;
+                if association.is_some() {
+                    applied.association = association;
+                }
+                let (reason, note) = action.event();
+                ctx.publish(binding, EventType::Normal, reason, note).await;
+            }
+            Err(e) => {
+                tracing::info!(binding = %binding.metadata.name.as_deref().unwrap_or(""), error = %e, "write failed");
+                applied.failure = Some((i, e));
+                break;
+            }
+        }
+    }
+    applied
+}
+
+async fn execute(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    action: &Action,
+) -> Result<Option<Association>> {
+    use Action::*;
+    let iam = ctx.iam.as_ref();
+    let eks = ctx.eks.as_ref();
+    match action {
+        CreateServiceAccount {
+            name,
+            labels,
+            annotations,
+        } => {
+            let sa = ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: binding.metadata.namespace.clone(),
+                    labels: (!labels.is_empty()).then(|| labels.clone()),
+                    annotations: (!annotations.is_empty()).then(|| annotations.clone()),
+                    owner_references: binding.controller_owner_ref(&()).map(|o| vec![o]),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            };
+            sa_api(ctx, binding)?
+                .create(&PostParams::default(), &sa)
+                .await?;
+        }
+        PatchServiceAccount {
+            name,
+            labels,
+            annotations,
+        } => {
+            let patch = json!({"metadata": {"labels": labels, "annotations": annotations}});
+            sa_api(ctx, binding)?
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        DeleteServiceAccount { name } => {
+            match sa_api(ctx, binding)?
+                .delete(name, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        CreateRole(input) => {
+            iam.create_role(input).await?;
+        }
+        UpdateAssumeRolePolicy { role, document } => {
+            iam.update_assume_role_policy(role, document).await?
+        }
+        UpdateRole {
+            role,
+            description,
+            max_session_duration,
+        } => {
+            iam.update_role(role, description.as_deref(), *max_session_duration)
+                .await?
+        }
+        PutPermissionsBoundary { role, policy_arn } => {
+            iam.put_role_permissions_boundary(role, policy_arn).await?
+        }
+        DeletePermissionsBoundary { role } => iam.delete_role_permissions_boundary(role).await?,
+        AttachPolicy { role, policy_arn } => iam.attach_role_policy(role, policy_arn).await?,
+        DetachPolicy { role, policy_arn } => {
+            ignore_not_found(iam.detach_role_policy(role, policy_arn).await)?
+        }
+        PutInlinePolicy {
+            role,
+            name,
+            document,
+        } => iam.put_role_policy(role, name, document).await?,
+        DeleteInlinePolicy { role, name } => {
+            ignore_not_found(iam.delete_role_policy(role, name).await)?
+        }
+        TagRole { role, tags } => iam.tag_role(role, tags).await?,
+        UntagRole { role, keys } => iam.untag_role(role, keys).await?,
+        DeleteRole { role } => match iam.delete_role(role).await {
+            Err(Error::Aws(e)) if e.code == "DeleteConflict" => {
+                let profiles = iam
+                    .list_instance_profiles_for_role(role)
+                    .await
+                    .unwrap_or_default();
+                let mut e = e;
+                if !profiles.is_empty() {
+                    e.message = format!(
+                        "{} (held by instance profile(s) {}: remove the role from them)",
+                        e.message,
+                        profiles.join(", ")
+                    );
+                }
+                return Err(Error::Aws(e));
+            }
+            other => ignore_not_found(other)?,
+        },
+        CreateAssociation(input) => {
+            return Ok(Some(eks.create_pod_identity_association(input).await?));
+        }
+        UpdateAssociation(input) => {
+            return Ok(Some(eks.update_pod_identity_association(input).await?));
+        }
+        TagAssociation { arn, tags, .. } => eks.tag_resource(arn, tags).await?,
+        UntagAssociation { arn, keys } => eks.untag_resource(arn, keys).await?,
+        DeleteAssociation { cluster, id } => {
+            ignore_not_found(eks.delete_pod_identity_association(cluster, id).await)?
+        }
+    }
+    Ok(None)
+}
+
+fn sa_api(ctx: &Context, binding: &PodIdentityBinding) -> Result<Api<ServiceAccount>> {
+    let ns = binding
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or_else(|| Error::InvalidSpec {
+            field: "metadata.namespace".into(),
+            message: "a binding is namespaced".into(),
+        })?;
+    Ok(Api::namespaced(ctx.client.clone(), ns))
+}
+
+/// A delete of something already gone succeeded.
+fn ignore_not_found(r: Result<()>) -> Result<()> {
+    match r {
+        Err(Error::Aws(e)) if e.class == crate::error::ErrorClass::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Event helper kept here so callers need not build `Event`s.
+pub fn event(type_: EventType, reason: &str, note: String) -> Event {
+    Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: reason.to_owned(),
+        secondary: None,
+    }
+}

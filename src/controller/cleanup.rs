@@ -1,0 +1,79 @@
+//! Deletion of a binding: remove what it made, in order (association, then the role's
+//! inline and attached policies and the role, under `deletionPolicy: Delete`), then let
+//! the finalizer go. Only resources carrying this binding's ownership tags are touched;
+//! an existing role (`role.arn`) never is. A ServiceAccount the operator created goes
+//! with the binding through its ownerReference.
+//!
+//! A failure keeps the finalizer: the status says what blocks (`CleanupBlocked` with the
+//! instance profiles holding the role, say) and the pass is retried.
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+
+use crate::Result;
+use crate::crd::{DeletionPolicy, PodIdentityBinding};
+
+use super::status::{self, Conditions, State};
+use super::{Context, apply, observe, plan};
+
+pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
+    let cluster = ctx.settings.cluster_name.clone();
+    let ns = binding.namespace().unwrap_or_default();
+    let policy = binding.deletion_policy();
+    if policy == DeletionPolicy::Retain {
+        ctx.publish(
+            binding,
+            EventType::Normal,
+            "Retained",
+            "deletionPolicy is Retain: the role and association are left in AWS".into(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    // A cluster that no longer exists holds no associations; roles remain to remove.
+    let cluster_exists = ctx.cluster().await?.is_some();
+    let (roles, associations) = observe::observe_for_cleanup(
+        ctx.iam.as_ref(),
+        ctx.eks.as_ref(),
+        binding,
+        &cluster,
+        cluster_exists,
+    )
+    .await?;
+    let actions = plan::cleanup(
+        &cluster,
+        &ns,
+        &binding.name_any(),
+        policy,
+        &roles,
+        &associations,
+    );
+    let applied = apply::apply(ctx, binding, &actions).await;
+    if let Some((_, e)) = applied.failure {
+        let problem = status::problem_of(&e, false);
+        let mut st = binding.status.clone().unwrap_or_default();
+        let failed = State::failed(problem.reason, problem.message.clone());
+        let conditions = Conditions {
+            ready: failed,
+            role: State::unknown(),
+            service_account: State::unknown(),
+            association: State::unknown(),
+        };
+        st.conditions = status::merge(&st.conditions, &conditions, binding.metadata.generation);
+        if let Err(write) = super::reconcile::write_status(ctx, binding, st, Some(&problem)).await {
+            tracing::warn!(error = %write, "cannot report cleanup failure");
+        }
+        return Err(e);
+    }
+    if !actions.is_empty() {
+        ctx.publish(
+            binding,
+            EventType::Normal,
+            "CleanedUp",
+            "removed the AWS resources of the binding".into(),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}

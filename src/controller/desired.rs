@@ -1,0 +1,458 @@
+//! What a binding asks for, resolved against the cluster and validated: the operator's
+//! own validation layer, run before any AWS call (DESIGN §2). Every failure is an
+//! [`Error::InvalidSpec`] naming the field.
+//!
+//! Checked here because the schema cannot: policy documents' grammar and sizes, the
+//! derived role name, ARNs against the cluster's account (an existing role in another
+//! account cannot be passed to EKS), the inline policy name the operator reserves for
+//! role chaining, and the tag count with the ownership tags included.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::aws::{Cluster, Tags};
+use crate::crd::{DeletionPolicy, PodIdentityBinding};
+use crate::naming;
+use crate::policy::{self, DocumentKind, TrustScope};
+use crate::{Error, Result};
+
+/// The inline policy the operator adds to a managed role for `targetRoleArn`.
+pub const TARGET_ROLE_POLICY: &str = "pod-identity-target-role";
+/// IAM's and EKS's limit on tags per resource.
+const MAX_TAGS: usize = 50;
+
+/// Everything the planner needs to know about one binding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub cluster_name: String,
+    pub namespace: String,
+    pub binding_name: String,
+    pub uid: String,
+    pub service_account: DesiredServiceAccount,
+    pub role: DesiredRole,
+    pub association: DesiredAssociation,
+    pub adopt: bool,
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredServiceAccount {
+    pub name: String,
+    pub create: bool,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DesiredRole {
+    /// A role the user brings; checked, never modified.
+    Existing {
+        arn: String,
+        name: String,
+    },
+    Managed(ManagedRole),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagedRole {
+    pub name: String,
+    pub path: String,
+    pub arn: String,
+    pub trust_policy: Value,
+    pub description: Option<String>,
+    pub max_session_duration: i32,
+    pub permissions_boundary_arn: Option<String>,
+    pub managed_policy_arns: BTreeSet<String>,
+    pub inline_policies: BTreeMap<String, Value>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredAssociation {
+    pub role_arn: String,
+    pub target_role_arn: Option<String>,
+    pub disable_session_tags: bool,
+    pub session_policy: Option<Value>,
+    /// Ownership tags plus the binding's tags.
+    pub tags: Tags,
+}
+
+impl DesiredRole {
+    pub fn name(&self) -> &str {
+        match self {
+            DesiredRole::Existing { name, .. } => name,
+            DesiredRole::Managed(m) => &m.name,
+        }
+    }
+
+    pub fn arn(&self) -> &str {
+        match self {
+            DesiredRole::Existing { arn, .. } => arn,
+            DesiredRole::Managed(m) => &m.arn,
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::InvalidSpec {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn check_document(field: &str, doc: &Value, kind: DocumentKind) -> Result<()> {
+    policy::validate(doc, kind).map_err(|p| invalid(field, format!("policy document: {p}")))
+}
+
+fn check_policy_arn(field: &str, arn: &str) -> Result<()> {
+    let ok = arn.starts_with("arn:aws")
+        && arn.split(':').nth(2) == Some("iam")
+        && arn
+            .split(':')
+            .nth(5)
+            .is_some_and(|r| r.starts_with("policy/"));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{arn:?} is not an IAM policy ARN (arn:aws:iam::<account>:policy/<name>)"),
+        ))
+    }
+}
+
+/// Resolves and validates a binding against the cluster it is reconciled in.
+pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desired> {
+    let spec = &binding.spec;
+    let namespace = binding
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| invalid("metadata.namespace", "a binding is namespaced"))?;
+    let binding_name = binding.metadata.name.clone().unwrap_or_default();
+    let uid = binding.metadata.uid.clone().unwrap_or_default();
+    let sa_name = binding.service_account_name();
+    if sa_name.len() > 253
+        || sa_name.is_empty()
+        || !sa_name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return Err(invalid(
+            "serviceAccount.name",
+            format!(
+                "{sa_name:?} is not a valid ServiceAccount name (lower-case RFC 1123 subdomain)"
+            ),
+        ));
+    }
+
+    let mut user_tags = Tags::new();
+    for (k, v) in &spec.tags {
+        if k.starts_with("aws:") || k.starts_with("podidentity.dev/") {
+            return Err(invalid(
+                "tags",
+                format!("tag key {k:?} is reserved (aws: and podidentity.dev/ prefixes)"),
+            ));
+        }
+        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            return Err(invalid(
+                "tags",
+                format!("tag {k:?}: keys are 1-128 characters, values up to 256"),
+            ));
+        }
+        user_tags.insert(k.clone(), v.clone());
+    }
+    let mut tags = naming::ownership_tags(&cluster.name, &namespace, &binding_name);
+    tags.extend(user_tags);
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(
+            "tags",
+            format!("at most {} tags besides the operator's own 3", MAX_TAGS - 3),
+        ));
+    }
+
+    let disable_session_tags = spec.disable_session_tags.unwrap_or(false);
+    if let Some(sp) = &spec.session_policy {
+        if !disable_session_tags {
+            return Err(invalid(
+                "sessionPolicy",
+                "a session policy requires disableSessionTags: true",
+            ));
+        }
+        check_document("sessionPolicy", sp, DocumentKind::Session)?;
+    }
+    if let Some(t) = &spec.target_role_arn
+        && naming::parse_role_arn(t).is_none()
+    {
+        return Err(invalid(
+            "targetRoleArn",
+            format!("{t:?} is not an IAM role ARN"),
+        ));
+    }
+
+    let r = &spec.role;
+    let role = if let Some(arn) = &r.arn {
+        let managed_fields = r.name.is_some()
+            || r.description.is_some()
+            || r.max_session_duration.is_some()
+            || r.permissions_boundary_arn.is_some()
+            || !r.managed_policy_arns.is_empty()
+            || !r.inline_policies.is_empty();
+        if managed_fields {
+            return Err(invalid(
+                "role.arn",
+                "an existing role excludes name, description, maxSessionDuration, permissionsBoundaryArn, managedPolicyArns and inlinePolicies",
+            ));
+        }
+        let parsed = naming::parse_role_arn(arn)
+            .ok_or_else(|| invalid("role.arn", format!("{arn:?} is not an IAM role ARN")))?;
+        if parsed.account_id != cluster.account_id {
+            return Err(invalid(
+                "role.arn",
+                format!(
+                    "role {arn} is in account {}, the cluster in {}: EKS cannot pass a role of another account (cross-account pass role is not allowed); use a role in {} and name the other account's role in targetRoleArn",
+                    parsed.account_id, cluster.account_id, cluster.account_id
+                ),
+            ));
+        }
+        DesiredRole::Existing {
+            arn: arn.clone(),
+            name: parsed.name,
+        }
+    } else {
+        let name = match &r.name {
+            Some(n) => n.clone(),
+            None => naming::default_role_name(&cluster.name, &namespace, &binding_name),
+        };
+        if !naming::valid_role_name(&name) {
+            return Err(invalid(
+                "role.name",
+                format!(
+                    "{name:?} is not a valid IAM role name (1-64 of letters, digits and +=,.@_-)"
+                ),
+            ));
+        }
+        let path = naming::role_path(&cluster.name);
+        if !naming::valid_role_path(&path) {
+            return Err(invalid(
+                "role.name",
+                format!("role path {path:?} is not valid for IAM"),
+            ));
+        }
+        let max_session_duration = r.max_session_duration.unwrap_or(3600);
+        if !(3600..=43200).contains(&max_session_duration) {
+            return Err(invalid(
+                "role.maxSessionDuration",
+                "must be 3600 to 43200 seconds",
+            ));
+        }
+        if let Some(d) = &r.description
+            && d.chars().count() > 1000
+        {
+            return Err(invalid("role.description", "at most 1000 characters"));
+        }
+        if let Some(b) = &r.permissions_boundary_arn {
+            check_policy_arn("role.permissionsBoundaryArn", b)?;
+        }
+        for (i, arn) in r.managed_policy_arns.iter().enumerate() {
+            check_policy_arn(&format!("role.managedPolicyArns[{i}]"), arn)?;
+        }
+        let mut inline = BTreeMap::new();
+        for (pname, doc) in &r.inline_policies {
+            let field = format!("role.inlinePolicies.{pname}");
+            if pname == TARGET_ROLE_POLICY {
+                return Err(invalid(
+                    &field,
+                    "this inline policy name is reserved for targetRoleArn",
+                ));
+            }
+            if pname.is_empty()
+                || pname.len() > 128
+                || !pname
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+            {
+                return Err(invalid(
+                    &field,
+                    "inline policy names are 1-128 of letters, digits and +=,.@_-",
+                ));
+            }
+            check_document(&field, doc, DocumentKind::Identity)?;
+            inline.insert(pname.clone(), doc.clone());
+        }
+        if let Some(t) = &spec.target_role_arn {
+            inline.insert(TARGET_ROLE_POLICY.to_owned(), policy::target_role_policy(t));
+        }
+        let total: usize = inline.values().map(policy::size_chars).sum();
+        if total > policy::ROLE_INLINE_POLICIES_MAX_CHARS {
+            return Err(invalid(
+                "role.inlinePolicies",
+                format!(
+                    "inline policies total {total} characters; IAM allows {} per role",
+                    policy::ROLE_INLINE_POLICIES_MAX_CHARS
+                ),
+            ));
+        }
+        let scope = (!disable_session_tags).then(|| TrustScope {
+            account_id: cluster.account_id.clone(),
+            cluster_arn: cluster.arn.clone(),
+            namespace: namespace.clone(),
+            service_account: sa_name.clone(),
+        });
+        DesiredRole::Managed(ManagedRole {
+            arn: naming::role_arn(&cluster.arn, &cluster.account_id, &path, &name),
+            name,
+            path,
+            trust_policy: policy::pod_identity_trust_policy(scope.as_ref()),
+            description: r.description.clone(),
+            max_session_duration,
+            permissions_boundary_arn: r.permissions_boundary_arn.clone(),
+            managed_policy_arns: r.managed_policy_arns.iter().cloned().collect(),
+            inline_policies: inline,
+            tags: tags.clone(),
+        })
+    };
+
+    Ok(Desired {
+        cluster_name: cluster.name.clone(),
+        namespace,
+        binding_name,
+        uid,
+        service_account: DesiredServiceAccount {
+            name: sa_name,
+            create: spec.service_account.create.unwrap_or(true),
+            labels: spec.service_account.labels.clone(),
+            annotations: spec.service_account.annotations.clone(),
+        },
+        association: DesiredAssociation {
+            role_arn: role.arn().to_owned(),
+            target_role_arn: spec.target_role_arn.clone(),
+            disable_session_tags,
+            session_policy: spec.session_policy.clone(),
+            tags,
+        },
+        role,
+        adopt: spec.adopt.unwrap_or(false),
+        deletion_policy: binding.deletion_policy(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PodIdentityBindingSpec;
+    use serde_json::json;
+
+    fn cluster() -> Cluster {
+        Cluster {
+            name: "prod".into(),
+            arn: "arn:aws:eks:us-east-1:111122223333:cluster/prod".into(),
+            account_id: "111122223333".into(),
+            status: None,
+        }
+    }
+
+    fn binding(spec: Value) -> PodIdentityBinding {
+        let spec: PodIdentityBindingSpec = serde_json::from_value(spec).expect("spec");
+        let mut b = PodIdentityBinding::new("app", spec);
+        b.metadata.namespace = Some("team".into());
+        b.metadata.uid = Some("uid-1".into());
+        b
+    }
+
+    fn field_of(spec: Value) -> String {
+        match desired(&binding(spec), &cluster()) {
+            Err(Error::InvalidSpec { field, .. }) => field,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_resolve_to_a_scoped_managed_role() {
+        let d = desired(&binding(json!({})), &cluster()).expect("valid");
+        assert_eq!(d.service_account.name, "app");
+        assert!(d.service_account.create);
+        let DesiredRole::Managed(m) = &d.role else {
+            panic!("managed")
+        };
+        assert_eq!(m.name, "pi-prod-team-app");
+        assert_eq!(
+            m.arn,
+            "arn:aws:iam::111122223333:role/pod-identity/prod/pi-prod-team-app"
+        );
+        let cond = &m.trust_policy["Statement"][0]["Condition"]["StringEquals"];
+        assert_eq!(cond["aws:RequestTag/kubernetes-service-account"], "app");
+        assert_eq!(cond["aws:RequestTag/kubernetes-namespace"], "team");
+        assert_eq!(d.association.tags.len(), 3);
+        assert_eq!(d.deletion_policy, DeletionPolicy::Delete);
+    }
+
+    #[test]
+    fn target_role_adds_the_chaining_policy_and_session_tags_off_unscope_trust() {
+        let d = desired(
+            &binding(json!({"targetRoleArn": "arn:aws:iam::444455556666:role/t", "disableSessionTags": true})),
+            &cluster(),
+        )
+        .expect("valid");
+        let DesiredRole::Managed(m) = &d.role else {
+            panic!("managed")
+        };
+        assert_eq!(
+            m.inline_policies[TARGET_ROLE_POLICY]["Statement"][0]["Resource"],
+            "arn:aws:iam::444455556666:role/t"
+        );
+        assert!(m.trust_policy["Statement"][0].get("Condition").is_none());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert_eq!(
+            field_of(json!({"serviceAccount": {"name": "Bad_Name"}})),
+            "serviceAccount.name"
+        );
+        assert_eq!(
+            field_of(json!({"role": {"name": "x".repeat(65)}})),
+            "role.name"
+        );
+        assert_eq!(
+            field_of(json!({"role": {"maxSessionDuration": 100}})),
+            "role.maxSessionDuration"
+        );
+        assert_eq!(
+            field_of(json!({"role": {"arn": "arn:aws:iam::111122223333:role/r", "name": "x"}})),
+            "role.arn"
+        );
+        assert_eq!(
+            field_of(json!({"role": {"arn": "arn:aws:iam::999999999999:role/r"}})),
+            "role.arn"
+        );
+        assert_eq!(
+            field_of(json!({"role": {"managedPolicyArns": ["nope"]}})),
+            "role.managedPolicyArns[0]"
+        );
+        assert_eq!(
+            field_of(json!({"role": {"inlinePolicies": {"p": {"Statement": []}}}})),
+            "role.inlinePolicies.p"
+        );
+        assert_eq!(
+            field_of(json!({"sessionPolicy": {"Version": "2012-10-17", "Statement": []}})),
+            "sessionPolicy"
+        );
+        assert_eq!(field_of(json!({"tags": {"aws:x": "y"}})), "tags");
+        assert_eq!(
+            field_of(json!({"targetRoleArn": "arn:aws:s3:::bucket"})),
+            "targetRoleArn"
+        );
+    }
+
+    #[test]
+    fn cross_account_role_message_points_at_target_role_arn() {
+        let err = desired(
+            &binding(json!({"role": {"arn": "arn:aws:iam::999999999999:role/r"}})),
+            &cluster(),
+        )
+        .expect_err("other account");
+        assert!(err.to_string().contains("targetRoleArn"));
+    }
+}

@@ -1,0 +1,241 @@
+//! The controller: reconciles `PodIdentityBinding`s (DESIGN §3).
+//!
+//! One pass: finalizer (kube-runtime's `finalizer`, added before the first AWS write)
+//! → cluster (DescribeCluster, cached) → [`desired`] (validation) → [`observe`] →
+//! [`plan`] (pure) → [`apply`] → status ([`status`], patched only when it changed) →
+//! requeue (the resync interval, or a delay chosen by the error's class). Deletion runs
+//! [`cleanup`]. Watches: bindings, and ServiceAccounts mapped back to the bindings that
+//! name them.
+//!
+//! Not implemented: guardrails (DESIGN §5, so `PolicyDenied` is never reported yet),
+//! leader election, metrics.
+
+pub mod apply;
+pub mod cleanup;
+pub mod desired;
+pub mod observe;
+pub mod plan;
+pub mod reconcile;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::aws::{Cluster, EksApi, IamApi};
+use crate::crd::PodIdentityBinding;
+use crate::{Error, Result};
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The EKS cluster this operator runs in.
+    pub cluster_name: String,
+    /// Watch one namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    /// Requeue of a converged binding, to repair AWS drift.
+    pub resync: Duration,
+    /// Bindings reconciled at the same time.
+    pub concurrency: u16,
+    /// How long after a role's creation EKS not seeing it is `RolePropagating`.
+    pub propagation_window: Duration,
+    /// First delay of the exponential backoff of transient failures.
+    pub retry_base: Duration,
+    /// Longest backoff delay.
+    pub retry_max: Duration,
+    /// Delay while waiting for propagation or an association's release.
+    pub retry_soon: Duration,
+    /// Delay after conflicts and environment problems.
+    pub retry_slow: Duration,
+}
+
+impl Settings {
+    pub fn new(cluster_name: impl Into<String>) -> Self {
+        Settings {
+            cluster_name: cluster_name.into(),
+            namespace: None,
+            resync: Duration::from_secs(300),
+            concurrency: 4,
+            propagation_window: Duration::from_secs(120),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            retry_soon: Duration::from_secs(5),
+            retry_slow: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: kube::Client,
+    pub iam: Arc<dyn IamApi>,
+    pub eks: Arc<dyn EksApi>,
+    pub settings: Settings,
+    recorder: Recorder,
+    cluster: tokio::sync::OnceCell<Cluster>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        iam: Arc<dyn IamApi>,
+        eks: Arc<dyn EksApi>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "pod-identity-operator".into(),
+            instance: std::env::var("HOSTNAME").ok(),
+        };
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            iam,
+            eks,
+            settings,
+            cluster: tokio::sync::OnceCell::new(),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The cluster, described once; `None` when it does not exist.
+    pub async fn cluster(&self) -> Result<Option<Cluster>> {
+        if let Some(c) = self.cluster.get() {
+            return Ok(Some(c.clone()));
+        }
+        match self
+            .eks
+            .describe_cluster(&self.settings.cluster_name)
+            .await?
+        {
+            Some(c) => Ok(Some(self.cluster.get_or_init(|| async { c }).await.clone())),
+            None => Ok(None),
+        }
+    }
+
+    /// Publishes an Event on the binding; a failure to publish is logged, not fatal.
+    pub async fn publish(
+        &self,
+        binding: &PodIdentityBinding,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = apply::event(type_, reason, note);
+        if let Err(e) = self.recorder.publish(&ev, &binding.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // The map holds counters only; a panic while holding it leaves it usable.
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a failure of this binding and returns how many came before in a row.
+    pub fn record_failure(&self, uid: &str) -> u32 {
+        let mut map = self.lock_failures();
+        let n = map.entry(uid.to_owned()).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+
+    pub fn record_success(&self, uid: &str) {
+        self.lock_failures().remove(uid);
+    }
+
+    /// The requeue for a problem of this binding.
+    pub fn requeue(&self, uid: &str, retry: status::Retry) -> Action {
+        let s = &self.settings;
+        match retry {
+            status::Retry::Backoff => Action::requeue(status::backoff(
+                s.retry_base,
+                s.retry_max,
+                self.record_failure(uid),
+            )),
+            status::Retry::Soon => Action::requeue(s.retry_soon),
+            status::Retry::Slow => Action::requeue(s.retry_slow),
+            status::Retry::OnChange => Action::await_change(),
+        }
+    }
+}
+
+fn error_policy(binding: Arc<PodIdentityBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(binding = %binding.name_any(), %error, "reconcile failed");
+    let inner = match error {
+        Error::Finalizer(f) => match f.as_ref() {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            _ => error,
+        },
+        e => e,
+    };
+    let problem = status::problem_of(inner, true);
+    let retry = match problem.retry {
+        // A failed cleanup is retried even when the error is the user's: the binding
+        // is going away and only a retry can finish that.
+        status::Retry::OnChange => status::Retry::Slow,
+        r => r,
+    };
+    ctx.requeue(&binding.uid().unwrap_or_default(), retry)
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (bindings, sas): (Api<PodIdentityBinding>, Api<ServiceAccount>) =
+        match &ctx.settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+    let controller = Controller::new(bindings, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(
+            sas,
+            watcher::Config::default(),
+            move |sa: ServiceAccount| {
+                let ns = sa.namespace();
+                let name = sa.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.namespace() == ns)
+                    .filter(|b| {
+                        b.service_account_name() == name
+                            || b.status
+                                .as_ref()
+                                .and_then(|s| s.service_account.as_ref())
+                                .is_some_and(|s| s.name == name)
+                    })
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,236 @@
+//! Reading the world a binding acts on: its ServiceAccount(s), role(s), association(s)
+//! and the other bindings of its namespace. Reads only; the result is plain data for
+//! the planner.
+//!
+//! Besides what the spec names now, the names the status recorded (the previous
+//! ServiceAccount, role and association) are observed too, so a rename can remove what
+//! is no longer wanted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use crate::Result;
+use crate::aws::{Association, EksApi, IamApi, Role};
+use crate::crd::PodIdentityBinding;
+use crate::naming;
+
+use super::desired::{Desired, DesiredRole};
+
+/// A ServiceAccount as far as the planner cares.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedServiceAccount {
+    pub name: String,
+    /// It carries an ownerReference to this binding: the operator created it.
+    pub owned: bool,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A role with what is attached to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedRole {
+    pub role: Role,
+    pub attached: BTreeSet<String>,
+    pub inline: BTreeMap<String, Value>,
+}
+
+/// Everything the planner reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub service_account: Option<ObservedServiceAccount>,
+    /// The ServiceAccount the status names, when the spec now names another.
+    pub previous_service_account: Option<ObservedServiceAccount>,
+    pub role: Option<ObservedRole>,
+    /// The role the status names, when the spec now names another.
+    pub previous_role: Option<ObservedRole>,
+    /// The association of the desired ServiceAccount.
+    pub association: Option<Association>,
+    /// The association the status names, when it is not the one above.
+    pub previous_association: Option<Association>,
+    /// An older binding of the namespace on the same ServiceAccount.
+    pub older_binding: Option<String>,
+}
+
+fn observed_sa(sa: &ServiceAccount, binding_uid: &str) -> ObservedServiceAccount {
+    ObservedServiceAccount {
+        name: sa.name_any(),
+        owned: sa.owner_references().iter().any(|o| o.uid == binding_uid),
+        labels: sa.labels().clone(),
+        annotations: sa.annotations().clone(),
+    }
+}
+
+async fn get_role(iam: &dyn IamApi, name: &str, details: bool) -> Result<Option<ObservedRole>> {
+    let Some(role) = iam.get_role(name).await? else {
+        return Ok(None);
+    };
+    let mut observed = ObservedRole {
+        role,
+        attached: BTreeSet::new(),
+        inline: BTreeMap::new(),
+    };
+    if details {
+        observed.attached = iam
+            .list_attached_role_policies(name)
+            .await?
+            .into_iter()
+            .map(|p| p.arn)
+            .collect();
+        for policy in iam.list_role_policies(name).await? {
+            if let Some(doc) = iam.get_role_policy(name, &policy).await? {
+                observed.inline.insert(policy, doc);
+            }
+        }
+    }
+    Ok(Some(observed))
+}
+
+async fn association_for(
+    eks: &dyn EksApi,
+    cluster: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Result<Option<Association>> {
+    let list = eks
+        .list_pod_identity_associations(cluster, Some(namespace), Some(service_account))
+        .await?;
+    for summary in list {
+        if let Some(a) = eks
+            .describe_pod_identity_association(cluster, &summary.association_id)
+            .await?
+        {
+            return Ok(Some(a));
+        }
+    }
+    Ok(None)
+}
+
+/// The older of two bindings: earlier creation, then name.
+fn is_older(a: &PodIdentityBinding, b: &PodIdentityBinding) -> bool {
+    let key = |x: &PodIdentityBinding| (x.metadata.creation_timestamp.clone(), x.name_any());
+    key(a) < key(b)
+}
+
+/// Observes what `desired` concerns. `details` also reads a managed role's policies.
+pub async fn observe(
+    client: &kube::Client,
+    iam: &dyn IamApi,
+    eks: &dyn EksApi,
+    binding: &PodIdentityBinding,
+    desired: &Desired,
+) -> Result<Observed> {
+    let ns = &desired.namespace;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), ns);
+    let status = binding.status.clone().unwrap_or_default();
+    let mut observed = Observed::default();
+
+    observed.service_account = sas
+        .get_opt(&desired.service_account.name)
+        .await?
+        .map(|sa| observed_sa(&sa, &desired.uid));
+    if let Some(prev) = status.service_account.as_ref().map(|s| &s.name)
+        && *prev != desired.service_account.name
+    {
+        observed.previous_service_account = sas
+            .get_opt(prev)
+            .await?
+            .map(|sa| observed_sa(&sa, &desired.uid));
+    }
+
+    let managed = matches!(desired.role, DesiredRole::Managed(_));
+    observed.role = get_role(iam, desired.role.name(), managed).await?;
+    if let Some(prev) = status.role_arn.as_deref().and_then(naming::parse_role_arn)
+        && !prev.name.eq_ignore_ascii_case(desired.role.name())
+    {
+        observed.previous_role = get_role(iam, &prev.name, true).await?;
+    }
+
+    observed.association = association_for(
+        eks,
+        &desired.cluster_name,
+        ns,
+        &desired.service_account.name,
+    )
+    .await?;
+    if let Some(prev_id) = &status.association_id
+        && observed.association.as_ref().map(|a| &a.association_id) != Some(prev_id)
+    {
+        observed.previous_association = eks
+            .describe_pod_identity_association(&desired.cluster_name, prev_id)
+            .await?;
+    }
+
+    let others = bindings.list(&ListParams::default()).await?;
+    observed.older_binding = others
+        .items
+        .iter()
+        .filter(|o| o.uid() != binding.uid() && o.meta().deletion_timestamp.is_none())
+        .filter(|o| o.service_account_name() == desired.service_account.name)
+        .filter(|o| is_older(o, binding))
+        .map(|o| o.name_any())
+        .min();
+    Ok(observed)
+}
+
+/// What cleanup needs: the role and association the binding may have made, by their
+/// deterministic names and by what the status recorded.
+pub async fn observe_for_cleanup(
+    iam: &dyn IamApi,
+    eks: &dyn EksApi,
+    binding: &PodIdentityBinding,
+    cluster_name: &str,
+    cluster_exists: bool,
+) -> Result<(Vec<ObservedRole>, Vec<Association>)> {
+    let ns = binding.namespace().unwrap_or_default();
+    let status = binding.status.clone().unwrap_or_default();
+    let mut role_names: Vec<String> = Vec::new();
+    if binding.spec.role.arn.is_none() {
+        role_names.push(
+            binding.spec.role.name.clone().unwrap_or_else(|| {
+                naming::default_role_name(cluster_name, &ns, &binding.name_any())
+            }),
+        );
+    }
+    if let Some(prev) = status.role_arn.as_deref().and_then(naming::parse_role_arn)
+        && !role_names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&prev.name))
+    {
+        role_names.push(prev.name);
+    }
+    let mut roles = Vec::new();
+    for name in role_names {
+        if let Some(r) = get_role(iam, &name, true).await? {
+            roles.push(r);
+        }
+    }
+    let mut associations = Vec::new();
+    if !cluster_exists {
+        return Ok((roles, associations));
+    }
+    let mut sa_names = vec![binding.service_account_name()];
+    if let Some(s) = &status.service_account
+        && !sa_names.contains(&s.name)
+    {
+        sa_names.push(s.name.clone());
+    }
+    for sa in sa_names {
+        if let Some(a) = association_for(eks, cluster_name, &ns, &sa).await? {
+            associations.push(a);
+        }
+    }
+    if let Some(id) = &status.association_id
+        && !associations.iter().any(|a| &a.association_id == id)
+        && let Some(a) = eks
+            .describe_pod_identity_association(cluster_name, id)
+            .await?
+    {
+        associations.push(a);
+    }
+    Ok((roles, associations))
+}

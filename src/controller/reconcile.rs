@@ -1,0 +1,305 @@
+//! One reconcile pass of a binding that is not being deleted, and the status it ends
+//! with.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use serde_json::{Value, json};
+
+use crate::crd::{FINALIZER, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus};
+use crate::{Error, Result};
+
+use super::apply::{self, Component};
+use super::desired::{self, Desired, DesiredRole};
+use super::observe::{self, Observed};
+use super::plan::{self, Plan};
+use super::status::{self, Conditions, Problem, Reason, Retry, State};
+use super::{Context, cleanup};
+
+/// The controller's reconcile function.
+pub async fn reconcile(binding: Arc<PodIdentityBinding>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = binding.namespace().ok_or_else(|| Error::InvalidSpec {
+        field: "metadata.namespace".into(),
+        message: "a binding is namespaced".into(),
+    })?;
+    let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, binding, |event| async {
+        match event {
+            Finalizer::Apply(b) => reconcile_binding(&b, &ctx).await,
+            Finalizer::Cleanup(b) => cleanup::cleanup(&b, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Everything before the plan; a problem here stops the pass.
+async fn prepare(
+    binding: &PodIdentityBinding,
+    ctx: &Context,
+) -> std::result::Result<(Desired, Observed), Problem> {
+    let cluster = match ctx.cluster().await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(Problem {
+                reason: Reason::ClusterNotFound,
+                message: format!(
+                    "EKS cluster {} does not exist in this account and region: check --cluster-name and --region",
+                    ctx.settings.cluster_name
+                ),
+                retry: Retry::Slow,
+            });
+        }
+        Err(e) => return Err(status::problem_of(&e, false)),
+    };
+    let desired = desired::desired(binding, &cluster).map_err(|e| status::problem_of(&e, false))?;
+    let observed = observe::observe(
+        &ctx.client,
+        ctx.iam.as_ref(),
+        ctx.eks.as_ref(),
+        binding,
+        &desired,
+    )
+    .await
+    .map_err(|e| status::problem_of(&e, false))?;
+    Ok((desired, observed))
+}
+
+async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
+    let uid = binding.uid().unwrap_or_default();
+    let (desired, observed) = match prepare(binding, ctx).await {
+        Ok(x) => x,
+        Err(problem) => {
+            let conditions = Conditions {
+                ready: State::failed(problem.reason, problem.message.clone()),
+                role: State::unknown(),
+                service_account: State::unknown(),
+                association: State::unknown(),
+            };
+            let mut st = binding.status.clone().unwrap_or_default();
+            set_conditions(binding, &mut st, &conditions);
+            write_status(ctx, binding, st, Some(&problem)).await?;
+            return Ok(ctx.requeue(&uid, problem.retry));
+        }
+    };
+    let plan = plan::plan(&desired, &observed);
+    if let Some(b) = &plan.blocked {
+        let failed = State::failed(b.reason, b.message.clone());
+        let role_problem = matches!(
+            b.reason,
+            Reason::RoleConflict | Reason::RoleNotFound | Reason::RoleTrustMissing
+        );
+        let conditions = Conditions {
+            ready: failed.clone(),
+            role: if role_problem {
+                failed.clone()
+            } else {
+                State::unknown()
+            },
+            service_account: State::unknown(),
+            association: if role_problem {
+                State::unknown()
+            } else {
+                failed
+            },
+        };
+        let mut st = binding.status.clone().unwrap_or_default();
+        set_conditions(binding, &mut st, &conditions);
+        let problem = Problem {
+            reason: b.reason,
+            message: b.message.clone(),
+            retry: Retry::Slow,
+        };
+        write_status(ctx, binding, st, Some(&problem)).await?;
+        return Ok(ctx.requeue(&uid, Retry::Slow));
+    }
+
+    let applied = apply::apply(ctx, binding, &plan.actions).await;
+    let problem = applied.failure.as_ref().map(|(i, e)| {
+        let role_created_now = plan.actions[..*i]
+            .iter()
+            .any(|a| matches!(a, plan::Action::CreateRole(_)));
+        let role_recent = observed
+            .role
+            .as_ref()
+            .and_then(|r| r.role.created)
+            .is_some_and(|created| {
+                let age = Utc::now().signed_duration_since(created);
+                age.to_std().unwrap_or_default() < ctx.settings.propagation_window
+            });
+        (*i, status::problem_of(e, role_created_now || role_recent))
+    });
+    let st = outcome_status(
+        binding,
+        &desired,
+        &observed,
+        &plan,
+        &applied,
+        problem.as_ref(),
+    );
+    write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
+    match problem {
+        Some((_, p)) => Ok(ctx.requeue(&uid, p.retry)),
+        None => {
+            ctx.record_success(&uid);
+            Ok(Action::requeue(ctx.settings.resync))
+        }
+    }
+}
+
+fn outcome_status(
+    binding: &PodIdentityBinding,
+    desired: &Desired,
+    observed: &Observed,
+    plan: &Plan,
+    applied: &apply::Applied,
+    problem: Option<&(usize, Problem)>,
+) -> PodIdentityBindingStatus {
+    let state_of = |component: Component, ok: State| -> State {
+        if let Some((i, p)) = problem {
+            if plan.actions[*i].component() == component {
+                return State::failed(p.reason, p.message.clone());
+            }
+            if plan.actions[*i..]
+                .iter()
+                .any(|a| a.component() == component)
+            {
+                return State::unknown();
+            }
+        }
+        ok
+    };
+    let role_ok = match &desired.role {
+        DesiredRole::Existing { arn, .. } => {
+            State::ok(Reason::RoleExisting, format!("using existing role {arn}"))
+        }
+        DesiredRole::Managed(m) => {
+            State::ok(Reason::RoleCreated, format!("role {} is in place", m.arn))
+        }
+    };
+    let sa_name = &desired.service_account.name;
+    let sa_created = observed.service_account.as_ref().is_some_and(|s| s.owned)
+        || (observed.service_account.is_none() && desired.service_account.create);
+    let sa_ok = match &observed.service_account {
+        None if !desired.service_account.create => State::failed(
+            Reason::ServiceAccountNotFound,
+            format!(
+                "ServiceAccount {sa_name} does not exist and serviceAccount.create is false: create it, or set serviceAccount.create: true"
+            ),
+        ),
+        Some(s) if !s.owned => State::ok(
+            Reason::ServiceAccountFound,
+            format!("using existing ServiceAccount {sa_name}"),
+        ),
+        _ => State::ok(
+            Reason::ServiceAccountCreated,
+            format!("ServiceAccount {sa_name} created by the operator"),
+        ),
+    };
+    let assoc_ok = if plan.adopting {
+        State::ok(Reason::AssociationAdopted, "association adopted")
+    } else {
+        State::ok(Reason::AssociationCreated, "association is in place")
+    };
+    let role = state_of(Component::Role, role_ok);
+    let service_account = state_of(Component::ServiceAccount, sa_ok);
+    let association = state_of(Component::Association, assoc_ok);
+    let ready = match problem {
+        Some((_, p)) => State::failed(p.reason, p.message.clone()),
+        None if service_account.status != "True" => service_account.clone(),
+        None => State::ok(
+            Reason::Reconciled,
+            "role, ServiceAccount and association are in place",
+        ),
+    };
+
+    let mut st = binding.status.clone().unwrap_or_default();
+    if role.status == "True" {
+        st.role_arn = Some(desired.role.arn().to_owned());
+    }
+    let association_now = applied
+        .association
+        .clone()
+        .or_else(|| observed.association.clone());
+    if association.status == "True" {
+        st.association_arn = association_now.as_ref().map(|a| a.association_arn.clone());
+        st.association_id = association_now.as_ref().map(|a| a.association_id.clone());
+    }
+    if service_account.status == "True" || problem.is_none() {
+        st.service_account = Some(ServiceAccountStatus {
+            name: sa_name.clone(),
+            created: sa_created,
+        });
+    }
+    set_conditions(
+        binding,
+        &mut st,
+        &Conditions {
+            ready,
+            role,
+            service_account,
+            association,
+        },
+    );
+    st
+}
+
+fn set_conditions(binding: &PodIdentityBinding, st: &mut PodIdentityBindingStatus, c: &Conditions) {
+    let generation = binding.metadata.generation;
+    st.conditions = status::merge(&st.conditions, c, generation);
+    st.observed_generation = generation;
+}
+
+/// Patches the status when it changed; publishes a Warning Event when the binding
+/// newly reports a problem (so a resync of a stuck binding does not repeat it).
+pub(super) async fn write_status(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    new: PodIdentityBindingStatus,
+    problem: Option<&Problem>,
+) -> Result<()> {
+    let old = binding.status.as_ref();
+    if status::unchanged(old, &new) {
+        return Ok(());
+    }
+    if let Some(p) = problem {
+        let was = status::ready_of(old).map(|c| c.reason.as_str());
+        if was != Some(p.reason.as_str()) {
+            ctx.publish(
+                binding,
+                EventType::Warning,
+                p.reason.as_str(),
+                p.message.clone(),
+            )
+            .await;
+        }
+    }
+    let mut value = serde_json::to_value(&new)?;
+    // Merge patch: fields the new status lacks are cleared explicitly.
+    if let Value::Object(map) = &mut value {
+        for key in [
+            "observedGeneration",
+            "roleArn",
+            "associationArn",
+            "associationId",
+            "serviceAccount",
+            "conditions",
+        ] {
+            map.entry(key).or_insert(Value::Null);
+        }
+    }
+    let api: Api<PodIdentityBinding> =
+        Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
+    api.patch_status(
+        &binding.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": value })),
+    )
+    .await?;
+    Ok(())
+}
