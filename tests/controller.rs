@@ -6,165 +6,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use pod_identity_operator::aws::faults::Fault;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
-use pod_identity_operator::controller::{self, Context, Settings};
-use pod_identity_operator::crd::{Condition, PodIdentityBinding};
-use pod_identity_operator::kubesim::KubeSim;
+use pod_identity_operator::controller::Settings;
+use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::naming;
-use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use serde_json::json;
 
 const CLUSTER: &str = "prod";
-const NS: &str = "default";
-const WAIT: Duration = Duration::from_secs(60);
 
-struct Env {
-    kube: KubeSim,
-    client: Client,
-    aws: Arc<AwsSim>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+mod support;
 
-impl Env {
-    async fn start(config: SimConfig, tune: impl FnOnce(&mut Settings)) -> Env {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let kube = KubeSim::new();
-        let client = kube.client();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &PodIdentityBinding::crd())
-            .await
-            .expect("CRD installs");
-        let aws = Arc::new(AwsSim::new(config));
-        aws.add_cluster(CLUSTER);
-        let mut settings = Settings::new(CLUSTER);
-        settings.resync = Duration::from_secs(3600);
-        settings.retry_base = Duration::from_millis(20);
-        settings.retry_max = Duration::from_millis(500);
-        settings.retry_soon = Duration::from_millis(100);
-        settings.retry_slow = Duration::from_millis(500);
-        tune(&mut settings);
-        let ctx = Context::new(client.clone(), aws.clone(), aws.clone(), settings);
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(ctx, async {
-            let _ = rx.await;
-        }));
-        Env {
-            kube,
-            client,
-            aws,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
+use support::{Env, NS, WAIT, ready};
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(WAIT, task).await;
-        }
-    }
-
-    fn bindings(&self) -> Api<PodIdentityBinding> {
-        Api::namespaced(self.client.clone(), NS)
-    }
-
-    async fn apply(&self, name: &str, spec: Value) -> PodIdentityBinding {
-        let b: PodIdentityBinding = serde_json::from_value(json!({
-            "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec,
-        }))
-        .expect("binding");
-        self.bindings()
-            .create(&PostParams::default(), &b)
-            .await
-            .expect("binding created")
-    }
-
-    /// Waits until `pred` holds for the binding's Ready condition and returns it.
-    async fn wait_ready(
-        &self,
-        name: &str,
-        what: &str,
-        pred: impl Fn(&PodIdentityBinding, &Condition) -> bool,
-    ) -> PodIdentityBinding {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(b) = self.bindings().get_opt(name).await.expect("get binding")
-                && let Some(c) = ready(&b)
-                && pred(&b, c)
-            {
-                return b;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "binding {name} never got {what}: {:?}",
-                self.bindings()
-                    .get_opt(name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|b| b.status)
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn wait_converged(&self, name: &str) -> PodIdentityBinding {
-        self.wait_ready(name, "Ready=True for its generation", |b, c| {
-            c.status == "True"
-                && c.observed_generation == b.metadata.generation
-                && b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
-        })
-        .await
-    }
-
-    async fn wait_gone(&self, name: &str) {
-        let deadline = Instant::now() + WAIT;
-        while self.bindings().get_opt(name).await.expect("get").is_some() {
-            assert!(Instant::now() < deadline, "binding {name} never went away");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn delete(&self, name: &str) {
-        self.bindings()
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete binding");
-    }
-
-    async fn event_reasons(&self) -> Vec<(String, String)> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
-        events
-            .list(&ListParams::default())
-            .await
-            .expect("events")
-            .items
-            .into_iter()
-            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
-            .collect()
-    }
-}
-
-fn ready(b: &PodIdentityBinding) -> Option<&Condition> {
-    b.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
+async fn start(config: SimConfig, tune: impl FnOnce(&mut Settings)) -> (Env, Arc<AwsSim>) {
+    let aws = Arc::new(AwsSim::new(config));
+    aws.add_cluster(CLUSTER);
+    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), tune).await;
+    (env, aws)
 }
 
 fn owned_roles(aws: &AwsSim, name: &str) -> usize {
@@ -190,7 +51,7 @@ const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_through_the_finalizer() {
-    let env = Env::start(SimConfig::default(), |_| {}).await;
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
     env.apply(
         "web",
         json!({"serviceAccount": {"labels": {"team": "a"}}, "tags": {"env": "test"}}),
@@ -235,7 +96,7 @@ async fn full_lifecycle_through_the_finalizer() {
     );
 
     // AWS holds one role, scoped to the ServiceAccount, and one association, both ours.
-    let inv = env.aws.inventory();
+    let inv = aws.inventory();
     let role = inv.role(&role_name).expect("role exists");
     assert_eq!(role.role.tags.get("env").map(String::as_str), Some("test"));
     let trust = role.role.assume_role_policy.to_string();
@@ -277,7 +138,7 @@ async fn full_lifecycle_through_the_finalizer() {
             .iter()
             .all(|c| c.observed_generation == Some(2))
     );
-    let inv = env.aws.inventory();
+    let inv = aws.inventory();
     assert_eq!(
         inv.role(&role_name).expect("role").attached_policy_arns,
         [READ_ONLY]
@@ -297,7 +158,7 @@ async fn full_lifecycle_through_the_finalizer() {
     // and the ServiceAccount goes with its owner.
     env.delete("web").await;
     env.wait_gone("web").await;
-    let inv = env.aws.inventory();
+    let inv = aws.inventory();
     assert!(inv.role(&role_name).is_none());
     assert!(inv.associations_for(NS, "web").is_empty());
     assert!(sas.get_opt("web").await.expect("get").is_none());
@@ -313,7 +174,7 @@ async fn full_lifecycle_through_the_finalizer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_converged_resync_writes_nothing() {
-    let env = Env::start(SimConfig::default(), |s| {
+    let (env, aws) = start(SimConfig::default(), |s| {
         s.resync = Duration::from_millis(100)
     })
     .await;
@@ -324,11 +185,11 @@ async fn a_converged_resync_writes_nothing() {
     // Let the pass that reported Ready settle, then count from zero.
     tokio::time::sleep(Duration::from_millis(300)).await;
     env.kube.reset_write_counts();
-    let aws_writes = write_calls(&env.aws);
-    let reads_before = env.aws.knobs().calls_of("GetRole");
+    let aws_writes = write_calls(&aws);
+    let reads_before = aws.knobs().calls_of("GetRole");
     // Several resyncs happen (each reads the role again)...
     let deadline = Instant::now() + WAIT;
-    while env.aws.knobs().calls_of("GetRole") < reads_before + 5 {
+    while aws.knobs().calls_of("GetRole") < reads_before + 5 {
         assert!(Instant::now() < deadline, "no resyncs happened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -344,10 +205,10 @@ async fn a_converged_resync_writes_nothing() {
         "Kubernetes writes during converged resyncs: {kube_writes:?}"
     );
     assert_eq!(
-        write_calls(&env.aws),
+        write_calls(&aws),
         aws_writes,
         "AWS writes during converged resyncs: {:?}",
-        env.aws.knobs().calls()
+        aws.knobs().calls()
     );
     env.stop().await;
 }
@@ -366,13 +227,13 @@ async fn every_failed_create_write_converges_to_exactly_one_of_each() {
         "inlinePolicies": {"s3": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}}});
     for (k, op) in create_path.iter().enumerate() {
         for after_effect in [false, true] {
-            let env = Env::start(SimConfig::default(), |_| {}).await;
+            let (env, aws) = start(SimConfig::default(), |_| {}).await;
             let fault = if after_effect {
                 Fault::timeout().after_effect()
             } else {
                 Fault::timeout()
             };
-            env.aws.knobs().fail_nth(op, 1, fault);
+            aws.knobs().fail_nth(op, 1, fault);
             env.apply("crashy", spec.clone()).await;
             env.wait_converged("crashy").await;
             let case = format!(
@@ -382,14 +243,16 @@ async fn every_failed_create_write_converges_to_exactly_one_of_each() {
             // A write failed before acting is repeated; one that acted with its answer
             // lost is not (the next pass observes what it made).
             let expected_calls = if after_effect { 1 } else { 2 };
-            assert_eq!(env.aws.knobs().calls_of(op), expected_calls, "{case}");
+            assert_eq!(aws.knobs().calls_of(op), expected_calls, "{case}");
             let reasons = env.event_reasons().await;
             assert!(
-                reasons.iter().any(|(t, r)| t == "Warning" && r == "Retrying"),
+                reasons
+                    .iter()
+                    .any(|(t, r)| t == "Warning" && r == "Retrying"),
                 "{case}: the failure was not reported: {reasons:?}"
             );
-            assert_eq!(owned_roles(&env.aws, "crashy"), 1, "{case}");
-            let inv = env.aws.inventory();
+            assert_eq!(owned_roles(&aws, "crashy"), 1, "{case}");
+            let inv = aws.inventory();
             assert_eq!(inv.associations_for(NS, "crashy").len(), 1, "{case}");
             let role = inv
                 .role(&naming::default_role_name(CLUSTER, NS, "crashy"))
@@ -407,7 +270,7 @@ async fn a_role_not_yet_visible_to_eks_reports_role_propagating_then_ready() {
         role_propagation: Duration::from_secs(2),
         ..SimConfig::default()
     };
-    let env = Env::start(config, |_| {}).await;
+    let (env, aws) = start(config, |_| {}).await;
     env.apply("fresh", json!({})).await;
     env.wait_ready("fresh", "RolePropagating", |_, c| {
         c.status == "False" && c.reason == "RolePropagating"
@@ -415,7 +278,7 @@ async fn a_role_not_yet_visible_to_eks_reports_role_propagating_then_ready() {
     .await;
     let b = env.wait_converged("fresh").await;
     assert_eq!(ready(&b).map(|c| c.reason.as_str()), Some("Reconciled"));
-    assert_eq!(env.aws.inventory().associations_for(NS, "fresh").len(), 1);
+    assert_eq!(aws.inventory().associations_for(NS, "fresh").len(), 1);
     env.stop().await;
 }
 
@@ -425,7 +288,7 @@ async fn delete_then_recreate_during_the_association_release_window_converges() 
         association_release: Duration::from_secs(2),
         ..SimConfig::default()
     };
-    let env = Env::start(config, |_| {}).await;
+    let (env, aws) = start(config, |_| {}).await;
     env.apply("replaced", json!({})).await;
     env.wait_converged("replaced").await;
     env.delete("replaced").await;
@@ -433,11 +296,11 @@ async fn delete_then_recreate_during_the_association_release_window_converges() 
     let b = env.apply("replaced", json!({})).await;
     let b2 = env.wait_converged("replaced").await;
     assert_eq!(b.uid(), b2.uid());
-    let inv = env.aws.inventory();
+    let inv = aws.inventory();
     assert_eq!(inv.associations_for(NS, "replaced").len(), 1);
-    assert_eq!(owned_roles(&env.aws, "replaced"), 1);
+    assert_eq!(owned_roles(&aws, "replaced"), 1);
     assert!(
-        env.aws.knobs().calls_of("CreatePodIdentityAssociation") >= 3,
+        aws.knobs().calls_of("CreatePodIdentityAssociation") >= 3,
         "the release window was not hit"
     );
     env.stop().await;
@@ -445,7 +308,7 @@ async fn delete_then_recreate_during_the_association_release_window_converges() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_older_binding_of_a_service_account_wins() {
-    let env = Env::start(SimConfig::default(), |_| {}).await;
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
     env.apply("first", json!({"serviceAccount": {"name": "shared"}}))
         .await;
     env.wait_converged("first").await;
@@ -458,7 +321,7 @@ async fn the_older_binding_of_a_service_account_wins() {
         .await;
     assert!(ready(&b).is_some_and(|c| c.status == "False" && c.message.contains("first")));
     assert_eq!(
-        owned_roles(&env.aws, "second"),
+        owned_roles(&aws, "second"),
         0,
         "a blocked binding writes nothing"
     );
@@ -472,7 +335,7 @@ async fn the_older_binding_of_a_service_account_wins() {
     env.delete("first").await;
     env.wait_gone("first").await;
     env.wait_converged("second").await;
-    let inv = env.aws.inventory();
+    let inv = aws.inventory();
     let assocs = inv.associations_for(NS, "shared");
     assert_eq!(assocs.len(), 1);
     assert!(naming::owned_by(&assocs[0].tags, CLUSTER, NS, "second"));
@@ -481,18 +344,17 @@ async fn the_older_binding_of_a_service_account_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_role_is_a_conflict_and_an_invalid_spec_makes_no_aws_call() {
-    let env = Env::start(SimConfig::default(), |_| {}).await;
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
     // A role of the derived name made by someone else.
     use pod_identity_operator::aws::{CreateRole, IamApi};
-    env.aws
-        .create_role(&CreateRole {
-            name: naming::default_role_name(CLUSTER, NS, "taken"),
-            path: "/".into(),
-            assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
-            ..CreateRole::default()
-        })
-        .await
-        .expect("foreign role");
+    aws.create_role(&CreateRole {
+        name: naming::default_role_name(CLUSTER, NS, "taken"),
+        path: "/".into(),
+        assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
+        ..CreateRole::default()
+    })
+    .await
+    .expect("foreign role");
     env.apply("taken", json!({})).await;
     let b = env
         .wait_ready("taken", "RoleConflict", |_, c| c.reason == "RoleConflict")
@@ -506,10 +368,10 @@ async fn a_foreign_role_is_a_conflict_and_an_invalid_spec_makes_no_aws_call() {
         .find(|c| c.type_ == "RoleReady")
         .cloned();
     assert_eq!(role_cond.map(|c| c.status), Some("False".into()));
-    assert!(env.aws.inventory().associations_for(NS, "taken").is_empty());
+    assert!(aws.inventory().associations_for(NS, "taken").is_empty());
 
     // An invalid spec the schema lets through (a malformed policy document).
-    let writes = write_calls(&env.aws);
+    let writes = write_calls(&aws);
     env.apply(
         "bad",
         json!({"role": {"inlinePolicies": {"p": {"Statement": "nope"}}}}),
@@ -519,14 +381,13 @@ async fn a_foreign_role_is_a_conflict_and_an_invalid_spec_makes_no_aws_call() {
         .wait_ready("bad", "InvalidSpec", |_, c| c.reason == "InvalidSpec")
         .await;
     assert!(ready(&b).is_some_and(|c| c.message.contains("role.inlinePolicies.p")));
-    assert_eq!(write_calls(&env.aws), writes);
+    assert_eq!(write_calls(&aws), writes);
 
     // Deleting a binding that made nothing leaves the foreign role alone.
     env.delete("taken").await;
     env.wait_gone("taken").await;
     assert!(
-        env.aws
-            .inventory()
+        aws.inventory()
             .role(&naming::default_role_name(CLUSTER, NS, "taken"))
             .is_some()
     );
@@ -535,7 +396,7 @@ async fn a_foreign_role_is_a_conflict_and_an_invalid_spec_makes_no_aws_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_crd_schema_and_cel_rules_reject_bad_bindings() {
-    let env = Env::start(SimConfig::default(), |_| {}).await;
+    let (env, _aws) = start(SimConfig::default(), |_| {}).await;
     let bad = [
         json!({"role": {"arn": "arn:aws:iam::111122223333:role/x", "name": "y"}}),
         json!({"role": {"maxSessionDuration": 60}}),
@@ -567,5 +428,99 @@ async fn the_crd_schema_and_cel_rules_reject_bad_bindings() {
     }
     env.apply("good", json!({"sessionPolicy": {"Version": "2012-10-17", "Statement": []}, "disableSessionTags": true}))
         .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_association_is_adopted_only_on_request_and_never_from_an_add_on() {
+    use pod_identity_operator::aws::{CreateAssociation, EksApi};
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    let foreign = |sa: &str| CreateAssociation {
+        cluster_name: CLUSTER.into(),
+        namespace: NS.into(),
+        service_account: sa.into(),
+        role_arn: "arn:aws:iam::111122223333:role/legacy".into(),
+        tags: [("made-by".to_string(), "terraform".to_string())].into(),
+        ..CreateAssociation::default()
+    };
+    // The simulator checks that roles exist.
+    use pod_identity_operator::aws::{CreateRole, IamApi};
+    aws.create_role(&CreateRole {
+        name: "legacy".into(),
+        path: "/".into(),
+        assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
+        ..CreateRole::default()
+    })
+    .await
+    .expect("legacy role");
+    let made = aws
+        .create_pod_identity_association(&foreign("legacy"))
+        .await
+        .expect("foreign association");
+
+    env.apply("legacy", json!({})).await;
+    env.wait_ready("legacy", "AssociationConflict", |_, c| {
+        c.reason == "AssociationConflict" && c.message.contains("adopt")
+    })
+    .await;
+    env.bindings()
+        .patch(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"adopt": true}})),
+        )
+        .await
+        .expect("patch adopt");
+    let b = env.wait_converged("legacy").await;
+    let st = b.status.expect("status");
+    assert_eq!(
+        st.association_id.as_deref(),
+        Some(made.association_id.as_str())
+    );
+    let cond = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "AssociationReady")
+        .expect("AssociationReady");
+    assert_eq!(cond.reason, "AssociationAdopted");
+    let inv = aws.inventory();
+    let assocs = inv.associations_for(NS, "legacy");
+    assert_eq!(assocs.len(), 1, "adopted, not duplicated");
+    assert!(naming::owned_by(&assocs[0].tags, CLUSTER, NS, "legacy"));
+    assert!(
+        assocs[0]
+            .role_arn
+            .ends_with(&naming::default_role_name(CLUSTER, NS, "legacy"))
+    );
+    assert!(
+        env.event_reasons()
+            .await
+            .iter()
+            .any(|(_, r)| r == "AssociationAdopted")
+    );
+
+    // An association an EKS add-on owns is never adopted, adopt or not.
+    let addon = aws
+        .create_pod_identity_association(&foreign("vpc-cni"))
+        .await
+        .expect("add-on association");
+    assert!(aws.set_association_owner(
+        CLUSTER,
+        &addon.association_id,
+        Some("arn:aws:eks:us-east-1:111122223333:addon/prod/vpc-cni/x")
+    ));
+    env.apply(
+        "cni",
+        json!({"serviceAccount": {"name": "vpc-cni"}, "adopt": true}),
+    )
+    .await;
+    env.wait_ready("cni", "AssociationConflict", |_, c| {
+        c.reason == "AssociationConflict" && c.message.contains("add-on")
+    })
+    .await;
+    let kept = aws
+        .peek_association(CLUSTER, &addon.association_id)
+        .expect("still there");
+    assert_eq!(kept.role_arn, "arn:aws:iam::111122223333:role/legacy");
     env.stop().await;
 }

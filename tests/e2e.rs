@@ -1,0 +1,331 @@
+//! Over the wire. First the controller in-process with the SDK adapters against moto
+//! (IAM) and ministack (EKS): create, update, delete, conflicts, and zero writes once
+//! converged. Then the compiled operator binary as a process against kubesim over TCP
+//! and ministack (IAM and EKS on one port, through `--aws-endpoint-url`): apply a
+//! binding, wait for Ready, delete it, and check AWS holds nothing of it.
+//!
+//! Needs the test servers: `bash scripts/install-test-servers`.
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "aws_contract/servers.rs"]
+mod servers;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use kube::api::{Api, Patch, PatchParams};
+use pod_identity_operator::aws::config::{AwsSettings, config_loader};
+use pod_identity_operator::aws::eks::SdkEks;
+use pod_identity_operator::aws::faults::{Faulty, Knobs};
+use pod_identity_operator::aws::iam::SdkIam;
+use pod_identity_operator::aws::{CreateAssociation, CreateRole, EksApi, IamApi};
+use pod_identity_operator::crd::PodIdentityBinding;
+use pod_identity_operator::kubesim::KubeSim;
+use pod_identity_operator::naming;
+use pod_identity_operator::policy::pod_identity_trust_policy;
+use serde_json::json;
+
+use servers::{ACCOUNT_ID, Kind};
+use support::{Env, NS, WAIT, ready};
+
+const REGION: &str = "us-east-1";
+const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+
+async fn sdk_config(url: &str) -> SdkConfig {
+    let settings = AwsSettings {
+        region: Some(REGION.into()),
+        endpoint_url: Some(url.into()),
+        ..AwsSettings::default()
+    };
+    config_loader(&settings)
+        .credentials_provider(Credentials::new(
+            "AKIAE2ETESTS",
+            "e2e-secret",
+            None,
+            None,
+            "e2e",
+        ))
+        .load()
+        .await
+}
+
+async fn create_cluster(config: &SdkConfig, name: &str) {
+    aws_sdk_eks::Client::new(config)
+        .create_cluster()
+        .name(name)
+        .role_arn(format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster"))
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateCluster on ministack: {e:?}"));
+}
+
+fn write_calls(knobs: &Knobs) -> u64 {
+    knobs
+        .calls()
+        .into_iter()
+        .filter(|(op, _)| {
+            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_adapters_create_update_delete_and_conflicts() {
+    const CLUSTER: &str = "wire";
+    let (moto, ministack) =
+        tokio::join!(servers::lease(Kind::Moto), servers::lease(Kind::Ministack));
+    let eks_config = sdk_config(&ministack.url()).await;
+    create_cluster(&eks_config, CLUSTER).await;
+    let knobs = Knobs::new();
+    let iam = Arc::new(Faulty::new(
+        Arc::new(SdkIam::new(&sdk_config(&moto.url()).await)),
+        knobs.clone(),
+    ));
+    let eks = Arc::new(Faulty::new(
+        Arc::new(SdkEks::new(&eks_config)),
+        knobs.clone(),
+    ));
+    let env = Env::start(CLUSTER, iam.clone(), eks.clone(), |s| {
+        s.resync = Duration::from_millis(200)
+    })
+    .await;
+
+    // Create.
+    env.apply("wire-app", json!({"tags": {"env": "e2e"}})).await;
+    let b = env.wait_converged("wire-app").await;
+    let role_name = naming::default_role_name(CLUSTER, NS, "wire-app");
+    let role = iam
+        .get_role(&role_name)
+        .await
+        .expect("GetRole")
+        .expect("role made");
+    assert!(naming::owned_by(&role.tags, CLUSTER, NS, "wire-app"));
+    assert_eq!(role.path, format!("/pod-identity/{CLUSTER}/"));
+    let list = eks
+        .list_pod_identity_associations(CLUSTER, Some(NS), Some("wire-app"))
+        .await
+        .expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        b.status.as_ref().and_then(|s| s.association_id.clone()),
+        Some(list[0].association_id.clone())
+    );
+
+    // Converged over the wire: resyncs read (trust policies come URL-encoded) and
+    // write nothing.
+    let writes = write_calls(&knobs);
+    let reads = knobs.calls_of("GetRole");
+    let deadline = Instant::now() + WAIT;
+    while knobs.calls_of("GetRole") < reads + 3 {
+        assert!(Instant::now() < deadline, "no resyncs happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        write_calls(&knobs),
+        writes,
+        "writes while converged: {:?}",
+        knobs.calls()
+    );
+
+    // Update: a managed policy and a description.
+    env.bindings()
+        .patch(
+            "wire-app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"role": {"managedPolicyArns": [READ_ONLY], "description": "wire"}}})),
+        )
+        .await
+        .expect("patch");
+    env.wait_converged("wire-app").await;
+    let attached = iam
+        .list_attached_role_policies(&role_name)
+        .await
+        .expect("list attached");
+    assert_eq!(
+        attached.iter().map(|p| p.arn.as_str()).collect::<Vec<_>>(),
+        [READ_ONLY]
+    );
+    let role = iam
+        .get_role(&role_name)
+        .await
+        .expect("GetRole")
+        .expect("role");
+    assert_eq!(role.description.as_deref(), Some("wire"));
+
+    // A conflict: a role of the derived name made by someone else.
+    iam.create_role(&CreateRole {
+        name: naming::default_role_name(CLUSTER, NS, "taken"),
+        path: "/".into(),
+        assume_role_policy: pod_identity_trust_policy(None),
+        ..CreateRole::default()
+    })
+    .await
+    .expect("foreign role");
+    env.apply("taken", json!({})).await;
+    env.wait_ready("taken", "RoleConflict", |_, c| c.reason == "RoleConflict")
+        .await;
+
+    // Another: an association made elsewhere.
+    eks.create_pod_identity_association(&CreateAssociation {
+        cluster_name: CLUSTER.into(),
+        namespace: NS.into(),
+        service_account: "legacy".into(),
+        role_arn: format!("arn:aws:iam::{ACCOUNT_ID}:role/legacy"),
+        ..CreateAssociation::default()
+    })
+    .await
+    .expect("foreign association");
+    env.apply("legacy", json!({})).await;
+    env.wait_ready("legacy", "AssociationConflict", |_, c| {
+        c.reason == "AssociationConflict"
+    })
+    .await;
+    // (Adoption itself tags the association, and ministack's TagResource refuses
+    // association ARNs, which EKS accepts; the controller suite covers adoption.)
+
+    // Delete: nothing of the binding is left in either server.
+    env.delete("wire-app").await;
+    env.wait_gone("wire-app").await;
+    assert!(iam.get_role(&role_name).await.expect("GetRole").is_none());
+    assert!(
+        eks.list_pod_identity_associations(CLUSTER, Some(NS), Some("wire-app"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    env.stop().await;
+    drop((moto, ministack));
+}
+
+/// Kills the operator process when the test ends, however it ends.
+struct Operator(std::process::Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
+    const CLUSTER: &str = "e2e";
+    let ministack = servers::lease(Kind::Ministack).await;
+    let aws_config = sdk_config(&ministack.url()).await;
+    create_cluster(&aws_config, CLUSTER).await;
+    let iam = SdkIam::new(&aws_config);
+    let eks = SdkEks::new(&aws_config);
+
+    let kube = KubeSim::new();
+    let server = kube
+        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
+        .await
+        .expect("kubesim serves");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let client = kube.client();
+    support::install_crd(&client).await;
+
+    let log = dir.path().join("operator.log");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+        .args(["run", "--cluster-name", CLUSTER, "--region", REGION])
+        .args([
+            "--aws-endpoint-url",
+            &ministack.url(),
+            "--resync-interval",
+            "5",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "AKIAE2ETESTS")
+        .env("AWS_SECRET_ACCESS_KEY", "e2e-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("operator binary starts");
+    let mut operator = Operator(child);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
+    let binding: PodIdentityBinding = serde_json::from_value(json!({
+        "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+        "metadata": {"name": "e2e-app", "namespace": NS},
+        "spec": {"role": {"managedPolicyArns": [READ_ONLY]}},
+    }))
+    .expect("binding");
+    bindings
+        .create(&Default::default(), &binding)
+        .await
+        .expect("create binding");
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let b = bindings.get("e2e-app").await.expect("get");
+        if ready(&b).is_some_and(|c| c.status == "True") {
+            break;
+        }
+        if let Ok(Some(status)) = operator.0.try_wait() {
+            panic!("operator exited ({status}):\n{}", log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "binding never Ready: {:?}\noperator log:\n{}",
+            b.status,
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let role_name = naming::default_role_name(CLUSTER, NS, "e2e-app");
+    assert!(iam.get_role(&role_name).await.expect("GetRole").is_some());
+    assert_eq!(
+        eks.list_pod_identity_associations(CLUSTER, Some(NS), Some("e2e-app"))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
+    bindings
+        .delete("e2e-app", &Default::default())
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + WAIT;
+    while bindings.get_opt("e2e-app").await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "binding never deleted:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        iam.get_role(&role_name).await.expect("GetRole").is_none(),
+        "role left behind"
+    );
+    assert!(
+        eks.list_pod_identity_associations(CLUSTER, Some(NS), None)
+            .await
+            .expect("list")
+            .is_empty(),
+        "association left behind"
+    );
+    assert!(
+        operator.0.try_wait().expect("process state").is_none(),
+        "operator exited:\n{}",
+        log_text()
+    );
+    drop(operator);
+    server.shutdown().await;
+}

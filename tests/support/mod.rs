@@ -1,0 +1,169 @@
+//! Shared harness of the controller suites: kubesim in-process with the CRD installed,
+//! the controller running in a task against any IamApi/EksApi, and bounded waits.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, CustomResourceExt};
+use pod_identity_operator::aws::{EksApi, IamApi};
+use pod_identity_operator::controller::{self, Context, Settings};
+use pod_identity_operator::crd::{Condition, PodIdentityBinding};
+use pod_identity_operator::kubesim::KubeSim;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const NS: &str = "default";
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// Installs the CRD into a kubesim.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &PodIdentityBinding::crd())
+        .await
+        .expect("CRD installs");
+}
+
+pub struct Env {
+    pub kube: KubeSim,
+    pub client: Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Env {
+    pub async fn start(
+        cluster: &str,
+        iam: Arc<dyn IamApi>,
+        eks: Arc<dyn EksApi>,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Env {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let kube = KubeSim::new();
+        let client = kube.client();
+        install_crd(&client).await;
+        let mut settings = Settings::new(cluster);
+        settings.resync = Duration::from_secs(3600);
+        settings.retry_base = Duration::from_millis(20);
+        settings.retry_max = Duration::from_millis(500);
+        settings.retry_soon = Duration::from_millis(100);
+        settings.retry_slow = Duration::from_millis(500);
+        tune(&mut settings);
+        let ctx = Context::new(client.clone(), iam, eks, settings);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(ctx, async {
+            let _ = rx.await;
+        }));
+        Env {
+            kube,
+            client,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+
+    pub fn bindings(&self) -> Api<PodIdentityBinding> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn apply(&self, name: &str, spec: Value) -> PodIdentityBinding {
+        let b: PodIdentityBinding = serde_json::from_value(json!({
+            "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec,
+        }))
+        .expect("binding");
+        self.bindings()
+            .create(&PostParams::default(), &b)
+            .await
+            .expect("binding created")
+    }
+
+    /// Waits until `pred` holds for the binding's Ready condition and returns it.
+    pub async fn wait_ready(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&PodIdentityBinding, &Condition) -> bool,
+    ) -> PodIdentityBinding {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(b) = self.bindings().get_opt(name).await.expect("get binding")
+                && let Some(c) = ready(&b)
+                && pred(&b, c)
+            {
+                return b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "binding {name} never got {what}: {:?}",
+                self.bindings()
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|b| b.status)
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_converged(&self, name: &str) -> PodIdentityBinding {
+        self.wait_ready(name, "Ready=True for its generation", |b, c| {
+            c.status == "True"
+                && c.observed_generation == b.metadata.generation
+                && b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
+        })
+        .await
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.bindings().get_opt(name).await.expect("get").is_some() {
+            assert!(Instant::now() < deadline, "binding {name} never went away");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.bindings()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete binding");
+    }
+
+    pub async fn event_reasons(&self) -> Vec<(String, String)> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+            .collect()
+    }
+}
+
+pub fn ready(b: &PodIdentityBinding) -> Option<&Condition> {
+    b.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
