@@ -127,12 +127,13 @@ pub async fn observe(
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), ns);
     let status = binding.status.clone().unwrap_or_default();
-    let mut observed = Observed::default();
-
-    observed.service_account = sas
-        .get_opt(&desired.service_account.name)
-        .await?
-        .map(|sa| observed_sa(&sa, &desired.uid));
+    let mut observed = Observed {
+        service_account: sas
+            .get_opt(&desired.service_account.name)
+            .await?
+            .map(|sa| observed_sa(&sa, &desired.uid)),
+        ..Observed::default()
+    };
     if let Some(prev) = status.service_account.as_ref().map(|s| &s.name)
         && *prev != desired.service_account.name
     {

@@ -822,7 +822,8 @@ mod tests {
             "sessionPolicy": doc("s3:GetObject")}),
         );
         type Drift = fn(&mut Association);
-        let cases: Vec<(&str, Drift, fn(&UpdateAssociation) -> bool)> = vec![
+        type Check = fn(&UpdateAssociation) -> bool;
+        let cases: Vec<(&str, Drift, Check)> = vec![
             (
                 "role",
                 |a| a.role_arn = "arn:aws:iam::111122223333:role/old".into(),
