@@ -524,3 +524,228 @@ async fn a_foreign_association_is_adopted_only_on_request_and_never_from_an_add_
     assert_eq!(kept.role_arn, "arn:aws:iam::111122223333:role/legacy");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_in_aws_is_repaired_on_resync() {
+    use pod_identity_operator::aws::IamApi;
+    let (env, aws) = start(SimConfig::default(), |s| {
+        s.resync = Duration::from_millis(100)
+    })
+    .await;
+    env.apply(
+        "drifty",
+        json!({"role": {"managedPolicyArns": [READ_ONLY]}, "targetRoleArn": "arn:aws:iam::444455556666:role/target"}),
+    )
+    .await;
+    env.wait_converged("drifty").await;
+    let name = naming::default_role_name(CLUSTER, NS, "drifty");
+    let role = aws.inventory().role(&name).expect("role").clone();
+    assert!(
+        role.inline_policies.values().any(|d| d
+            .to_string()
+            .contains("arn:aws:iam::444455556666:role/target")),
+        "the role may assume the target role"
+    );
+    // Someone loosens the trust policy and detaches the policy.
+    aws.update_assume_role_policy(
+        &name,
+        &pod_identity_operator::policy::pod_identity_trust_policy(None),
+    )
+    .await
+    .expect("tamper trust");
+    aws.detach_role_policy(&name, READ_ONLY)
+        .await
+        .expect("tamper policy");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = aws.inventory().role(&name).expect("role").clone();
+        if now.attached_policy_arns == [READ_ONLY]
+            && pod_identity_operator::policy::documents_equivalent(
+                &now.role.assume_role_policy,
+                &role.role.assume_role_policy,
+            )
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "drift never repaired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(aws.knobs().calls_of("UpdateAssumeRolePolicy"), 2);
+    assert_eq!(aws.knobs().calls_of("AttachRolePolicy"), 2);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_the_service_account_or_role_moves_the_association() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    env.apply("mover", json!({})).await;
+    env.wait_converged("mover").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), NS);
+
+    env.bindings()
+        .patch(
+            "mover",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"serviceAccount": {"name": "moved"}}})),
+        )
+        .await
+        .expect("rename sa");
+    let b = env.wait_converged("mover").await;
+    assert_eq!(
+        b.status
+            .as_ref()
+            .and_then(|s| s.service_account.as_ref())
+            .map(|s| s.name.as_str()),
+        Some("moved")
+    );
+    let inv = aws.inventory();
+    assert!(inv.associations_for(NS, "mover").is_empty());
+    assert_eq!(inv.associations_for(NS, "moved").len(), 1);
+    assert!(
+        sas.get_opt("mover").await.expect("get").is_none(),
+        "old ServiceAccount removed"
+    );
+    assert!(sas.get_opt("moved").await.expect("get").is_some());
+
+    env.bindings()
+        .patch(
+            "mover",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"role": {"name": "mover-renamed"}}})),
+        )
+        .await
+        .expect("rename role");
+    env.wait_converged("mover").await;
+    let inv = aws.inventory();
+    assert!(
+        inv.role(&naming::default_role_name(CLUSTER, NS, "mover"))
+            .is_none()
+    );
+    assert!(inv.role("mover-renamed").is_some());
+    let assocs = inv.associations_for(NS, "moved");
+    assert_eq!(assocs.len(), 1);
+    assert!(assocs[0].role_arn.ends_with("/mover-renamed"));
+    assert_eq!(aws.knobs().calls_of("UpdatePodIdentityAssociation"), 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_role_is_checked_used_and_never_modified_or_deleted() {
+    use pod_identity_operator::aws::{CreateRole, IamApi};
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    let untrusting = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    aws.create_role(&CreateRole {
+        name: "byo".into(),
+        path: "/".into(),
+        assume_role_policy: untrusting,
+        ..CreateRole::default()
+    })
+    .await
+    .expect("role");
+    env.apply(
+        "byo",
+        json!({"role": {"arn": "arn:aws:iam::111122223333:role/byo"}, "serviceAccount": {"create": false}}),
+    )
+    .await;
+    let b = env
+        .wait_ready("byo", "RoleTrustMissing", |_, c| {
+            c.reason == "RoleTrustMissing"
+        })
+        .await;
+    assert!(ready(&b).is_some_and(|c| c.message.contains("pods.eks.amazonaws.com")));
+    // The user fixes the trust; the operator never did.
+    aws.update_assume_role_policy(
+        "byo",
+        &pod_identity_operator::policy::pod_identity_trust_policy(None),
+    )
+    .await
+    .expect("fix trust");
+    // With create: false and no ServiceAccount, the association is made but Ready
+    // says what is missing.
+    let b = env
+        .wait_ready("byo", "ServiceAccountNotFound", |_, c| {
+            c.reason == "ServiceAccountNotFound"
+        })
+        .await;
+    assert_eq!(
+        b.status.as_ref().and_then(|s| s.role_arn.as_deref()),
+        Some("arn:aws:iam::111122223333:role/byo")
+    );
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), NS);
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "byo", "namespace": NS}})).expect("sa");
+    sas.create(&Default::default(), &sa)
+        .await
+        .expect("sa created");
+    let b = env.wait_converged("byo").await;
+    let cond = |t: &str| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == t).cloned())
+            .expect("condition")
+    };
+    assert_eq!(cond("RoleReady").reason, "RoleExisting");
+    assert_eq!(cond("ServiceAccountReady").reason, "ServiceAccountFound");
+    assert_eq!(
+        aws.knobs().calls_of("UpdateAssumeRolePolicy"),
+        1,
+        "only the user's fix"
+    );
+    assert_eq!(aws.knobs().calls_of("TagRole"), 0);
+
+    env.delete("byo").await;
+    env.wait_gone("byo").await;
+    let inv = aws.inventory();
+    assert!(
+        inv.role("byo").is_some(),
+        "an existing role is never deleted"
+    );
+    assert!(inv.associations_for(NS, "byo").is_empty());
+    assert!(
+        sas.get_opt("byo").await.expect("get").is_some(),
+        "a found ServiceAccount stays"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_held_by_an_instance_profile_blocks_cleanup_until_released() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    env.apply("held", json!({})).await;
+    env.wait_converged("held").await;
+    let name = naming::default_role_name(CLUSTER, NS, "held");
+    aws.add_instance_profile("stray-profile", &name)
+        .expect("instance profile");
+    env.delete("held").await;
+    let b = env
+        .wait_ready("held", "CleanupBlocked", |_, c| {
+            c.reason == "CleanupBlocked"
+        })
+        .await;
+    assert!(ready(&b).is_some_and(|c| c.message.contains("stray-profile")));
+    assert!(
+        aws.inventory().associations_for(NS, "held").is_empty(),
+        "association went first"
+    );
+    aws.remove_instance_profile("stray-profile", &name);
+    env.wait_gone("held").await;
+    assert!(aws.inventory().role(&name).is_none());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_leaves_the_aws_resources_in_place() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    env.apply("kept", json!({"deletionPolicy": "Retain"})).await;
+    env.wait_converged("kept").await;
+    env.delete("kept").await;
+    env.wait_gone("kept").await;
+    let inv = aws.inventory();
+    assert!(
+        inv.role(&naming::default_role_name(CLUSTER, NS, "kept"))
+            .is_some()
+    );
+    assert_eq!(inv.associations_for(NS, "kept").len(), 1);
+    env.stop().await;
+}
