@@ -4,7 +4,7 @@
 //! rules (`x-kubernetes-validations`) for the cross-field rules (`role.arn` excludes the
 //! managed-role fields; `sessionPolicy` needs `disableSessionTags`; reserved tag keys).
 //! What a schema cannot say (policy document grammar, the derived role name's length)
-//! is checked by `controller::validate` before any AWS call.
+//! is checked by `controller::desired` before any AWS call.
 
 use std::collections::BTreeMap;
 
