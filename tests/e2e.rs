@@ -1,10 +1,11 @@
 //! Over the wire. First the controller in-process with the SDK adapters against moto
 //! (IAM) and ministack (EKS): create, update, delete, conflicts, and zero writes once
 //! converged. Then the compiled operator binary as a process against kubesim over TCP
-//! and ministack (IAM and EKS on one port, through `--aws-endpoint-url`): apply a
-//! binding, wait for Ready, delete it, and check AWS holds nothing of it.
+//! and ministack (IAM and EKS on one port, through `--aws-endpoint-url`), driven with
+//! `kubectl` as the README says: install the CRD, apply a binding, `kubectl wait` for
+//! Ready, delete it, and check AWS holds nothing of it.
 //!
-//! Needs the test servers: `bash scripts/install-test-servers`.
+//! Needs the test servers (`bash scripts/install-test-servers`) and the kubectl client.
 
 mod support;
 
@@ -31,7 +32,7 @@ use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::json;
 
 use servers::{ACCOUNT_ID, Kind};
-use support::{Env, NS, WAIT, ready};
+use support::{Env, NS, WAIT};
 
 const REGION: &str = "us-east-1";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
@@ -204,6 +205,50 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     drop((moto, ministack));
 }
 
+fn kubectl_path() -> std::path::PathBuf {
+    ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join("kubectl"))
+                    .find(|p| p.exists())
+            })
+        })
+        .expect("kubectl is needed by this test: install the kubectl 1.32 client")
+}
+
+/// kubectl with the test's kubeconfig and a cache next to it (not in `$HOME`).
+fn kubectl_command(kubeconfig: &std::path::Path) -> Command {
+    let mut cmd = Command::new(kubectl_path());
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(
+            kubeconfig
+                .parent()
+                .expect("kubeconfig lives in a directory")
+                .join("kube-cache"),
+        );
+    cmd
+}
+
+/// Runs kubectl against the kubeconfig and returns its stdout; panics on failure.
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let out = kubectl_command(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Kills the operator process when the test ends, however it ends.
 struct Operator(std::process::Child);
 
@@ -232,7 +277,9 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     let client = kube.client();
-    support::install_crd(&client).await;
+    // Installed as the README says, with kubectl.
+    let crd_file = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/podidentitybindings.yaml");
+    kubectl(&kubeconfig, &["apply", "-f", crd_file]);
 
     let log = dir.path().join("operator.log");
     let log_file = std::fs::File::create(&log).expect("log file");
@@ -259,33 +306,45 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
-    let binding: PodIdentityBinding = serde_json::from_value(json!({
-        "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-        "metadata": {"name": "e2e-app", "namespace": NS},
-        "spec": {"role": {"managedPolicyArns": [READ_ONLY]}},
-    }))
-    .expect("binding");
-    bindings
-        .create(&Default::default(), &binding)
-        .await
-        .expect("create binding");
-
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let b = bindings.get("e2e-app").await.expect("get");
-        if ready(&b).is_some_and(|c| c.status == "True") {
-            break;
-        }
-        if let Ok(Some(status)) = operator.0.try_wait() {
-            panic!("operator exited ({status}):\n{}", log_text());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "binding never Ready: {:?}\noperator log:\n{}",
-            b.status,
-            log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let manifest = dir.path().join("binding.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: podidentity.dev/v1alpha1\nkind: PodIdentityBinding\n\
+             metadata: {{name: e2e-app, namespace: {NS}}}\n\
+             spec:\n  role:\n    managedPolicyArns: [{READ_ONLY}]\n"
+        ),
+    )
+    .expect("manifest");
+    kubectl(
+        &kubeconfig,
+        &["apply", "-f", manifest.to_str().expect("utf-8 path")],
+    );
+    let waited = kubectl_command(&kubeconfig)
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "pib/e2e-app",
+            "-n",
+            NS,
+            "--timeout=120s",
+        ])
+        .output()
+        .expect("kubectl wait runs");
+    assert!(
+        waited.status.success(),
+        "kubectl wait failed: {}\n{:?}\noperator log:\n{}",
+        String::from_utf8_lossy(&waited.stderr),
+        bindings.get("e2e-app").await.ok().and_then(|b| b.status),
+        log_text()
+    );
+    let table = kubectl(&kubeconfig, &["get", "pib", "-n", NS]);
+    assert!(
+        table.contains("SERVICEACCOUNT") && table.contains("Reconciled") && table.contains("True"),
+        "kubectl get pib: {table}"
+    );
+    if let Ok(Some(status)) = operator.0.try_wait() {
+        panic!("operator exited ({status}):\n{}", log_text());
     }
     let role_name = naming::default_role_name(CLUSTER, NS, "e2e-app");
     assert!(iam.get_role(&role_name).await.expect("GetRole").is_some());

@@ -206,7 +206,10 @@ pub async fn observe_for_cleanup(
     }
     let mut roles = Vec::new();
     // A name IAM would refuse was never created; asking for it would only fail.
-    for name in role_names.into_iter().filter(|n| naming::valid_role_name(n)) {
+    for name in role_names
+        .into_iter()
+        .filter(|n| naming::valid_role_name(n))
+    {
         if let Some(r) = get_role(iam, &name, true).await? {
             roles.push(r);
         }
