@@ -144,3 +144,64 @@ fn run_kubesim(port: u16, kubeconfig_out: Option<std::path::PathBuf>) -> anyhow:
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_takes_every_flag_and_needs_a_cluster_name() {
+        let cli = Cli::try_parse_from([
+            "pod-identity-operator",
+            "run",
+            "--cluster-name",
+            "prod",
+            "--region",
+            "eu-west-1",
+            "--aws-endpoint-url",
+            "http://127.0.0.1:4566",
+            "--resync-interval",
+            "60",
+            "--concurrency",
+            "8",
+            "--namespace",
+            "team-a",
+        ])
+        .expect("valid command line");
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("run expected");
+        };
+        assert_eq!(args.cluster_name, "prod");
+        assert_eq!(args.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            args.aws_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!((args.resync_interval, args.concurrency), (60, 8));
+        assert_eq!(args.namespace.as_deref(), Some("team-a"));
+
+        if std::env::var_os("PIO_CLUSTER_NAME").is_none() {
+            let err = Cli::try_parse_from(["pod-identity-operator", "run"]).expect_err("required");
+            assert!(err.to_string().contains("--cluster-name"));
+        }
+    }
+
+    #[test]
+    fn every_run_flag_has_an_environment_variable() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").expect("run subcommand");
+        for arg in run.get_arguments().filter(|a| a.get_long().is_some()) {
+            let long = arg.get_long().unwrap_or_default();
+            if long == "help" {
+                continue;
+            }
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(
+                env,
+                Some(format!("PIO_{}", long.to_uppercase().replace('-', "_"))),
+                "--{long}"
+            );
+        }
+    }
+}

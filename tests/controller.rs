@@ -94,6 +94,11 @@ async fn full_lifecycle_through_the_finalizer() {
             ("AssociationReady", "True", Some(1)),
         ]
     );
+    assert!(
+        st.conditions[1]
+            .message
+            .contains("trusted only by ServiceAccount default/web")
+    );
 
     // AWS holds one role, scoped to the ServiceAccount, and one association, both ours.
     let inv = aws.inventory();
@@ -747,5 +752,39 @@ async fn retain_leaves_the_aws_resources_in_place() {
             .is_some()
     );
     assert_eq!(inv.associations_for(NS, "kept").len(), 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_namespace_only_that_namespace_is_watched() {
+    let (env, _aws) = start(SimConfig::default(), |s| {
+        s.namespace = Some("kube-system".into())
+    })
+    .await;
+    env.apply("outside", json!({})).await;
+    let inside: Api<PodIdentityBinding> = Api::namespaced(env.client.clone(), "kube-system");
+    let b: PodIdentityBinding = serde_json::from_value(json!({
+        "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+        "metadata": {"name": "inside", "namespace": "kube-system"}, "spec": {},
+    }))
+    .expect("binding");
+    inside
+        .create(&PostParams::default(), &b)
+        .await
+        .expect("create");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let b = inside.get("inside").await.expect("get");
+        if ready(&b).is_some_and(|c| c.status == "True") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "binding in the watched namespace never Ready"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let outside = env.bindings().get("outside").await.expect("get");
+    assert!(outside.status.is_none() && outside.finalizers().is_empty());
     env.stop().await;
 }

@@ -178,9 +178,20 @@ fn outcome_status(
         DesiredRole::Existing { arn, .. } => {
             State::ok(Reason::RoleExisting, format!("using existing role {arn}"))
         }
-        DesiredRole::Managed(m) => {
-            State::ok(Reason::RoleCreated, format!("role {} is in place", m.arn))
-        }
+        DesiredRole::Managed(m) if desired.association.disable_session_tags => State::ok(
+            Reason::RoleCreated,
+            format!(
+                "role {} is in place; its trust policy is not scoped to this ServiceAccount because session tags are disabled: any Pod Identity association of the account may use it",
+                m.arn
+            ),
+        ),
+        DesiredRole::Managed(m) => State::ok(
+            Reason::RoleCreated,
+            format!(
+                "role {} is in place, trusted only by ServiceAccount {}/{} of cluster {}",
+                m.arn, desired.namespace, desired.service_account.name, desired.cluster_name
+            ),
+        ),
     };
     let sa_name = &desired.service_account.name;
     let sa_created = observed.service_account.as_ref().is_some_and(|s| s.owned)

@@ -3,8 +3,9 @@
 //!
 //! Conditions follow `metav1.Condition` and kstatus: `Ready` plus one condition per
 //! resource, each with `observedGeneration`. A condition that stays `True` keeps its
-//! reason, message and `lastTransitionTime`, so a converged binding's status does not
-//! change between resyncs and is not written.
+//! reason and `lastTransitionTime`, and messages are computed from the spec and what
+//! exists, so a converged binding's status does not change between resyncs and is not
+//! written.
 
 use std::time::Duration;
 
@@ -216,7 +217,7 @@ pub struct Conditions {
 
 /// Merges new condition states into the old list: a condition whose status is
 /// unchanged keeps its `lastTransitionTime`, and one that stays `True` keeps its reason
-/// and message too.
+/// (say `AssociationAdopted`, which only the adopting pass reports).
 pub fn merge(old: &[Condition], new: &Conditions, generation: Option<i64>) -> Vec<Condition> {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
     [
@@ -242,7 +243,6 @@ pub fn merge(old: &[Condition], new: &Conditions, generation: Option<i64>) -> Ve
             c.last_transition_time = p.last_transition_time.clone();
             if c.status == "True" {
                 c.reason = p.reason.clone();
-                c.message = p.message.clone();
             }
         }
         c
@@ -361,7 +361,8 @@ mod tests {
         };
         let new = merge(&old, &second, Some(2));
         assert_eq!(new[0].last_transition_time, "2020-01-01T00:00:00Z");
-        assert_eq!(new[1].message, "created");
+        assert_eq!(new[1].reason, "RoleCreated");
+        assert_eq!(new[1].message, "found");
         assert_eq!(new[3].reason, "RolePropagating");
         assert_eq!(new[3].last_transition_time, "2020-01-01T00:00:00Z");
         assert!(new.iter().all(|c| c.observed_generation == Some(2)));
