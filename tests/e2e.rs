@@ -249,6 +249,37 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Starts the operator binary with its output appended to `log`.
+fn spawn_operator(
+    kubeconfig: &std::path::Path,
+    cluster: &str,
+    endpoint: &str,
+    resync_seconds: u32,
+    log: &std::path::Path,
+) -> Operator {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+        .args(["run", "--cluster-name", cluster, "--region", REGION])
+        .args(["--aws-endpoint-url", endpoint])
+        .args(["--resync-interval", &resync_seconds.to_string()])
+        .env("KUBECONFIG", kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "AKIAE2ETESTS")
+        .env("AWS_SECRET_ACCESS_KEY", "e2e-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("operator binary starts");
+    Operator(child)
+}
+
 /// Kills the operator process when the test ends, however it ends.
 struct Operator(std::process::Child);
 
@@ -282,27 +313,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     kubectl(&kubeconfig, &["apply", "-f", crd_file]);
 
     let log = dir.path().join("operator.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
-        .args(["run", "--cluster-name", CLUSTER, "--region", REGION])
-        .args([
-            "--aws-endpoint-url",
-            &ministack.url(),
-            "--resync-interval",
-            "5",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ACCESS_KEY_ID", "AKIAE2ETESTS")
-        .env("AWS_SECRET_ACCESS_KEY", "e2e-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("log"))
-        .stderr(log_file)
-        .spawn()
-        .expect("operator binary starts");
-    let mut operator = Operator(child);
+    let mut operator = spawn_operator(&kubeconfig, CLUSTER, &ministack.url(), 5, &log);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
@@ -386,5 +397,135 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
         log_text()
     );
     drop(operator);
+    server.shutdown().await;
+}
+
+/// The binary against the simulator's HTTP front (with a role propagation window in
+/// force): a kill -9 while the association is being created, a restart that converges
+/// to one role and one association, and a converged resync that writes nothing to
+/// Kubernetes or AWS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulator() {
+    use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
+    const CLUSTER: &str = "simulated";
+    let aws = Arc::new(AwsSim::new(SimConfig {
+        account_id: ACCOUNT_ID.into(),
+        role_propagation: Duration::from_secs(2),
+        ..SimConfig::default()
+    }));
+    aws.add_cluster(CLUSTER);
+    // The first association call hangs long enough to kill the operator during it.
+    aws.knobs()
+        .set_operation_latency("CreatePodIdentityAssociation", Duration::from_secs(3600));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
+        aws.clone(),
+        listener,
+    ));
+
+    let kube = KubeSim::new();
+    let server = kube
+        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
+        .await
+        .expect("kubesim serves");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let client = kube.client();
+    support::install_crd(&client).await;
+    let log = dir.path().join("operator.log");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let mut operator = spawn_operator(&kubeconfig, CLUSTER, &aws_url, 1, &log);
+    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
+    let binding: PodIdentityBinding = serde_json::from_value(json!({
+        "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+        "metadata": {"name": "sturdy", "namespace": NS},
+        "spec": {"role": {"managedPolicyArns": [READ_ONLY]}},
+    }))
+    .expect("binding");
+    bindings
+        .create(&Default::default(), &binding)
+        .await
+        .expect("create");
+
+    let deadline = Instant::now() + WAIT;
+    while aws.knobs().calls_of("CreatePodIdentityAssociation") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "association never attempted:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGKILL, no chance to clean up; then a fresh process.
+    let _ = operator.0.kill();
+    let _ = operator.0.wait();
+    drop(operator);
+    aws.knobs()
+        .set_operation_latency("CreatePodIdentityAssociation", Duration::ZERO);
+    let operator = spawn_operator(&kubeconfig, CLUSTER, &aws_url, 1, &log);
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let b = bindings.get("sturdy").await.expect("get");
+        if support::ready(&b).is_some_and(|c| c.status == "True") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never Ready: {:?}\n{}",
+            b.status,
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let role_name = naming::default_role_name(CLUSTER, NS, "sturdy");
+    let inv = aws.inventory();
+    assert_eq!(inv.roles_tagged(naming::TAG_NAME, "sturdy").len(), 1);
+    assert_eq!(inv.associations_for(NS, "sturdy").len(), 1);
+    assert_eq!(
+        inv.role(&role_name).expect("role").attached_policy_arns,
+        [READ_ONLY]
+    );
+
+    // Converged: resyncs every second read and write nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kube.reset_write_counts();
+    let writes = write_calls(aws.knobs());
+    let reads = aws.knobs().calls_of("GetRole");
+    let deadline = Instant::now() + WAIT;
+    while aws.knobs().calls_of("GetRole") < reads + 3 {
+        assert!(Instant::now() < deadline, "no resyncs:\n{}", log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        kube.write_counts().total(),
+        0,
+        "Kubernetes writes while converged"
+    );
+    assert_eq!(
+        write_calls(aws.knobs()),
+        writes,
+        "AWS writes while converged"
+    );
+
+    bindings
+        .delete("sturdy", &Default::default())
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + WAIT;
+    while bindings.get_opt("sturdy").await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "never deleted:\n{}", log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let inv = aws.inventory();
+    assert!(inv.roles.is_empty(), "roles left: {:?}", inv.roles);
+    assert!(inv.associations.is_empty(), "associations left");
+    drop(operator);
+    front.abort();
     server.shutdown().await;
 }

@@ -5,6 +5,11 @@
 //! call), association (create, or one update with only the changed fields, then tags),
 //! then what a rename left behind (old association, old ServiceAccount, old role).
 //! Conflicts are found before any write, so a blocked binding writes nothing.
+//!
+//! Tags on the operator's own role and association are declarative: tags the spec does
+//! not name are removed (keys starting with `aws:` excepted). A description removed from
+//! the spec is left on the role as it is (IAM has no "unset"); a removed boundary is
+//! deleted.
 
 use std::collections::BTreeMap;
 
