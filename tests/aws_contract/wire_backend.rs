@@ -1,6 +1,11 @@
-//! The SDK adapters over the wire: IAM against moto, EKS against ministack, each a fresh
-//! server (see `servers`), with the configuration the operator builds for itself
-//! (`config_loader`) plus an endpoint override and fixed test credentials.
+//! The SDK adapters over the wire, with the configuration the operator builds for
+//! itself (`config_loader`) plus an endpoint override and fixed test credentials:
+//! - this module: IAM against moto, EKS against ministack, each a fresh server (see
+//!   `servers`), every case;
+//! - `iam_on_ministack`: the IAM cases with IAM on ministack;
+//! - `adapters_on_simulator`: every case against the simulator's HTTP front;
+//! - `wire_specific`: what only the wire shows (encodings, paging, errors as the SDK's
+//!   deserializers read them, moto checking permissions).
 
 use std::sync::Arc;
 
@@ -339,7 +344,7 @@ mod wire_specific {
         assert_eq!(aws.http_status, Some(403));
         assert!(aws.request_id.is_some());
 
-        let stranger = SdkIam::new(&settings_config(&moto.url(), 1).await);
+        let stranger = SdkIam::new(&config_with_attempts(&moto.url(), 1).await);
         let err = stranger.get_role("absent").await.expect_err("unknown key");
         let aws = err.aws().expect("an AWS error");
         assert_eq!(aws.class, ErrorClass::AccessDenied, "{aws}");
@@ -384,7 +389,7 @@ mod wire_specific {
         let url = format!("http://{}", listener.local_addr().expect("address"));
         tokio::spawn(axum::serve(listener, app).into_future());
 
-        let eks = SdkEks::new(&settings_config(&url, 1).await);
+        let eks = SdkEks::new(&config_with_attempts(&url, 1).await);
         let rows = eks
             .list_pod_identity_associations("c", Some("ns"), Some("sa"))
             .await
@@ -431,7 +436,7 @@ mod wire_specific {
         (url, count)
     }
 
-    async fn settings_config(url: &str, max_attempts: u32) -> SdkConfig {
+    async fn config_with_attempts(url: &str, max_attempts: u32) -> SdkConfig {
         let settings = AwsSettings {
             region: Some(REGION.into()),
             endpoint_url: Some(url.into()),
@@ -452,7 +457,7 @@ mod wire_specific {
             r#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>iam-throttle-1</RequestId></ErrorResponse>"#,
         )
         .await;
-        let iam = SdkIam::new(&settings_config(&url, 2).await);
+        let iam = SdkIam::new(&config_with_attempts(&url, 2).await);
         let err = iam.get_role("r").await.expect_err("throttled");
         let aws = err.aws().expect("an AWS error").clone();
         assert_eq!(aws.class, ErrorClass::Transient);
@@ -477,7 +482,7 @@ mod wire_specific {
             r#"{"message":"Role provided in the request does not exist"}"#,
         )
         .await;
-        let eks = SdkEks::new(&settings_config(&url, 3).await);
+        let eks = SdkEks::new(&config_with_attempts(&url, 3).await);
         let err = eks
             .describe_pod_identity_association("c", "a-1")
             .await
@@ -493,7 +498,7 @@ mod wire_specific {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreadable_5xx_and_refused_connections_are_transient() {
         let (url, count) = canned(503, &[], "<html>upstream gone</html>").await;
-        let iam = SdkIam::new(&settings_config(&url, 1).await);
+        let iam = SdkIam::new(&config_with_attempts(&url, 1).await);
         let aws = iam.get_role("r").await.expect_err("503").aws().cloned();
         let aws = aws.expect("an AWS error");
         assert_eq!(aws.class, ErrorClass::Transient);
@@ -504,7 +509,7 @@ mod wire_specific {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", closed.local_addr().expect("address"));
         drop(closed);
-        let eks = SdkEks::new(&settings_config(&url, 1).await);
+        let eks = SdkEks::new(&config_with_attempts(&url, 1).await);
         let aws = eks.describe_cluster("c").await.expect_err("refused");
         let aws = aws.aws().expect("an AWS error");
         assert_eq!(aws.class, ErrorClass::Transient);
