@@ -336,6 +336,43 @@ async fn the_older_binding_of_a_service_account_wins() {
             .iter()
             .any(|(t, r)| t == "Warning" && r == "AssociationConflict")
     );
+    // An older binding moving onto a younger one's ServiceAccount takes its
+    // association over; the younger one then reports the conflict.
+    env.apply("third", json!({"serviceAccount": {"name": "elsewhere"}}))
+        .await;
+    env.wait_converged("third").await;
+    env.bindings()
+        .patch(
+            "first",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"serviceAccount": {"name": "elsewhere"}}})),
+        )
+        .await
+        .expect("move first");
+    env.wait_converged("first").await;
+    env.wait_ready("third", "AssociationConflict", |_, c| {
+        c.reason == "AssociationConflict"
+    })
+    .await;
+    let inv = aws.inventory();
+    let assocs = inv.associations_for(NS, "elsewhere");
+    assert_eq!(assocs.len(), 1);
+    assert!(naming::owned_by(&assocs[0].tags, CLUSTER, NS, "first"));
+    assert!(
+        assocs[0]
+            .role_arn
+            .ends_with(&naming::default_role_name(CLUSTER, NS, "first"))
+    );
+    env.bindings()
+        .patch(
+            "first",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"serviceAccount": {"name": "shared"}}})),
+        )
+        .await
+        .expect("move first back");
+    env.wait_converged("first").await;
+
     // When the older one goes, the newer one takes over.
     env.delete("first").await;
     env.wait_gone("first").await;

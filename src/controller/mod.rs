@@ -4,8 +4,9 @@
 //! → cluster (DescribeCluster, cached) → [`desired`] (validation) → [`observe`] →
 //! [`plan`] (pure) → [`apply`] → status ([`status`], patched only when it changed) →
 //! requeue (the resync interval, or a delay chosen by the error's class). Deletion runs
-//! [`cleanup`]. Watches: bindings, and ServiceAccounts mapped back to the bindings that
-//! name them.
+//! [`cleanup`]. Watches: bindings (each also wakes the other bindings of its
+//! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
+//! bindings that name them.
 //!
 //! Not implemented: guardrails (DESIGN §5, so `PolicyDenied` is never reported yet),
 //! leader election, metrics.
@@ -203,9 +204,30 @@ pub async fn run(
             ),
             None => (Api::all(client.clone()), Api::all(client)),
         };
-    let controller = Controller::new(bindings, watcher::Config::default());
+    let controller = Controller::new(bindings.clone(), watcher::Config::default());
     let store = controller.store();
+    let siblings_store = store.clone();
     controller
+        // A binding that changes its ServiceAccount can win or lose it against another
+        // binding: the others naming the same ServiceAccount are looked at again.
+        .watches(
+            bindings,
+            watcher::Config::default(),
+            move |b: PodIdentityBinding| {
+                let ns = b.namespace();
+                let mut names = vec![b.service_account_name()];
+                if let Some(prev) = b.status.as_ref().and_then(|s| s.service_account.as_ref()) {
+                    names.push(prev.name.clone());
+                }
+                siblings_store
+                    .state()
+                    .into_iter()
+                    .filter(|o| o.namespace() == ns && o.uid() != b.uid())
+                    .filter(|o| names.contains(&o.service_account_name()))
+                    .map(|o| ObjectRef::from_obj(&*o))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(
             sas,
             watcher::Config::default(),

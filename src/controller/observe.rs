@@ -53,6 +53,9 @@ pub struct Observed {
     pub previous_association: Option<Association>,
     /// An older binding of the namespace on the same ServiceAccount.
     pub older_binding: Option<String>,
+    /// The association carries the ownership tags of a younger binding of the namespace
+    /// on the same ServiceAccount: this one, being older, takes it over.
+    pub association_of_younger_binding: bool,
 }
 
 fn observed_sa(sa: &ServiceAccount, binding_uid: &str) -> ObservedServiceAccount {
@@ -175,6 +178,18 @@ pub async fn observe(
         .filter(|o| is_older(o, binding))
         .map(|o| o.name_any())
         .min();
+    if let Some(a) = &observed.association
+        && a.tags.get(naming::TAG_CLUSTER) == Some(&desired.cluster_name)
+        && a.tags.get(naming::TAG_NAMESPACE) == Some(ns)
+    {
+        let holder = a.tags.get(naming::TAG_NAME);
+        observed.association_of_younger_binding = others.items.iter().any(|o| {
+            Some(&o.name_any()) == holder
+                && o.uid() != binding.uid()
+                && o.service_account_name() == desired.service_account.name
+                && is_older(binding, o)
+        });
+    }
     Ok(observed)
 }
 

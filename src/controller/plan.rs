@@ -369,7 +369,7 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
                 ),
             );
         }
-        if !d.adopt {
+        if !d.adopt && !o.association_of_younger_binding {
             return blocked(
                 Reason::AssociationConflict,
                 format!(
@@ -1049,6 +1049,19 @@ mod tests {
                 .as_ref()
                 .is_some_and(|b| b.message.contains("first"))
         );
+    }
+
+    #[test]
+    fn the_older_binding_takes_the_association_of_a_younger_one() {
+        let d = want(json!({}));
+        let mut o = converged(&d);
+        let a = o.association.as_mut().expect("a");
+        a.tags = naming::ownership_tags("prod", "team", "younger");
+        a.role_arn = format!("arn:aws:iam::{ACCOUNT}:role/younger");
+        assert_eq!(blocked_reason(&plan(&d, &o)), Reason::AssociationConflict);
+        o.association_of_younger_binding = true;
+        let p = plan(&d, &o);
+        assert_eq!(kinds(&p.actions), ["TagAssociation", "UpdateAssociation"]);
     }
 
     #[test]
