@@ -108,13 +108,28 @@ pub fn problem_of(err: &Error, role_within_propagation_window: bool) -> Problem 
     }
 }
 
-fn aws_problem(e: &AwsError, in_window: bool) -> Problem {
+/// The failure without its request id, which changes on every attempt and would make
+/// an unchanged status look changed.
+struct Brief<'a>(&'a AwsError);
+
+impl std::fmt::Display for Brief<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} failed: {}: {}",
+            self.0.operation, self.0.code, self.0.message
+        )
+    }
+}
+
+fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
+    let e = &Brief(full);
     let p = |reason, message: String, retry| Problem {
         reason,
         message,
         retry,
     };
-    match e.class {
+    match full.class {
         ErrorClass::Transient => p(Reason::Retrying, format!("{e}; retrying"), Retry::Backoff),
         ErrorClass::Propagation if in_window => p(
             Reason::RolePropagating,
@@ -128,7 +143,7 @@ fn aws_problem(e: &AwsError, in_window: bool) -> Problem {
             ),
             Retry::Backoff,
         ),
-        ErrorClass::UserInput if e.message.contains("Cross-account pass role") => p(
+        ErrorClass::UserInput if full.message.contains("Cross-account pass role") => p(
             Reason::InvalidSpec,
             format!(
                 "{e}: the role must be in the cluster's account; name a role of the other account in targetRoleArn"
@@ -140,12 +155,12 @@ fn aws_problem(e: &AwsError, in_window: bool) -> Problem {
             format!("AWS refused the request: {e}; fix the spec"),
             Retry::OnChange,
         ),
-        ErrorClass::Conflict if e.code == "DeleteConflict" => p(
+        ErrorClass::Conflict if full.code == "DeleteConflict" => p(
             Reason::CleanupBlocked,
             format!("{e}; remove what still holds the role"),
             Retry::Slow,
         ),
-        ErrorClass::Conflict if e.code.starts_with("ResourceInUse") => p(
+        ErrorClass::Conflict if full.code.starts_with("ResourceInUse") => p(
             Reason::Retrying,
             format!(
                 "{e}; a previous association for this ServiceAccount is still being released, retrying"
@@ -321,7 +336,7 @@ mod tests {
         for (op, code, msg, reason, retry) in cases {
             let p = problem_of(&aws_error(op, code, msg), true);
             assert_eq!((p.reason, p.retry), (reason, retry), "{code}");
-            assert!(p.message.contains(code));
+            assert!(p.message.contains(code) && !p.message.contains("request id"));
         }
         let late = problem_of(
             &aws_error(
