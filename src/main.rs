@@ -2,10 +2,19 @@ use clap::{Parser, Subcommand};
 
 /// Kubernetes operator that makes EKS Pod Identity declarative.
 #[derive(Parser, Debug)]
-#[command(name = "pod-identity-operator", version, about)]
+#[command(
+    name = "pod-identity-operator",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a subcommand the operator runs, configured by these flags.
+    #[command(flatten)]
+    run: Option<RunArgs>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -60,11 +69,11 @@ fn main() -> anyhow::Result<()> {
             port,
             kubeconfig_out,
         }) => run_kubesim(port, kubeconfig_out),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            Ok(())
-        }
+        // `run` is the default command.
+        None => run_operator(
+            cli.run
+                .ok_or_else(|| anyhow::anyhow!("--cluster-name is required"))?,
+        ),
     }
 }
 
@@ -184,6 +193,16 @@ mod tests {
             let err = Cli::try_parse_from(["pod-identity-operator", "run"]).expect_err("required");
             assert!(err.to_string().contains("--cluster-name"));
         }
+    }
+
+    #[test]
+    fn run_is_the_default_command() {
+        let cli = Cli::try_parse_from(["pod-identity-operator", "--cluster-name", "prod"])
+            .expect("valid command line");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.map(|r| r.cluster_name), Some("prod".to_string()));
+        let cli = Cli::try_parse_from(["pod-identity-operator", "crd"]).expect("crd");
+        assert!(matches!(cli.command, Some(Command::Crd)));
     }
 
     #[test]
