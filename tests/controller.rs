@@ -825,3 +825,62 @@ async fn with_a_namespace_only_that_namespace_is_watched() {
     assert!(outside.status.is_none() && outside.finalizers().is_empty());
     env.stop().await;
 }
+
+/// Every file in `examples/` passes the CRD's schema and CEL rules, and the operator's
+/// own validation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_is_accepted_by_the_schema_and_the_operator() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use pod_identity_operator::aws::Cluster;
+    use pod_identity_operator::controller::desired::desired;
+    let kube = pod_identity_operator::kubesim::KubeSim::new();
+    let client = kube.client();
+    support::install_crd(&client).await;
+    let cluster = Cluster {
+        name: CLUSTER.into(),
+        arn: format!("arn:aws:eks:us-east-1:111122223333:cluster/{CLUSTER}"),
+        account_id: "111122223333".into(),
+        status: None,
+    };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read example");
+        let value: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
+        let ns = value["metadata"]["namespace"]
+            .as_str()
+            .expect("namespaced")
+            .to_owned();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        if namespaces.get_opt(&ns).await.expect("get ns").is_none() {
+            let n: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
+            namespaces
+                .create(&PostParams::default(), &n)
+                .await
+                .expect("create ns");
+        }
+        let raw: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &ApiResource::erase::<PodIdentityBinding>(&()),
+        );
+        let obj: DynamicObject = serde_json::from_value(value.clone()).expect("object");
+        let stored = raw
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("{}: refused by the schema: {e}", path.display()));
+        let mut binding: PodIdentityBinding =
+            serde_json::from_value(serde_json::to_value(&stored).expect("json"))
+                .expect("typed binding");
+        binding.metadata.uid.get_or_insert_with(|| "uid".into());
+        desired(&binding, &cluster)
+            .unwrap_or_else(|e| panic!("{}: refused by the operator: {e}", path.display()));
+        seen += 1;
+    }
+    assert!(seen >= 5, "examples found: {seen}");
+}
