@@ -277,10 +277,7 @@ async fn a_role_not_yet_visible_to_eks_reports_role_propagating_then_ready() {
     };
     let (env, aws) = start(config, |_| {}).await;
     env.apply("fresh", json!({})).await;
-    env.wait_ready("fresh", "RolePropagating", |_, c| {
-        c.status == "False" && c.reason == "RolePropagating"
-    })
-    .await;
+    env.wait_warning("fresh", "RolePropagating").await;
     let b = env.wait_converged("fresh").await;
     assert_eq!(ready(&b).map(|c| c.reason.as_str()), Some("Reconciled"));
     assert_eq!(aws.inventory().associations_for(NS, "fresh").len(), 1);
@@ -883,4 +880,59 @@ async fn every_example_is_accepted_by_the_schema_and_the_operator() {
         seen += 1;
     }
     assert!(seen >= 5, "examples found: {seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_problems_are_reported_and_recovered_from() {
+    // The cluster does not exist yet.
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |_| {}).await;
+    env.apply("early", json!({})).await;
+    let b = env
+        .wait_ready("early", "ClusterNotFound", |_, c| {
+            c.reason == "ClusterNotFound"
+        })
+        .await;
+    assert!(ready(&b).is_some_and(|c| c.message.contains("--cluster-name")));
+    assert_eq!(write_calls(&aws), 0);
+    aws.add_cluster(CLUSTER);
+    env.wait_converged("early").await;
+
+    // A missing permission for a few calls, then granted.
+    let next = aws.knobs().calls_of("CreateRole") + 1;
+    for n in next..next + 3 {
+        aws.knobs().fail_nth(
+            "CreateRole",
+            n,
+            Fault::new(
+                "AccessDenied",
+                "User is not authorized to perform: iam:CreateRole",
+            ),
+        );
+    }
+    env.apply("denied", json!({})).await;
+    let note = env.wait_warning("denied", "AccessDenied").await;
+    assert!(note.contains("iam:CreateRole"), "{note}");
+    env.wait_converged("denied").await;
+
+    // A full quota.
+    let next = aws.knobs().calls_of("CreatePodIdentityAssociation") + 1;
+    for n in next..next + 3 {
+        aws.knobs().fail_nth(
+            "CreatePodIdentityAssociation",
+            n,
+            Fault::new("ServiceQuotaExceededException", "association quota reached"),
+        );
+    }
+    env.apply("crowded", json!({})).await;
+    env.wait_warning("crowded", "QuotaExceeded").await;
+    env.wait_converged("crowded").await;
+    let reasons = env.event_reasons().await;
+    for wanted in ["ClusterNotFound", "AccessDenied", "QuotaExceeded"] {
+        assert!(
+            reasons.iter().any(|(t, r)| t == "Warning" && r == wanted),
+            "no Warning {wanted} event"
+        );
+    }
+    env.stop().await;
 }

@@ -158,6 +158,35 @@ impl Env {
             .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
             .collect()
     }
+
+    /// Waits for a Warning Event with this reason about the binding `name` and returns
+    /// its note. Events stay, so a state that passed quickly is still seen.
+    pub async fn wait_warning(&self, name: &str, reason: &str) -> String {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found = events
+                .list(&ListParams::default())
+                .await
+                .expect("events")
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                });
+            if let Some(e) = found {
+                return e.note.unwrap_or_default();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no Warning {reason} event for {name}: {:?}",
+                self.event_reasons().await
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
 }
 
 pub fn ready(b: &PodIdentityBinding) -> Option<&Condition> {
