@@ -47,10 +47,24 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
+/// Applies a JSON patch atomically. As the real server's implementation does, a `test`
+/// of the value `null` passes when the path does not exist (kube-runtime's finalizer
+/// helper relies on it to add the first finalizer).
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), Failure> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| Failure::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &ops).map_err(|e| Failure::unprocessable(e.to_string()))
+    let mut doc = target.clone();
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && doc.pointer(t.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut doc, &[op]).map_err(|e| Failure::unprocessable(e.to_string()))?;
+    }
+    *target = doc;
+    Ok(())
 }
 
 /// Applies a strategic merge patch; `patch` must be a JSON object.
@@ -242,5 +256,23 @@ mod tests {
             json_patch(&mut obj, &json!({"op": 1})).unwrap_err().code,
             400
         );
+    }
+
+    #[test]
+    fn json_patch_test_of_null_passes_on_a_missing_path() {
+        let mut obj = json!({"metadata": {"name": "x"}});
+        json_patch(
+            &mut obj,
+            &json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}]),
+        )
+        .expect("test of null on a missing path passes");
+        assert_eq!(obj["metadata"]["finalizers"], json!(["f"]));
+        let err = json_patch(
+            &mut obj,
+            &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 422);
     }
 }
