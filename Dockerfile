@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # pod-identity-operator image:
-#   docker build --build-arg VERSION=$(cargo pkgid | cut -d'#' -f2) -t pod-identity-operator:0.1.0 .
+#   docker build --build-arg VERSION=$(cargo pkgid | cut -d@ -f2) -t pod-identity-operator:$(cargo pkgid | cut -d@ -f2) .
 
 ARG RUST_VERSION=1.95
 

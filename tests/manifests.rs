@@ -971,6 +971,11 @@ fn iam_policy_is_valid_and_allows_every_aws_api_the_operator_calls() {
         let action = format!("eks:{api}");
         let on = eks_resource(api, &cluster, &assoc);
         assert!(allows(&doc, &action, on, &[]), "{action} on {on}");
+        let other = if on == cluster { &assoc } else { &cluster };
+        assert!(
+            !allows(&doc, &action, other, &[]),
+            "{action} only on the resource it is authorized on, not {other}"
+        );
         assert!(
             !allows(&doc, &action, &managed, &[]),
             "{action} on an IAM role ARN"
