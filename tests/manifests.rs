@@ -1073,14 +1073,9 @@ async fn default_and_samples_apply_to_kubesim_with_kubectl() {
 
     let default = render_text("default");
     let samples = render_text("samples");
-    let (default_out, samples_out) = {
-        let k = &k;
-        let d = default.clone();
-        let out1 = tokio::task::block_in_place(|| k.apply_stdin(&d));
-        let s = samples.clone();
-        let out2 = tokio::task::block_in_place(|| k.apply_stdin(&s));
-        (out1, out2)
-    };
+    // kubectl blocks; the server runs on this runtime's other worker meanwhile.
+    let default_out = tokio::task::block_in_place(|| k.apply_stdin(&default));
+    let samples_out = tokio::task::block_in_place(|| k.apply_stdin(&samples));
     for line in [
         "namespace/pod-identity-system created",
         "customresourcedefinition.apiextensions.k8s.io/podidentitybindings.podidentity.dev created",
