@@ -8,7 +8,8 @@
 //! static list of its reads, and every write it makes while a binding is created,
 //! moved to another ServiceAccount and deleted against kubesim and the AWS simulator);
 //! the IAM policy against every API the AWS traits map to and every call the simulator
-//! saw; `default/` and `samples/` applied to kubesim with `kubectl apply`; the Argo CD
+//! saw; `default/` and `samples/` applied to kubesim with `kubectl apply` (client-side
+//! from the rendered text, and server-side with `-k`); the Argo CD
 //! Lua health check on sample statuses, and the Flux CEL expressions agreeing with it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -994,8 +995,14 @@ struct Kubectl {
 
 impl Kubectl {
     fn apply_stdin(&self, manifests: &str) -> String {
+        self.apply(&["-f", "-"], manifests)
+    }
+
+    /// `kubectl apply <args>`, with `stdin` as its input.
+    fn apply(&self, args: &[&str], stdin: &str) -> String {
         let mut child = Command::new(&self.bin)
-            .args(["apply", "-f", "-"])
+            .arg("apply")
+            .args(args)
             .arg("--cache-dir")
             .arg(self.dir.join("cache"))
             .env("KUBECONFIG", &self.kubeconfig)
@@ -1010,13 +1017,14 @@ impl Kubectl {
             .stdin
             .take()
             .expect("piped stdin")
-            .write_all(manifests.as_bytes())
+            .write_all(stdin.as_bytes())
             .expect("manifests written to kubectl");
         let out = child.wait_with_output().expect("kubectl finishes");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
-            "kubectl apply failed:\n{stdout}\n{}",
+            "kubectl apply {} failed:\n{stdout}\n{}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
@@ -1504,4 +1512,44 @@ fn dockerfile_builds_in_a_rust_stage_and_runs_distroless_nonroot() {
             ".dockerignore lets {copied} in"
         );
     }
+}
+
+/// Server-side apply straight from the directories (`kubectl apply --server-side -k`),
+/// as Flux and Argo CD's server-side mode apply them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_and_samples_apply_server_side_with_kustomize() {
+    let bin = kubectl_path();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let sim = KubeSim::new();
+    let server = sim
+        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
+        .await
+        .expect("kubesim serves");
+    let kubeconfig = tmp.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let k = Kubectl {
+        bin,
+        kubeconfig,
+        dir: tmp.path().to_path_buf(),
+    };
+    for base in ["default", "samples"] {
+        let dir = root().join("config").join(base);
+        let dir = dir.to_string_lossy().into_owned();
+        let out = tokio::task::block_in_place(|| {
+            k.apply(&["--server-side", "--field-manager=gitops", "-k", &dir], "")
+        });
+        let applied = out
+            .lines()
+            .filter(|l| l.ends_with(" serverside-applied"))
+            .count();
+        assert_eq!(applied, render(base).len(), "{base}:\n{out}");
+    }
+    let client = server.client().await.expect("client over TCP");
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    assert_applied(&client, &discovery, &render("default")).await;
+    assert_applied(&client, &discovery, &render("samples")).await;
+    server.shutdown().await;
 }
