@@ -22,7 +22,9 @@
 //!   exist at start), ServiceAccount, ConfigMap, Pod (stored, never run; status starts
 //!   `Pending`), core/v1 Event and events.k8s.io/v1 Event (one store, as in the real
 //!   server: an Event written through either API is read through both, with the fields
-//!   renamed; see `StoredAs` in `resources.rs`), coordination.k8s.io/v1 Lease,
+//!   renamed; see `StoredAs` in `resources.rs`), coordination.k8s.io/v1 Lease, apps/v1
+//!   Deployment (stored, never rolled out: no ReplicaSets or Pods follow), the four
+//!   rbac.authorization.k8s.io/v1 kinds (stored, never enforced),
 //!   apiextensions.k8s.io/v1 CustomResourceDefinition. A created CRD registers its
 //!   served versions (no conversion: objects are stored once and served at any served
 //!   version with `apiVersion` rewritten, as `conversion: None` does), scope, short

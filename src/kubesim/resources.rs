@@ -468,6 +468,92 @@ const BUILTINS: &[Builtin] = &[
         },
     },
     Builtin {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        status: true,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::apps::v1::Deployment>,
+        stored_as: None,
+        columns: || {
+            vec![
+                Column::new("Ready", "string", path(".status.readyReplicas")),
+                Column::new("Up-to-date", "integer", path(".status.updatedReplicas")),
+                Column::new("Available", "integer", path(".status.availableReplicas")),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        // RBAC names are path segments (`system:controller:...`).
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::rbac::v1::ClusterRole>,
+        stored_as: None,
+        columns: || vec![Column::age()],
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        // RBAC names are path segments (`system:controller:...`).
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>,
+        stored_as: None,
+        columns: || vec![Column::age()],
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        // RBAC names are path segments (`system:controller:...`).
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::rbac::v1::Role>,
+        stored_as: None,
+        columns: || vec![Column::age()],
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        // RBAC names are path segments (`system:controller:...`).
+        name_rule: NameRule::PathSegment,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::rbac::v1::RoleBinding>,
+        stored_as: None,
+        columns: || vec![Column::age()],
+    },
+    Builtin {
         group: "apiextensions.k8s.io",
         version: "v1",
         kind: "CustomResourceDefinition",
@@ -648,6 +734,20 @@ mod tests {
         assert!(r.lookup("coordination.k8s.io", "v1", "leases").is_some());
         assert!(r.lookup("events.k8s.io", "v1", "events").is_some());
         assert!(r.lookup("", "v2", "configmaps").is_none());
+        let deployments = r.lookup("apps", "v1", "deployments").expect("deployments");
+        assert!(deployments.namespaced && deployments.status_subresource);
+        for (plural, namespaced) in [
+            ("clusterroles", false),
+            ("clusterrolebindings", false),
+            ("roles", true),
+            ("rolebindings", true),
+        ] {
+            let def = r
+                .lookup("rbac.authorization.k8s.io", "v1", plural)
+                .expect(plural);
+            assert_eq!(def.namespaced, namespaced, "{plural}");
+            assert_eq!(def.name_rule, NameRule::PathSegment, "{plural}");
+        }
         let groups = r.groups();
         assert_eq!(groups["apiextensions.k8s.io"], vec!["v1".to_string()]);
         assert!(!groups.contains_key(""));
