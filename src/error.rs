@@ -33,6 +33,10 @@ pub enum Error {
     #[error("invalid spec.{field}: {message}")]
     InvalidSpec { field: String, message: String },
 
+    /// A manifest file the sandbox cannot apply.
+    #[error("manifest {path}: {message}")]
+    Manifest { path: String, message: String },
+
     /// Adding or removing the binding's finalizer failed, or its reconcile did.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),

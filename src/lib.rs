@@ -10,5 +10,6 @@ pub mod error;
 pub mod kubesim;
 pub mod naming;
 pub mod policy;
+pub mod sandbox;
 
 pub use error::{Error, Result};

@@ -32,6 +32,33 @@ enum Command {
         #[arg(long)]
         kubeconfig_out: Option<std::path::PathBuf>,
     },
+    /// Run everything locally: kubesim, the AWS simulator and the operator (no cluster,
+    /// no AWS account), until Ctrl-C.
+    Sandbox(SandboxArgs),
+}
+
+/// Options of `sandbox`.
+#[derive(clap::Args, Debug)]
+struct SandboxArgs {
+    /// Write the kubeconfig pointing at the sandbox here.
+    #[arg(long, default_value = "./sandbox.kubeconfig")]
+    kubeconfig: std::path::PathBuf,
+    /// Port of the Kubernetes API (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Address of the AWS inventory JSON (`/inventory`) and the simulator's IAM/EKS
+    /// endpoint.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    inventory_addr: std::net::SocketAddr,
+    /// Apply the manifests of this directory (or file) once the sandbox runs.
+    #[arg(long)]
+    apply: Option<std::path::PathBuf>,
+    /// Print no live view of bindings and AWS.
+    #[arg(long)]
+    quiet: bool,
+    /// Seconds between refreshes of the live view (printed when it changes).
+    #[arg(long, default_value_t = 2)]
+    view_interval: u64,
 }
 
 /// Options of `run`; each can also come from the environment.
@@ -69,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             port,
             kubeconfig_out,
         }) => run_kubesim(port, kubeconfig_out),
+        Some(Command::Sandbox(args)) => run_sandbox(args),
         // `run` is the default command.
         None => run_operator(
             cli.run
@@ -154,6 +182,40 @@ fn run_kubesim(port: u16, kubeconfig_out: Option<std::path::PathBuf>) -> anyhow:
     })
 }
 
+fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    use pod_identity_operator::sandbox::{self, Options};
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kube=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = Options {
+        kubeconfig: args.kubeconfig,
+        kube_addr: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
+        inventory_addr: args.inventory_addr,
+        apply: args.apply,
+        view_interval: (!args.quiet)
+            .then(|| std::time::Duration::from_secs(args.view_interval.max(1))),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        // Registered before anything starts, so an early Ctrl-C is not lost.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        sandbox::run(options, stop).await?;
+        anyhow::Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +265,38 @@ mod tests {
         assert_eq!(cli.run.map(|r| r.cluster_name), Some("prod".to_string()));
         let cli = Cli::try_parse_from(["pod-identity-operator", "crd"]).expect("crd");
         assert!(matches!(cli.command, Some(Command::Crd)));
+    }
+
+    #[test]
+    fn sandbox_has_defaults_and_takes_its_flags() {
+        let cli = Cli::try_parse_from(["pod-identity-operator", "sandbox"]).expect("sandbox");
+        let Some(Command::Sandbox(args)) = cli.command else {
+            panic!("sandbox expected");
+        };
+        assert_eq!(
+            args.kubeconfig,
+            std::path::PathBuf::from("./sandbox.kubeconfig")
+        );
+        assert_eq!(args.inventory_addr.to_string(), "127.0.0.1:0");
+        assert!(!args.quiet && args.apply.is_none());
+        let cli = Cli::try_parse_from([
+            "pod-identity-operator",
+            "sandbox",
+            "--kubeconfig",
+            "/tmp/k",
+            "--inventory-addr",
+            "127.0.0.1:8099",
+            "--apply",
+            "examples/",
+            "--quiet",
+        ])
+        .expect("sandbox flags");
+        let Some(Command::Sandbox(args)) = cli.command else {
+            panic!("sandbox expected");
+        };
+        assert_eq!(args.inventory_addr.port(), 8099);
+        assert_eq!(args.apply, Some(std::path::PathBuf::from("examples/")));
+        assert!(args.quiet);
     }
 
     #[test]

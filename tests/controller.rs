@@ -841,13 +841,14 @@ async fn every_example_is_accepted_by_the_schema_and_the_operator() {
     };
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let mut seen = 0;
-    for entry in std::fs::read_dir(dir).expect("examples/") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("read example");
-        let value: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
+    let manifests = pod_identity_operator::sandbox::manifests::read_manifests(dir.as_ref())
+        .expect("examples/ reads");
+    for manifest in manifests
+        .into_iter()
+        .filter(|m| m.kind() == "PodIdentityBinding")
+    {
+        let path = manifest.file;
+        let value = manifest.object;
         let ns = value["metadata"]["namespace"]
             .as_str()
             .expect("namespaced")
@@ -879,7 +880,7 @@ async fn every_example_is_accepted_by_the_schema_and_the_operator() {
             .unwrap_or_else(|e| panic!("{}: refused by the operator: {e}", path.display()));
         seen += 1;
     }
-    assert!(seen >= 5, "examples found: {seen}");
+    assert!(seen >= 6, "examples found: {seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,7 @@ use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::json;
 
 use servers::{ACCOUNT_ID, Kind};
+use support::kubectl::{kubectl, kubectl_command};
 use support::{Env, NS, WAIT};
 
 const REGION: &str = "us-east-1";
@@ -203,50 +204,6 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     );
     env.stop().await;
     drop((moto, ministack));
-}
-
-fn kubectl_path() -> std::path::PathBuf {
-    ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("kubectl"))
-                    .find(|p| p.exists())
-            })
-        })
-        .expect("kubectl is needed by this test: install the kubectl 1.32 client")
-}
-
-/// kubectl with the test's kubeconfig and a cache next to it (not in `$HOME`).
-fn kubectl_command(kubeconfig: &std::path::Path) -> Command {
-    let mut cmd = Command::new(kubectl_path());
-    cmd.arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(
-            kubeconfig
-                .parent()
-                .expect("kubeconfig lives in a directory")
-                .join("kube-cache"),
-        );
-    cmd
-}
-
-/// Runs kubectl against the kubeconfig and returns its stdout; panics on failure.
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
-    let out = kubectl_command(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Starts the operator binary with its output appended to `log`.

@@ -1,0 +1,194 @@
+//! The sandbox: the operator working on a laptop with no cluster and no AWS account.
+//!
+//! [`run`] starts kubesim on 127.0.0.1 with the PodIdentityBinding CRD installed, the AWS
+//! simulator ([`AwsSim`]) holding an EKS cluster named [`CLUSTER`] in account
+//! [`ACCOUNT_ID`] (with what the examples expect to exist already: the
+//! `billing-api` role and the Load Balancer Controller's customer-managed policy), and
+//! the controller against both, in this process. It writes a kubeconfig, optionally
+//! applies a directory of manifests ([`manifests`]), serves the AWS inventory as JSON
+//! (`GET /inventory`, next to the simulator's IAM/EKS wire front on the same port), and
+//! prints a live view ([`view`]) of bindings and AWS whenever it changes, until the
+//! shutdown future resolves.
+//!
+//! Not implemented: running against moto/ministack instead of the simulator; the
+//! guardrail configuration (the sandbox runs without guardrails).
+
+pub mod manifests;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kube::api::{Api, ListParams, PostParams};
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::sim::{AwsSim, SimConfig};
+use crate::aws::{CreateRole, IamApi};
+use crate::controller::{self, Context, Settings};
+use crate::crd::PodIdentityBinding;
+use crate::kubesim::KubeSim;
+use crate::policy::pod_identity_trust_policy;
+
+/// The simulated EKS cluster the operator manages.
+pub const CLUSTER: &str = "sandbox";
+/// The simulated AWS account.
+pub const ACCOUNT_ID: &str = "111122223333";
+pub const REGION: &str = "us-east-1";
+/// Roles that exist before the operator starts, as an application's own role would.
+pub const EXISTING_ROLES: [&str; 1] = ["billing-api"];
+/// Customer-managed policies that exist before the operator starts.
+pub const EXISTING_POLICIES: [&str; 1] =
+    ["arn:aws:iam::111122223333:policy/AWSLoadBalancerControllerIAMPolicy"];
+
+/// How the sandbox runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where the kubeconfig pointing at kubesim is written.
+    pub kubeconfig: PathBuf,
+    /// kubesim's address (port 0 picks a free one).
+    pub kube_addr: SocketAddr,
+    /// The inventory's (and AWS wire front's) address.
+    pub inventory_addr: SocketAddr,
+    /// Manifests applied once everything runs.
+    pub apply: Option<PathBuf>,
+    /// How often the live view is refreshed; `None` prints no view.
+    pub view_interval: Option<Duration>,
+}
+
+/// The simulated account as the sandbox starts it.
+pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
+    let aws = Arc::new(AwsSim::new(SimConfig {
+        account_id: ACCOUNT_ID.into(),
+        region: REGION.into(),
+        ..SimConfig::default()
+    }));
+    aws.add_cluster(CLUSTER);
+    for arn in EXISTING_POLICIES {
+        aws.add_managed_policy(arn);
+    }
+    for name in EXISTING_ROLES {
+        aws.create_role(&CreateRole {
+            name: name.into(),
+            path: "/".into(),
+            assume_role_policy: pod_identity_trust_policy(None),
+            description: Some("made before the operator, used as it is".into()),
+            ..CreateRole::default()
+        })
+        .await?;
+    }
+    Ok(aws)
+}
+
+/// Controller settings for an interactive sandbox: quick retries, a one-minute resync.
+pub fn controller_settings() -> Settings {
+    let mut settings = Settings::new(CLUSTER);
+    settings.resync = Duration::from_secs(60);
+    settings.retry_base = Duration::from_millis(200);
+    settings.retry_max = Duration::from_secs(10);
+    settings.retry_soon = Duration::from_secs(1);
+    settings.retry_slow = Duration::from_secs(5);
+    settings
+}
+
+/// Routes of the inventory port: `GET /inventory` and the simulator's wire front.
+fn inventory_router(aws: Arc<AwsSim>) -> Router {
+    async fn inventory(State(aws): State<Arc<AwsSim>>) -> Response {
+        Json(aws.inventory()).into_response()
+    }
+    Router::new()
+        .route("/inventory", get(inventory))
+        .with_state(aws.clone())
+        .merge(crate::aws::sim::http::router(aws))
+}
+
+/// Runs the sandbox until `shutdown` resolves, then stops everything.
+pub async fn run(
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> crate::Result<()> {
+    let kube = KubeSim::new();
+    let server = kube.serve_tcp(options.kube_addr).await?;
+    server.write_kubeconfig(&options.kubeconfig)?;
+    let client = kube.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &PodIdentityBinding::crd())
+        .await?;
+
+    let aws = simulated_aws().await?;
+    let stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(options.inventory_addr).await?;
+    let inventory_url = format!("http://{}/inventory", listener.local_addr()?);
+    let aws_url = format!("http://{}", listener.local_addr()?);
+    let front = tokio::spawn(
+        axum::serve(listener, inventory_router(aws.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    let ctx = Context::new(
+        client.clone(),
+        aws.clone(),
+        aws.clone(),
+        controller_settings(),
+    );
+    let operator = tokio::spawn(controller::run(ctx, stop.clone().cancelled_owned()));
+
+    let kubeconfig = options.kubeconfig.display();
+    println!("pod-identity-operator sandbox is running");
+    println!("  Kubernetes API (kubesim): {}", server.url());
+    println!("  kubeconfig:               {kubeconfig}");
+    println!("  EKS cluster:              {CLUSTER} (account {ACCOUNT_ID}, {REGION})");
+    println!("  AWS inventory (JSON):     {inventory_url}");
+    println!("  AWS endpoint (IAM, EKS):  {aws_url}");
+    println!();
+    println!("Try:");
+    println!("  export KUBECONFIG={kubeconfig}");
+    println!("  kubectl apply -k examples/");
+    println!("  kubectl get pib -A");
+    println!("  curl -s {inventory_url}");
+    println!("Ctrl-C stops the sandbox.");
+
+    if let Some(dir) = &options.apply {
+        for applied in manifests::apply_path(&client, dir).await? {
+            println!("applied {applied}");
+        }
+    }
+
+    let viewer = options.view_interval.map(|every| {
+        let (client, aws) = (client.clone(), aws.clone());
+        tokio::spawn(async move {
+            let bindings: Api<PodIdentityBinding> = Api::all(client);
+            let mut last = String::new();
+            loop {
+                if let Ok(list) = bindings.list(&ListParams::default()).await {
+                    let text = view::render(&list.items, &aws.inventory());
+                    if text != last {
+                        println!("{text}");
+                        last = text;
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
+
+    shutdown.await;
+    println!("stopping the sandbox");
+    stop.cancel();
+    if let Some(v) = viewer {
+        v.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), front).await;
+    server.shutdown().await;
+    println!("sandbox stopped");
+    Ok(())
+}

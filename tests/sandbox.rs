@@ -1,0 +1,282 @@
+//! The README's main command as a newcomer runs it: the compiled binary's `sandbox` as a
+//! process, the examples applied with `kubectl` (as kustomize does, and through
+//! `--apply`), `kubectl wait` for every binding Ready, the AWS inventory read over
+//! HTTP, and a clean exit on Ctrl-C (SIGINT) or SIGTERM.
+//!
+//! Needs the kubectl client.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pod_identity_operator::aws::sim::Inventory;
+use pod_identity_operator::naming;
+use pod_identity_operator::sandbox::{ACCOUNT_ID, CLUSTER};
+
+use support::WAIT;
+use support::kubectl::{kubectl, kubectl_command};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+/// The sandbox process, its stdout collected as it comes; killed if the test fails.
+struct Sandbox {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Sandbox {
+    fn start(dir: &Path, extra: &[&str]) -> Sandbox {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+            .arg("sandbox")
+            .arg("--kubeconfig")
+            .arg(dir.join("kubeconfig"))
+            .args(["--inventory-addr", "127.0.0.1:0", "--view-interval", "1"])
+            .args(extra)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the sandbox starts");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stdout.take().expect("piped stdout");
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().expect("stdout buffer");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Sandbox { child, stdout }
+    }
+
+    fn output(&self) -> String {
+        self.stdout.lock().expect("stdout buffer").clone()
+    }
+
+    /// Waits for a printed line starting with `label` and returns the rest of it.
+    fn printed(&mut self, label: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.output().lines().find(|l| l.trim().starts_with(label)) {
+                return line.trim()[label.len()..].trim().to_owned();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sandbox exited ({status}):\n{}", self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sandbox never printed {label:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_printed(&self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.output().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "sandbox never printed {text:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `signal` and waits for the exit status.
+    fn stop(mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {signal} {pid}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("process state") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sandbox did not stop on {signal}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET` over plain HTTP/1.0; the body.
+fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("URL with a path");
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+fn kubectl_wait_all_ready(kubeconfig: &Path, sandbox: &Sandbox) {
+    let waited = kubectl_command(kubeconfig)
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "pib",
+            "--all",
+            "-A",
+            "--timeout=120s",
+        ])
+        .output()
+        .expect("kubectl wait runs");
+    assert!(
+        waited.status.success(),
+        "kubectl wait failed: {}\n{}\nsandbox output:\n{}",
+        String::from_utf8_lossy(&waited.stderr),
+        kubectl(kubeconfig, &["get", "pib", "-A"]),
+        sandbox.output()
+    );
+}
+
+/// What the examples must have made in the simulated account.
+fn check_inventory(inv: &Inventory) {
+    let managed = [
+        ("kube-system", "aws-load-balancer-controller"),
+        ("external-dns", "external-dns"),
+        ("analytics", "reporting"),
+        ("media", "uploader"),
+        ("shop", "checkout"),
+    ];
+    for (ns, name) in managed {
+        let role = inv
+            .role(&naming::default_role_name(CLUSTER, ns, name))
+            .unwrap_or_else(|| panic!("no role for {ns}/{name}: {inv:#?}"));
+        assert!(naming::owned_by(&role.role.tags, CLUSTER, ns, name));
+    }
+    let role = |ns, name| {
+        inv.role(&naming::default_role_name(CLUSTER, ns, name))
+            .expect("role")
+    };
+    assert_eq!(
+        role("kube-system", "aws-load-balancer-controller").attached_policy_arns,
+        [format!(
+            "arn:aws:iam::{ACCOUNT_ID}:policy/AWSLoadBalancerControllerIAMPolicy"
+        )]
+    );
+    assert!(
+        role("external-dns", "external-dns")
+            .inline_policies
+            .contains_key("route53")
+    );
+    // The existing role is used, not changed and not made again.
+    let existing = inv.role("billing-api").expect("the existing role stays");
+    assert!(!naming::has_ownership_tags(&existing.role.tags));
+    assert_eq!(inv.roles.len(), managed.len() + 1, "roles: {inv:#?}");
+
+    assert_eq!(inv.associations.len(), 6, "associations: {inv:#?}");
+    let assoc = |ns, sa| {
+        let found = inv.associations_for(ns, sa);
+        assert_eq!(found.len(), 1, "associations of {ns}/{sa}");
+        found[0]
+    };
+    assert_eq!(assoc("billing", "billing-api").role_arn, existing.role.arn);
+    assert_eq!(
+        assoc("analytics", "reporting").target_role_arn.as_deref(),
+        Some("arn:aws:iam::444455556666:role/analytics-reader")
+    );
+    let uploader = assoc("media", "uploader");
+    assert!(uploader.disable_session_tags && uploader.session_policy.is_some());
+    assoc("shop", "checkout");
+    assoc("kube-system", "aws-load-balancer-controller");
+    assoc("external-dns", "external-dns");
+}
+
+#[test]
+fn the_sandbox_runs_the_examples_applied_with_kubectl_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut sandbox = Sandbox::start(dir.path(), &[]);
+    let inventory_url = sandbox.printed("AWS inventory (JSON):");
+    assert!(
+        sandbox
+            .output()
+            .contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "{}",
+        sandbox.output()
+    );
+
+    // The GitOps way (kustomize), as the README says.
+    let applied = kubectl(&kubeconfig, &["apply", "-k", EXAMPLES]);
+    assert!(
+        applied.contains("podidentitybinding.podidentity.dev/checkout"),
+        "{applied}"
+    );
+    kubectl_wait_all_ready(&kubeconfig, &sandbox);
+    let table = kubectl(&kubeconfig, &["get", "pib", "-A"]);
+    assert_eq!(
+        table.lines().filter(|l| l.contains("Reconciled")).count(),
+        6,
+        "{table}"
+    );
+
+    let inv: Inventory = serde_json::from_str(&http_get(&inventory_url)).expect("inventory JSON");
+    check_inventory(&inv);
+    // The Helm-made ServiceAccount is left as Helm made it.
+    let sa = kubectl(
+        &kubeconfig,
+        &["get", "sa", "checkout", "-n", "shop", "-o", "json"],
+    );
+    let sa: serde_json::Value = serde_json::from_str(&sa).expect("SA JSON");
+    assert_eq!(
+        sa["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
+    assert!(sa["metadata"]["ownerReferences"].is_null(), "{sa}");
+
+    // The live view caught up.
+    sandbox.wait_printed("shop/checkout  sa=checkout  Ready=True Reconciled");
+    sandbox.wait_printed("media/uploader => ");
+
+    // `kubectl apply -f examples/` on top changes nothing and is accepted.
+    kubectl(&kubeconfig, &["apply", "-f", EXAMPLES]);
+
+    let status = sandbox.stop("-INT");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn the_sandbox_applies_a_directory_itself_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut sandbox = Sandbox::start(dir.path(), &["--apply", EXAMPLES, "--quiet"]);
+    let inventory_url = sandbox.printed("AWS inventory (JSON):");
+    sandbox.wait_printed("applied PodIdentityBinding media/uploader");
+    kubectl_wait_all_ready(&kubeconfig, &sandbox);
+    let inv: Inventory = serde_json::from_str(&http_get(&inventory_url)).expect("inventory JSON");
+    check_inventory(&inv);
+    assert!(
+        !sandbox.output().contains("── bindings"),
+        "--quiet printed a view"
+    );
+    let status = sandbox.stop("-TERM");
+    assert!(status.success(), "exit status {status}");
+}
