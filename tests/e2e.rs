@@ -5,6 +5,14 @@
 //! `kubectl` as the README says: install the CRD, apply a binding, `kubectl wait` for
 //! Ready, delete it, and check AWS holds nothing of it.
 //!
+//! Then the binary against the simulator's HTTP front: a kill -9 during an association's
+//! creation, and the crash-safety run (seeded SIGKILLs, watch drops and AWS faults
+//! during a churn of 20 bindings; `CRASH_SEED` replays a seed).
+//!
+//! The kubectl-driven test runs against an external cluster and AWS endpoint when
+//! `E2E_KUBECONFIG` / `E2E_AWS_ENDPOINT` (and `E2E_CLUSTER_NAME`) are set (see
+//! `support/target.rs`); the others need kubesim's or the simulator's fault injection.
+//!
 //! Needs the test servers (`bash scripts/install-test-servers`) and the kubectl client.
 
 mod support;
@@ -249,28 +257,51 @@ impl Drop for Operator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
-    const CLUSTER: &str = "e2e";
-    let ministack = servers::lease(Kind::Ministack).await;
-    let aws_config = sdk_config(&ministack.url()).await;
-    create_cluster(&aws_config, CLUSTER).await;
+    let target = support::target::Target::from_env().expect("E2E_* settings");
+    let cluster = target.cluster_name.clone();
+    let (aws_url, _ministack) = match &target.aws_endpoint {
+        Some(url) => (url.clone(), None),
+        None => {
+            let ministack = servers::lease(Kind::Ministack).await;
+            (ministack.url(), Some(ministack))
+        }
+    };
+    let aws_config = sdk_config(&aws_url).await;
+    if target.aws_endpoint.is_none() {
+        create_cluster(&aws_config, &cluster).await;
+    }
     let iam = SdkIam::new(&aws_config);
     let eks = SdkEks::new(&aws_config);
 
-    let kube = KubeSim::new();
-    let server = kube
-        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-        .await
-        .expect("kubesim serves");
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let client = kube.client();
+    let (server, client) = match &target.kubeconfig {
+        Some(external) => {
+            std::fs::copy(external, &kubeconfig).expect("copy E2E_KUBECONFIG");
+            let config = kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig reads"),
+                &Default::default(),
+            )
+            .await
+            .expect("kubeconfig usable");
+            (None, kube::Client::try_from(config).expect("client"))
+        }
+        None => {
+            let kube = KubeSim::new();
+            let server = kube
+                .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
+                .await
+                .expect("kubesim serves");
+            server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+            (Some(server), kube.client())
+        }
+    };
     // Installed as the README says, with kubectl.
     let crd_file = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/podidentitybindings.yaml");
     kubectl(&kubeconfig, &["apply", "-f", crd_file]);
 
     let log = dir.path().join("operator.log");
-    let mut operator = spawn_operator(&kubeconfig, CLUSTER, &ministack.url(), 5, &log);
+    let mut operator = spawn_operator(&kubeconfig, &cluster, &aws_url, 5, &log);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
@@ -314,10 +345,10 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     if let Ok(Some(status)) = operator.0.try_wait() {
         panic!("operator exited ({status}):\n{}", log_text());
     }
-    let role_name = naming::default_role_name(CLUSTER, NS, "e2e-app");
+    let role_name = naming::default_role_name(&cluster, NS, "e2e-app");
     assert!(iam.get_role(&role_name).await.expect("GetRole").is_some());
     assert_eq!(
-        eks.list_pod_identity_associations(CLUSTER, Some(NS), Some("e2e-app"))
+        eks.list_pod_identity_associations(&cluster, Some(NS), Some("e2e-app"))
             .await
             .expect("list")
             .len(),
@@ -342,7 +373,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
         "role left behind"
     );
     assert!(
-        eks.list_pod_identity_associations(CLUSTER, Some(NS), None)
+        eks.list_pod_identity_associations(&cluster, Some(NS), None)
             .await
             .expect("list")
             .is_empty(),
@@ -354,7 +385,9 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
         log_text()
     );
     drop(operator);
-    server.shutdown().await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
 }
 
 /// The binary against the simulator's HTTP front (with a role propagation window in
@@ -485,6 +518,54 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
     drop(operator);
     front.abort();
     server.shutdown().await;
+}
+
+#[test]
+fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
+    use support::target::Target;
+    let env = |pairs: Vec<(&'static str, String)>| {
+        move |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        }
+    };
+    assert_eq!(
+        Target::parse(env(vec![])).expect("defaults"),
+        Target {
+            kubeconfig: None,
+            aws_endpoint: None,
+            cluster_name: "e2e".into()
+        }
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("kind.kubeconfig");
+    std::fs::write(&file, "apiVersion: v1\nkind: Config\n").expect("write");
+    let target = Target::parse(env(vec![
+        ("E2E_KUBECONFIG", file.display().to_string()),
+        ("E2E_AWS_ENDPOINT", "http://127.0.0.1:4566".into()),
+        ("E2E_CLUSTER_NAME", "kind-pio".into()),
+    ]))
+    .expect("external target");
+    assert_eq!(target.kubeconfig, Some(file.clone()));
+    assert_eq!(
+        target.aws_endpoint.as_deref(),
+        Some("http://127.0.0.1:4566")
+    );
+    assert_eq!(target.cluster_name, "kind-pio");
+    // Empty values are unset; wrong ones are refused with the variable named.
+    let target = Target::parse(env(vec![("E2E_KUBECONFIG", " ".into())])).expect("empty");
+    assert!(target.kubeconfig.is_none());
+    let err = Target::parse(env(vec![(
+        "E2E_KUBECONFIG",
+        dir.path().join("missing").display().to_string(),
+    )]))
+    .expect_err("missing file");
+    assert!(err.contains("E2E_KUBECONFIG"), "{err}");
+    let err = Target::parse(env(vec![("E2E_AWS_ENDPOINT", "127.0.0.1:4566".into())]))
+        .expect_err("no scheme");
+    assert!(err.contains("E2E_AWS_ENDPOINT"), "{err}");
 }
 
 /// Crash safety: 20 bindings created, updated and deleted while the operator binary is

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kubectl;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
