@@ -834,3 +834,268 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
     front.abort();
     server.shutdown().await;
 }
+
+/// The binary against kubesim over TCP and the simulator's HTTP front.
+struct SimStack {
+    aws: Arc<pod_identity_operator::aws::sim::AwsSim>,
+    kube: KubeSim,
+    server: Option<pod_identity_operator::kubesim::ServerHandle>,
+    front: tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+    dir: tempfile::TempDir,
+    operator: Option<Operator>,
+}
+
+impl SimStack {
+    async fn start(cluster: &str) -> SimStack {
+        use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
+        let aws = Arc::new(AwsSim::new(SimConfig {
+            account_id: ACCOUNT_ID.into(),
+            ..SimConfig::default()
+        }));
+        aws.add_cluster(cluster);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
+            aws.clone(),
+            listener,
+        ));
+        let kube = KubeSim::new();
+        let server = kube
+            .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
+            .await
+            .expect("kubesim serves");
+        let dir = tempfile::tempdir().expect("temp dir");
+        server
+            .write_kubeconfig(&dir.path().join("kubeconfig"))
+            .expect("kubeconfig");
+        support::install_crd(&kube.client()).await;
+        let operator = spawn_operator(
+            &dir.path().join("kubeconfig"),
+            cluster,
+            &aws_url,
+            2,
+            &dir.path().join("operator.log"),
+        );
+        SimStack {
+            aws,
+            kube,
+            server: Some(server),
+            front,
+            dir,
+            operator: Some(operator),
+        }
+    }
+
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn log_tail(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("operator.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn bindings(&self, ns: &str) -> Api<PodIdentityBinding> {
+        Api::namespaced(self.kube.client(), ns)
+    }
+
+    /// Waits until `pred` holds of the simulated account.
+    async fn wait_aws(
+        &self,
+        what: &str,
+        pred: impl Fn(&pod_identity_operator::aws::sim::Inventory) -> bool,
+    ) {
+        let deadline = Instant::now() + WAIT;
+        while !pred(&self.aws.inventory()) {
+            assert!(
+                Instant::now() < deadline,
+                "AWS never got {what}: {:#?}\n{}",
+                self.aws.inventory(),
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the binding's Ready condition to match, for its current generation.
+    async fn wait_reason(
+        &self,
+        ns: &str,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> PodIdentityBinding {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(b) = self.bindings(ns).get_opt(name).await.expect("get")
+                && let Some(c) = support::ready(&b)
+                && c.status == status
+                && c.reason == reason
+                && c.observed_generation == b.metadata.generation
+            {
+                return b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ns}/{name} never {status} {reason}: {:?}\n{}",
+                self.bindings(ns)
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|b| b.status),
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.bindings(NS)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+            .expect("patch spec");
+        self.wait_reason(NS, name, "True", "Reconciled").await;
+    }
+
+    async fn stop(mut self) {
+        drop(self.operator.take());
+        self.front.abort();
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+fn binding(ns: &str, name: &str, spec: serde_json::Value) -> PodIdentityBinding {
+    serde_json::from_value(json!({
+        "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .expect("binding")
+}
+
+/// Each spec field updated in turn through the binary reaches AWS; a ServiceAccount
+/// rename moves the association; a second binding on the same ServiceAccount is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_applies_every_spec_update_and_renames() {
+    const CLUSTER: &str = "updates";
+    let stack = SimStack::start(CLUSTER).await;
+    let bindings = stack.bindings(NS);
+    bindings
+        .create(&Default::default(), &binding(NS, "app", json!({})))
+        .await
+        .expect("create");
+    stack.wait_reason(NS, "app", "True", "Reconciled").await;
+    let role_name = naming::default_role_name(CLUSTER, NS, "app");
+    let role = |inv: &pod_identity_operator::aws::sim::Inventory| inv.role(&role_name).cloned();
+
+    stack
+        .patch_spec("app", json!({"role": {"description": "updated"}}))
+        .await;
+    stack
+        .wait_aws("the description", |i| {
+            role(i).is_some_and(|r| r.role.description.as_deref() == Some("updated"))
+        })
+        .await;
+    stack
+        .patch_spec("app", json!({"role": {"maxSessionDuration": 7200}}))
+        .await;
+    stack
+        .wait_aws("the session duration", |i| {
+            role(i).is_some_and(|r| r.role.max_session_duration == 7200)
+        })
+        .await;
+    stack
+        .patch_spec("app", json!({"role": {"managedPolicyArns": [READ_ONLY]}}))
+        .await;
+    stack
+        .wait_aws("the managed policy", |i| {
+            role(i).is_some_and(|r| r.attached_policy_arns == [READ_ONLY])
+        })
+        .await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]});
+    stack
+        .patch_spec("app", json!({"role": {"inlinePolicies": {"s3": doc}}}))
+        .await;
+    stack
+        .wait_aws("the inline policy", |i| {
+            role(i).is_some_and(|r| r.inline_policies.keys().eq(["s3"]))
+        })
+        .await;
+    stack
+        .patch_spec("app", json!({"tags": {"team": "blue"}}))
+        .await;
+    stack
+        .wait_aws("the tag", |i| {
+            role(i).is_some_and(|r| r.role.tags.get("team").map(String::as_str) == Some("blue"))
+        })
+        .await;
+    let target = "arn:aws:iam::444455556666:role/reader";
+    stack
+        .patch_spec("app", json!({"targetRoleArn": target}))
+        .await;
+    stack
+        .wait_aws("the target role", |i| {
+            i.associations_for(NS, "app")
+                .first()
+                .is_some_and(|a| a.target_role_arn.as_deref() == Some(target))
+        })
+        .await;
+    stack
+        .patch_spec(
+            "app",
+            json!({"targetRoleArn": null, "disableSessionTags": true, "sessionPolicy": doc}),
+        )
+        .await;
+    stack
+        .wait_aws("the session policy", |i| {
+            i.associations_for(NS, "app").first().is_some_and(|a| {
+                a.disable_session_tags && a.session_policy.is_some() && a.target_role_arn.is_none()
+            })
+        })
+        .await;
+
+    // Rename the ServiceAccount: the association follows, the old one goes.
+    stack
+        .patch_spec("app", json!({"serviceAccount": {"name": "app-renamed"}}))
+        .await;
+    stack
+        .wait_aws("the association moved", |i| {
+            i.associations_for(NS, "app").is_empty()
+                && i.associations_for(NS, "app-renamed").len() == 1
+        })
+        .await;
+
+    // A second binding on the same ServiceAccount loses to the first.
+    bindings
+        .create(
+            &Default::default(),
+            &binding(
+                NS,
+                "second",
+                json!({"serviceAccount": {"name": "app-renamed"}}),
+            ),
+        )
+        .await
+        .expect("create second");
+    stack
+        .wait_reason(NS, "second", "False", "AssociationConflict")
+        .await;
+    let inv = stack.aws.inventory();
+    assert_eq!(inv.associations_for(NS, "app-renamed").len(), 1);
+    assert_eq!(
+        inv.associations_for(NS, "app-renamed")[0].role_arn,
+        role(&inv).expect("role").role.arn
+    );
+    stack.stop().await;
+}
