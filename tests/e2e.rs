@@ -1099,3 +1099,159 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
     );
     stack.stop().await;
 }
+
+/// Out-of-band and GitOps-shaped changes through the binary: a ServiceAccount deleted
+/// behind the operator's back comes back; a binding deleted and created again at once
+/// (`kubectl replace --force`) ends with one role and one association; a deleted
+/// namespace takes its bindings' AWS resources with it; bad specs are refused with their
+/// reasons, by the API server or by the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs() {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    const CLUSTER: &str = "changes";
+    let stack = SimStack::start(CLUSTER).await;
+    let client = stack.kube.client();
+    let bindings = stack.bindings(NS);
+    bindings
+        .create(&Default::default(), &binding(NS, "web", json!({})))
+        .await
+        .expect("create");
+    stack.wait_reason(NS, "web", "True", "Reconciled").await;
+
+    // The ServiceAccount deleted out of band is made again.
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    sas.delete("web", &Default::default())
+        .await
+        .expect("delete SA");
+    let deadline = Instant::now() + WAIT;
+    while sas.get_opt("web").await.expect("get SA").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "SA never made again\n{}",
+            stack.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.wait_reason(NS, "web", "True", "Reconciled").await;
+
+    // Deleted and applied again at once, as `kubectl replace --force` does.
+    let old_uid = bindings.get("web").await.expect("get").metadata.uid;
+    kubectl(
+        &stack.kubeconfig(),
+        &["delete", "pib", "web", "-n", NS, "--wait=false"],
+    );
+    let deadline = Instant::now() + WAIT;
+    while bindings
+        .create(
+            &Default::default(),
+            &binding(NS, "web", json!({"tags": {"v": "2"}})),
+        )
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never re-created\n{}",
+            stack.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = stack.wait_reason(NS, "web", "True", "Reconciled").await;
+    assert_ne!(b.metadata.uid, old_uid);
+    let role_name = naming::default_role_name(CLUSTER, NS, "web");
+    stack
+        .wait_aws("one role and one association for the new binding", |i| {
+            i.roles.len() == 1
+                && i.role(&role_name)
+                    .is_some_and(|r| r.role.tags.get("v").map(String::as_str) == Some("2"))
+                && i.associations_for(NS, "web").len() == 1
+        })
+        .await;
+
+    // A namespace deleted with a binding in it.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "doomed"}})).expect("ns");
+    namespaces
+        .create(&Default::default(), &ns)
+        .await
+        .expect("create ns");
+    stack
+        .bindings("doomed")
+        .create(&Default::default(), &binding("doomed", "temp", json!({})))
+        .await
+        .expect("create in doomed");
+    stack
+        .wait_reason("doomed", "temp", "True", "Reconciled")
+        .await;
+    namespaces
+        .delete("doomed", &Default::default())
+        .await
+        .expect("delete ns");
+    let deadline = Instant::now() + WAIT;
+    while namespaces
+        .get_opt("doomed")
+        .await
+        .expect("get ns")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "namespace stuck\n{}",
+            stack.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack
+        .wait_aws("nothing left of the namespace", |i| {
+            i.associations_for("doomed", "temp").is_empty()
+                && i.role(&naming::default_role_name(CLUSTER, "doomed", "temp"))
+                    .is_none()
+        })
+        .await;
+
+    // Refused by the API server (schema): kubectl names the field.
+    let bad = stack.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "apiVersion: podidentity.dev/v1alpha1\nkind: PodIdentityBinding\n\
+             metadata: {{name: bad, namespace: {NS}}}\nspec:\n  deletionPolicy: Sometimes\n"
+        ),
+    )
+    .expect("write");
+    let out = support::kubectl::kubectl_command(&stack.kubeconfig())
+        .args(["apply", "-f", bad.to_str().expect("utf-8 path")])
+        .output()
+        .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted a bad deletionPolicy");
+    assert!(stderr.contains("deletionPolicy"), "{stderr}");
+    // Refused by the operator: a policy document IAM would refuse.
+    bindings
+        .create(
+            &Default::default(),
+            &binding(
+                NS,
+                "bad-policy",
+                json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17",
+                    "Statement": [{"Effect": "Maybe", "Action": "s3:GetObject", "Resource": "*"}]}}}}),
+            ),
+        )
+        .await
+        .expect("create bad-policy");
+    let b = stack
+        .wait_reason(NS, "bad-policy", "False", "InvalidSpec")
+        .await;
+    let message = &support::ready(&b).expect("Ready").message;
+    assert!(message.contains("inlinePolicies"), "{message}");
+    assert!(
+        stack
+            .aws
+            .inventory()
+            .role(&naming::default_role_name(CLUSTER, NS, "bad-policy"))
+            .is_none(),
+        "a role was made for an invalid spec"
+    );
+    stack.stop().await;
+}
