@@ -5,8 +5,11 @@
 //! `kubectl` as the README says: install the CRD, apply a binding, `kubectl wait` for
 //! Ready, delete it, and check AWS holds nothing of it.
 //!
-//! Then the binary against the simulator's HTTP front: a kill -9 during an association's
-//! creation, and the crash-safety run (seeded SIGKILLs, watch drops and AWS faults
+//! Then the binary against the simulator's HTTP front: every spec field updated in turn,
+//! a ServiceAccount rename, two bindings on one ServiceAccount, a ServiceAccount deleted
+//! out of band, delete-and-recreate, a deleted namespace, bad specs refused (by the
+//! schema through kubectl, by the operator's validation); a kill -9 during an
+//! association's creation, and the crash-safety run (seeded SIGKILLs, watch drops and AWS faults
 //! during a churn of 20 bindings; `CRASH_SEED` replays a seed).
 //!
 //! The kubectl-driven test runs against an external cluster and AWS endpoint when
