@@ -741,6 +741,7 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         if kill_after.contains(&step) {
             // Let it get into the middle of something, then SIGKILL and restart.
             tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
+            // Dropping an Operator kills it with `Child::kill`, SIGKILL on Unix.
             drop(operator.take());
             kills += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
