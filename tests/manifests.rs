@@ -70,6 +70,8 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "serviceaccounts",
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
+    // Guardrail rules may select namespaces by label: the binding's namespace is read.
+    ("", "namespaces", &["get"]),
     // kube-runtime's Recorder writes events.k8s.io/v1 Events only.
     ("events.k8s.io", "events", &["create", "patch"]),
 ];

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::aws::{Cluster, Tags};
+use crate::config::Effects;
 use crate::crd::{DeletionPolicy, PodIdentityBinding};
 use crate::naming;
 use crate::policy::{self, DocumentKind, TrustScope};
@@ -106,24 +107,31 @@ fn check_document(field: &str, doc: &Value, kind: DocumentKind) -> Result<()> {
 }
 
 fn check_policy_arn(field: &str, arn: &str) -> Result<()> {
-    let ok = arn.starts_with("arn:aws")
-        && arn.split(':').nth(2) == Some("iam")
-        && arn
-            .split(':')
-            .nth(5)
-            .is_some_and(|r| r.starts_with("policy/"));
-    if ok {
+    if naming::is_policy_arn(arn) {
         Ok(())
     } else {
         Err(invalid(
             field,
-            format!("{arn:?} is not an IAM policy ARN (arn:aws:iam::<account>:policy/<name>)"),
+            format!(
+                "{arn:?} is not an IAM policy ARN: write arn:<partition>:iam::<account or aws>:policy/<name>, partition aws, aws-cn or aws-us-gov"
+            ),
         ))
     }
 }
 
-/// Resolves and validates a binding against the cluster it is reconciled in.
+/// Resolves and validates a binding against the cluster it is reconciled in, with no
+/// guardrail effects.
 pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desired> {
+    desired_with(binding, cluster, &Effects::default())
+}
+
+/// [`desired`] with what the governing guardrail rule adds: a permissions boundary for
+/// roles naming none, a path below the operator's own, a role name prefix.
+pub fn desired_with(
+    binding: &PodIdentityBinding,
+    cluster: &Cluster,
+    effects: &Effects,
+) -> Result<Desired> {
     let spec = &binding.spec;
     let namespace = binding
         .metadata
@@ -223,7 +231,13 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
     } else {
         let name = match &r.name {
             Some(n) => n.clone(),
-            None => naming::default_role_name(&cluster.name, &namespace, &binding_name),
+            None => {
+                let base = naming::default_role_name(&cluster.name, &namespace, &binding_name);
+                match &effects.role_name_prefix {
+                    Some(p) => naming::fit_role_name(&format!("{p}{base}")),
+                    None => base,
+                }
+            }
         };
         if !naming::valid_role_name(&name) {
             return Err(invalid(
@@ -233,7 +247,10 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
                 ),
             ));
         }
-        let path = naming::role_path(&cluster.name);
+        let path = match &effects.role_path {
+            Some(sub) => format!("{}{sub}/", naming::role_path(&cluster.name)),
+            None => naming::role_path(&cluster.name),
+        };
         if !naming::valid_role_path(&path) {
             return Err(invalid(
                 "role.name",
@@ -241,10 +258,16 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
             ));
         }
         let max_session_duration = r.max_session_duration.unwrap_or(3600);
-        if !(3600..=43200).contains(&max_session_duration) {
+        if max_session_duration > 43200 {
             return Err(invalid(
                 "role.maxSessionDuration",
-                "must be 3600 to 43200 seconds",
+                format!("{max_session_duration} is above the IAM maximum of 43200 seconds"),
+            ));
+        }
+        if max_session_duration < 3600 {
+            return Err(invalid(
+                "role.maxSessionDuration",
+                format!("{max_session_duration} is below the IAM minimum of 3600 seconds"),
             ));
         }
         if let Some(d) = &r.description
@@ -307,7 +330,10 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
             trust_policy: policy::pod_identity_trust_policy(scope.as_ref()),
             description: r.description.clone(),
             max_session_duration,
-            permissions_boundary_arn: r.permissions_boundary_arn.clone(),
+            permissions_boundary_arn: r
+                .permissions_boundary_arn
+                .clone()
+                .or_else(|| effects.permissions_boundary_arn.clone()),
             managed_policy_arns: r.managed_policy_arns.iter().cloned().collect(),
             inline_policies: inline,
             tags: tags.clone(),

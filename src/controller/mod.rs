@@ -8,8 +8,11 @@
 //! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
 //! bindings that name them.
 //!
-//! Not implemented: guardrails (DESIGN §5, so `PolicyDenied` is never reported yet),
-//! leader election, metrics.
+//! Guardrails ([`crate::config`]) are evaluated after validation and before any AWS
+//! call; a guardrail file is polled for changes and every binding is reconciled again
+//! when it changes.
+//!
+//! Not implemented: leader election, metrics.
 
 pub mod apply;
 pub mod cleanup;
@@ -33,6 +36,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use crate::aws::{Cluster, EksApi, IamApi};
+use crate::config::GuardrailSource;
 use crate::crd::PodIdentityBinding;
 use crate::{Error, Result};
 
@@ -57,6 +61,10 @@ pub struct Settings {
     pub retry_soon: Duration,
     /// Delay after conflicts and environment problems.
     pub retry_slow: Duration,
+    /// The guardrails in force.
+    pub guardrails: Arc<GuardrailSource>,
+    /// How often a guardrail file is checked for changes.
+    pub guardrails_poll: Duration,
 }
 
 impl Settings {
@@ -71,6 +79,8 @@ impl Settings {
             retry_max: Duration::from_secs(300),
             retry_soon: Duration::from_secs(5),
             retry_slow: Duration::from_secs(120),
+            guardrails: Arc::new(GuardrailSource::baseline()),
+            guardrails_poll: Duration::from_secs(10),
         }
     }
 }
@@ -204,7 +214,18 @@ pub async fn run(
             ),
             None => (Api::all(client.clone()), Api::all(client)),
         };
-    let controller = Controller::new(bindings.clone(), watcher::Config::default());
+    let guardrails = ctx.settings.guardrails.clone();
+    let poll = ctx.settings.guardrails_poll;
+    let guardrail_changes = futures::stream::unfold(guardrails, move |g| async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            if g.reload() {
+                return Some(((), g));
+            }
+        }
+    });
+    let controller = Controller::new(bindings.clone(), watcher::Config::default())
+        .reconcile_all_on(guardrail_changes);
     let store = controller.store();
     let siblings_store = store.clone();
     controller
