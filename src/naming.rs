@@ -83,6 +83,20 @@ pub fn role_arn(cluster_arn: &str, account_id: &str, path: &str, name: &str) -> 
     format!("arn:{partition}:iam::{account_id}:role{path}{name}")
 }
 
+/// True for a Kubernetes object name of the RFC 1123 subdomain kind (ServiceAccounts).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 /// The AWS partitions whose ARNs the operator accepts.
 pub const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
 

@@ -141,16 +141,11 @@ pub fn desired_with(
     let binding_name = binding.metadata.name.clone().unwrap_or_default();
     let uid = binding.metadata.uid.clone().unwrap_or_default();
     let sa_name = binding.service_account_name();
-    if sa_name.len() > 253
-        || sa_name.is_empty()
-        || !sa_name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-    {
+    if !naming::is_dns_subdomain(&sa_name) {
         return Err(invalid(
             "serviceAccount.name",
             format!(
-                "{sa_name:?} is not a valid ServiceAccount name (lower-case RFC 1123 subdomain)"
+                "{sa_name:?} is not a valid ServiceAccount name (RFC 1123 subdomain: at most 253 lower-case letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit)"
             ),
         ));
     }
