@@ -98,16 +98,24 @@ async fn create(client: &Client, ns: &str, name: &str, spec: &Value) {
         .unwrap_or_else(|e| panic!("{name}: the permissive schema takes {spec}: {e}"));
 }
 
-/// The Ready condition's (reason, message) once its reason is not `Waiting`-like.
+/// The Ready condition's (reason, message) once it is False; read untyped, since a
+/// malformed binding cannot be read as a `PodIdentityBinding`.
 async fn verdict(client: &Client, ns: &str, name: &str) -> (String, String) {
-    let api: Api<PodIdentityBinding> = Api::namespaced(client.clone(), ns);
+    let api = raw(client, ns);
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Some(b) = api.get_opt(name).await.expect("get binding")
-            && let Some(c) = ready(&b)
-            && c.status == "False"
+        let obj = api.get(name).await.expect("get binding");
+        let ready = obj
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .cloned();
+        if let Some(c) = ready
+            && c["status"] == "False"
         {
-            return (c.reason.clone(), c.message.clone());
+            let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            return (text("reason"), text("message"));
         }
         assert!(Instant::now() < deadline, "{ns}/{name} got no verdict");
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -421,7 +429,36 @@ async fn every_bad_input_gets_its_reason_and_field_and_aws_is_untouched() {
         json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}});
     create(&env.client, "sandboxed", "reader", &read_only).await;
 
+    // Objects the operator cannot even read as bindings.
+    let malformed = [
+        (json!({"role": "admin"}), "spec.role: cannot be read"),
+        (
+            json!({"role": {"maxSessionDuration": "long"}}),
+            "spec.role.maxSessionDuration: cannot be read",
+        ),
+        (
+            json!({"serviceAccount": {"create": "yes"}}),
+            "spec.serviceAccount.create",
+        ),
+        (
+            json!({"deletionPolicy": "Sometimes"}),
+            "spec.deletionPolicy",
+        ),
+        (json!({"tags": ["a"]}), "spec.tags"),
+    ];
+    for (i, (spec, _)) in malformed.iter().enumerate() {
+        create(&env.client, NS, &format!("malformed-{i}"), spec).await;
+    }
+
     let mut wrong = Vec::new();
+    for (i, (spec, fragment)) in malformed.iter().enumerate() {
+        let (got, message) = verdict(&env.client, NS, &format!("malformed-{i}")).await;
+        if got != "InvalidSpec" || !message.contains(fragment) {
+            wrong.push(format!("malformed-{i} {spec}: got {got}: {message}"));
+        }
+    }
+    let note = env.wait_warning("malformed-0", "InvalidSpec").await;
+    assert!(note.contains("spec.role"), "{note}");
     for (i, (spec, reason, fragment)) in cases.iter().enumerate() {
         let (got, message) = verdict(&env.client, NS, &format!("bad-{i}")).await;
         if got != *reason || !message.contains(fragment.as_str()) {
