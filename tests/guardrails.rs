@@ -4,13 +4,14 @@
 //! and the AWS account is left exactly as it was. Escalating policies are denied, and
 //! allowed where the rule says so.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::{Client, CustomResourceExt};
+use pod_identity_operator::aws::faults::{Fault, Service};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::crd::PodIdentityBinding;
@@ -400,7 +401,43 @@ fn bad_inputs() -> Vec<(Value, &'static str, String)> {
     ]
 }
 
+/// Every log line of this test binary: the capturing subscriber is installed before any
+/// test starts the controller (the harness's own `try_init` then does nothing).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(move || Sink(sink.clone()))
+            .try_init()
+            .expect("the first subscriber of this binary");
+        buf
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
 async fn start() -> (Env, Arc<AwsSim>) {
+    logs();
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     aws.add_cluster(CLUSTER);
     aws.add_managed_policy(BOUNDARY);
@@ -559,5 +596,35 @@ async fn escalating_policies_converge_where_the_rule_allows_them() {
     let roles = aws.inventory().roles;
     assert_eq!(roles.len(), patterns.len(), "one role per allowed binding");
     assert!(roles.iter().all(|r| r.role.path == "/pod-identity/prod/"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_logged_with_request_ids_and_without_policy_bodies() {
+    let (env, aws) = start().await;
+    let secret = "arn:aws:s3:::private-bucket-7f3a/confidential/*";
+    aws.knobs()
+        .fail_next("PutRolePolicy", Fault::server_error(Service::Iam));
+    env.apply(
+        "logged",
+        json!({"role": {"inlinePolicies": {"p": allow("s3:GetObject", secret)}},
+            "tags": {"owner": "team"}}),
+    )
+    .await;
+    env.wait_converged("logged").await;
+    let logs = logged();
+    let failure = logs
+        .lines()
+        .find(|l| l.contains("PutRolePolicy failed"))
+        .unwrap_or_else(|| panic!("the failed call is logged:\n{logs}"));
+    assert!(failure.contains("request id "), "{failure}");
+    assert!(
+        !logs.contains("private-bucket-7f3a"),
+        "a policy body was logged:\n{logs}"
+    );
+    assert!(
+        !logs.contains("\"Statement\""),
+        "a policy document was logged:\n{logs}"
+    );
     env.stop().await;
 }
