@@ -628,3 +628,42 @@ async fn failures_are_logged_with_request_ids_and_without_policy_bodies() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_guardrail_file_is_applied_to_denied_bindings() {
+    logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guardrails.yaml");
+    let rule = |policies: &str| {
+        format!(
+            "rules:\n- name: apps\n  namespaces: [default]\n  allowedManagedPolicyArns: [{policies}]\n"
+        )
+    };
+    std::fs::write(&path, rule("")).expect("write");
+    let source = Arc::new(GuardrailSource::from_file(&path).expect("load"));
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    aws.add_cluster(CLUSTER);
+    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
+        s.guardrails = source;
+    })
+    .await;
+    env.apply(
+        "reader",
+        json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}),
+    )
+    .await;
+    let (reason, message) = verdict(&env.client, NS, "reader").await;
+    assert_eq!(reason, "PolicyDenied", "{message}");
+    assert!(aws.inventory().roles.is_empty());
+
+    std::fs::write(&path, rule("\"arn:aws:iam::aws:policy/*\"")).expect("write");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000))
+        .expect("mtime");
+    env.wait_converged("reader").await;
+    assert_eq!(aws.inventory().roles.len(), 1);
+    env.stop().await;
+}
