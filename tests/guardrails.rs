@@ -309,6 +309,11 @@ fn bad_inputs() -> Vec<(Value, &'static str, String)> {
         ),
         (json!({"tags": many_tags}), invalid, s("at most 47 tags")),
         (
+            json!({"tags": {"team": "a;b"}}),
+            invalid,
+            s("IAM allows letters, digits, spaces"),
+        ),
+        (
             json!({"targetRoleArn": "arn:aws:s3:::bucket"}),
             invalid,
             s("spec.targetRoleArn"),
@@ -513,7 +518,7 @@ async fn every_bad_input_gets_its_reason_and_field_and_aws_is_untouched() {
         wrong.push(format!("sandboxed/reader: got {got}: {message}"));
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    let note = env.wait_warning("bad-40", "PolicyDenied").await;
+    let note = env.wait_warning("bad-41", "PolicyDenied").await;
     assert!(note.contains("maximum of 7200"), "{note}");
     assert_eq!(aws.inventory(), before, "no AWS resource made or changed");
     let writes: Vec<_> = aws

@@ -164,6 +164,15 @@ pub fn desired_with(
                 format!("tag {k:?}: keys are 1-128 characters, values up to 256"),
             ));
         }
+        let tag_char = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+        if !k.chars().all(tag_char) || !v.chars().all(tag_char) {
+            return Err(invalid(
+                "tags",
+                format!(
+                    "tag {k:?}: IAM allows letters, digits, spaces and _.:/=+-@ only; remove the other characters"
+                ),
+            ));
+        }
         user_tags.insert(k.clone(), v.clone());
     }
     let mut tags = naming::ownership_tags(&cluster.name, &namespace, &binding_name);
