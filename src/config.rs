@@ -698,6 +698,18 @@ rules:
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let c = GuardrailConfig::parse(include_str!("../config/guardrails.example.yaml"))
+            .expect("config/guardrails.example.yaml");
+        assert_eq!(c.rules.len(), 2);
+        let labels = BTreeMap::from([("tenant".to_owned(), "true".to_owned())]);
+        assert_eq!(
+            c.rule_for("payments", &labels).map(|r| r.name.as_str()),
+            Some("tenants")
+        );
+    }
+
+    #[test]
     fn invalid_configurations_are_refused() {
         for bad in [
             "rules: [{name: a}]",
