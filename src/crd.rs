@@ -17,10 +17,11 @@ use serde_json::Value;
 pub const FINALIZER: &str = "podidentity.dev/cleanup";
 
 /// Pattern of an IAM role ARN.
-pub const ROLE_ARN_PATTERN: &str = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$";
+pub const ROLE_ARN_PATTERN: &str =
+    r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$";
 /// Pattern of an IAM managed policy ARN (AWS managed ones live in account `aws`).
 pub const POLICY_ARN_PATTERN: &str =
-    r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\w+=,.@/-]{1,512}$";
+    r"^arn:aws(-cn|-us-gov)?:iam::([0-9]{12}|aws):policy/[\w+=,.@/-]{1,512}$";
 /// Pattern of an IAM role name.
 pub const ROLE_NAME_PATTERN: &str = r"^[\w+=,.@-]{1,64}$";
 /// Pattern of a ServiceAccount name (an RFC 1123 subdomain).

@@ -37,6 +37,19 @@ pub enum Error {
     #[error("manifest {path}: {message}")]
     Manifest { path: String, message: String },
 
+    /// A binding outside the guardrail rule governing its namespace; `field` is the
+    /// path of the field refused (`metadata.namespace` when no rule matches).
+    #[error("{field} denied by guardrail rule {rule:?}: {message}")]
+    PolicyDenied {
+        rule: String,
+        field: String,
+        message: String,
+    },
+
+    /// The guardrail configuration cannot be used.
+    #[error("guardrail configuration: {0}")]
+    Config(String),
+
     /// Adding or removing the binding's finalizer failed, or its reconcile did.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),

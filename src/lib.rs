@@ -4,9 +4,11 @@
 //! for how they fit.
 
 pub mod aws;
+pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod escalation;
 pub mod kubesim;
 pub mod naming;
 pub mod policy;

@@ -82,6 +82,10 @@ struct RunArgs {
     /// Watch this namespace only (default: all namespaces).
     #[arg(long, env = "PIO_NAMESPACE")]
     namespace: Option<String>,
+    /// Guardrail configuration (YAML), re-read when it changes (default: the built-in
+    /// baseline, see the README).
+    #[arg(long, env = "PIO_CONFIG")]
+    config: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -133,6 +137,17 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         settings.namespace = args.namespace.clone();
         settings.resync = std::time::Duration::from_secs(args.resync_interval.max(1));
         settings.concurrency = args.concurrency.max(1);
+        match &args.config {
+            Some(path) => {
+                settings.guardrails = Arc::new(
+                    pod_identity_operator::config::GuardrailSource::from_file(path)?,
+                );
+                tracing::info!(config = %path.display(), "guardrail configuration loaded");
+            }
+            None => tracing::warn!(
+                "no --config: the built-in baseline guardrails apply to every namespace"
+            ),
+        }
         let ctx = Context::new(
             client,
             Arc::new(SdkIam::new(&sdk)),

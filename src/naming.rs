@@ -45,6 +45,16 @@ pub fn default_role_name(cluster: &str, namespace: &str, name: &str) -> String {
     format!("{}-{hash}", head.trim_end_matches('-'))
 }
 
+/// `full` when IAM's 64 characters hold it, else its head and a short hash of it.
+pub fn fit_role_name(full: &str) -> String {
+    if full.len() <= ROLE_NAME_MAX {
+        return full.to_owned();
+    }
+    let hash = short_hash(&[full]);
+    let head: String = full.chars().take(ROLE_NAME_MAX - hash.len() - 1).collect();
+    format!("{}-{hash}", head.trim_end_matches('-'))
+}
+
 /// The path of the roles the operator makes for one cluster.
 pub fn role_path(cluster: &str) -> String {
     format!("/pod-identity/{cluster}/")
@@ -73,6 +83,46 @@ pub fn role_arn(cluster_arn: &str, account_id: &str, path: &str, name: &str) -> 
     format!("arn:{partition}:iam::{account_id}:role{path}{name}")
 }
 
+/// True for a Kubernetes object name of the RFC 1123 subdomain kind (ServiceAccounts).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The AWS partitions whose ARNs the operator accepts.
+pub const PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
+
+/// True for `arn:<partition>:iam::<account or aws>:policy/<path><name>`.
+pub fn is_policy_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [arn_lit, partition, service, region, account, resource] = parts[..] else {
+        return false;
+    };
+    arn_lit == "arn"
+        && PARTITIONS.contains(&partition)
+        && service == "iam"
+        && region.is_empty()
+        && (account == "aws"
+            || (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())))
+        && resource.strip_prefix("policy/").is_some_and(|rest| {
+            let name = rest.rsplit('/').next().unwrap_or_default();
+            !name.is_empty()
+                && name.len() <= 128
+                && rest.len() <= 512 + 128
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+        })
+}
+
 /// A role ARN's parts: account, path and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleArn {
@@ -93,7 +143,7 @@ pub fn parse_role_arn(arn: &str) -> Option<RoleArn> {
         parts.next()?,
     );
     if arn_lit != "arn"
-        || !partition.starts_with("aws")
+        || !PARTITIONS.contains(&partition)
         || service != "iam"
         || !region.is_empty()
         || account.len() != 12

@@ -440,6 +440,8 @@ async fn the_crd_schema_and_cel_rules_reject_bad_bindings() {
         json!({"role": {"arn": "arn:aws:iam::111122223333:role/x", "name": "y"}}),
         json!({"role": {"maxSessionDuration": 60}}),
         json!({"role": {"arn": "not-an-arn"}}),
+        json!({"role": {"arn": "arn:aws-xx:iam::111122223333:role/x"}}),
+        json!({"role": {"managedPolicyArns": ["arn:awsfoo:iam::aws:policy/ReadOnlyAccess"]}}),
         json!({"sessionPolicy": {"Version": "2012-10-17"}}),
         json!({"tags": {"aws:reserved": "x"}}),
         json!({"deletionPolicy": "Sometimes"}),

@@ -19,9 +19,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::Discovery;
 use kube::{Client, ResourceExt};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
@@ -70,6 +71,8 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "serviceaccounts",
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
+    // Guardrail rules may select namespaces by label: the binding's namespace is read.
+    ("", "namespaces", &["get"]),
     // kube-runtime's Recorder writes events.k8s.io/v1 Events only.
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
@@ -590,12 +593,22 @@ async fn controller_writes_only_what_rbac_grants_and_calls_only_what_iam_allows(
         .expect("CRD installs");
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     aws.add_cluster("prod");
-    let ctx = Context::new(
-        client.clone(),
-        aws.clone(),
-        aws.clone(),
-        Settings::new("prod"),
+    // The controller's requests are authorized by the shipped ClusterRole only.
+    let role: ClusterRole =
+        serde_yaml::from_str(&read("config/rbac/cluster_role.yaml")).expect("ClusterRole parses");
+    let operator = sim.client_with_rules(
+        "system:serviceaccount:pod-identity-system:pod-identity-operator",
+        role.rules.unwrap_or_default(),
     );
+    let forbidden = Api::<ConfigMap>::namespaced(operator.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .expect_err("ConfigMaps are not granted");
+    assert!(
+        matches!(forbidden, kube::Error::Api(ref s) if s.code == 403),
+        "{forbidden:?}"
+    );
+    let ctx = Context::new(operator, aws.clone(), aws.clone(), Settings::new("prod"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(controller::run(ctx, async {
         let _ = stopped.await;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::aws::{Cluster, Tags};
+use crate::config::Effects;
 use crate::crd::{DeletionPolicy, PodIdentityBinding};
 use crate::naming;
 use crate::policy::{self, DocumentKind, TrustScope};
@@ -106,24 +107,31 @@ fn check_document(field: &str, doc: &Value, kind: DocumentKind) -> Result<()> {
 }
 
 fn check_policy_arn(field: &str, arn: &str) -> Result<()> {
-    let ok = arn.starts_with("arn:aws")
-        && arn.split(':').nth(2) == Some("iam")
-        && arn
-            .split(':')
-            .nth(5)
-            .is_some_and(|r| r.starts_with("policy/"));
-    if ok {
+    if naming::is_policy_arn(arn) {
         Ok(())
     } else {
         Err(invalid(
             field,
-            format!("{arn:?} is not an IAM policy ARN (arn:aws:iam::<account>:policy/<name>)"),
+            format!(
+                "{arn:?} is not an IAM policy ARN: write arn:<partition>:iam::<account or aws>:policy/<name>, partition aws, aws-cn or aws-us-gov"
+            ),
         ))
     }
 }
 
-/// Resolves and validates a binding against the cluster it is reconciled in.
+/// Resolves and validates a binding against the cluster it is reconciled in, with no
+/// guardrail effects.
 pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desired> {
+    desired_with(binding, cluster, &Effects::default())
+}
+
+/// [`desired`] with what the governing guardrail rule adds: a permissions boundary for
+/// roles naming none, a path below the operator's own, a role name prefix.
+pub fn desired_with(
+    binding: &PodIdentityBinding,
+    cluster: &Cluster,
+    effects: &Effects,
+) -> Result<Desired> {
     let spec = &binding.spec;
     let namespace = binding
         .metadata
@@ -133,16 +141,11 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
     let binding_name = binding.metadata.name.clone().unwrap_or_default();
     let uid = binding.metadata.uid.clone().unwrap_or_default();
     let sa_name = binding.service_account_name();
-    if sa_name.len() > 253
-        || sa_name.is_empty()
-        || !sa_name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-    {
+    if !naming::is_dns_subdomain(&sa_name) {
         return Err(invalid(
             "serviceAccount.name",
             format!(
-                "{sa_name:?} is not a valid ServiceAccount name (lower-case RFC 1123 subdomain)"
+                "{sa_name:?} is not a valid ServiceAccount name (RFC 1123 subdomain: at most 253 lower-case letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit)"
             ),
         ));
     }
@@ -159,6 +162,15 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
             return Err(invalid(
                 "tags",
                 format!("tag {k:?}: keys are 1-128 characters, values up to 256"),
+            ));
+        }
+        let tag_char = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+        if !k.chars().all(tag_char) || !v.chars().all(tag_char) {
+            return Err(invalid(
+                "tags",
+                format!(
+                    "tag {k:?}: IAM allows letters, digits, spaces and _.:/=+-@ only; remove the other characters"
+                ),
             ));
         }
         user_tags.insert(k.clone(), v.clone());
@@ -223,7 +235,13 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
     } else {
         let name = match &r.name {
             Some(n) => n.clone(),
-            None => naming::default_role_name(&cluster.name, &namespace, &binding_name),
+            None => {
+                let base = naming::default_role_name(&cluster.name, &namespace, &binding_name);
+                match &effects.role_name_prefix {
+                    Some(p) => naming::fit_role_name(&format!("{p}{base}")),
+                    None => base,
+                }
+            }
         };
         if !naming::valid_role_name(&name) {
             return Err(invalid(
@@ -233,7 +251,10 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
                 ),
             ));
         }
-        let path = naming::role_path(&cluster.name);
+        let path = match &effects.role_path {
+            Some(sub) => format!("{}{sub}/", naming::role_path(&cluster.name)),
+            None => naming::role_path(&cluster.name),
+        };
         if !naming::valid_role_path(&path) {
             return Err(invalid(
                 "role.name",
@@ -241,10 +262,16 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
             ));
         }
         let max_session_duration = r.max_session_duration.unwrap_or(3600);
-        if !(3600..=43200).contains(&max_session_duration) {
+        if max_session_duration > 43200 {
             return Err(invalid(
                 "role.maxSessionDuration",
-                "must be 3600 to 43200 seconds",
+                format!("{max_session_duration} is above the IAM maximum of 43200 seconds"),
+            ));
+        }
+        if max_session_duration < 3600 {
+            return Err(invalid(
+                "role.maxSessionDuration",
+                format!("{max_session_duration} is below the IAM minimum of 3600 seconds"),
             ));
         }
         if let Some(d) = &r.description
@@ -307,7 +334,10 @@ pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desire
             trust_policy: policy::pod_identity_trust_policy(scope.as_ref()),
             description: r.description.clone(),
             max_session_duration,
-            permissions_boundary_arn: r.permissions_boundary_arn.clone(),
+            permissions_boundary_arn: r
+                .permissions_boundary_arn
+                .clone()
+                .or_else(|| effects.permissions_boundary_arn.clone()),
             managed_policy_arns: r.managed_policy_arns.iter().cloned().collect(),
             inline_policies: inline,
             tags: tags.clone(),
@@ -454,5 +484,184 @@ mod tests {
         )
         .expect_err("other account");
         assert!(err.to_string().contains("targetRoleArn"));
+    }
+}
+
+/// Random specs, valid and not, through validation, guardrails and the planner.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::config::{GuardrailConfig, evaluate};
+    use crate::controller::observe::Observed;
+    use crate::controller::plan;
+    use crate::crd::PodIdentityBindingSpec;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn text() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            "[a-z0-9.-]{0,70}".prop_map(Value::from),
+            "\\PC{0,30}".prop_map(Value::from),
+            Just(json!("arn:aws:iam::111122223333:role/r")),
+            Just(json!("arn:aws-cn:iam::111122223333:role/p/r")),
+            Just(json!("arn:aws:iam::999999999999:role/r")),
+            Just(json!("arn:aws:iam::aws:policy/ReadOnlyAccess")),
+            Just(json!("arn:aws-us-gov:iam::111122223333:policy/x")),
+            Just(json!("arn:aws:iam::111122223333:policy/")),
+            Just(json!("arn:aws:s3:::b")),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            text(),
+            Just(json!("*")),
+            Just(json!("Allow")),
+            Just(json!("2012-10-17")),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("Version".to_owned()),
+                        Just("Statement".to_owned()),
+                        Just("Effect".to_owned()),
+                        Just("Action".to_owned()),
+                        Just("NotAction".to_owned()),
+                        Just("Resource".to_owned()),
+                        Just("Condition".to_owned()),
+                        "[a-zA-Z]{1,8}",
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn policy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            json_value(),
+            (json_value(), json_value(), any::<bool>()).prop_map(|(a, r, allow)| json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": if allow {"Allow"} else {"Deny"}, "Action": a, "Resource": r}]
+            })),
+        ]
+    }
+
+    fn spec() -> impl Strategy<Value = Value> {
+        (
+            (
+                prop::option::of(text()),
+                prop::option::of(any::<bool>()),
+                prop::option::of(text()),
+                prop::option::of(text()),
+                prop::option::of(any::<i32>()),
+                prop::option::of(text()),
+            ),
+            (
+                prop::collection::vec(text(), 0..3),
+                prop::collection::btree_map("[a-zA-Z0-9+=,.@_ -]{0,12}", policy(), 0..3),
+                prop::option::of(text()),
+                prop::option::of(any::<bool>()),
+                prop::option::of(policy()),
+                prop::collection::btree_map("\\PC{0,10}", "\\PC{0,10}", 0..4),
+            ),
+        )
+            .prop_map(
+                |((sa, create, arn, name, msd, boundary), (mpa, inline, target, dst, sp, tags))| {
+                    let mut role = serde_json::Map::new();
+                    let mut put = |k: &str, v: Option<Value>| {
+                        if let Some(v) = v {
+                            role.insert(k.to_owned(), v);
+                        }
+                    };
+                    put("arn", arn);
+                    put("name", name);
+                    put("maxSessionDuration", msd.map(Value::from));
+                    put("permissionsBoundaryArn", boundary);
+                    if !mpa.is_empty() {
+                        role.insert("managedPolicyArns".into(), Value::from(mpa));
+                    }
+                    if !inline.is_empty() {
+                        role.insert(
+                            "inlinePolicies".into(),
+                            Value::Object(inline.into_iter().collect()),
+                        );
+                    }
+                    let mut spec = json!({"role": role, "tags": tags});
+                    let obj = spec.as_object_mut().expect("object literal");
+                    let mut sa_spec = serde_json::Map::new();
+                    if let Some(n) = sa {
+                        sa_spec.insert("name".into(), n);
+                    }
+                    if let Some(c) = create {
+                        sa_spec.insert("create".into(), c.into());
+                    }
+                    obj.insert("serviceAccount".into(), Value::Object(sa_spec));
+                    for (k, v) in [
+                        ("targetRoleArn", target),
+                        ("disableSessionTags", dst.map(Value::from)),
+                        ("sessionPolicy", sp),
+                    ] {
+                        if let Some(v) = v {
+                            obj.insert(k.into(), v);
+                        }
+                    }
+                    spec
+                },
+            )
+    }
+
+    fn cluster() -> Cluster {
+        Cluster {
+            name: "prod".into(),
+            arn: "arn:aws:eks:us-east-1:111122223333:cluster/prod".into(),
+            account_id: "111122223333".into(),
+            status: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn random_specs_yield_a_plan_or_an_invalid_spec_naming_a_field(spec in spec()) {
+            // A spec serde cannot read is the malformed-object path, not validation's.
+            let Ok(spec) = serde_json::from_value::<PodIdentityBindingSpec>(spec) else {
+                return Ok(());
+            };
+            let mut b = PodIdentityBinding::new("app", spec);
+            b.metadata.namespace = Some("team".into());
+            b.metadata.uid = Some("uid-1".into());
+            match desired(&b, &cluster()) {
+                Ok(d) => {
+                    let p = plan::plan(&d, &Observed::default());
+                    prop_assert!(p.blocked.is_some() || !p.actions.is_empty());
+                    let effects = evaluate(&b, &BTreeMap::new(), &GuardrailConfig::baseline());
+                    match effects {
+                        Ok(e) => { desired_with(&b, &cluster(), &e).map(|_| ()).or_else(|e| match e {
+                            Error::InvalidSpec { field, .. } if !field.is_empty() => Ok(()),
+                            other => Err(other),
+                        }).map_err(|e| TestCaseError::fail(e.to_string()))?; }
+                        Err(Error::PolicyDenied { field, rule, .. }) => {
+                            prop_assert!(field.starts_with("spec.") && !rule.is_empty());
+                        }
+                        Err(other) => prop_assert!(false, "{other}"),
+                    }
+                }
+                Err(Error::InvalidSpec { field, message }) => {
+                    prop_assert!(!field.is_empty() && !message.is_empty());
+                    let known = ["serviceAccount.name", "tags", "sessionPolicy", "targetRoleArn", "role."];
+                    prop_assert!(known.iter().any(|k| field.starts_with(k)), "{field}");
+                }
+                Err(other) => prop_assert!(false, "not InvalidSpec: {other}"),
+            }
+        }
     }
 }

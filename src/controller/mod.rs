@@ -8,12 +8,16 @@
 //! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
 //! bindings that name them.
 //!
-//! Not implemented: guardrails (DESIGN §5, so `PolicyDenied` is never reported yet),
-//! leader election, metrics.
+//! Guardrails ([`crate::config`]) are evaluated after validation and before any AWS
+//! call; a guardrail file is polled for changes and every binding is reconciled again
+//! when it changes.
+//!
+//! Not implemented: leader election, metrics.
 
 pub mod apply;
 pub mod cleanup;
 pub mod desired;
+pub mod malformed;
 pub mod observe;
 pub mod plan;
 pub mod reconcile;
@@ -25,7 +29,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -33,6 +37,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use crate::aws::{Cluster, EksApi, IamApi};
+use crate::config::GuardrailSource;
 use crate::crd::PodIdentityBinding;
 use crate::{Error, Result};
 
@@ -57,6 +62,10 @@ pub struct Settings {
     pub retry_soon: Duration,
     /// Delay after conflicts and environment problems.
     pub retry_slow: Duration,
+    /// The guardrails in force.
+    pub guardrails: Arc<GuardrailSource>,
+    /// How often a guardrail file is checked for changes.
+    pub guardrails_poll: Duration,
 }
 
 impl Settings {
@@ -71,6 +80,8 @@ impl Settings {
             retry_max: Duration::from_secs(300),
             retry_soon: Duration::from_secs(5),
             retry_slow: Duration::from_secs(120),
+            guardrails: Arc::new(GuardrailSource::baseline()),
+            guardrails_poll: Duration::from_secs(10),
         }
     }
 }
@@ -170,8 +181,8 @@ impl Context {
     }
 }
 
-fn error_policy(binding: Arc<PodIdentityBinding>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(binding = %binding.name_any(), %error, "reconcile failed");
+fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(binding = %obj.name_any(), %error, "reconcile failed");
     let inner = match error {
         Error::Finalizer(f) => match f.as_ref() {
             kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -187,7 +198,32 @@ fn error_policy(binding: Arc<PodIdentityBinding>, error: &Error, ctx: Arc<Contex
         status::Retry::OnChange => status::Retry::Slow,
         r => r,
     };
-    ctx.requeue(&binding.uid().unwrap_or_default(), retry)
+    ctx.requeue(&obj.uid().unwrap_or_default(), retry)
+}
+
+/// Reads the watched object as a binding and reconciles it; one that cannot be read is
+/// reported on its own status.
+async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+    match malformed::typed(&obj) {
+        Ok(b) => reconcile::reconcile(Arc::new(b), ctx).await,
+        Err((field, why)) => malformed::report(&obj, &field, &why, &ctx).await,
+    }
+}
+
+/// The ServiceAccount a watched binding names, read without typing the whole object.
+fn sa_name_of(obj: &DynamicObject) -> String {
+    obj.data
+        .pointer("/spec/serviceAccount/name")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| obj.name_any())
+}
+
+fn previous_sa_of(obj: &DynamicObject) -> Option<String> {
+    obj.data
+        .pointer("/status/serviceAccount/name")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -196,35 +232,47 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (bindings, sas): (Api<PodIdentityBinding>, Api<ServiceAccount>) =
-        match &ctx.settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
-    let controller = Controller::new(bindings.clone(), watcher::Config::default());
+    // Bindings are watched untyped: one that cannot be read must not stop the watch.
+    let ar = ApiResource::erase::<PodIdentityBinding>(&());
+    let (bindings, sas): (Api<DynamicObject>, Api<ServiceAccount>) = match &ctx.settings.namespace {
+        Some(ns) => (
+            Api::namespaced_with(client.clone(), ns, &ar),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all_with(client.clone(), &ar), Api::all(client)),
+    };
+    let guardrails = ctx.settings.guardrails.clone();
+    let poll = ctx.settings.guardrails_poll;
+    let guardrail_changes = futures::stream::unfold(guardrails, move |g| async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            if g.reload() {
+                return Some(((), g));
+            }
+        }
+    });
+    let controller = Controller::new_with(bindings.clone(), watcher::Config::default(), ar.clone())
+        .reconcile_all_on(guardrail_changes);
     let store = controller.store();
     let siblings_store = store.clone();
+    let (siblings_ar, sa_ar) = (ar.clone(), ar.clone());
     controller
         // A binding that changes its ServiceAccount can win or lose it against another
         // binding: the others naming the same ServiceAccount are looked at again.
-        .watches(
+        .watches_with(
             bindings,
+            ar.clone(),
             watcher::Config::default(),
-            move |b: PodIdentityBinding| {
+            move |b: DynamicObject| {
                 let ns = b.namespace();
-                let mut names = vec![b.service_account_name()];
-                if let Some(prev) = b.status.as_ref().and_then(|s| s.service_account.as_ref()) {
-                    names.push(prev.name.clone());
-                }
+                let mut names = vec![sa_name_of(&b)];
+                names.extend(previous_sa_of(&b));
                 siblings_store
                     .state()
                     .into_iter()
                     .filter(|o| o.namespace() == ns && o.uid() != b.uid())
-                    .filter(|o| names.contains(&o.service_account_name()))
-                    .map(|o| ObjectRef::from_obj(&*o))
+                    .filter(|o| names.contains(&sa_name_of(o)))
+                    .map(|o| ObjectRef::from_obj_with(&*o, siblings_ar.clone()))
                     .collect::<Vec<_>>()
             },
         )
@@ -239,13 +287,9 @@ pub async fn run(
                     .into_iter()
                     .filter(|b| b.namespace() == ns)
                     .filter(|b| {
-                        b.service_account_name() == name
-                            || b.status
-                                .as_ref()
-                                .and_then(|s| s.service_account.as_ref())
-                                .is_some_and(|s| s.name == name)
+                        sa_name_of(b) == name || previous_sa_of(b).is_some_and(|s| s == name)
                     })
-                    .map(|b| ObjectRef::from_obj(&*b))
+                    .map(|b| ObjectRef::from_obj_with(&*b, sa_ar.clone()))
                     .collect::<Vec<_>>()
             },
         )
@@ -253,7 +297,7 @@ pub async fn run(
             kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, error_policy, ctx)
+        .run(reconcile_object, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "controller event");

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
@@ -128,7 +128,12 @@ pub async fn observe(
 ) -> Result<Observed> {
     let ns = &desired.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), ns);
+    // Listed untyped: a malformed binding of the namespace must not fail this one.
+    let bindings: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::erase::<PodIdentityBinding>(&()),
+    );
     let status = binding.status.clone().unwrap_or_default();
     let mut observed = Observed {
         service_account: sas
@@ -169,9 +174,14 @@ pub async fn observe(
             .await?;
     }
 
-    let others = bindings.list(&ListParams::default()).await?;
-    observed.older_binding = others
+    let others: Vec<PodIdentityBinding> = bindings
+        .list(&ListParams::default())
+        .await?
         .items
+        .iter()
+        .filter_map(|o| super::malformed::typed(o).ok())
+        .collect();
+    observed.older_binding = others
         .iter()
         .filter(|o| o.uid() != binding.uid() && o.meta().deletion_timestamp.is_none())
         .filter(|o| o.service_account_name() == desired.service_account.name)
@@ -183,7 +193,7 @@ pub async fn observe(
         && a.tags.get(naming::TAG_NAMESPACE) == Some(ns)
     {
         let holder = a.tags.get(naming::TAG_NAME);
-        observed.association_of_younger_binding = others.items.iter().any(|o| {
+        observed.association_of_younger_binding = others.iter().any(|o| {
             Some(&o.name_any()) == holder
                 && o.uid() != binding.uid()
                 && o.service_account_name() == desired.service_account.name

@@ -11,6 +11,11 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use serde_json::{Value, json};
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+
+use crate::config;
 use crate::crd::{FINALIZER, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus};
 use crate::{Error, Result};
 
@@ -57,7 +62,13 @@ async fn prepare(
         }
         Err(e) => return Err(status::problem_of(&e, false)),
     };
-    let desired = desired::desired(binding, &cluster).map_err(|e| status::problem_of(&e, false))?;
+    // Validation first, so a malformed field is reported as such, not as denied.
+    desired::desired(binding, &cluster).map_err(|e| status::problem_of(&e, false))?;
+    let effects = guardrails(binding, ctx)
+        .await
+        .map_err(|e| status::problem_of(&e, false))?;
+    let desired = desired::desired_with(binding, &cluster, &effects)
+        .map_err(|e| status::problem_of(&e, false))?;
     let observed = observe::observe(
         &ctx.client,
         ctx.iam.as_ref(),
@@ -68,6 +79,23 @@ async fn prepare(
     .await
     .map_err(|e| status::problem_of(&e, false))?;
     Ok((desired, observed))
+}
+
+/// The guardrail rule's verdict; the binding's namespace is read only when a rule
+/// selects namespaces by label.
+async fn guardrails(binding: &PodIdentityBinding, ctx: &Context) -> Result<config::Effects> {
+    let config = ctx.settings.guardrails.current();
+    let mut labels = BTreeMap::new();
+    if config.uses_labels() {
+        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+        if let Some(ns) = namespaces
+            .get_opt(&binding.namespace().unwrap_or_default())
+            .await?
+        {
+            labels = ns.metadata.labels.unwrap_or_default();
+        }
+    }
+    config::evaluate(binding, &labels, &config)
 }
 
 async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {

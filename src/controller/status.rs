@@ -99,6 +99,13 @@ pub fn problem_of(err: &Error, role_within_propagation_window: bool) -> Problem 
             message: err.to_string(),
             retry: Retry::OnChange,
         },
+        // A guardrail change wakes every binding (the configuration is watched), so
+        // nothing is retried until the spec or the configuration changes.
+        Error::PolicyDenied { .. } => Problem {
+            reason: Reason::PolicyDenied,
+            message: err.to_string(),
+            retry: Retry::OnChange,
+        },
         Error::Aws(e) => aws_problem(e, role_within_propagation_window),
         other => Problem {
             reason: Reason::Retrying,

@@ -103,6 +103,7 @@ mod gc;
 mod http;
 mod meta;
 mod patch;
+pub mod rbac;
 mod resources;
 mod schema;
 mod serve;
@@ -186,6 +187,44 @@ impl KubeSim {
     /// Tokio runtime.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.router(), "default")
+    }
+
+    /// A client whose resource requests must be granted by these ClusterRole rules
+    /// (403 Forbidden otherwise), as for a ServiceAccount bound to that ClusterRole.
+    pub fn client_with_rules(
+        &self,
+        user: &str,
+        rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+    ) -> kube::Client {
+        let rules = Arc::new(rules);
+        let user = Arc::new(user.to_owned());
+        let check = move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let (rules, user) = (rules.clone(), user.clone());
+            async move {
+                let uri = req.uri();
+                if let Some(a) =
+                    rbac::attributes(req.method().as_str(), uri.path(), uri.query().unwrap_or(""))
+                    && !rbac::allowed(&rules, &a)
+                {
+                    let gr = resources::GroupResource::new(&a.group, &a.resource);
+                    let detail = format!(
+                        "User \"{user}\" cannot {} resource \"{}\" in API group \"{}\"",
+                        a.verb, a.resource, a.group
+                    );
+                    tracing::debug!(%detail, "kubesim RBAC denied");
+                    return http::failure(&failure::Failure::forbidden(
+                        &gr,
+                        a.name.as_deref().unwrap_or_default(),
+                        &detail,
+                    ));
+                }
+                next.run(req).await
+            }
+        };
+        kube::Client::new(
+            self.router().layer(axum::middleware::from_fn(check)),
+            "default",
+        )
     }
 
     /// Serves on `addr` (use port 0 for any free port) until the handle is shut down.

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::sim::{AwsSim, SimConfig};
 use crate::aws::{CreateRole, IamApi};
+use crate::config::{GuardrailConfig, GuardrailSource};
 use crate::controller::{self, Context, Settings};
 use crate::crd::PodIdentityBinding;
 use crate::kubesim::KubeSim;
@@ -87,15 +88,21 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     Ok(aws)
 }
 
-/// Controller settings for an interactive sandbox: quick retries, a one-minute resync.
-pub fn controller_settings() -> Settings {
+/// The sandbox's guardrails (`config/sandbox-guardrails.yaml`): exactly what examples/
+/// needs, so anything else shows `PolicyDenied`.
+pub const GUARDRAILS: &str = include_str!("../../config/sandbox-guardrails.yaml");
+
+/// Controller settings for an interactive sandbox: its own guardrails, quick retries, a
+/// one-minute resync.
+pub fn controller_settings() -> crate::Result<Settings> {
     let mut settings = Settings::new(CLUSTER);
+    settings.guardrails = Arc::new(GuardrailSource::fixed(GuardrailConfig::parse(GUARDRAILS)?));
     settings.resync = Duration::from_secs(60);
     settings.retry_base = Duration::from_millis(200);
     settings.retry_max = Duration::from_secs(10);
     settings.retry_soon = Duration::from_secs(1);
     settings.retry_slow = Duration::from_secs(5);
-    settings
+    Ok(settings)
 }
 
 /// Routes of the inventory port: `GET /inventory` and the simulator's wire front.
@@ -137,7 +144,7 @@ pub async fn run(
         client.clone(),
         aws.clone(),
         aws.clone(),
-        controller_settings(),
+        controller_settings()?,
     );
     let operator = tokio::spawn(controller::run(ctx, stop.clone().cancelled_owned()));
 
@@ -191,4 +198,59 @@ pub async fn run(
     server.shutdown().await;
     println!("sandbox stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::evaluate;
+
+    fn example_bindings() -> Vec<PodIdentityBinding> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+        manifests::read_manifests(dir.as_ref())
+            .expect("examples/ reads")
+            .into_iter()
+            .filter(|m| m.kind() == "PodIdentityBinding")
+            .map(|m| serde_json::from_value(m.object).expect("example is a binding"))
+            .collect()
+    }
+
+    #[test]
+    fn sandbox_guardrails_admit_every_example() {
+        let config = GuardrailConfig::parse(GUARDRAILS).expect("sandbox guardrails parse");
+        let bindings = example_bindings();
+        assert!(bindings.len() >= 6, "examples found: {}", bindings.len());
+        for b in &bindings {
+            if let Err(e) = evaluate(b, &BTreeMap::new(), &config) {
+                panic!(
+                    "{:?} denied by the sandbox guardrails: {e}",
+                    b.metadata.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sandbox_guardrails_deny_what_examples_do_not_need() {
+        let config = GuardrailConfig::parse(GUARDRAILS).expect("sandbox guardrails parse");
+        let mut admin = example_bindings()
+            .into_iter()
+            .find(|b| b.metadata.namespace.as_deref() == Some("shop"))
+            .expect("an example in shop");
+        admin.spec.role.managed_policy_arns =
+            vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()];
+        let denied = evaluate(&admin, &BTreeMap::new(), &config);
+        assert!(
+            matches!(denied, Err(crate::Error::PolicyDenied { .. })),
+            "{denied:?}"
+        );
+        let mut elsewhere = example_bindings().remove(0);
+        elsewhere.metadata.namespace = Some("default".into());
+        assert!(matches!(
+            evaluate(&elsewhere, &BTreeMap::new(), &config),
+            Err(crate::Error::PolicyDenied { .. })
+        ));
+    }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use pod_identity_operator::aws::{EksApi, IamApi};
+use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::controller::{self, Context, Settings};
 use pod_identity_operator::crd::{Condition, PodIdentityBinding};
 use pod_identity_operator::kubesim::KubeSim;
@@ -22,6 +23,17 @@ use tokio::sync::oneshot;
 
 pub const NS: &str = "default";
 pub const WAIT: Duration = Duration::from_secs(90);
+
+/// Guardrails that let every namespace use everything but escalating policies: the
+/// suites that are not about guardrails run under them.
+pub fn permissive_guardrails() -> GuardrailConfig {
+    let mut config = GuardrailConfig::baseline();
+    config.rules[0].name = "tests".into();
+    config.rules[0].denied_managed_policy_arns.clear();
+    config.rules[0].allowed_existing_role_arns = vec!["*".into()];
+    config.rules[0].allowed_target_role_arns = vec!["*".into()];
+    config
+}
 
 /// Installs the CRD into a kubesim.
 pub async fn install_crd(client: &Client) {
@@ -58,6 +70,8 @@ impl Env {
         settings.retry_max = Duration::from_millis(500);
         settings.retry_soon = Duration::from_millis(100);
         settings.retry_slow = Duration::from_millis(500);
+        settings.guardrails = Arc::new(GuardrailSource::fixed(permissive_guardrails()));
+        settings.guardrails_poll = Duration::from_millis(100);
         tune(&mut settings);
         let ctx = Context::new(client.clone(), iam, eks, settings);
         let (tx, rx) = oneshot::channel::<()>();

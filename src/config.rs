@@ -1,0 +1,764 @@
+//! Guardrails: what each namespace's bindings may ask of AWS, owned by cluster admins
+//! (DESIGN §5).
+//!
+//! A YAML file (`run --config`, env `PIO_CONFIG`) lists rules; the first rule whose
+//! `namespaces` (names or globs) or `namespaceSelector` (`matchLabels`) matches a
+//! binding's namespace governs it, and a namespace no rule matches is denied.
+//! [`evaluate`] is a pure function of the binding, its namespace's labels and the
+//! configuration: it answers with the [`Effects`] the rule imposes (permissions boundary,
+//! role path, role name prefix) or [`Error::PolicyDenied`] naming the rule and the field.
+//! [`GuardrailSource`] re-reads the file when its modification time changes and keeps
+//! the last good configuration when the new one is invalid.
+//!
+//! Without any configuration the operator applies [`GuardrailConfig::baseline`]: every
+//! namespace may bind, but no policy may escalate (see [`crate::escalation`]), AWS's
+//! administrator-grade managed policies are refused, and existing or target roles are
+//! refused.
+//!
+//! Not implemented: `matchExpressions` in the namespace selector, and ConfigMap as a
+//! source.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crd::PodIdentityBinding;
+use crate::escalation::{self, Escalation};
+use crate::naming;
+use crate::{Error, Result};
+
+/// The guardrail file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardrailConfig {
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// What the bindings of the namespaces a rule matches may do. Everything not granted is
+/// refused: empty lists allow nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    /// Named in `PolicyDenied` messages.
+    pub name: String,
+    /// Namespace names or globs (`team-*`).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub namespace_selector: Option<NamespaceSelector>,
+    /// Managed policy ARNs (globs) that may be attached.
+    #[serde(default)]
+    pub allowed_managed_policy_arns: Vec<String>,
+    /// Managed policy ARNs (globs) refused even when allowed above.
+    #[serde(default)]
+    pub denied_managed_policy_arns: Vec<String>,
+    #[serde(default)]
+    pub inline_policies: PolicyAllowance,
+    #[serde(default)]
+    pub session_policies: PolicyAllowance,
+    /// Existing role ARNs (globs) a binding may use as `role.arn`.
+    #[serde(default)]
+    pub allowed_existing_role_arns: Vec<String>,
+    /// Role ARNs (globs) a binding may chain into with `targetRoleArn`.
+    #[serde(default)]
+    pub allowed_target_role_arns: Vec<String>,
+    /// Applied to managed roles that name no boundary; another boundary is refused.
+    #[serde(default)]
+    pub permissions_boundary_arn: Option<String>,
+    /// Added under the operator's path: roles go to `/pod-identity/<cluster>/<rolePath>/`.
+    #[serde(default)]
+    pub role_path: Option<String>,
+    /// Managed role names must start with it; derived names get it prepended.
+    #[serde(default)]
+    pub role_name_prefix: Option<String>,
+    /// Upper bound of `role.maxSessionDuration`, seconds.
+    #[serde(default)]
+    pub max_session_duration: Option<i32>,
+    /// ServiceAccount names (globs) no binding may take.
+    #[serde(default)]
+    pub denied_service_accounts: Vec<String>,
+    /// Escalating grants this rule allows in inline and session policies.
+    #[serde(default)]
+    pub allow_escalation: BTreeSet<Escalation>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespaceSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// Whether a kind of policy document is allowed, and its largest size in characters
+/// (whitespace not counted, as IAM counts).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyAllowance {
+    #[serde(default)]
+    pub allowed: bool,
+    #[serde(default)]
+    pub max_size: Option<usize>,
+}
+
+/// What the governing rule adds to a binding's resolved spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub rule: Option<String>,
+    pub permissions_boundary_arn: Option<String>,
+    /// Path segment(s) below the operator's own role path, without slashes at the ends.
+    pub role_path: Option<String>,
+    pub role_name_prefix: Option<String>,
+}
+
+/// IAM's range for a role's maximum session duration.
+pub const SESSION_DURATION_RANGE: std::ops::RangeInclusive<i32> = 3600..=43200;
+
+/// `*` matches any run of characters, `?` one; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn any_glob(patterns: &[String], text: &str) -> bool {
+    patterns.iter().any(|p| glob_match(p, text))
+}
+
+impl GuardrailConfig {
+    /// The rules applied when no configuration is given.
+    pub fn baseline() -> Self {
+        GuardrailConfig {
+            rules: vec![Rule {
+                name: "built-in baseline (no --config)".into(),
+                namespaces: vec!["*".into()],
+                allowed_managed_policy_arns: vec!["*".into()],
+                denied_managed_policy_arns: [
+                    "AdministratorAccess",
+                    "IAMFullAccess",
+                    "AdministratorAccess-Amplify",
+                    "AWSOrganizationsFullAccess",
+                ]
+                .iter()
+                .map(|n| format!("arn:aws*:iam::aws:policy/{n}"))
+                .collect(),
+                inline_policies: PolicyAllowance {
+                    allowed: true,
+                    max_size: None,
+                },
+                session_policies: PolicyAllowance {
+                    allowed: true,
+                    max_size: None,
+                },
+                ..Rule::default()
+            }],
+        }
+    }
+
+    /// Parses and checks a configuration file's text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: GuardrailConfig = serde_yaml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses configurations that could never be met or that IAM would refuse.
+    pub fn check(&self) -> Result<()> {
+        let bad = |i: usize, field: &str, message: String| {
+            Err(Error::Config(format!("rules[{i}].{field}: {message}")))
+        };
+        let mut names = BTreeSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.name.is_empty() || !names.insert(r.name.as_str()) {
+                return bad(
+                    i,
+                    "name",
+                    "every rule needs a unique, non-empty name".into(),
+                );
+            }
+            if r.namespaces.is_empty() && r.namespace_selector.is_none() {
+                return bad(
+                    i,
+                    "namespaces",
+                    "a rule needs namespaces or a namespaceSelector".into(),
+                );
+            }
+            if let Some(d) = r.max_session_duration
+                && !SESSION_DURATION_RANGE.contains(&d)
+            {
+                return bad(
+                    i,
+                    "maxSessionDuration",
+                    format!("{d} is outside IAM's 3600..43200 seconds"),
+                );
+            }
+            if let Some(b) = &r.permissions_boundary_arn
+                && !naming::is_policy_arn(b)
+            {
+                return bad(
+                    i,
+                    "permissionsBoundaryArn",
+                    format!("{b:?} is not an IAM policy ARN"),
+                );
+            }
+            if let Some(p) = &r.role_path
+                && (p.is_empty()
+                    || p.starts_with('/')
+                    || p.ends_with('/')
+                    || !naming::valid_role_path(&format!("/{p}/")))
+            {
+                return bad(
+                    i,
+                    "rolePath",
+                    format!("{p:?}: give segments like team-a/apps, no slash at either end"),
+                );
+            }
+            if let Some(p) = &r.role_name_prefix
+                && (p.len() > 32 || !naming::valid_role_name(p))
+            {
+                return bad(
+                    i,
+                    "roleNamePrefix",
+                    format!("{p:?}: 1-32 of letters, digits and +=,.@_-"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The first rule governing this namespace.
+    pub fn rule_for(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Option<&Rule> {
+        self.rules.iter().find(|r| {
+            any_glob(&r.namespaces, namespace)
+                || r.namespace_selector
+                    .as_ref()
+                    .is_some_and(|s| s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        })
+    }
+
+    /// True when some rule selects namespaces by label (the namespace must be read).
+    pub fn uses_labels(&self) -> bool {
+        self.rules.iter().any(|r| r.namespace_selector.is_some())
+    }
+}
+
+fn denied(rule: &str, field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::PolicyDenied {
+        rule: rule.to_owned(),
+        field: format!("spec.{}", field.into()),
+        message: message.into(),
+    }
+}
+
+fn check_document(
+    rule: &Rule,
+    field: &str,
+    doc: &serde_json::Value,
+    allowance: &PolicyAllowance,
+    key: &str,
+) -> Result<()> {
+    let r = rule.name.as_str();
+    if !allowance.allowed {
+        return Err(denied(
+            r,
+            field,
+            format!(
+                "{key} are not allowed in this namespace: remove it, or ask a cluster admin to set {key}.allowed"
+            ),
+        ));
+    }
+    let size = crate::policy::size_chars(doc);
+    if let Some(max) = allowance.max_size
+        && size > max
+    {
+        return Err(denied(
+            r,
+            field,
+            format!("{size} characters is above this namespace's limit of {max}"),
+        ));
+    }
+    for f in escalation::find(doc) {
+        if !rule.allow_escalation.contains(&f.kind) {
+            return Err(denied(
+                r,
+                format!("{field}.Statement[{}]", f.statement),
+                format!(
+                    "{:?} escalates ({}): narrow the statement, or ask a cluster admin to add {} to allowEscalation",
+                    f.action,
+                    f.kind.as_str(),
+                    f.kind.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a binding against the rule governing its namespace.
+pub fn evaluate(
+    binding: &PodIdentityBinding,
+    namespace_labels: &BTreeMap<String, String>,
+    config: &GuardrailConfig,
+) -> Result<Effects> {
+    let namespace = binding.metadata.namespace.clone().unwrap_or_default();
+    let Some(rule) = config.rule_for(&namespace, namespace_labels) else {
+        return Err(Error::PolicyDenied {
+            rule: "(none)".into(),
+            field: "metadata.namespace".into(),
+            message: format!(
+                "no guardrail rule matches namespace {namespace:?}: ask a cluster admin to add one"
+            ),
+        });
+    };
+    let r = rule.name.as_str();
+    let spec = &binding.spec;
+    let sa = binding.service_account_name();
+    if any_glob(&rule.denied_service_accounts, &sa) {
+        return Err(denied(
+            r,
+            "serviceAccount.name",
+            format!(
+                "ServiceAccount {sa:?} may not be bound in this namespace: use a ServiceAccount of its own"
+            ),
+        ));
+    }
+    if let Some(arn) = &spec.role.arn
+        && !any_glob(&rule.allowed_existing_role_arns, arn)
+    {
+        return Err(denied(
+            r,
+            "role.arn",
+            format!(
+                "existing role {arn} is not in allowedExistingRoleArns: let the operator manage the role, or ask a cluster admin to allow it"
+            ),
+        ));
+    }
+    if let Some(arn) = &spec.target_role_arn
+        && !any_glob(&rule.allowed_target_role_arns, arn)
+    {
+        return Err(denied(
+            r,
+            "targetRoleArn",
+            format!(
+                "target role {arn} is not in allowedTargetRoleArns: ask a cluster admin to allow it"
+            ),
+        ));
+    }
+    for (i, arn) in spec.role.managed_policy_arns.iter().enumerate() {
+        if !any_glob(&rule.allowed_managed_policy_arns, arn)
+            || any_glob(&rule.denied_managed_policy_arns, arn)
+        {
+            return Err(denied(
+                r,
+                format!("role.managedPolicyArns[{i}]"),
+                format!(
+                    "managed policy {arn} is not allowed in this namespace: use an allowed policy or an inline policy"
+                ),
+            ));
+        }
+    }
+    let mut boundary = None;
+    if spec.role.arn.is_none() {
+        match (
+            &rule.permissions_boundary_arn,
+            &spec.role.permissions_boundary_arn,
+        ) {
+            (Some(required), Some(named)) if required != named => {
+                return Err(denied(
+                    r,
+                    "role.permissionsBoundaryArn",
+                    format!(
+                        "this namespace requires the boundary {required}: remove the field or name that policy"
+                    ),
+                ));
+            }
+            (Some(required), _) => boundary = Some(required.clone()),
+            (None, _) => {}
+        }
+    }
+    if let Some(max) = rule.max_session_duration
+        && let Some(d) = spec.role.max_session_duration
+        && d > max
+    {
+        return Err(denied(
+            r,
+            "role.maxSessionDuration",
+            format!("{d} is above this namespace's maximum of {max} seconds"),
+        ));
+    }
+    if let Some(prefix) = &rule.role_name_prefix
+        && let Some(name) = &spec.role.name
+        && !name.starts_with(prefix.as_str())
+    {
+        return Err(denied(
+            r,
+            "role.name",
+            format!(
+                "role names in this namespace start with {prefix:?}: rename it, or leave role.name out"
+            ),
+        ));
+    }
+    for (name, doc) in &spec.role.inline_policies {
+        check_document(
+            rule,
+            &format!("role.inlinePolicies.{name}"),
+            doc,
+            &rule.inline_policies,
+            "inlinePolicies",
+        )?;
+    }
+    if let Some(doc) = &spec.session_policy {
+        check_document(
+            rule,
+            "sessionPolicy",
+            doc,
+            &rule.session_policies,
+            "sessionPolicies",
+        )?;
+    }
+    Ok(Effects {
+        rule: Some(rule.name.clone()),
+        permissions_boundary_arn: boundary,
+        role_path: rule.role_path.clone(),
+        role_name_prefix: rule.role_name_prefix.clone(),
+    })
+}
+
+/// The configuration in force: a file re-read when it changes, or the baseline.
+#[derive(Debug)]
+pub struct GuardrailSource {
+    path: Option<PathBuf>,
+    state: RwLock<(Option<SystemTime>, Arc<GuardrailConfig>)>,
+}
+
+fn modified(path: &Path) -> Result<SystemTime> {
+    Ok(std::fs::metadata(path)?.modified()?)
+}
+
+impl GuardrailSource {
+    /// The baseline, never reloaded.
+    pub fn baseline() -> Self {
+        Self::fixed(GuardrailConfig::baseline())
+    }
+
+    /// A configuration given in code (tests, embedding).
+    pub fn fixed(config: GuardrailConfig) -> Self {
+        GuardrailSource {
+            path: None,
+            state: RwLock::new((None, Arc::new(config))),
+        }
+    }
+
+    /// Reads the file; a missing or invalid file is an error (the operator does not
+    /// start without the guardrails it was told to use).
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let mtime = modified(&path)?;
+        let config = GuardrailConfig::parse(&std::fs::read_to_string(&path)?)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Ok(GuardrailSource {
+            path: Some(path),
+            state: RwLock::new((Some(mtime), Arc::new(config))),
+        })
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.path.is_some()
+    }
+
+    pub fn current(&self) -> Arc<GuardrailConfig> {
+        // Readers and the reloader never panic while holding the lock; a poisoned
+        // lock still holds a complete configuration.
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Re-reads the file when its modification time changed; true when the configuration
+    /// in force changed. An unreadable or invalid file keeps the previous configuration.
+    pub fn reload(&self) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let mtime = match modified(path) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "guardrail configuration unreadable; keeping the previous one");
+                return false;
+            }
+        };
+        if self.state.read().unwrap_or_else(|e| e.into_inner()).0 == Some(mtime) {
+            return false;
+        }
+        let parsed = std::fs::read_to_string(path)
+            .map_err(Error::from)
+            .and_then(|t| GuardrailConfig::parse(&t));
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.0 = Some(mtime);
+        match parsed {
+            Ok(c) if *state.1 != c => {
+                tracing::info!(path = %path.display(), rules = c.rules.len(), "guardrail configuration reloaded");
+                state.1 = Arc::new(c);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "guardrail configuration invalid; keeping the previous one");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PodIdentityBindingSpec;
+    use serde_json::{Value, json};
+
+    fn binding(ns: &str, spec: Value) -> PodIdentityBinding {
+        let spec: PodIdentityBindingSpec = serde_json::from_value(spec).expect("spec");
+        let mut b = PodIdentityBinding::new("app", spec);
+        b.metadata.namespace = Some(ns.into());
+        b
+    }
+
+    const CONFIG: &str = r#"
+rules:
+- name: platform
+  namespaces: [kube-system]
+  allowedManagedPolicyArns: ["*"]
+  allowedExistingRoleArns: ["arn:aws:iam::111122223333:role/platform-*"]
+  inlinePolicies: {allowed: true}
+  allowEscalation: [iamWrite, passRoleAnyResource]
+- name: teams
+  namespaces: ["team-*"]
+  namespaceSelector: {matchLabels: {tenant: "yes"}}
+  allowedManagedPolicyArns: ["arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws:iam::111122223333:policy/team-*"]
+  inlinePolicies: {allowed: true, maxSize: 200}
+  allowedTargetRoleArns: ["arn:aws:iam::444455556666:role/*"]
+  permissionsBoundaryArn: arn:aws:iam::111122223333:policy/tenant-boundary
+  rolePath: tenants
+  roleNamePrefix: tenant-
+  maxSessionDuration: 7200
+  deniedServiceAccounts: [default]
+"#;
+
+    fn eval(ns: &str, labels: &[(&str, &str)], spec: Value) -> Result<Effects> {
+        let config = GuardrailConfig::parse(CONFIG).expect("config");
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        evaluate(&binding(ns, spec), &labels, &config)
+    }
+
+    fn denial(ns: &str, spec: Value) -> (String, String, String) {
+        match eval(ns, &[], spec) {
+            Err(Error::PolicyDenied {
+                rule,
+                field,
+                message,
+            }) => (rule, field, message),
+            other => panic!("expected PolicyDenied, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn globs_match_like_shells() {
+        assert!(glob_match("team-*", "team-a"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a*b", "axxc"));
+        assert!(!glob_match("team-*", "teams"));
+    }
+
+    #[test]
+    fn rules_match_by_name_glob_or_labels_and_others_are_denied() {
+        let ok = eval("team-a", &[], json!({})).expect("allowed");
+        assert_eq!(ok.rule.as_deref(), Some("teams"));
+        let by_label = eval("payments", &[("tenant", "yes")], json!({})).expect("by label");
+        assert_eq!(by_label.rule.as_deref(), Some("teams"));
+        let (rule, field, msg) = denial("payments", json!({}));
+        assert_eq!(
+            (rule.as_str(), field.as_str()),
+            ("(none)", "metadata.namespace")
+        );
+        assert!(msg.contains("payments"), "{msg}");
+    }
+
+    #[test]
+    fn effects_carry_boundary_path_and_prefix() {
+        let e = eval("team-a", &[], json!({})).expect("allowed");
+        assert_eq!(
+            e.permissions_boundary_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:policy/tenant-boundary")
+        );
+        assert_eq!(e.role_path.as_deref(), Some("tenants"));
+        assert_eq!(e.role_name_prefix.as_deref(), Some("tenant-"));
+    }
+
+    #[test]
+    fn each_rule_field_denies_with_its_path() {
+        let cases = [
+            (
+                json!({"serviceAccount": {"name": "default"}}),
+                "serviceAccount.name",
+            ),
+            (
+                json!({"role": {"arn": "arn:aws:iam::111122223333:role/x"}}),
+                "role.arn",
+            ),
+            (
+                json!({"targetRoleArn": "arn:aws:iam::777788889999:role/t"}),
+                "targetRoleArn",
+            ),
+            (
+                json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws:iam::aws:policy/AdministratorAccess"]}}),
+                "role.managedPolicyArns[1]",
+            ),
+            (
+                json!({"role": {"permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/other"}}),
+                "role.permissionsBoundaryArn",
+            ),
+            (
+                json!({"role": {"maxSessionDuration": 7201}}),
+                "role.maxSessionDuration",
+            ),
+            (json!({"role": {"name": "mine"}}), "role.name"),
+            (
+                json!({"role": {"inlinePolicies": {"big": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{}", "b".repeat(200))}]}}}}),
+                "role.inlinePolicies.big",
+            ),
+            (
+                json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]}}}}),
+                "role.inlinePolicies.p.Statement[0]",
+            ),
+            (
+                json!({"disableSessionTags": true, "sessionPolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}}),
+                "sessionPolicy",
+            ),
+        ];
+        for (spec, want) in cases {
+            let (rule, field, _) = denial("team-a", spec.clone());
+            assert_eq!(
+                (rule.as_str(), field.as_str()),
+                ("teams", &*format!("spec.{want}")),
+                "{spec}"
+            );
+        }
+        // What the same rule grants passes.
+        eval(
+            "team-a",
+            &[],
+            json!({"role": {"name": "tenant-x", "maxSessionDuration": 7200,
+                "permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/tenant-boundary",
+                "managedPolicyArns": ["arn:aws:iam::111122223333:policy/team-s3"]},
+                "targetRoleArn": "arn:aws:iam::444455556666:role/data"}),
+        )
+        .expect("allowed");
+    }
+
+    #[test]
+    fn escalations_are_allowed_only_when_the_rule_says_so() {
+        let doc = |action: &str| {
+            json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}}}})
+        };
+        // platform allows iamWrite and passRoleAnyResource, nothing else.
+        eval("kube-system", &[], doc("iam:PassRole")).expect("allowed by rule");
+        eval("kube-system", &[], doc("iam:CreateRole")).expect("allowed by rule");
+        for action in ["*", "iam:*", "sts:AssumeRole"] {
+            let (rule, _, msg) = denial("kube-system", doc(action));
+            assert_eq!(rule, "platform");
+            assert!(msg.contains("allowEscalation"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let c = GuardrailConfig::parse(include_str!("../config/guardrails.example.yaml"))
+            .expect("config/guardrails.example.yaml");
+        assert_eq!(c.rules.len(), 2);
+        let labels = BTreeMap::from([("tenant".to_owned(), "true".to_owned())]);
+        assert_eq!(
+            c.rule_for("payments", &labels).map(|r| r.name.as_str()),
+            Some("tenants")
+        );
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused() {
+        for bad in [
+            "rules: [{name: a}]",
+            "rules: [{name: a, namespaces: [x], maxSessionDuration: 60}]",
+            "rules: [{name: a, namespaces: [x], rolePath: /x/}]",
+            "rules: [{name: a, namespaces: [x], permissionsBoundaryArn: nope}]",
+            "rules: [{name: a, namespaces: [x]}, {name: a, namespaces: [y]}]",
+            "rules: [{name: a, namespaces: [x], typo: 1}]",
+        ] {
+            assert!(GuardrailConfig::parse(bad).is_err(), "{bad}");
+        }
+        GuardrailConfig::baseline()
+            .check()
+            .expect("baseline is valid");
+    }
+
+    #[test]
+    fn baseline_refuses_escalation_and_admin_policies() {
+        let base = GuardrailConfig::baseline();
+        let e = |spec| evaluate(&binding("any", spec), &BTreeMap::new(), &base);
+        e(json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}))
+            .expect("allowed");
+        assert!(e(json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}})).is_err());
+        assert!(e(json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}}}})).is_err());
+    }
+
+    #[test]
+    fn the_file_is_reloaded_when_it_changes_and_bad_versions_are_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("guardrails.yaml");
+        std::fs::write(&path, "rules: [{name: a, namespaces: [x]}]").expect("write");
+        let src = GuardrailSource::from_file(&path).expect("load");
+        assert_eq!(src.current().rules[0].name, "a");
+        let bump = |text: &str, secs: u64| {
+            std::fs::write(&path, text).expect("write");
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            f.set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .expect("mtime");
+        };
+        bump("rules: [{name: b, namespaces: [x]}]", 1_000);
+        assert!(src.reload());
+        assert_eq!(src.current().rules[0].name, "b");
+        assert!(!src.reload(), "unchanged file");
+        bump("rules: [{name: c}]", 2_000);
+        assert!(!src.reload());
+        assert_eq!(src.current().rules[0].name, "b", "invalid file ignored");
+        assert!(GuardrailSource::from_file(dir.path().join("missing.yaml")).is_err());
+    }
+}
