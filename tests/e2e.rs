@@ -217,6 +217,9 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     drop((moto, ministack));
 }
 
+/// The guardrails the operator binary runs under in this suite.
+const E2E_GUARDRAILS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e-guardrails.yaml");
+
 /// Starts the operator binary with its output appended to `log`.
 fn spawn_operator(
     kubeconfig: &std::path::Path,
@@ -234,6 +237,7 @@ fn spawn_operator(
         .args(["run", "--cluster-name", cluster, "--region", REGION])
         .args(["--aws-endpoint-url", endpoint])
         .args(["--resync-interval", &resync_seconds.to_string()])
+        .args(["--config", E2E_GUARDRAILS])
         .env("KUBECONFIG", kubeconfig)
         .env("AWS_ACCESS_KEY_ID", "AKIAE2ETESTS")
         .env("AWS_SECRET_ACCESS_KEY", "e2e-secret")
