@@ -50,6 +50,10 @@ pub enum Error {
     #[error("guardrail configuration: {0}")]
     Config(String),
 
+    /// Leader election could not start or stopped.
+    #[error("leader election: {0}")]
+    LeaderElection(String),
+
     /// Adding or removing the binding's finalizer failed, or its reconcile did.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),

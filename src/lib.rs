@@ -12,6 +12,7 @@ pub mod escalation;
 pub mod kubesim;
 pub mod naming;
 pub mod policy;
+pub mod runtime;
 pub mod sandbox;
 
 pub use error::{Error, Result};

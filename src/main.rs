@@ -86,6 +86,42 @@ struct RunArgs {
     /// baseline, see the README).
     #[arg(long, env = "PIO_CONFIG")]
     config: Option<std::path::PathBuf>,
+    /// Reconcile only while holding the leader-election Lease (run several replicas).
+    #[arg(long, env = "PIO_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: the kubeconfig's or the pod's namespace).
+    #[arg(long, env = "PIO_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "PIO_LEADER_ELECTION_NAME",
+        default_value = "pod-identity-operator"
+    )]
+    leader_election_name: String,
+    /// Seconds a leader keeps the Lease without renewing it; a standby takes over
+    /// within this time after the leader dies.
+    #[arg(long, env = "PIO_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds before the Lease expires at which the leader renews it.
+    #[arg(long, env = "PIO_LEASE_GRACE", default_value_t = 5)]
+    lease_grace: u64,
+    /// Serve /healthz and /readyz on this address (default: not served).
+    #[arg(long, env = "PIO_HEALTH_ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
+    /// Serve Prometheus /metrics on this address (default: not served).
+    #[arg(long, env = "PIO_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Log output: json or text (default: text on a terminal, json otherwise).
+    #[arg(long, env = "PIO_LOG_FORMAT", value_enum)]
+    log_format: Option<pod_identity_operator::runtime::telemetry::LogFormat>,
+    /// Log filter in RUST_LOG syntax, e.g. `debug` or `info,kube=warn` (default:
+    /// RUST_LOG, else `info,kube=warn`).
+    #[arg(long, env = "PIO_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Seconds in-flight reconciles get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "PIO_SHUTDOWN_TIMEOUT", default_value_t = 45)]
+    shutdown_timeout: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,21 +147,36 @@ fn main() -> anyhow::Result<()> {
 
 fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     use pod_identity_operator::aws::config::{AwsSettings, load_sdk_config};
-    use pod_identity_operator::aws::{eks::SdkEks, iam::SdkIam};
+    use pod_identity_operator::aws::metered::Metered;
+    use pod_identity_operator::aws::{EksApi, IamApi, eks::SdkEks, iam::SdkIam};
     use pod_identity_operator::controller::{self, Context, Settings};
+    use pod_identity_operator::runtime::{self, health::Health, http, leader, metrics::Metrics};
     use std::sync::Arc;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    runtime::telemetry::init(args.log_level.as_deref(), args.log_format)?;
+    anyhow::ensure!(
+        !args.leader_elect || args.lease_grace < args.lease_duration,
+        "--lease-grace must be shorter than --lease-duration"
+    );
     // kube's TLS needs a process-wide rustls provider; another one already installed
     // is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    let tokio_runtime = tokio::runtime::Runtime::new()?;
+    tokio_runtime.block_on(async {
+        let stop = runtime::shutdown::on_signal()?;
+        let deadline = Duration::from_secs(args.shutdown_timeout);
+        let health = Health::new();
+        let metrics = Metrics::new(health.clone());
+        let health_listener = match args.health_addr {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+            None => None,
+        };
+        let metrics_listener = match args.metrics_addr {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+            None => None,
+        };
         let aws = AwsSettings {
             region: args.region.clone(),
             endpoint_url: args.aws_endpoint_url.clone(),
@@ -135,46 +186,101 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default().await?;
         let mut settings = Settings::new(&args.cluster_name);
         settings.namespace = args.namespace.clone();
-        settings.resync = std::time::Duration::from_secs(args.resync_interval.max(1));
+        settings.resync = Duration::from_secs(args.resync_interval.max(1));
         settings.concurrency = args.concurrency.max(1);
-        match &args.config {
-            Some(path) => {
-                settings.guardrails = Arc::new(
-                    pod_identity_operator::config::GuardrailSource::from_file(path)?,
-                );
-                tracing::info!(config = %path.display(), "guardrail configuration loaded");
-            }
-            None => tracing::warn!(
-                "no --config: the built-in baseline guardrails apply to every namespace"
-            ),
+        settings.metrics = Some(metrics.clone());
+        if let Some(path) = &args.config {
+            settings.guardrails = Arc::new(
+                pod_identity_operator::config::GuardrailSource::from_file(path)?,
+            );
         }
-        let ctx = Context::new(
-            client,
-            Arc::new(SdkIam::new(&sdk)),
-            Arc::new(SdkEks::new(&sdk)),
-            settings,
+        let lease = args.leader_elect.then(|| leader::LeaseSettings {
+            name: args.leader_election_name.clone(),
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            identity: leader::identity(),
+            duration: args.lease_duration,
+            grace: args.lease_grace,
+        });
+        let addr = |l: &Option<tokio::net::TcpListener>| {
+            l.as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map_or_else(|| "off".to_owned(), |a| a.to_string())
+        };
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            cluster = %args.cluster_name,
+            region = sdk.region().map_or("unset", |r| r.as_ref()),
+            aws_endpoint = args.aws_endpoint_url.as_deref().unwrap_or("default"),
+            watch_namespace = args.namespace.as_deref().unwrap_or("all"),
+            guardrails = %args.config.as_ref().map_or("built-in baseline".into(), |p| p.display().to_string()),
+            guardrail_rules = settings.guardrails.current().rules.len(),
+            leader_election = args.leader_elect,
+            lease = %lease.as_ref().map_or("off".into(), |l| format!("{}/{}", l.namespace, l.name)),
+            identity = lease.as_ref().map_or("", |l| l.identity.as_str()),
+            health_addr = %addr(&health_listener),
+            metrics_addr = %addr(&metrics_listener),
+            concurrency = settings.concurrency,
+            resync_seconds = settings.resync.as_secs(),
+            shutdown_timeout_seconds = args.shutdown_timeout,
+            "pod-identity-operator starting"
         );
-        tracing::info!(cluster = %args.cluster_name, "pod-identity-operator running");
-        controller::run(ctx, async {
-            shutdown_signal().await;
-        })
-        .await;
-        Ok(())
-    })
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
+        let iam: Arc<dyn IamApi> =
+            Arc::new(Metered::new(Arc::new(SdkIam::new(&sdk)), metrics.clone()));
+        let eks: Arc<dyn EksApi> =
+            Arc::new(Metered::new(Arc::new(SdkEks::new(&sdk)), metrics.clone()));
+        let servers_stop = CancellationToken::new();
+        let mut servers = Vec::new();
+        if let Some(l) = health_listener {
+            let router = http::health_router(health.clone());
+            servers.push(tokio::spawn(http::serve(l, router, servers_stop.clone())));
+        }
+        if let Some(l) = metrics_listener {
+            let router = http::metrics_router(metrics.clone());
+            servers.push(tokio::spawn(http::serve(l, router, servers_stop.clone())));
+        }
+        tokio::spawn(runtime::probe_aws(
+            eks.clone(),
+            args.cluster_name.clone(),
+            health.clone(),
+            Duration::from_secs(5),
+            servers_stop.clone(),
+        ));
+        let ctx = Context::new(client.clone(), iam, eks, settings);
+        let outcome = match lease {
+            Some(lease) => {
+                let start = move |token: CancellationToken| {
+                    controller::run(ctx.clone(), token.cancelled_owned())
+                };
+                leader::run_elected(client, lease, metrics.clone(), start, stop.clone(), deadline)
+                    .await
+                    .map_err(anyhow::Error::from)
             }
-        } => {}
-    }
+            None => {
+                metrics.set_leader(true);
+                let finished = runtime::shutdown::run_until(
+                    controller::run(ctx, stop.clone().cancelled_owned()),
+                    &stop,
+                    deadline,
+                )
+                .await;
+                if !finished {
+                    tracing::warn!("shutdown deadline passed: in-flight reconciles dropped");
+                }
+                metrics.set_leader(false);
+                Ok(())
+            }
+        };
+        // The HTTP servers go last, so probes and scrapes see the shutdown through.
+        servers_stop.cancel();
+        for s in servers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+        tracing::info!("pod-identity-operator stopped");
+        outcome
+    })
 }
 
 fn run_kubesim(port: u16, kubeconfig_out: Option<std::path::PathBuf>) -> anyhow::Result<()> {

@@ -302,6 +302,9 @@ pub(super) async fn write_status(
     new: PodIdentityBindingStatus,
     problem: Option<&Problem>,
 ) -> Result<()> {
+    if let Some(ready) = status::ready_of(Some(&new)) {
+        crate::runtime::metrics::note_reason(&ready.reason);
+    }
     let old = binding.status.as_ref();
     if status::unchanged(old, &new) {
         return Ok(());

@@ -1,0 +1,423 @@
+//! The operator's Prometheus metrics, served on `/metrics` in the text format
+//! (OpenMetrics flavour, which Prometheus scrapes as is), with `prometheus-client`.
+//!
+//! Every name starts with `pod_identity_operator_`:
+//! - `reconciles_total{result, reason}`: finished reconcile passes; `result` is `ok` or
+//!   `error`, `reason` the binding's `Ready` reason the pass reported (`Reconciled`,
+//!   `Retrying`, `PolicyDenied`, ...), `FinalizerAdded` or `Deleted` for passes that
+//!   only add the finalizer or finish a deletion, or the error's reason for a failed
+//!   pass. A pass aborted (lost lease, shutdown deadline) is not counted.
+//! - `reconcile_duration_seconds`: histogram of the same passes' wall time.
+//! - `aws_calls_total{service, operation, outcome}`: every IAM and EKS call
+//!   ([`crate::aws::metered::Metered`]); `outcome` is `ok`, `throttled`, or the error
+//!   class (`transient`, `propagation`, `user_input`, `conflict`, `access_denied`,
+//!   `not_found`, `quota`), or `bad_answer` (an answer the operator could not use).
+//! - `bindings{ready}`: bindings in the controller's cache by their `Ready` condition's
+//!   status (`True`, `False`, `Unknown`; no condition counts as `Unknown`), computed at
+//!   scrape time; all zero on a replica that is not leading (it has no cache).
+//! - `leader`: 1 while this process holds the lease and reconciles (always 1 without
+//!   leader election once the controller runs), else 0.
+//! - `reconciles_in_flight`: reconcile passes running right now, i.e. bindings taken
+//!   off the controller's queue and not finished (at most `--concurrency`). The depth
+//!   of kube-runtime's scheduler queue itself is not exposed by kube-runtime, so it is
+//!   not measured.
+//! - `build_info{version}`: always 1.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+use kube::api::DynamicObject;
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::health::Health;
+use crate::error::ErrorClass;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    result: &'static str,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsLabels {
+    service: &'static str,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    ready: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// The two AWS services the operator calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AwsService {
+    Iam,
+    Eks,
+}
+
+impl AwsService {
+    fn label(self) -> &'static str {
+        match self {
+            AwsService::Iam => "iam",
+            AwsService::Eks => "eks",
+        }
+    }
+}
+
+/// The `outcome` label of an AWS call: `ok`, `throttled`, the error class, or
+/// `bad_answer` for an answer the adapter could not use.
+pub fn aws_outcome(error: Option<&crate::Error>) -> &'static str {
+    let Some(e) = error else { return "ok" };
+    let Some(e) = e.aws() else {
+        return "bad_answer";
+    };
+    if e.throttled {
+        return "throttled";
+    }
+    match e.class {
+        ErrorClass::Transient => "transient",
+        ErrorClass::Propagation => "propagation",
+        ErrorClass::UserInput => "user_input",
+        ErrorClass::Conflict => "conflict",
+        ErrorClass::AccessDenied => "access_denied",
+        ErrorClass::NotFound => "not_found",
+        ErrorClass::Quota => "quota",
+    }
+}
+
+/// The `ready` label of a binding read from the cache.
+pub fn ready_status(obj: &DynamicObject) -> &'static str {
+    let conditions = obj
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array());
+    let status = conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
+        .and_then(|c| c.get("status"))
+        .and_then(|s| s.as_str());
+    match status {
+        Some("True") => "True",
+        Some("False") => "False",
+        _ => "Unknown",
+    }
+}
+
+tokio::task_local! {
+    /// The `Ready` reason the running reconcile pass reported, if any.
+    static REPORTED_REASON: RefCell<Option<String>>;
+}
+
+/// Notes the `Ready` reason the running reconcile pass reports; outside a pass timed by
+/// [`Metrics::time_reconcile`] it does nothing.
+pub fn note_reason(reason: &str) {
+    let _ = REPORTED_REASON.try_with(|r| *r.borrow_mut() = Some(reason.to_owned()));
+}
+
+/// All metrics of one process, and the health state they share.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    duration: Histogram,
+    aws_calls: Family<AwsLabels, Counter>,
+    bindings: Family<ReadyLabels, Gauge>,
+    leader: Gauge,
+    in_flight: Gauge,
+    cache: Mutex<Option<Store<DynamicObject>>>,
+    health: Arc<Health>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new(health: Arc<Health>) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("pod_identity_operator");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Finished reconcile passes by result and Ready reason",
+            reconciles.clone(),
+        );
+        // 5 ms .. ~82 s
+        let duration = Histogram::new(exponential_buckets(0.005, 2.0, 15));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Wall time of finished reconcile passes",
+            duration.clone(),
+        );
+        let aws_calls = Family::<AwsLabels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "AWS API calls by service, operation and outcome (ok, throttled, or the error class)",
+            aws_calls.clone(),
+        );
+        let bindings = Family::<ReadyLabels, Gauge>::default();
+        registry.register(
+            "bindings",
+            "Bindings in the controller's cache by the status of their Ready condition",
+            bindings.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process leads and reconciles, else 0",
+            leader.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "reconciles_in_flight",
+            "Reconcile passes running now",
+            in_flight.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The operator's version", build);
+        Arc::new(Metrics {
+            registry,
+            reconciles,
+            duration,
+            aws_calls,
+            bindings,
+            leader,
+            in_flight,
+            cache: Mutex::new(None),
+            health,
+        })
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Counts one AWS call; any answer from AWS, an error included, shows AWS is reached.
+    pub fn aws_call(
+        &self,
+        service: AwsService,
+        operation: &'static str,
+        error: Option<&crate::Error>,
+    ) {
+        self.aws_calls
+            .get_or_create(&AwsLabels {
+                service: service.label(),
+                operation,
+                outcome: aws_outcome(error),
+            })
+            .inc();
+        // A call that got no answer at all (timeout, connection refused) has no status.
+        let answered = error.is_none_or(|e| e.aws().is_none_or(|a| a.http_status.is_some()));
+        if answered {
+            self.health.set_aws_reached();
+        }
+    }
+
+    /// Runs one reconcile pass, counted in flight while it runs, then counted by result
+    /// and reason with its duration. `fallback` names an `Ok` pass that reported no
+    /// reason; `reason_of` names a failed one.
+    pub async fn time_reconcile<T, E>(
+        &self,
+        pass: impl Future<Output = Result<T, E>>,
+        fallback: &str,
+        reason_of: impl FnOnce(&E) -> String,
+    ) -> Result<T, E> {
+        self.in_flight.inc();
+        // Decremented even when the pass is dropped half-way.
+        let _in_flight = InFlight(&self.in_flight);
+        let start = tokio::time::Instant::now();
+        let (result, reported) = REPORTED_REASON
+            .scope(RefCell::new(None), async {
+                let r = pass.await;
+                (r, REPORTED_REASON.with(|c| c.borrow_mut().take()))
+            })
+            .await;
+        self.duration.observe(start.elapsed().as_secs_f64());
+        let (label, reason) = match &result {
+            Ok(_) => ("ok", reported.unwrap_or_else(|| fallback.to_owned())),
+            Err(e) => ("error", reason_of(e)),
+        };
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                result: label,
+                reason,
+            })
+            .inc();
+        result
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+        self.health.set_leading(leading);
+    }
+
+    /// The controller's cache of bindings: counted by Ready status at each scrape, and
+    /// its first full listing marks the watches synced.
+    pub fn watch_bindings(self: &Arc<Self>, store: Store<DynamicObject>) {
+        *self.lock_cache() = Some(store.clone());
+        let me = self.clone();
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                me.health.set_synced(true);
+            }
+        });
+    }
+
+    /// The controller stopped: its cache is gone.
+    pub fn controller_stopped(&self) {
+        *self.lock_cache() = None;
+        self.health.set_synced(false);
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Option<Store<DynamicObject>>> {
+        // Holds a handle only; a panic while holding it leaves it usable.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut counts = [("True", 0i64), ("False", 0), ("Unknown", 0)];
+        if let Some(store) = self.lock_cache().as_ref() {
+            for obj in store.state() {
+                let status = ready_status(&obj);
+                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == status) {
+                    c.1 += 1;
+                }
+            }
+        }
+        for (ready, n) in counts {
+            self.bindings.get_or_create(&ReadyLabels { ready }).set(n);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn binding(ready: Option<&str>) -> DynamicObject {
+        let conditions: Vec<_> = ready
+            .map(|s| json!({"type": "Ready", "status": s}))
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+            "metadata": {"name": "b", "namespace": "default"},
+            "status": {"conditions": conditions},
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn ready_status_reads_the_ready_condition() {
+        assert_eq!(ready_status(&binding(Some("True"))), "True");
+        assert_eq!(ready_status(&binding(Some("False"))), "False");
+        assert_eq!(ready_status(&binding(Some("Unknown"))), "Unknown");
+        assert_eq!(ready_status(&binding(None)), "Unknown");
+    }
+
+    #[tokio::test]
+    async fn passes_are_counted_by_result_and_reason_and_timed() {
+        let m = Metrics::new(Health::new());
+        let r: Result<(), String> = m
+            .time_reconcile(
+                async {
+                    note_reason("Reconciled");
+                    Ok(())
+                },
+                "FinalizerAdded",
+                |e: &String| e.clone(),
+            )
+            .await;
+        assert!(r.is_ok());
+        let _ = m
+            .time_reconcile(async { Ok::<_, String>(()) }, "FinalizerAdded", |e| {
+                e.clone()
+            })
+            .await;
+        let _ = m
+            .time_reconcile(async { Err::<(), _>("Retrying".to_owned()) }, "x", |e| {
+                e.clone()
+            })
+            .await;
+        let text = m.encode();
+        for line in [
+            r#"pod_identity_operator_reconciles_total{result="ok",reason="Reconciled"} 1"#,
+            r#"pod_identity_operator_reconciles_total{result="ok",reason="FinalizerAdded"} 1"#,
+            r#"pod_identity_operator_reconciles_total{result="error",reason="Retrying"} 1"#,
+            "pod_identity_operator_reconcile_duration_seconds_count 3",
+            "pod_identity_operator_reconciles_in_flight 0",
+            r#"pod_identity_operator_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_counts_in_flight_while_it_runs_even_when_dropped() {
+        let m = Metrics::new(Health::new());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let pass = m.time_reconcile(
+            async {
+                let _ = rx.await;
+                Ok::<_, String>(())
+            },
+            "x",
+            |e| e.clone(),
+        );
+        let mut pass = Box::pin(pass);
+        assert!(futures::poll!(&mut pass).is_pending());
+        assert!(
+            m.encode()
+                .contains("pod_identity_operator_reconciles_in_flight 1")
+        );
+        drop(pass);
+        drop(tx);
+        let text = m.encode();
+        assert!(
+            text.contains("pod_identity_operator_reconciles_in_flight 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("reconciles_total{"),
+            "a dropped pass is not counted"
+        );
+    }
+
+    #[test]
+    fn note_reason_outside_a_pass_does_nothing() {
+        note_reason("Reconciled");
+    }
+}
