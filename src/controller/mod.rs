@@ -15,7 +15,7 @@
 //! With [`Settings::metrics`] set, each pass is timed and counted, in flight included,
 //! in one place ([`reconcile_object`]), and the bindings cache feeds the bindings gauge
 //! and readiness ([`crate::runtime::metrics`]). Each pass runs in a `reconcile` span
-//! carrying the binding's namespace, name and generation. Leader election wraps [`run`]
+//! carrying the binding's `namespace`, name (`binding`) and `generation`. Leader election wraps [`run`]
 //! from outside ([`crate::runtime::leader`]).
 
 pub mod apply;
@@ -215,15 +215,17 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     let span = tracing::info_span!(
         "reconcile",
         namespace = obj.namespace().unwrap_or_default(),
-        name = obj.name_any(),
+        binding = obj.name_any(),
         generation = obj.metadata.generation.unwrap_or_default(),
     );
     let metrics = ctx.settings.metrics.clone();
     let pass = async {
-        match malformed::typed(&obj) {
+        let result = match malformed::typed(&obj) {
             Ok(b) => reconcile::reconcile(Arc::new(b), ctx.clone()).await,
             Err((field, why)) => malformed::report(&obj, &field, &why, &ctx).await,
-        }
+        };
+        tracing::debug!(ok = result.is_ok(), "reconcile pass finished");
+        result
     };
     match metrics {
         Some(m) => {

@@ -25,6 +25,7 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kube::api::DynamicObject;
 use kube::runtime::reflector::Store;
@@ -276,8 +277,16 @@ impl Metrics {
         *self.lock_cache() = Some(store.clone());
         let me = self.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                me.health.set_synced(true);
+            // The store's readiness wakes only its last waiter (the controller's), so
+            // it is polled again until it answers.
+            loop {
+                let wait =
+                    tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready());
+                match wait.await {
+                    Ok(Ok(())) => break me.health.set_synced(true),
+                    Ok(Err(_)) => break,
+                    Err(_) => {}
+                }
             }
         });
     }
