@@ -685,3 +685,79 @@ async fn sigterm_finishes_in_flight_work_and_releases_the_lease() {
     drop(op);
     stack.stop().await;
 }
+
+/// A leader whose Lease another identity takes stops reconciling at once: a binding
+/// applied meanwhile is not touched until the Lease comes back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_lease_stops_reconciling() {
+    use kube::api::{Patch, PatchParams};
+    const CLUSTER: &str = "usurped";
+    let stack = Stack::start(CLUSTER).await;
+    let op = stack.spawn(
+        "usurped",
+        CLUSTER,
+        &stack.aws_url,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            NS,
+            "--lease-duration",
+            "4",
+            "--lease-grace",
+            "2",
+        ],
+    );
+    op.wait_metric("leading", "pod_identity_operator_leader ", |v| v == 1.0)
+        .await;
+    stack.apply("before", json!({})).await;
+    stack.wait_converged("before", &[&op]).await;
+
+    // Another identity takes the Lease for a few seconds.
+    let leases: Api<Lease> = Api::namespaced(stack.kube.client(), NS);
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    leases
+        .patch(
+            LEASE,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "holderIdentity": "intruder", "renewTime": now, "acquireTime": now,
+                "leaseDurationSeconds": 6,
+            }})),
+        )
+        .await
+        .expect("lease taken");
+    op.wait_metric("stepping down", "pod_identity_operator_leader ", |v| {
+        v == 0.0
+    })
+    .await;
+    let writes = write_calls(&op.metrics().await.expect("metrics"));
+
+    // While the intruder holds it, a new binding stays untouched.
+    stack.apply("during", json!({})).await;
+    let mut held_samples = 0;
+    while stack.lease_holder().await.as_deref() == Some("intruder") {
+        let b = stack.bindings().get("during").await.expect("get");
+        assert!(
+            b.status.is_none() && b.metadata.finalizers.is_none(),
+            "reconciled without the lease: {b:?}"
+        );
+        held_samples += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(held_samples > 0, "the intruder's hold was never seen");
+    let text = op.metrics().await.expect("metrics");
+    assert_eq!(write_calls(&text), writes, "AWS writes without the lease");
+
+    // The intruder's Lease expires unrenewed; the operator takes it back and converges.
+    op.wait_metric("leading again", "pod_identity_operator_leader ", |v| {
+        v == 1.0
+    })
+    .await;
+    assert_eq!(stack.lease_holder().await, Some(op.identity.clone()));
+    stack.wait_converged("during", &[&op]).await;
+    assert!(op.log_text().contains("lease lost: stopped reconciling"));
+    drop(op);
+    stack.stop().await;
+}
