@@ -141,6 +141,20 @@ where
             _ = tick.tick() => {
                 held = read_held(&leases, &lease, held).await;
             }
+            _ = async {
+                match running.as_mut() {
+                    Some((task, _)) => {
+                        let _ = task.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                // The controller ended by itself: started again while leading.
+                running = None;
+                metrics.set_leader(false);
+                metrics.controller_stopped();
+                tracing::warn!("the controller stopped by itself");
+            }
         }
     }
     if let Some((mut task, token)) = running.take() {

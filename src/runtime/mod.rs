@@ -28,9 +28,11 @@ pub async fn probe_aws(
 ) {
     while !health.aws_reached() && !stop.is_cancelled() {
         match eks.describe_cluster(&cluster).await {
-            Ok(Some(c)) => {
-                tracing::info!(cluster = %c.name, status = ?c.status, "EKS cluster found")
-            }
+            Ok(Some(c)) => tracing::info!(
+                cluster = %c.name,
+                status = c.status.as_deref().unwrap_or("unknown"),
+                "EKS cluster found"
+            ),
             Ok(None) => {
                 tracing::warn!(%cluster, "EKS cluster not found in this account and region")
             }

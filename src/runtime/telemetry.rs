@@ -3,9 +3,11 @@
 //! else `info,kube=warn`.
 //!
 //! Without `--log-format` the output is text when stdout is a terminal and JSON
-//! otherwise (in a container). What is logged never includes credentials or policy
-//! documents: the AWS SDK's own request logging sits at `debug`/`trace`, below the
-//! default level, and the operator logs names, ARNs, reasons and error messages only.
+//! otherwise (in a container). The operator's own lines, at any level, carry names,
+//! ARNs, reasons and error messages, never credentials or policy documents. Not
+//! guarded: the AWS SDK's and hyper's own `trace` output, which a filter such as
+//! `trace` turns on and which may include request bodies (policy documents among
+//! them); the default filter and `info`/`debug` for `pod_identity_operator` do not.
 
 use std::io::IsTerminal;
 
