@@ -15,8 +15,8 @@
 //! With [`Settings::metrics`] set, each pass is timed and counted, in flight included,
 //! in one place ([`reconcile_object`]), and the bindings cache feeds the bindings gauge
 //! and readiness ([`crate::runtime::metrics`]). Each pass runs in a `reconcile` span
-//! carrying the binding's `namespace`, name (`binding`) and `generation`. Leader election wraps [`run`]
-//! from outside ([`crate::runtime::leader`]).
+//! carrying the binding's `namespace`, name (`binding`) and `generation`. Leader
+//! election wraps [`run`] from outside ([`crate::runtime::leader`]).
 
 pub mod apply;
 pub mod cleanup;
@@ -234,14 +234,25 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
             } else {
                 "FinalizerAdded"
             };
-            m.time_reconcile(pass, fallback, |e| {
-                status::problem_of(e, false).reason.as_str().to_owned()
-            })
-            .instrument(span)
-            .await
+            m.time_reconcile(pass, fallback, |e| failure_reason(e).to_owned())
+                .instrument(span)
+                .await
         }
         None => pass.instrument(span).await,
     }
+}
+
+/// The reason a failed pass is counted under: that of the error inside the finalizer's.
+fn failure_reason(error: &Error) -> &'static str {
+    use kube::runtime::finalizer::Error as Fin;
+    let inner = match error {
+        Error::Finalizer(f) => match f.as_ref() {
+            Fin::ApplyFailed(e) | Fin::CleanupFailed(e) => e,
+            _ => error,
+        },
+        e => e,
+    };
+    status::problem_of(inner, false).reason.as_str()
 }
 
 /// The ServiceAccount a watched binding names, read without typing the whole object.

@@ -6,7 +6,8 @@
 //!   `error`, `reason` the binding's `Ready` reason the pass reported (`Reconciled`,
 //!   `Retrying`, `PolicyDenied`, ...), `FinalizerAdded` or `Deleted` for passes that
 //!   only add the finalizer or finish a deletion, or the error's reason for a failed
-//!   pass. A pass aborted (lost lease, shutdown deadline) is not counted.
+//!   pass that reported none. A pass aborted (lost lease, shutdown deadline) is not
+//!   counted.
 //! - `reconcile_duration_seconds`: histogram of the same passes' wall time.
 //! - `aws_calls_total{service, operation, outcome}`: every IAM and EKS call
 //!   ([`crate::aws::metered::Metered`]); `outcome` is `ok`, `throttled`, or the error
@@ -234,8 +235,9 @@ impl Metrics {
     }
 
     /// Runs one reconcile pass, counted in flight while it runs, then counted by result
-    /// and reason with its duration. `fallback` names an `Ok` pass that reported no
-    /// reason; `reason_of` names a failed one.
+    /// and reason with its duration. The reason is the one the pass reported
+    /// ([`note_reason`]), else `fallback` for an `Ok` pass and `reason_of` the error for
+    /// a failed one.
     pub async fn time_reconcile<T, E>(
         &self,
         pass: impl Future<Output = Result<T, E>>,
@@ -255,7 +257,7 @@ impl Metrics {
         self.duration.observe(start.elapsed().as_secs_f64());
         let (label, reason) = match &result {
             Ok(_) => ("ok", reported.unwrap_or_else(|| fallback.to_owned())),
-            Err(e) => ("error", reason_of(e)),
+            Err(e) => ("error", reported.unwrap_or_else(|| reason_of(e))),
         };
         self.reconciles
             .get_or_create(&ReconcileLabels {
