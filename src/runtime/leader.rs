@@ -9,8 +9,9 @@
 //! Lease over once it expires. Losing the Lease aborts the controller at once (in-flight
 //! reconciles are dropped mid-way, which reconciles are built to survive), and a replica
 //! that regains it starts a fresh controller. On shutdown the controller gets the
-//! shutdown deadline to finish, then the Lease is released (holder cleared) so a standby
-//! takes over without waiting for it to expire.
+//! shutdown deadline to finish (cut short if the Lease is lost meanwhile), then the
+//! Lease is released (holder cleared) so a standby takes over without waiting for it to
+//! expire.
 //!
 //! Not implemented: handing over before shutdown (the standby only learns of the
 //! release at its next look at the Lease, within the lease duration).
@@ -159,8 +160,30 @@ where
     }
     if let Some((mut task, token)) = running.take() {
         token.cancel();
-        if !finish_within(&mut task, &stop, deadline).await {
-            tracing::warn!("shutdown deadline passed: in-flight reconciles dropped");
+        // In-flight passes finish only while the Lease is still this process's.
+        let lost = async {
+            loop {
+                tick.tick().await;
+                held = read_held(&leases, &lease, held).await;
+                if !may_lead(true, held, SystemTime::now()) {
+                    break;
+                }
+            }
+        };
+        let lost_it = tokio::select! {
+            finished = finish_within(&mut task, &stop, deadline) => {
+                if !finished {
+                    tracing::warn!("shutdown deadline passed: in-flight reconciles dropped");
+                }
+                false
+            }
+            _ = lost => true,
+        };
+        if lost_it {
+            // finish_within was dropped before the task ended: it still runs.
+            task.abort();
+            let _ = task.await;
+            tracing::warn!("lease lost during shutdown: in-flight reconciles dropped");
         }
         metrics.controller_stopped();
     }
