@@ -590,12 +590,17 @@ async fn a_standby_takes_over_after_the_leader_is_killed() {
     assert_eq!(stack.aws.inventory().roles.len(), 1);
 
     // kill -9: no release; the standby takes over once the Lease expires.
+    let killed = Instant::now();
     drop(leader);
     standby
         .wait_metric("the takeover", "pod_identity_operator_leader ", |v| {
             v == 1.0
         })
         .await;
+    eprintln!(
+        "takeover {:?} after the kill (lease duration 4 s)",
+        killed.elapsed()
+    );
     assert_eq!(stack.lease_holder().await, Some(standby.identity.clone()));
     stack.apply("second", json!({})).await;
     stack.wait_converged("second", &[&standby]).await;
