@@ -155,6 +155,7 @@ where
                 metrics.set_leader(false);
                 metrics.controller_stopped();
                 tracing::warn!("the controller stopped by itself");
+                tokio::time::sleep(CHECK_EVERY).await;
             }
         }
     }
