@@ -100,7 +100,7 @@ struct RunArgs {
     )]
     leader_election_name: String,
     /// Seconds a leader keeps the Lease without renewing it; a standby takes over
-    /// within this time after the leader dies.
+    /// about this long after the leader dies.
     #[arg(long, env = "PIO_LEASE_DURATION", default_value_t = 15)]
     lease_duration: u64,
     /// Seconds before the Lease expires at which the leader renews it.
@@ -227,6 +227,11 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             shutdown_timeout_seconds = args.shutdown_timeout,
             "pod-identity-operator starting"
         );
+        if args.config.is_none() {
+            tracing::warn!(
+                "no --config: the built-in baseline guardrails apply to every namespace"
+            );
+        }
         let iam: Arc<dyn IamApi> =
             Arc::new(Metered::new(Arc::new(SdkIam::new(&sdk)), metrics.clone()));
         let eks: Arc<dyn EksApi> =
@@ -376,6 +381,51 @@ mod tests {
             let err = Cli::try_parse_from(["pod-identity-operator", "run"]).expect_err("required");
             assert!(err.to_string().contains("--cluster-name"));
         }
+    }
+
+    #[test]
+    fn run_takes_the_deployment_s_runtime_flags() {
+        let cli = Cli::try_parse_from([
+            "pod-identity-operator",
+            "run",
+            "--cluster-name",
+            "prod",
+            "--leader-elect",
+            "--leader-election-namespace",
+            "ops",
+            "--health-addr=0.0.0.0:8081",
+            "--metrics-addr=0.0.0.0:8080",
+            "--log-format=json",
+            "--log-level",
+            "debug",
+            "--shutdown-timeout",
+            "10",
+        ])
+        .expect("valid command line");
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("run expected");
+        };
+        assert!(args.leader_elect);
+        assert_eq!(args.leader_election_namespace.as_deref(), Some("ops"));
+        assert_eq!(args.leader_election_name, "pod-identity-operator");
+        assert_eq!((args.lease_duration, args.lease_grace), (15, 5));
+        assert_eq!(args.health_addr.map(|a| a.port()), Some(8081));
+        assert_eq!(args.metrics_addr.map(|a| a.port()), Some(8080));
+        assert_eq!(
+            args.log_format,
+            Some(pod_identity_operator::runtime::telemetry::LogFormat::Json)
+        );
+        assert_eq!(args.log_level.as_deref(), Some("debug"));
+        assert_eq!(args.shutdown_timeout, 10);
+        assert!(
+            Cli::try_parse_from([
+                "pod-identity-operator",
+                "--cluster-name",
+                "p",
+                "--log-format=xml"
+            ])
+            .is_err()
+        );
     }
 
     #[test]
