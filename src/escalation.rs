@@ -7,8 +7,15 @@
 //! whose name starts with `Get`, `List`, `Generate` or `Simulate` are reads; every other
 //! IAM action is a write.
 //!
-//! Not implemented: conditions are not considered (a conditioned grant still counts),
-//! and resources other than `*` (and `NotResource`) are taken as narrow.
+//! `Allow` with `NotAction` grants every action but those listed, so it counts as any
+//! action whatever its resources; `Allow` with `NotResource` grants its actions on every
+//! resource but those listed, so it counts as `Resource: "*"`.
+//!
+//! Conditions are not evaluated: a `Condition` block never removes or narrows a finding,
+//! since whether it holds at request time (source IP, tags, MFA ...) is not known here.
+//!
+//! Not implemented: resource patterns other than `*` (such as
+//! `arn:aws:iam::*:role/*`) are taken as narrow.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -180,5 +187,63 @@ mod tests {
             .is_empty()
         );
         assert!(kinds(json!({"Effect": "Deny", "Action": "*", "Resource": "*"})).is_empty());
+        assert!(
+            kinds(json!({"Effect": "Deny", "NotAction": "s3:*", "NotResource": "arn:aws:s3:::b"}))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn not_action_and_not_resource_are_broad() {
+        use Escalation::*;
+        // NotAction grants everything else, even on a single resource.
+        assert_eq!(
+            kinds(
+                json!({"Effect": "Allow", "NotAction": ["s3:DeleteBucket"], "Resource": "arn:aws:s3:::b"})
+            ),
+            [AnyAction]
+        );
+        assert_eq!(
+            kinds(
+                json!({"Effect": "Allow", "NotAction": "iam:*", "NotResource": "arn:aws:s3:::b"})
+            ),
+            [AnyAction]
+        );
+        // NotResource is every resource but those named: as broad as "*".
+        let not_resource = |a: &str| json!({"Effect": "Allow", "Action": a, "NotResource": "arn:aws:iam::111122223333:role/admin"});
+        assert_eq!(
+            kinds(not_resource("iam:PassRole")),
+            [PassRoleAnyResource, IamWrite]
+        );
+        assert_eq!(
+            kinds(not_resource("sts:AssumeRole")),
+            [AssumeRoleAnyResource]
+        );
+        assert!(kinds(not_resource("s3:GetObject")).is_empty());
+    }
+
+    #[test]
+    fn conditions_never_reduce_a_finding() {
+        let condition = json!({"StringEquals": {"aws:RequestedRegion": "eu-west-1"},
+            "Bool": {"aws:MultiFactorAuthPresent": "true"}});
+        let statements = [
+            json!({"Effect": "Allow", "Action": "*", "Resource": "*"}),
+            json!({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}),
+            json!({"Effect": "Allow", "Action": "iam:*", "Resource": "*"}),
+            json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}),
+            json!({"Effect": "Allow", "Action": "sts:AssumeRole", "NotResource": "arn:aws:iam::1:role/x"}),
+            json!({"Effect": "Allow", "Action": "iam:CreateRole", "Resource": "arn:aws:iam::1:role/x"}),
+        ];
+        for st in statements {
+            let plain = kinds(st.clone());
+            assert!(!plain.is_empty(), "{st}");
+            let mut conditioned = st.clone();
+            conditioned["Condition"] = condition.clone();
+            assert_eq!(kinds(conditioned), plain, "{st}");
+            // Even a condition that could never hold is not evaluated.
+            let mut impossible = st.clone();
+            impossible["Condition"] = json!({"Null": {"aws:SourceIp": "true"}, "IpAddress": {"aws:SourceIp": "10.0.0.1/32"}});
+            assert_eq!(kinds(impossible), plain, "{st}");
+        }
     }
 }

@@ -82,8 +82,8 @@ struct RunArgs {
     /// Watch this namespace only (default: all namespaces).
     #[arg(long, env = "PIO_NAMESPACE")]
     namespace: Option<String>,
-    /// Guardrail configuration (YAML), re-read when it changes (default: the built-in
-    /// baseline, see the README).
+    /// Guardrail configuration (YAML), re-read when it changes. Without it every binding
+    /// is denied (see config/guardrails.example.yaml and the README).
     #[arg(long, env = "PIO_CONFIG")]
     config: Option<std::path::PathBuf>,
 }
@@ -145,7 +145,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
                 tracing::info!(config = %path.display(), "guardrail configuration loaded");
             }
             None => tracing::warn!(
-                "no --config: the built-in baseline guardrails apply to every namespace"
+                "no --config: no guardrail configuration is loaded, so every binding is denied; pass --config FILE (see config/guardrails.example.yaml)"
             ),
         }
         let ctx = Context::new(

@@ -672,3 +672,43 @@ async fn a_changed_guardrail_file_is_applied_to_denied_bindings() {
     assert_eq!(aws.inventory().roles.len(), 1);
     env.stop().await;
 }
+
+/// The operator started without `--config`: every binding is denied with the way out,
+/// and AWS is not called at all (not even to look the cluster up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_configuration_every_binding_is_denied_before_any_aws_call() {
+    logs();
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    aws.add_cluster(CLUSTER);
+    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
+        s.guardrails = Arc::new(GuardrailSource::unconfigured());
+    })
+    .await;
+    namespace(&env.client, "platform", json!({})).await;
+    env.apply(
+        "reader",
+        json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}),
+    )
+    .await;
+    create(&env.client, "platform", "controller", &json!({})).await;
+    for (ns, name) in [(NS, "reader"), ("platform", "controller")] {
+        let (reason, message) = verdict(&env.client, ns, name).await;
+        assert_eq!(reason, "PolicyDenied", "{ns}/{name}: {message}");
+        for fragment in [
+            "no guardrail configuration is loaded",
+            "--config FILE",
+            "config/guardrails.example.yaml",
+        ] {
+            assert!(message.contains(fragment), "{fragment:?} in {message}");
+        }
+    }
+    let note = env.wait_warning("reader", "PolicyDenied").await;
+    assert!(note.contains("--config"), "{note}");
+    assert!(
+        aws.knobs().calls().is_empty(),
+        "no AWS call at all: {:?}",
+        aws.knobs().calls()
+    );
+    assert!(aws.inventory().roles.is_empty());
+    env.stop().await;
+}

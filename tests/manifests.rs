@@ -272,6 +272,7 @@ fn every_kustomization_renders_the_expected_objects() {
             "manager",
             vec![
                 ("ConfigMap", "", "pod-identity-operator-config"),
+                ("ConfigMap", "", "pod-identity-operator-guardrails"),
                 ("Deployment", "", "pod-identity-operator"),
             ],
         ),
@@ -294,6 +295,7 @@ fn every_kustomization_renders_the_expected_objects() {
                     "pod-identity-operator-leader-election",
                 ),
                 ("ConfigMap", NAMESPACE, "pod-identity-operator-config"),
+                ("ConfigMap", NAMESPACE, "pod-identity-operator-guardrails"),
                 ("Deployment", NAMESPACE, "pod-identity-operator"),
             ],
         ),
@@ -429,6 +431,38 @@ fn deployment_is_locked_down_and_probed() {
             .as_array()
             .is_some_and(|m| m.iter().any(|m| m["mountPath"] == "/tmp"))
     );
+
+    // The guardrails ConfigMap, mounted as a directory (updates reach it), is the file
+    // --config names; it ships valid and with no rules (deny-all).
+    let config_path = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--config="))
+        .expect("--config=<file> is passed");
+    let guardrails = find(&objs, "ConfigMap", "pod-identity-operator-guardrails");
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["configMap"]["name"] == guardrails["metadata"]["name"])
+        .expect("a volume of the guardrails ConfigMap");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the guardrails volume is mounted");
+    assert!(
+        mount.get("subPath").is_none(),
+        "a subPath never sees updates"
+    );
+    let (dir, file) = config_path.rsplit_once('/').expect("an absolute path");
+    assert_eq!(mount["mountPath"], dir);
+    let text = guardrails["data"][file]
+        .as_str()
+        .unwrap_or_else(|| panic!("the ConfigMap has the key {file}"));
+    let config = pod_identity_operator::config::GuardrailConfig::parse(text)
+        .expect("the shipped guardrails parse");
+    assert!(config.rules.is_empty(), "shipped deny-all");
 
     // Cluster name and region from the ConfigMap, through the variables `run` reads.
     let cm = find(&objs, "ConfigMap", "pod-identity-operator-config");
@@ -608,7 +642,12 @@ async fn controller_writes_only_what_rbac_grants_and_calls_only_what_iam_allows(
         matches!(forbidden, kube::Error::Api(ref s) if s.code == 403),
         "{forbidden:?}"
     );
-    let ctx = Context::new(operator, aws.clone(), aws.clone(), Settings::new("prod"));
+    let mut settings = Settings::new("prod");
+    settings.guardrails = Arc::new(pod_identity_operator::config::GuardrailSource::fixed(
+        pod_identity_operator::config::GuardrailConfig::parse(&read("tests/e2e-guardrails.yaml"))
+            .expect("tests/e2e-guardrails.yaml"),
+    ));
+    let ctx = Context::new(operator, aws.clone(), aws.clone(), settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(controller::run(ctx, async {
         let _ = stopped.await;

@@ -80,7 +80,7 @@ impl Settings {
             retry_max: Duration::from_secs(300),
             retry_soon: Duration::from_secs(5),
             retry_slow: Duration::from_secs(120),
-            guardrails: Arc::new(GuardrailSource::baseline()),
+            guardrails: Arc::new(GuardrailSource::unconfigured()),
             guardrails_poll: Duration::from_secs(10),
         }
     }

@@ -25,14 +25,11 @@ pub const NS: &str = "default";
 pub const WAIT: Duration = Duration::from_secs(90);
 
 /// Guardrails that let every namespace use everything but escalating policies: the
-/// suites that are not about guardrails run under them.
+/// suites that are not about guardrails run under them (the same file the end-to-end
+/// suite gives the operator binary).
 pub fn permissive_guardrails() -> GuardrailConfig {
-    let mut config = GuardrailConfig::baseline();
-    config.rules[0].name = "tests".into();
-    config.rules[0].denied_managed_policy_arns.clear();
-    config.rules[0].allowed_existing_role_arns = vec!["*".into()];
-    config.rules[0].allowed_target_role_arns = vec!["*".into()];
-    config
+    GuardrailConfig::parse(include_str!("../e2e-guardrails.yaml"))
+        .expect("tests/e2e-guardrails.yaml is a valid guardrail file")
 }
 
 /// Installs the CRD into a kubesim.
