@@ -206,7 +206,7 @@ fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Ac
 async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
     match malformed::typed(&obj) {
         Ok(b) => reconcile::reconcile(Arc::new(b), ctx).await,
-        Err((field, why)) => malformed::report(&obj, &field, &why, &ctx).await,
+        Err((field, why)) => malformed::handle(&obj, &field, &why, &ctx).await,
     }
 }
 
