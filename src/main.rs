@@ -59,6 +59,11 @@ struct SandboxArgs {
     /// Seconds between refreshes of the live view (printed when it changes).
     #[arg(long, default_value_t = 2)]
     view_interval: u64,
+    /// Use moto (IAM) and ministack (EKS) from the test venv (`bash
+    /// scripts/install-test-servers`; `$PIO_TEST_VENV`, else ./.venv) instead of the
+    /// in-memory AWS simulator.
+    #[arg(long)]
+    wire: bool,
 }
 
 /// Options of `run`; each can also come from the environment.
@@ -213,6 +218,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         apply: args.apply,
         view_interval: (!args.quiet)
             .then(|| std::time::Duration::from_secs(args.view_interval.max(1))),
+        wire: args.wire,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -293,7 +299,7 @@ mod tests {
             std::path::PathBuf::from("./sandbox.kubeconfig")
         );
         assert_eq!(args.inventory_addr.to_string(), "127.0.0.1:0");
-        assert!(!args.quiet && args.apply.is_none());
+        assert!(!args.quiet && args.apply.is_none() && !args.wire);
         let cli = Cli::try_parse_from([
             "pod-identity-operator",
             "sandbox",
@@ -304,6 +310,7 @@ mod tests {
             "--apply",
             "examples/",
             "--quiet",
+            "--wire",
         ])
         .expect("sandbox flags");
         let Some(Command::Sandbox(args)) = cli.command else {
@@ -311,7 +318,7 @@ mod tests {
         };
         assert_eq!(args.inventory_addr.port(), 8099);
         assert_eq!(args.apply, Some(std::path::PathBuf::from("examples/")));
-        assert!(args.quiet);
+        assert!(args.quiet && args.wire);
     }
 
     #[test]
