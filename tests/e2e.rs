@@ -575,6 +575,41 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
     assert!(err.contains("E2E_AWS_ENDPOINT"), "{err}");
 }
 
+/// The crash-safety figures, written to `<target dir>/crash-safety-report.txt`
+/// (`$CARGO_TARGET_DIR`, else the crate's `target/`) as the run goes, so CI can print
+/// them: cargo hides a passing test's output.
+struct CrashReport {
+    path: std::path::PathBuf,
+    seed: u64,
+}
+
+impl CrashReport {
+    fn new(seed: u64) -> CrashReport {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let report = CrashReport {
+            path: dir.join("crash-safety-report.txt"),
+            seed,
+        };
+        report.write(&["result: running (the test failed if this is the last line)".into()]);
+        report
+    }
+
+    fn write(&self, lines: &[String]) {
+        let seed = self.seed;
+        let mut text = format!(
+            "crash-safety run of the operator binary\nseed: {seed} (replay with CRASH_SEED={seed})\n"
+        );
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(&self.path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.path.display()));
+    }
+}
+
 /// Crash safety: 20 bindings created, updated and deleted while the operator binary is
 /// killed with SIGKILL at seeded random points and restarted, kubesim drops every watch
 /// now and then, and a seeded fraction of AWS writes fail (some after AWS acted, their
@@ -598,6 +633,7 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         .map(|s| s.parse().expect("CRASH_SEED is a number"))
         .unwrap_or(20_261_123);
     println!("crash-safety seed: {seed} (replay with CRASH_SEED={seed})");
+    let report = CrashReport::new(seed);
     let mut rng = StdRng::seed_from_u64(seed);
 
     let aws = Arc::new(AwsSim::new(SimConfig {
@@ -755,6 +791,22 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         }
     }
     aws.knobs().clear_faults();
+    report.write(&[
+        format!(
+            "bindings: {BINDINGS} ({} operations: creates, updates, deletes)",
+            ops.len()
+        ),
+        format!("SIGKILLs and restarts: {kills}"),
+        format!("watch drops: {watch_drops}"),
+        format!(
+            "AWS faults: {:.0}% of {} write kinds time out after their effect; {} injected",
+            FAULT_FRACTION * 100.0,
+            writes.len(),
+            aws.knobs().injected_faults()
+        ),
+        "result: churn done, waiting for convergence (the test failed if this is the last line)"
+            .into(),
+    ]);
 
     // Convergence: live bindings Ready for their generation, deleted ones gone.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -837,6 +889,31 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         expected.len(),
         deleted.len()
     );
+    report.write(&[
+        format!(
+            "bindings: {BINDINGS} ({} operations: creates, updates, deletes)",
+            ops.len()
+        ),
+        format!("SIGKILLs and restarts: {kills}"),
+        format!("watch drops: {watch_drops}"),
+        format!(
+            "AWS faults: {:.0}% of {} write kinds time out after their effect; {} injected",
+            FAULT_FRACTION * 100.0,
+            writes.len(),
+            aws.knobs().injected_faults()
+        ),
+        format!("AWS calls: {calls}"),
+        format!(
+            "final inventory: {} roles, {} associations, {} live and {} deleted bindings \
+             (expected {} of each, none orphaned or duplicated)",
+            inv.roles.len(),
+            inv.associations.len(),
+            expected.len(),
+            deleted.len(),
+            expected.len()
+        ),
+        "result: passed".into(),
+    ]);
     assert!(kills >= 30);
     drop(operator);
     front.abort();
