@@ -298,64 +298,85 @@ impl WireAws {
 
     /// What the account holds, read through the IAM and EKS APIs.
     pub async fn inventory(&self) -> Result<Inventory> {
-        let mut names = Vec::new();
-        let mut pages = self.iam_client.list_roles().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("ListRoles", &e))?;
-            names.extend(page.roles().iter().map(|r| r.role_name().to_owned()));
-        }
-        names.sort();
-        let iam = self.iam.as_ref();
-        let mut roles = Vec::new();
-        for name in names {
-            // A role deleted since the listing is simply not there any more.
-            let Some(role) = iam.get_role(&name).await? else {
-                continue;
-            };
-            let mut attached_policy_arns: Vec<String> = iam
-                .list_attached_role_policies(&name)
-                .await?
-                .into_iter()
-                .map(|p| p.arn)
-                .collect();
-            attached_policy_arns.sort();
-            let mut inline_policies = std::collections::BTreeMap::new();
-            for policy in iam.list_role_policies(&name).await? {
-                if let Some(doc) = iam.get_role_policy(&name, &policy).await? {
-                    inline_policies.insert(policy, doc);
-                }
+        read_inventory(
+            &self.iam_client,
+            self.iam.as_ref(),
+            self.eks.as_ref(),
+            CLUSTER,
+            None,
+        )
+        .await
+    }
+}
+
+/// An account's roles (all, or those under `path_prefix`) with their policies, the
+/// cluster, and its Pod Identity associations, read through the IAM and EKS APIs.
+pub async fn read_inventory(
+    iam_client: &aws_sdk_iam::Client,
+    iam: &dyn IamApi,
+    eks: &dyn EksApi,
+    cluster: &str,
+    path_prefix: Option<&str>,
+) -> Result<Inventory> {
+    let mut names = Vec::new();
+    let mut pages = iam_client
+        .list_roles()
+        .set_path_prefix(path_prefix.map(str::to_owned))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify("ListRoles", &e))?;
+        names.extend(page.roles().iter().map(|r| r.role_name().to_owned()));
+    }
+    names.sort();
+    let mut roles = Vec::new();
+    for name in names {
+        // A role deleted since the listing is simply not there any more.
+        let Some(role) = iam.get_role(&name).await? else {
+            continue;
+        };
+        let mut attached_policy_arns: Vec<String> = iam
+            .list_attached_role_policies(&name)
+            .await?
+            .into_iter()
+            .map(|p| p.arn)
+            .collect();
+        attached_policy_arns.sort();
+        let mut inline_policies = std::collections::BTreeMap::new();
+        for policy in iam.list_role_policies(&name).await? {
+            if let Some(doc) = iam.get_role_policy(&name, &policy).await? {
+                inline_policies.insert(policy, doc);
             }
-            let instance_profiles = iam.list_instance_profiles_for_role(&name).await?;
-            roles.push(RoleInventory {
-                role,
-                attached_policy_arns,
-                inline_policies,
-                instance_profiles,
-            });
         }
-        let eks = self.eks.as_ref();
-        let clusters = eks.describe_cluster(CLUSTER).await?.into_iter().collect();
-        let mut associations = Vec::new();
-        for summary in eks
-            .list_pod_identity_associations(CLUSTER, None, None)
+        let instance_profiles = iam.list_instance_profiles_for_role(&name).await?;
+        roles.push(RoleInventory {
+            role,
+            attached_policy_arns,
+            inline_policies,
+            instance_profiles,
+        });
+    }
+    let clusters = eks.describe_cluster(cluster).await?.into_iter().collect();
+    let mut associations = Vec::new();
+    for summary in eks
+        .list_pod_identity_associations(cluster, None, None)
+        .await?
+    {
+        if let Some(a) = eks
+            .describe_pod_identity_association(cluster, &summary.association_id)
             .await?
         {
-            if let Some(a) = eks
-                .describe_pod_identity_association(CLUSTER, &summary.association_id)
-                .await?
-            {
-                associations.push(a);
-            }
+            associations.push(a);
         }
-        associations.sort_by(|a, b| {
-            (&a.namespace, &a.service_account).cmp(&(&b.namespace, &b.service_account))
-        });
-        Ok(Inventory {
-            roles,
-            clusters,
-            associations,
-        })
     }
+    associations.sort_by(|a, b| {
+        (&a.namespace, &a.service_account).cmp(&(&b.namespace, &b.service_account))
+    });
+    Ok(Inventory {
+        roles,
+        clusters,
+        associations,
+    })
 }
 
 #[cfg(test)]
