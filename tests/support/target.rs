@@ -221,6 +221,9 @@ impl Kube {
         let kubeconfig = dir.join("kubeconfig");
         let kube = match &target.kubeconfig {
             Some(external) => {
+                // A kubeconfig may use TLS: kube needs a process-wide rustls provider
+                // (one already installed is fine).
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 std::fs::copy(external, &kubeconfig).expect("copy E2E_KUBECONFIG");
                 let config = kube::Config::from_custom_kubeconfig(
                     kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig reads"),
