@@ -37,14 +37,7 @@ fn owned_roles(aws: &AwsSim, name: &str) -> usize {
 }
 
 fn write_calls(aws: &AwsSim) -> u64 {
-    aws.knobs()
-        .calls()
-        .into_iter()
-        .filter(|(op, _)| {
-            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
-        })
-        .map(|(_, n)| n)
-        .sum()
+    support::write_calls(aws.knobs())
 }
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";

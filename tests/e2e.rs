@@ -46,10 +46,25 @@ use serde_json::json;
 use servers::{ACCOUNT_ID, Kind};
 use support::kubectl::{kubectl, kubectl_command};
 use support::target::{AwsAccess, AwsTarget, Kube, Target};
-use support::{Env, NS, WAIT};
+use support::{Env, NS, WAIT, write_calls};
 
 const REGION: &str = "us-east-1";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+
+/// The simulator's HTTP front on a free 127.0.0.1 port: its URL and the serving task.
+async fn serve_simulator(
+    sim: Arc<pod_identity_operator::aws::sim::AwsSim>,
+) -> (
+    String,
+    tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(sim, listener));
+    (url, front)
+}
 
 /// The suite's own AWS server at `url`, with the test credentials.
 fn local(url: &str) -> AwsAccess {
@@ -69,17 +84,6 @@ async fn create_cluster(config: &SdkConfig, name: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateCluster on ministack: {e:?}"));
-}
-
-fn write_calls(knobs: &Knobs) -> u64 {
-    knobs
-        .calls()
-        .into_iter()
-        .filter(|(op, _)| {
-            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
-        })
-        .map(|(_, n)| n)
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,9 +119,7 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     let tune =
         |s: &mut pod_identity_operator::controller::Settings| s.resync = Duration::from_millis(200);
     let (env, kube) = if target.external_kube() {
-        let mut kube = Kube::start(&target, dir.path()).await;
-        let ns = target.namespace("wire");
-        kube.ensure_namespace(&ns).await;
+        let (kube, ns) = Kube::start_in(&target, dir.path(), "wire").await;
         let env = Env::start_on(
             kube.client.clone(),
             None,
@@ -313,11 +315,8 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     // Installed as the README says, with kubectl.
-    let mut kube = Kube::start(&target, dir.path()).await;
-    let kubeconfig = kube.kubeconfig.clone();
-    let client = kube.client.clone();
-    let ns = target.namespace(NS);
-    kube.ensure_namespace(&ns).await;
+    let (kube, ns) = Kube::start_in(&target, dir.path(), NS).await;
+    let (kubeconfig, client) = (kube.kubeconfig.clone(), kube.client.clone());
     let ns = ns.as_str();
 
     let log = dir.path().join("operator.log");
@@ -436,21 +435,11 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
     // The first association call hangs long enough to kill the operator during it.
     aws.knobs()
         .set_operation_latency("CreatePodIdentityAssociation", Duration::from_secs(3600));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-        aws.clone(),
-        listener,
-    ));
+    let (aws_url, front) = serve_simulator(aws.clone()).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut kube = Kube::start(&target, dir.path()).await;
-    let kubeconfig = kube.kubeconfig.clone();
-    let client = kube.client.clone();
-    let ns = target.namespace(NS);
-    kube.ensure_namespace(&ns).await;
+    let (kube, ns) = Kube::start_in(&target, dir.path(), NS).await;
+    let (kubeconfig, client) = (kube.kubeconfig.clone(), kube.client.clone());
     let ns = ns.as_str();
     let only = target.external_kube().then_some(ns);
     let log = dir.path().join("operator.log");
@@ -709,6 +698,8 @@ impl CrashReport {
             text.push_str(line);
             text.push('\n');
         }
+        // Also on stdout, for `--nocapture` and failing runs.
+        print!("{text}");
         std::fs::write(&self.path, text)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.path.display()));
     }
@@ -742,7 +733,6 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         .ok()
         .map(|s| s.parse().expect("CRASH_SEED is a number"))
         .unwrap_or(20_261_123);
-    println!("crash-safety seed: {seed} (replay with CRASH_SEED={seed})");
     let report = CrashReport::new(seed);
     let mut rng = StdRng::seed_from_u64(seed);
 
@@ -771,14 +761,7 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         Fault::timeout().after_effect(),
         &writes,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-        aws.clone(),
-        listener,
-    ));
+    let (aws_url, front) = serve_simulator(aws.clone()).await;
     let kube = KubeSim::new();
     let server = kube
         .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
@@ -915,7 +898,8 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         }
     }
     aws.knobs().clear_faults();
-    report.write(&[
+    // Faults are off from here on: the count is final.
+    let churn: Vec<String> = vec![
         format!(
             "bindings: {BINDINGS} ({} operations: creates, updates, deletes)",
             ops.len()
@@ -928,9 +912,14 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
             writes.len(),
             aws.knobs().injected_faults()
         ),
-        "result: churn done, waiting for convergence (the test failed if this is the last line)"
-            .into(),
-    ]);
+    ];
+    report.write(
+        &[
+            churn.clone(),
+            vec!["result: churn done, waiting for convergence (the test failed if this is the last line)".into()],
+        ]
+        .concat(),
+    );
 
     // Convergence: live bindings Ready for their generation, deleted ones gone.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -1000,44 +989,25 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         assert!(bindings.get_opt(&name).await.expect("get").is_none());
     }
     let calls = aws.knobs().total_calls();
-    println!(
-        "crash-safety figures: seed {seed}, {BINDINGS} bindings, {} operations, {kills} SIGKILLs \
-         and restarts, {watch_drops} watch drops, {:.0}% of {} AWS write kinds failing \
-         after effect, {calls} AWS calls; final inventory: {} roles, {} associations, \
-         {} live and {} deleted bindings",
-        ops.len(),
-        FAULT_FRACTION * 100.0,
-        writes.len(),
-        inv.roles.len(),
-        inv.associations.len(),
-        expected.len(),
-        deleted.len()
-    );
-    report.write(&[
-        format!(
-            "bindings: {BINDINGS} ({} operations: creates, updates, deletes)",
-            ops.len()
-        ),
-        format!("SIGKILLs and restarts: {kills}"),
-        format!("watch drops: {watch_drops}"),
-        format!(
-            "AWS faults: {:.0}% of {} write kinds time out after their effect; {} injected",
-            FAULT_FRACTION * 100.0,
-            writes.len(),
-            aws.knobs().injected_faults()
-        ),
-        format!("AWS calls: {calls}"),
-        format!(
-            "final inventory: {} roles, {} associations, {} live and {} deleted bindings \
+    report.write(
+        &[
+            churn,
+            vec![
+                format!("AWS calls: {calls}"),
+                format!(
+                    "final inventory: {} roles, {} associations, {} live and {} deleted bindings \
              (expected {} of each, none orphaned or duplicated)",
-            inv.roles.len(),
-            inv.associations.len(),
-            expected.len(),
-            deleted.len(),
-            expected.len()
-        ),
-        "result: passed".into(),
-    ]);
+                    inv.roles.len(),
+                    inv.associations.len(),
+                    expected.len(),
+                    deleted.len(),
+                    expected.len()
+                ),
+                "result: passed".into(),
+            ],
+        ]
+        .concat(),
+    );
     assert!(kills >= 30);
     drop(operator);
     front.abort();
@@ -1085,14 +1055,7 @@ impl Stack {
                     ..SimConfig::default()
                 }));
                 sim.add_cluster(&cluster);
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("addr"));
-                let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-                    sim.clone(),
-                    listener,
-                ));
+                let (url, front) = serve_simulator(sim.clone()).await;
                 (StackAws::Sim { sim, front }, local(&url))
             }
             _ => {
@@ -1107,9 +1070,7 @@ impl Stack {
             }
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut kube = Kube::start(&target, dir.path()).await;
-        let ns = target.namespace(NS);
-        kube.ensure_namespace(&ns).await;
+        let (kube, ns) = Kube::start_in(&target, dir.path(), NS).await;
         let mut stack = Stack {
             aws,
             access,

@@ -525,9 +525,7 @@ async fn every_bad_input_gets_its_reason_and_field_and_aws_is_untouched() {
         .knobs()
         .calls()
         .into_iter()
-        .filter(|(op, _)| {
-            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
-        })
+        .filter(|(op, _)| !support::is_read(op))
         .collect();
     assert!(writes.is_empty(), "AWS writes: {writes:?}");
 

@@ -12,6 +12,11 @@
 //! from the rendered text, and server-side with `-k`); the Argo CD
 //! Lua health check on sample statuses, and the Flux CEL expressions agreeing with it.
 
+#[allow(dead_code)]
+#[path = "support/kubectl.rs"]
+mod kubectl;
+use kubectl::kubectl_path;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -94,27 +99,6 @@ fn root() -> PathBuf {
 fn read(rel: &str) -> String {
     let p = root().join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
-
-fn kubectl_path() -> PathBuf {
-    let found = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("kubectl"))
-                    .find(|p| p.exists())
-            })
-        });
-    found.unwrap_or_else(|| {
-        panic!(
-            "kubectl is required by this test (kubectl kustomize, kubectl apply) and was not found \
-             in /usr/bin, /usr/local/bin or PATH; install kubectl 1.32 \
-             (https://kubernetes.io/docs/tasks/tools/) and run again"
-        )
-    })
 }
 
 /// Parses a multi-document YAML stream into JSON values (empty documents dropped).
@@ -1114,22 +1098,28 @@ async fn assert_applied(client: &Client, discovery: &Discovery, objs: &[Value]) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_and_samples_apply_to_kubesim_with_kubectl() {
-    let bin = kubectl_path();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let sim = KubeSim::new();
-    let server = sim
+/// kubesim over TCP, and kubectl pointed at it from `dir`.
+async fn kubesim_and_kubectl(
+    dir: &std::path::Path,
+) -> (pod_identity_operator::kubesim::ServerHandle, Kubectl) {
+    let server = KubeSim::new()
         .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
         .await
         .expect("kubesim serves");
-    let kubeconfig = tmp.path().join("kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     let k = Kubectl {
-        bin,
+        bin: kubectl_path(),
         kubeconfig,
-        dir: tmp.path().to_path_buf(),
+        dir: dir.to_path_buf(),
     };
+    (server, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_and_samples_apply_to_kubesim_with_kubectl() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (server, k) = kubesim_and_kubectl(tmp.path()).await;
 
     let default = render_text("default");
     let samples = render_text("samples");
@@ -1570,20 +1560,8 @@ fn dockerfile_builds_in_a_rust_stage_and_runs_distroless_nonroot() {
 /// as Flux and Argo CD's server-side mode apply them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_and_samples_apply_server_side_with_kustomize() {
-    let bin = kubectl_path();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let sim = KubeSim::new();
-    let server = sim
-        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-        .await
-        .expect("kubesim serves");
-    let kubeconfig = tmp.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let k = Kubectl {
-        bin,
-        kubeconfig,
-        dir: tmp.path().to_path_buf(),
-    };
+    let (server, k) = kubesim_and_kubectl(tmp.path()).await;
     for base in ["default", "samples"] {
         let dir = root().join("config").join(base);
         let dir = dir.to_string_lossy().into_owned();

@@ -13,6 +13,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, CustomResourceExt};
+use pod_identity_operator::aws::faults::Knobs;
 use pod_identity_operator::aws::{EksApi, IamApi};
 use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::controller::{self, Context, Settings};
@@ -30,6 +31,24 @@ pub const WAIT: Duration = Duration::from_secs(90);
 pub fn permissive_guardrails() -> GuardrailConfig {
     GuardrailConfig::parse(include_str!("../e2e-guardrails.yaml"))
         .expect("tests/e2e-guardrails.yaml is a valid guardrail file")
+}
+
+/// The AWS calls counted by `knobs` that change something (all but `Get*`, `List*` and
+/// `Describe*`).
+pub fn write_calls(knobs: &Knobs) -> u64 {
+    knobs
+        .calls()
+        .into_iter()
+        .filter(|(op, _)| !is_read(op))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// True for AWS operations that only read.
+pub fn is_read(operation: &str) -> bool {
+    ["Get", "List", "Describe"]
+        .iter()
+        .any(|p| operation.starts_with(p))
 }
 
 /// Installs the CRD into a kubesim.

@@ -260,6 +260,14 @@ impl Kube {
         kube
     }
 
+    /// [`Kube::start`], and the test's namespace ([`Target::namespace`] of `base`) made.
+    pub async fn start_in(target: &Target, dir: &Path, base: &str) -> (Kube, String) {
+        let mut kube = Kube::start(target, dir).await;
+        let ns = target.namespace(base);
+        kube.ensure_namespace(&ns).await;
+        (kube, ns)
+    }
+
     /// Makes the namespace unless it exists; those made are deleted by [`Kube::stop`].
     pub async fn ensure_namespace(&mut self, name: &str) {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
