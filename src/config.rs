@@ -842,6 +842,34 @@ rules:
     }
 
     #[test]
+    fn the_readme_install_guardrails_admit_the_sample_they_are_for() {
+        let readme = include_str!("../README.md");
+        let start = "cat > config/manager/guardrails.yaml <<'EOF'\n";
+        let from = readme
+            .find(start)
+            .expect("the install step writes the guardrails")
+            + start.len();
+        let manifest = &readme[from..from + readme[from..].find("\nEOF\n").expect("heredoc end")];
+        let manifest: serde_yaml::Value = serde_yaml::from_str(manifest).expect("ConfigMap YAML");
+        assert_eq!(
+            manifest["metadata"]["name"].as_str(),
+            Some("pod-identity-operator-guardrails")
+        );
+        let config = GuardrailConfig::parse(
+            manifest["data"]["guardrails.yaml"]
+                .as_str()
+                .expect("data.guardrails.yaml"),
+        )
+        .expect("valid guardrails");
+        let sample: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../config/samples/s3_reader.yaml")).expect("sample");
+        let mut b: PodIdentityBinding =
+            serde_json::from_value(serde_json::to_value(sample).expect("JSON")).expect("binding");
+        b.metadata.namespace = Some("default".into());
+        evaluate(&b, &BTreeMap::new(), &config).expect("the sample is allowed in default");
+    }
+
+    #[test]
     fn selectors_match_labels_and_expressions() {
         let selector =
             |yaml: &str| -> NamespaceSelector { serde_yaml::from_str(yaml).expect("selector") };
