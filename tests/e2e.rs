@@ -243,6 +243,28 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
             .expect("list")
             .is_empty()
     );
+    // The bindings in conflict go without touching what someone else made; then the
+    // test removes that too (another endpoint would keep it).
+    for name in ["taken", "legacy"] {
+        env.delete(name).await;
+        env.wait_gone(name).await;
+    }
+    let foreign_role = naming::default_role_name(&cluster, ns, "taken");
+    assert!(
+        iam.get_role(&foreign_role)
+            .await
+            .expect("GetRole")
+            .is_some()
+    );
+    let foreign = eks
+        .list_pod_identity_associations(&cluster, Some(ns), Some("legacy"))
+        .await
+        .expect("list");
+    assert_eq!(foreign.len(), 1, "the foreign association stays");
+    iam.delete_role(&foreign_role).await.expect("DeleteRole");
+    eks.delete_pod_identity_association(&cluster, &foreign[0].association_id)
+        .await
+        .expect("DeletePodIdentityAssociation");
     env.stop().await;
     if let Some(kube) = kube {
         kube.stop().await;
