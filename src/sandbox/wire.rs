@@ -88,7 +88,20 @@ struct Server {
 }
 
 impl Server {
+    /// A server on a free port; a few attempts, since the port can be taken by someone
+    /// else between picking it and the server binding it.
     async fn start(kind: Kind, venv: &Path) -> Result<Server> {
+        let mut failure = None;
+        for _ in 0..3 {
+            match Server::start_once(kind, venv).await {
+                Ok(server) => return Ok(server),
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| Error::LocalServer(format!("{kind:?} did not start"))))
+    }
+
+    async fn start_once(kind: Kind, venv: &Path) -> Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
