@@ -14,8 +14,11 @@
 //! Conditions are not evaluated: a `Condition` block never removes or narrows a finding,
 //! since whether it holds at request time (source IP, tags, MFA ...) is not known here.
 //!
-//! Not implemented: resource patterns other than `*` (such as
-//! `arn:aws:iam::*:role/*`) are taken as narrow.
+//! A resource counts as any resource when it is `*` or a pattern naming every role of
+//! an account (`arn:aws:iam::111122223333:role/*`, `arn:aws:iam::*:role/*`).
+//!
+//! Not implemented: other wide patterns (`arn:aws:iam::*:role/team-*` is taken as
+//! narrow), and the service-specific meaning of resources for non-IAM actions.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -75,6 +78,25 @@ fn is_iam_read(action_name: &str) -> bool {
         .any(|p| action_name.starts_with(p))
 }
 
+/// True for `*`, and for an ARN pattern that names every role of an account (or of
+/// every account): `arn:aws:iam::111122223333:role/*`, `arn:aws:iam::*:role/*`,
+/// `arn:*:iam::*:*`. Such a resource is as broad as `*` for `iam:PassRole` and
+/// `sts:AssumeRole`.
+fn covers_every_role(pattern: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let parts: Vec<&str> = pattern.splitn(6, ':').collect();
+    let [arn, _partition, service, _region, _account, resource] = parts[..] else {
+        return false;
+    };
+    // Two roles no pattern written for particular roles would match both of.
+    glob_match(arn, "arn")
+        && glob_match(service, "iam")
+        && glob_match(resource, "role/a")
+        && glob_match(resource, "role/zq-9/Deep/Path-x")
+}
+
 /// Every escalating grant of the document, in statement order.
 pub fn find(doc: &Value) -> Vec<Finding> {
     let statements: Vec<&Value> = match doc.get("Statement") {
@@ -98,8 +120,10 @@ pub fn find(doc: &Value) -> Vec<Finding> {
             push(Escalation::AnyAction, "NotAction");
             continue;
         }
-        let any_resource =
-            st.get("NotResource").is_some() || strings(st.get("Resource")).iter().any(|r| r == "*");
+        let any_resource = st.get("NotResource").is_some()
+            || strings(st.get("Resource"))
+                .iter()
+                .any(|r| covers_every_role(r));
         for action in strings(st.get("Action")) {
             let a = action.to_ascii_lowercase();
             if a == "*" || a == "*:*" {
@@ -220,6 +244,41 @@ mod tests {
             [AssumeRoleAnyResource]
         );
         assert!(kinds(not_resource("s3:GetObject")).is_empty());
+    }
+
+    #[test]
+    fn patterns_naming_every_role_count_as_any_resource() {
+        use Escalation::*;
+        for broad in [
+            "*",
+            "arn:aws:iam::111122223333:role/*",
+            "arn:aws:iam::*:role/*",
+            "arn:*:iam::*:*",
+            "arn:aws-cn:iam::111122223333:role*",
+        ] {
+            assert!(covers_every_role(broad), "{broad}");
+            assert_eq!(
+                kinds(json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": broad})),
+                [PassRoleAnyResource, IamWrite],
+                "{broad}"
+            );
+            assert_eq!(
+                kinds(
+                    json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": ["arn:aws:s3:::b", broad]})
+                ),
+                [AssumeRoleAnyResource],
+                "{broad}"
+            );
+        }
+        for narrow in [
+            "arn:aws:iam::111122223333:role/app",
+            "arn:aws:iam::111122223333:role/team-*",
+            "arn:aws:iam::*:role/pod-identity/prod/*",
+            "arn:aws:s3:::*",
+            "not-an-arn",
+        ] {
+            assert!(!covers_every_role(narrow), "{narrow}");
+        }
     }
 
     #[test]

@@ -740,6 +740,15 @@ async fn wait_reason(client: &Client, ns: &str, name: &str, reason: &str) -> Str
     }
 }
 
+/// Waits until the (possibly unreadable) binding is gone.
+async fn wait_gone(client: &Client, name: &str) {
+    let deadline = Instant::now() + WAIT;
+    while raw(client, NS).get_opt(name).await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "{name} never went away");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 async fn spoil(client: &Client, name: &str, spec: Value) {
     raw(client, NS)
         .patch(
@@ -791,7 +800,7 @@ async fn deleting_an_unreadable_binding_cleans_what_can_be_known() {
             .expect("delete");
     }
 
-    env.wait_gone("readable-role").await;
+    wait_gone(&env.client, "readable-role").await;
     assert_eq!(owned(&aws, "readable-role"), (0, 0));
 
     let message = wait_reason(&env.client, NS, "unreadable-role", "CleanupBlocked").await;
@@ -842,7 +851,7 @@ async fn deleting_an_unreadable_binding_cleans_what_can_be_known() {
     )
     .await;
     for name in ["unreadable-role", "unreadable-policy"] {
-        env.wait_gone(name).await;
+        wait_gone(&env.client, name).await;
         assert_eq!(owned(&aws, name), (0, 0), "{name}");
     }
     env.stop().await;
