@@ -608,7 +608,7 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
         }
     );
     assert!(!defaults.external_kube());
-    assert!(!defaults.skip_without_kubesim("t", "fault injection"));
+    assert_eq!(defaults.kubesim_skip_reason("t", "fault injection"), None);
     assert_eq!(defaults.namespace("default"), "default");
     assert_eq!(defaults.cluster("mine"), "mine");
     assert_eq!(
@@ -632,7 +632,14 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
         AwsTarget::Endpoint("http://127.0.0.1:4566".into())
     );
     assert!(target.external_kube());
-    assert!(target.skip_without_kubesim("t", "fault injection"));
+    let reason = target
+        .kubesim_skip_reason("t", "watch drops")
+        .expect("skipped on another cluster");
+    assert!(
+        reason.starts_with("SKIPPED t: it needs kubesim's watch drops")
+            && reason.contains("E2E_KUBECONFIG="),
+        "{reason}"
+    );
     assert_eq!(target.cluster("mine"), "kind-pio");
     let (a, b) = (target.namespace("default"), target.namespace("default"));
     assert!(a.starts_with("e2e-default-") && a != b, "{a} {b}");

@@ -100,17 +100,27 @@ impl Target {
         self.kubeconfig.is_some()
     }
 
-    /// True, after saying so on stderr, when this test must not run: it needs
-    /// kubesim (`needs` says for what) and `E2E_KUBECONFIG` names another cluster.
-    pub fn skip_without_kubesim(&self, test: &str, needs: &str) -> bool {
-        if let Some(path) = &self.kubeconfig {
-            eprintln!(
+    /// Why this test must not run, when it needs kubesim (`needs` says for what) and
+    /// `E2E_KUBECONFIG` names another cluster.
+    pub fn kubesim_skip_reason(&self, test: &str, needs: &str) -> Option<String> {
+        self.kubeconfig.as_ref().map(|path| {
+            format!(
                 "SKIPPED {test}: it needs kubesim's {needs}, and E2E_KUBECONFIG={} names another cluster",
                 path.display()
-            );
-            return true;
+            )
+        })
+    }
+
+    /// True, after saying why on stderr, when this test must not run (see
+    /// [`Target::kubesim_skip_reason`]).
+    pub fn skip_without_kubesim(&self, test: &str, needs: &str) -> bool {
+        match self.kubesim_skip_reason(test, needs) {
+            Some(reason) => {
+                eprintln!("{reason}");
+                true
+            }
+            None => false,
         }
-        false
     }
 
     /// Says on stderr that this test keeps the simulator despite `E2E_AWS_*`.
