@@ -110,8 +110,15 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     for arn in EXISTING_POLICIES {
         aws.add_managed_policy(arn);
     }
+    create_existing_roles(aws.as_ref()).await?;
+    Ok(aws)
+}
+
+/// The roles that exist before the operator starts ([`EXISTING_ROLES`]), trusting EKS
+/// Pod Identity.
+pub async fn create_existing_roles(iam: &dyn IamApi) -> crate::Result<()> {
     for name in EXISTING_ROLES {
-        aws.create_role(&CreateRole {
+        iam.create_role(&CreateRole {
             name: name.into(),
             path: "/".into(),
             assume_role_policy: pod_identity_trust_policy(None),
@@ -120,7 +127,7 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
         })
         .await?;
     }
-    Ok(aws)
+    Ok(())
 }
 
 /// The sandbox's guardrails (`config/sandbox-guardrails.yaml`): exactly what examples/

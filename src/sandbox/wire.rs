@@ -34,11 +34,10 @@ use crate::aws::config::{AwsSettings, config_loader};
 use crate::aws::eks::SdkEks;
 use crate::aws::iam::SdkIam;
 use crate::aws::sim::{Inventory, RoleInventory};
-use crate::aws::{CreateRole, EksApi, IamApi};
-use crate::policy::pod_identity_trust_policy;
+use crate::aws::{EksApi, IamApi};
 use crate::{Error, Result};
 
-use super::{ACCOUNT_ID, CLUSTER, EXISTING_POLICIES, EXISTING_ROLES, REGION};
+use super::{ACCOUNT_ID, CLUSTER, EXISTING_POLICIES, REGION};
 
 /// The command that makes the venv.
 pub const INSTALL: &str = "bash scripts/install-test-servers";
@@ -282,16 +281,7 @@ impl WireAws {
                 .map_err(|e| classify("CreatePolicy", &e))?;
         }
         let iam = Arc::new(SdkIam::new(&iam_config));
-        for name in EXISTING_ROLES {
-            iam.create_role(&CreateRole {
-                name: name.into(),
-                path: "/".into(),
-                assume_role_policy: pod_identity_trust_policy(None),
-                description: Some("made before the operator, used as it is".into()),
-                ..CreateRole::default()
-            })
-            .await?;
-        }
+        super::create_existing_roles(iam.as_ref()).await?;
         Ok(WireAws {
             iam,
             eks: Arc::new(SdkEks::new(&eks_config)),
