@@ -307,9 +307,19 @@ fn the_sandbox_in_wire_mode_runs_the_examples_on_moto_and_ministack() {
     check_inventory(&inv);
     sandbox.wait_printed("shop/checkout  sa=checkout  Ready=True Reconciled");
     sandbox.wait_printed("media/uploader => ");
+    let ministack = sandbox.printed("AWS endpoint (EKS, ministack):");
 
     let status = sandbox.stop("-INT");
     assert!(status.success(), "exit status {status}");
+    // The servers went with the sandbox.
+    for url in [moto, ministack] {
+        let addr = url.trim_start_matches("http://").to_owned();
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(&addr).is_ok() {
+            assert!(Instant::now() < deadline, "{url} still answers");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[test]
