@@ -2,21 +2,22 @@
 //! (DESIGN §5).
 //!
 //! A YAML file (`run --config`, env `PIO_CONFIG`) lists rules; the first rule whose
-//! `namespaces` (names or globs) or `namespaceSelector` (`matchLabels`) matches a
-//! binding's namespace governs it, and a namespace no rule matches is denied.
+//! `namespaces` (names or globs) or `namespaceSelector` (`matchLabels` and
+//! `matchExpressions` with `In`, `NotIn`, `Exists`, `DoesNotExist`, as Kubernetes label
+//! selectors) matches a binding's namespace governs it, and a namespace no rule matches
+//! is denied.
 //! [`evaluate`] is a pure function of the binding, its namespace's labels and the
 //! configuration: it answers with the [`Effects`] the rule imposes (permissions boundary,
 //! role path, role name prefix) or [`Error::PolicyDenied`] naming the rule and the field.
 //! [`GuardrailSource`] re-reads the file when its modification time changes and keeps
 //! the last good configuration when the new one is invalid.
 //!
-//! Without any configuration the operator applies [`GuardrailConfig::baseline`]: every
-//! namespace may bind, but no policy may escalate (see [`crate::escalation`]), AWS's
-//! administrator-grade managed policies are refused, and existing or target roles are
-//! refused.
+//! Without any configuration the operator denies everything
+//! ([`GuardrailConfig::unconfigured`]): every binding gets `PolicyDenied` saying that no
+//! guardrail configuration is loaded and how to give one, before any AWS call. A file
+//! with an empty rule list denies everything too, namespace by namespace.
 //!
-//! Not implemented: `matchExpressions` in the namespace selector, and ConfigMap as a
-//! source.
+//! Not implemented: reading a ConfigMap through the API (mount it as a file instead).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,9 @@ use crate::{Error, Result};
 pub struct GuardrailConfig {
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// True only for [`GuardrailConfig::unconfigured`]: the operator was given no file.
+    #[serde(skip)]
+    pub unconfigured: bool,
 }
 
 /// What the bindings of the namespaces a rule matches may do. Everything not granted is
@@ -86,11 +90,66 @@ pub struct Rule {
     pub allow_escalation: BTreeSet<Escalation>,
 }
 
+/// A Kubernetes label selector over the namespace's labels: every `matchLabels` pair
+/// and every `matchExpressions` requirement must hold (an empty selector matches all).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamespaceSelector {
     #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelRequirement {
+    pub key: String,
+    pub operator: LabelOperator,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LabelOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl LabelRequirement {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            LabelOperator::In => value.is_some_and(|v| self.values.contains(v)),
+            // As in Kubernetes, a namespace without the key satisfies NotIn.
+            LabelOperator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            LabelOperator::Exists => value.is_some(),
+            LabelOperator::DoesNotExist => value.is_none(),
+        }
+    }
+
+    /// `In`/`NotIn` need values, `Exists`/`DoesNotExist` take none (as the API server
+    /// requires).
+    fn check(&self) -> std::result::Result<(), String> {
+        let needs_values = matches!(self.operator, LabelOperator::In | LabelOperator::NotIn);
+        match (needs_values, self.values.is_empty()) {
+            _ if self.key.is_empty() => Err("key must not be empty".into()),
+            (true, true) => Err(format!("{:?} needs at least one value", self.operator)),
+            (false, false) => Err(format!("{:?} takes no values", self.operator)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl NamespaceSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| r.matches(labels))
+    }
 }
 
 /// Whether a kind of policy document is allowed, and its largest size in characters
@@ -145,32 +204,12 @@ fn any_glob(patterns: &[String], text: &str) -> bool {
 }
 
 impl GuardrailConfig {
-    /// The rules applied when no configuration is given.
-    pub fn baseline() -> Self {
+    /// What is in force when the operator was given no configuration: nothing is
+    /// allowed, and [`evaluate`] says how to give one.
+    pub fn unconfigured() -> Self {
         GuardrailConfig {
-            rules: vec![Rule {
-                name: "built-in baseline (no --config)".into(),
-                namespaces: vec!["*".into()],
-                allowed_managed_policy_arns: vec!["*".into()],
-                denied_managed_policy_arns: [
-                    "AdministratorAccess",
-                    "IAMFullAccess",
-                    "AdministratorAccess-Amplify",
-                    "AWSOrganizationsFullAccess",
-                ]
-                .iter()
-                .map(|n| format!("arn:aws*:iam::aws:policy/{n}"))
-                .collect(),
-                inline_policies: PolicyAllowance {
-                    allowed: true,
-                    max_size: None,
-                },
-                session_policies: PolicyAllowance {
-                    allowed: true,
-                    max_size: None,
-                },
-                ..Rule::default()
-            }],
+            rules: Vec::new(),
+            unconfigured: true,
         }
     }
 
@@ -201,6 +240,20 @@ impl GuardrailConfig {
                     "namespaces",
                     "a rule needs namespaces or a namespaceSelector".into(),
                 );
+            }
+            for (j, req) in r
+                .namespace_selector
+                .iter()
+                .flat_map(|s| s.match_expressions.iter())
+                .enumerate()
+            {
+                if let Err(message) = req.check() {
+                    return bad(
+                        i,
+                        &format!("namespaceSelector.matchExpressions[{j}]"),
+                        message,
+                    );
+                }
             }
             if let Some(d) = r.max_session_duration
                 && !SESSION_DURATION_RANGE.contains(&d)
@@ -251,7 +304,7 @@ impl GuardrailConfig {
             any_glob(&r.namespaces, namespace)
                 || r.namespace_selector
                     .as_ref()
-                    .is_some_and(|s| s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+                    .is_some_and(|s| s.matches(labels))
         })
     }
 
@@ -313,12 +366,24 @@ fn check_document(
     Ok(())
 }
 
+/// Where an admin finds how to write a guardrail file.
+const UNCONFIGURED_HINT: &str = "see config/guardrails.example.yaml; in cluster, write rules into the pod-identity-operator-guardrails ConfigMap";
+
 /// Checks a binding against the rule governing its namespace.
 pub fn evaluate(
     binding: &PodIdentityBinding,
     namespace_labels: &BTreeMap<String, String>,
     config: &GuardrailConfig,
 ) -> Result<Effects> {
+    if config.unconfigured {
+        return Err(Error::PolicyDenied {
+            rule: "(no configuration)".into(),
+            field: "metadata.namespace".into(),
+            message: format!(
+                "no guardrail configuration is loaded, so the operator denies every binding: start it with --config FILE naming a guardrail file ({UNCONFIGURED_HINT})"
+            ),
+        });
+    }
     let namespace = binding.metadata.namespace.clone().unwrap_or_default();
     let Some(rule) = config.rule_for(&namespace, namespace_labels) else {
         return Err(Error::PolicyDenied {
@@ -443,7 +508,7 @@ pub fn evaluate(
     })
 }
 
-/// The configuration in force: a file re-read when it changes, or the baseline.
+/// The configuration in force: a file re-read when it changes, or none (deny-all).
 #[derive(Debug)]
 pub struct GuardrailSource {
     path: Option<PathBuf>,
@@ -455,9 +520,9 @@ fn modified(path: &Path) -> Result<SystemTime> {
 }
 
 impl GuardrailSource {
-    /// The baseline, never reloaded.
-    pub fn baseline() -> Self {
-        Self::fixed(GuardrailConfig::baseline())
+    /// No configuration: every binding is denied, never reloaded.
+    pub fn unconfigured() -> Self {
+        Self::fixed(GuardrailConfig::unconfigured())
     }
 
     /// A configuration given in code (tests, embedding).
@@ -721,19 +786,160 @@ rules:
         ] {
             assert!(GuardrailConfig::parse(bad).is_err(), "{bad}");
         }
-        GuardrailConfig::baseline()
-            .check()
-            .expect("baseline is valid");
     }
 
     #[test]
-    fn baseline_refuses_escalation_and_admin_policies() {
-        let base = GuardrailConfig::baseline();
-        let e = |spec| evaluate(&binding("any", spec), &BTreeMap::new(), &base);
-        e(json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}))
-            .expect("allowed");
-        assert!(e(json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}})).is_err());
-        assert!(e(json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}}}})).is_err());
+    fn without_configuration_every_binding_is_denied_with_the_fix() {
+        let none = GuardrailConfig::unconfigured();
+        for (ns, spec) in [
+            ("default", json!({})),
+            (
+                "kube-system",
+                json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}),
+            ),
+        ] {
+            match evaluate(&binding(ns, spec), &BTreeMap::new(), &none) {
+                Err(Error::PolicyDenied { field, message, .. }) => {
+                    assert_eq!(field, "metadata.namespace");
+                    for fragment in [
+                        "no guardrail configuration is loaded",
+                        "--config FILE",
+                        "config/guardrails.example.yaml",
+                    ] {
+                        assert!(message.contains(fragment), "{fragment:?} in {message}");
+                    }
+                }
+                other => panic!("expected PolicyDenied, got {other:?}"),
+            }
+        }
+        // A file, even with no rules, is a configuration: its denials name the namespace.
+        let empty = GuardrailConfig::parse("rules: []").expect("empty rule list");
+        assert!(!empty.unconfigured);
+        match evaluate(&binding("default", json!({})), &BTreeMap::new(), &empty) {
+            Err(Error::PolicyDenied { rule, message, .. }) => {
+                assert_eq!(rule, "(none)");
+                assert!(
+                    message.contains("no guardrail rule matches namespace"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected PolicyDenied, got {other:?}"),
+        }
+        assert!(GuardrailSource::unconfigured().current().unconfigured);
+    }
+
+    #[test]
+    fn the_shipped_manager_configmap_denies_everything() {
+        let manifest: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../config/manager/guardrails.yaml"))
+                .expect("config/manager/guardrails.yaml");
+        let text = manifest["data"]["guardrails.yaml"]
+            .as_str()
+            .expect("data.guardrails.yaml");
+        assert!(text.contains("config/guardrails.example.yaml"), "{text}");
+        let config = GuardrailConfig::parse(text).expect("valid configuration");
+        assert!(config.rules.is_empty());
+    }
+
+    #[test]
+    fn the_readme_install_guardrails_admit_the_sample_they_are_for() {
+        let readme = include_str!("../README.md");
+        let start = "cat > config/manager/guardrails.yaml <<'EOF'\n";
+        let from = readme
+            .find(start)
+            .expect("the install step writes the guardrails")
+            + start.len();
+        let manifest = &readme[from..from + readme[from..].find("\nEOF\n").expect("heredoc end")];
+        let manifest: serde_yaml::Value = serde_yaml::from_str(manifest).expect("ConfigMap YAML");
+        assert_eq!(
+            manifest["metadata"]["name"].as_str(),
+            Some("pod-identity-operator-guardrails")
+        );
+        let config = GuardrailConfig::parse(
+            manifest["data"]["guardrails.yaml"]
+                .as_str()
+                .expect("data.guardrails.yaml"),
+        )
+        .expect("valid guardrails");
+        let sample: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../config/samples/s3_reader.yaml")).expect("sample");
+        let mut b: PodIdentityBinding =
+            serde_json::from_value(serde_json::to_value(sample).expect("JSON")).expect("binding");
+        b.metadata.namespace = Some("default".into());
+        evaluate(&b, &BTreeMap::new(), &config).expect("the sample is allowed in default");
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let selector =
+            |yaml: &str| -> NamespaceSelector { serde_yaml::from_str(yaml).expect("selector") };
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let s = selector(
+            "{matchLabels: {tenant: 'yes'}, matchExpressions: [{key: tier, operator: In, values: [gold, silver]}, {key: frozen, operator: DoesNotExist}]}",
+        );
+        assert!(s.matches(&labels(&[("tenant", "yes"), ("tier", "gold")])));
+        assert!(!s.matches(&labels(&[("tenant", "yes"), ("tier", "bronze")])));
+        assert!(
+            !s.matches(&labels(&[("tenant", "yes")])),
+            "In needs the key"
+        );
+        assert!(
+            !s.matches(&labels(&[("tier", "gold")])),
+            "matchLabels still apply"
+        );
+        assert!(!s.matches(&labels(&[
+            ("tenant", "yes"),
+            ("tier", "gold"),
+            ("frozen", "")
+        ])));
+
+        let s = selector(
+            "{matchExpressions: [{key: env, operator: NotIn, values: [prod]}, {key: team, operator: Exists}]}",
+        );
+        assert!(s.matches(&labels(&[("team", "a"), ("env", "dev")])));
+        assert!(
+            s.matches(&labels(&[("team", "a")])),
+            "NotIn holds without the key"
+        );
+        assert!(!s.matches(&labels(&[("team", "a"), ("env", "prod")])));
+        assert!(
+            !s.matches(&labels(&[("env", "dev")])),
+            "Exists needs the key"
+        );
+        assert!(
+            selector("{}").matches(&labels(&[])),
+            "empty selector matches all"
+        );
+
+        // Through a rule: the selector picks the rule, others are denied.
+        let config = GuardrailConfig::parse(
+            "rules: [{name: t, namespaceSelector: {matchExpressions: [{key: tenant, operator: In, values: [a, b]}]}}]",
+        )
+        .expect("config");
+        let e =
+            |pairs: &[(&str, &str)]| evaluate(&binding("x", json!({})), &labels(pairs), &config);
+        assert_eq!(
+            e(&[("tenant", "b")]).expect("allowed").rule.as_deref(),
+            Some("t")
+        );
+        assert!(matches!(
+            e(&[("tenant", "c")]),
+            Err(Error::PolicyDenied { .. })
+        ));
+
+        for bad in [
+            "rules: [{name: a, namespaceSelector: {matchExpressions: [{key: k, operator: In}]}}]",
+            "rules: [{name: a, namespaceSelector: {matchExpressions: [{key: k, operator: Exists, values: [v]}]}}]",
+            "rules: [{name: a, namespaceSelector: {matchExpressions: [{key: '', operator: Exists}]}}]",
+            "rules: [{name: a, namespaceSelector: {matchExpressions: [{key: k, operator: Gt, values: ['1']}]}}]",
+        ] {
+            assert!(GuardrailConfig::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A local AWS server (moto, ministack) the sandbox needs cannot be found or started.
+    #[error("local AWS server: {0}")]
+    LocalServer(String),
+
     /// The guardrail configuration cannot be used.
     #[error("guardrail configuration: {0}")]
     Config(String),

@@ -7,8 +7,18 @@
 //! whose name starts with `Get`, `List`, `Generate` or `Simulate` are reads; every other
 //! IAM action is a write.
 //!
-//! Not implemented: conditions are not considered (a conditioned grant still counts),
-//! and resources other than `*` (and `NotResource`) are taken as narrow.
+//! `Allow` with `NotAction` grants every action but those listed, so it counts as any
+//! action whatever its resources; `Allow` with `NotResource` grants its actions on every
+//! resource but those listed, so it counts as `Resource: "*"`.
+//!
+//! Conditions are not evaluated: a `Condition` block never removes or narrows a finding,
+//! since whether it holds at request time (source IP, tags, MFA ...) is not known here.
+//!
+//! A resource counts as any resource when it is `*` or a pattern naming every role of
+//! an account (`arn:aws:iam::111122223333:role/*`, `arn:aws:iam::*:role/*`).
+//!
+//! Not implemented: other wide patterns (`arn:aws:iam::*:role/team-*` is taken as
+//! narrow), and the service-specific meaning of resources for non-IAM actions.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,6 +78,25 @@ fn is_iam_read(action_name: &str) -> bool {
         .any(|p| action_name.starts_with(p))
 }
 
+/// True for `*`, and for an ARN pattern that names every role of an account (or of
+/// every account): `arn:aws:iam::111122223333:role/*`, `arn:aws:iam::*:role/*`,
+/// `arn:*:iam::*:*`. Such a resource is as broad as `*` for `iam:PassRole` and
+/// `sts:AssumeRole`.
+fn covers_every_role(pattern: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let parts: Vec<&str> = pattern.splitn(6, ':').collect();
+    let [arn, _partition, service, _region, _account, resource] = parts[..] else {
+        return false;
+    };
+    // Two roles no pattern written for particular roles would match both of.
+    glob_match(arn, "arn")
+        && glob_match(service, "iam")
+        && glob_match(resource, "role/a")
+        && glob_match(resource, "role/zq-9/Deep/Path-x")
+}
+
 /// Every escalating grant of the document, in statement order.
 pub fn find(doc: &Value) -> Vec<Finding> {
     let statements: Vec<&Value> = match doc.get("Statement") {
@@ -91,8 +120,10 @@ pub fn find(doc: &Value) -> Vec<Finding> {
             push(Escalation::AnyAction, "NotAction");
             continue;
         }
-        let any_resource =
-            st.get("NotResource").is_some() || strings(st.get("Resource")).iter().any(|r| r == "*");
+        let any_resource = st.get("NotResource").is_some()
+            || strings(st.get("Resource"))
+                .iter()
+                .any(|r| covers_every_role(r));
         for action in strings(st.get("Action")) {
             let a = action.to_ascii_lowercase();
             if a == "*" || a == "*:*" {
@@ -180,5 +211,98 @@ mod tests {
             .is_empty()
         );
         assert!(kinds(json!({"Effect": "Deny", "Action": "*", "Resource": "*"})).is_empty());
+        assert!(
+            kinds(json!({"Effect": "Deny", "NotAction": "s3:*", "NotResource": "arn:aws:s3:::b"}))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn not_action_and_not_resource_are_broad() {
+        use Escalation::*;
+        // NotAction grants everything else, even on a single resource.
+        assert_eq!(
+            kinds(
+                json!({"Effect": "Allow", "NotAction": ["s3:DeleteBucket"], "Resource": "arn:aws:s3:::b"})
+            ),
+            [AnyAction]
+        );
+        assert_eq!(
+            kinds(
+                json!({"Effect": "Allow", "NotAction": "iam:*", "NotResource": "arn:aws:s3:::b"})
+            ),
+            [AnyAction]
+        );
+        // NotResource is every resource but those named: as broad as "*".
+        let not_resource = |a: &str| json!({"Effect": "Allow", "Action": a, "NotResource": "arn:aws:iam::111122223333:role/admin"});
+        assert_eq!(
+            kinds(not_resource("iam:PassRole")),
+            [PassRoleAnyResource, IamWrite]
+        );
+        assert_eq!(
+            kinds(not_resource("sts:AssumeRole")),
+            [AssumeRoleAnyResource]
+        );
+        assert!(kinds(not_resource("s3:GetObject")).is_empty());
+    }
+
+    #[test]
+    fn patterns_naming_every_role_count_as_any_resource() {
+        use Escalation::*;
+        for broad in [
+            "*",
+            "arn:aws:iam::111122223333:role/*",
+            "arn:aws:iam::*:role/*",
+            "arn:*:iam::*:*",
+            "arn:aws-cn:iam::111122223333:role*",
+        ] {
+            assert!(covers_every_role(broad), "{broad}");
+            assert_eq!(
+                kinds(json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": broad})),
+                [PassRoleAnyResource, IamWrite],
+                "{broad}"
+            );
+            assert_eq!(
+                kinds(
+                    json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": ["arn:aws:s3:::b", broad]})
+                ),
+                [AssumeRoleAnyResource],
+                "{broad}"
+            );
+        }
+        for narrow in [
+            "arn:aws:iam::111122223333:role/app",
+            "arn:aws:iam::111122223333:role/team-*",
+            "arn:aws:iam::*:role/pod-identity/prod/*",
+            "arn:aws:s3:::*",
+            "not-an-arn",
+        ] {
+            assert!(!covers_every_role(narrow), "{narrow}");
+        }
+    }
+
+    #[test]
+    fn conditions_never_reduce_a_finding() {
+        let condition = json!({"StringEquals": {"aws:RequestedRegion": "eu-west-1"},
+            "Bool": {"aws:MultiFactorAuthPresent": "true"}});
+        let statements = [
+            json!({"Effect": "Allow", "Action": "*", "Resource": "*"}),
+            json!({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}),
+            json!({"Effect": "Allow", "Action": "iam:*", "Resource": "*"}),
+            json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}),
+            json!({"Effect": "Allow", "Action": "sts:AssumeRole", "NotResource": "arn:aws:iam::1:role/x"}),
+            json!({"Effect": "Allow", "Action": "iam:CreateRole", "Resource": "arn:aws:iam::1:role/x"}),
+        ];
+        for st in statements {
+            let plain = kinds(st.clone());
+            assert!(!plain.is_empty(), "{st}");
+            let mut conditioned = st.clone();
+            conditioned["Condition"] = condition.clone();
+            assert_eq!(kinds(conditioned), plain, "{st}");
+            // Even a condition that could never hold is not evaluated.
+            let mut impossible = st.clone();
+            impossible["Condition"] = json!({"Null": {"aws:SourceIp": "true"}, "IpAddress": {"aws:SourceIp": "10.0.0.1/32"}});
+            assert_eq!(kinds(impossible), plain, "{st}");
+        }
     }
 }

@@ -59,6 +59,11 @@ struct SandboxArgs {
     /// Seconds between refreshes of the live view (printed when it changes).
     #[arg(long, default_value_t = 2)]
     view_interval: u64,
+    /// Use moto (IAM) and ministack (EKS) from the test venv (`bash
+    /// scripts/install-test-servers`; `$PIO_TEST_VENV`, else ./.venv) instead of the
+    /// in-memory AWS simulator.
+    #[arg(long)]
+    wire: bool,
 }
 
 /// Options of `run`; each can also come from the environment.
@@ -82,8 +87,8 @@ struct RunArgs {
     /// Watch this namespace only (default: all namespaces).
     #[arg(long, env = "PIO_NAMESPACE")]
     namespace: Option<String>,
-    /// Guardrail configuration (YAML), re-read when it changes (default: the built-in
-    /// baseline, see the README).
+    /// Guardrail configuration (YAML), re-read when it changes. Without it every binding
+    /// is denied (see config/guardrails.example.yaml and the README).
     #[arg(long, env = "PIO_CONFIG")]
     config: Option<std::path::PathBuf>,
     /// Reconcile only while holding the leader-election Lease (run several replicas).
@@ -189,10 +194,16 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         settings.resync = Duration::from_secs(args.resync_interval.max(1));
         settings.concurrency = args.concurrency.max(1);
         settings.metrics = Some(metrics.clone());
-        if let Some(path) = &args.config {
-            settings.guardrails = Arc::new(
-                pod_identity_operator::config::GuardrailSource::from_file(path)?,
-            );
+        match &args.config {
+            Some(path) => {
+                settings.guardrails = Arc::new(
+                    pod_identity_operator::config::GuardrailSource::from_file(path)?,
+                );
+                tracing::info!(config = %path.display(), "guardrail configuration loaded");
+            }
+            None => tracing::warn!(
+                "no --config: no guardrail configuration is loaded, so every binding is denied; pass --config FILE (see config/guardrails.example.yaml)"
+            ),
         }
         let lease = args.leader_elect.then(|| leader::LeaseSettings {
             name: args.leader_election_name.clone(),
@@ -227,11 +238,6 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             shutdown_timeout_seconds = args.shutdown_timeout,
             "pod-identity-operator starting"
         );
-        if args.config.is_none() {
-            tracing::warn!(
-                "no --config: the built-in baseline guardrails apply to every namespace"
-            );
-        }
         let iam: Arc<dyn IamApi> =
             Arc::new(Metered::new(Arc::new(SdkIam::new(&sdk)), metrics.clone()));
         let eks: Arc<dyn EksApi> =
@@ -324,6 +330,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         apply: args.apply,
         view_interval: (!args.quiet)
             .then(|| std::time::Duration::from_secs(args.view_interval.max(1))),
+        wire: args.wire,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -449,7 +456,7 @@ mod tests {
             std::path::PathBuf::from("./sandbox.kubeconfig")
         );
         assert_eq!(args.inventory_addr.to_string(), "127.0.0.1:0");
-        assert!(!args.quiet && args.apply.is_none());
+        assert!(!args.quiet && args.apply.is_none() && !args.wire);
         let cli = Cli::try_parse_from([
             "pod-identity-operator",
             "sandbox",
@@ -460,6 +467,7 @@ mod tests {
             "--apply",
             "examples/",
             "--quiet",
+            "--wire",
         ])
         .expect("sandbox flags");
         let Some(Command::Sandbox(args)) = cli.command else {
@@ -467,7 +475,7 @@ mod tests {
         };
         assert_eq!(args.inventory_addr.port(), 8099);
         assert_eq!(args.apply, Some(std::path::PathBuf::from("examples/")));
-        assert!(args.quiet);
+        assert!(args.quiet && args.wire);
     }
 
     #[test]

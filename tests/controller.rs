@@ -37,14 +37,7 @@ fn owned_roles(aws: &AwsSim, name: &str) -> usize {
 }
 
 fn write_calls(aws: &AwsSim) -> u64 {
-    aws.knobs()
-        .calls()
-        .into_iter()
-        .filter(|(op, _)| {
-            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
-        })
-        .map(|(_, n)| n)
-        .sum()
+    support::write_calls(aws.knobs())
 }
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
@@ -189,7 +182,7 @@ async fn a_converged_resync_writes_nothing() {
     env.wait_converged("quiet").await;
     // Let the pass that reported Ready settle, then count from zero.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    env.kube.reset_write_counts();
+    env.kube().reset_write_counts();
     let aws_writes = write_calls(&aws);
     let reads_before = aws.knobs().calls_of("GetRole");
     // Several resyncs happen (each reads the role again)...
@@ -200,7 +193,7 @@ async fn a_converged_resync_writes_nothing() {
     }
     // ...and none of them writes to Kubernetes or AWS.
     let kube_writes: Vec<_> = env
-        .kube
+        .kube()
         .write_counts()
         .iter()
         .map(|(r, v, n)| format!("{r} {v:?} {n}"))

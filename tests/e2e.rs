@@ -12,9 +12,12 @@
 //! association's creation, and the crash-safety run (seeded SIGKILLs, watch drops and AWS faults
 //! during a churn of 20 bindings; `CRASH_SEED` replays a seed).
 //!
-//! The kubectl-driven test runs against an external cluster and AWS endpoint when
-//! `E2E_KUBECONFIG` / `E2E_AWS_ENDPOINT` (and `E2E_CLUSTER_NAME`) are set (see
-//! `support/target.rs`); the others need kubesim's or the simulator's fault injection.
+//! The whole suite runs against another cluster and AWS endpoint when `E2E_KUBECONFIG`
+//! and `E2E_AWS_ENDPOINT` (or `E2E_AWS_CREDENTIALS=1`) are set (see
+//! `support/target.rs`): each test then works in a namespace of its own. The crash-safety
+//! run needs kubesim's watch-drop fault injection and says on stderr that it is skipped
+//! when `E2E_KUBECONFIG` is set; the tests that need the simulator's AWS fault injection
+//! keep the simulator and say so.
 //!
 //! Needs the test servers (`bash scripts/install-test-servers`) and the kubectl client.
 
@@ -29,9 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
 use kube::api::{Api, Patch, PatchParams};
-use pod_identity_operator::aws::config::{AwsSettings, config_loader};
 use pod_identity_operator::aws::eks::SdkEks;
 use pod_identity_operator::aws::faults::{Faulty, Knobs};
 use pod_identity_operator::aws::iam::SdkIam;
@@ -44,27 +45,34 @@ use serde_json::json;
 
 use servers::{ACCOUNT_ID, Kind};
 use support::kubectl::{kubectl, kubectl_command};
-use support::{Env, NS, WAIT};
+use support::target::{AwsAccess, AwsTarget, Kube, Target};
+use support::{Env, NS, WAIT, write_calls};
 
 const REGION: &str = "us-east-1";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
-async fn sdk_config(url: &str) -> SdkConfig {
-    let settings = AwsSettings {
-        region: Some(REGION.into()),
-        endpoint_url: Some(url.into()),
-        ..AwsSettings::default()
-    };
-    config_loader(&settings)
-        .credentials_provider(Credentials::new(
-            "AKIAE2ETESTS",
-            "e2e-secret",
-            None,
-            None,
-            "e2e",
-        ))
-        .load()
+/// The simulator's HTTP front on a free 127.0.0.1 port: its URL and the serving task.
+async fn serve_simulator(
+    sim: Arc<pod_identity_operator::aws::sim::AwsSim>,
+) -> (
+    String,
+    tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(sim, listener));
+    (url, front)
+}
+
+/// The suite's own AWS server at `url`, with the test credentials.
+fn local(url: &str) -> AwsAccess {
+    AwsAccess {
+        endpoint: Some(url.to_owned()),
+        region: REGION.into(),
+        test_credentials: true,
+    }
 }
 
 async fn create_cluster(config: &SdkConfig, name: &str) {
@@ -78,51 +86,73 @@ async fn create_cluster(config: &SdkConfig, name: &str) {
         .unwrap_or_else(|e| panic!("CreateCluster on ministack: {e:?}"));
 }
 
-fn write_calls(knobs: &Knobs) -> u64 {
-    knobs
-        .calls()
-        .into_iter()
-        .filter(|(op, _)| {
-            !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
-        })
-        .map(|(_, n)| n)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_adapters_create_update_delete_and_conflicts() {
-    const CLUSTER: &str = "wire";
-    let (moto, ministack) =
-        tokio::join!(servers::lease(Kind::Moto), servers::lease(Kind::Ministack));
-    let eks_config = sdk_config(&ministack.url()).await;
-    create_cluster(&eks_config, CLUSTER).await;
+    let target = Target::from_env();
+    let cluster = target.cluster("wire");
+    let (iam_access, eks_access, servers) = match target.aws {
+        AwsTarget::Local => {
+            let (moto, ministack) =
+                tokio::join!(servers::lease(Kind::Moto), servers::lease(Kind::Ministack));
+            (
+                local(&moto.url()),
+                local(&ministack.url()),
+                Some((moto, ministack)),
+            )
+        }
+        _ => (target.aws_access(None), target.aws_access(None), None),
+    };
+    let eks_config = eks_access.sdk_config().await;
+    if servers.is_some() {
+        create_cluster(&eks_config, &cluster).await;
+    }
     let knobs = Knobs::new();
     let iam = Arc::new(Faulty::new(
-        Arc::new(SdkIam::new(&sdk_config(&moto.url()).await)),
+        Arc::new(SdkIam::new(&iam_access.sdk_config().await)),
         knobs.clone(),
     ));
     let eks = Arc::new(Faulty::new(
         Arc::new(SdkEks::new(&eks_config)),
         knobs.clone(),
     ));
-    let env = Env::start(CLUSTER, iam.clone(), eks.clone(), |s| {
-        s.resync = Duration::from_millis(200)
-    })
-    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tune =
+        |s: &mut pod_identity_operator::controller::Settings| s.resync = Duration::from_millis(200);
+    let (env, kube) = if target.external_kube() {
+        let (kube, ns) = Kube::start_in(&target, dir.path(), "wire").await;
+        let env = Env::start_on(
+            kube.client.clone(),
+            None,
+            &ns,
+            &cluster,
+            iam.clone(),
+            eks.clone(),
+            tune,
+        )
+        .await;
+        (env, Some(kube))
+    } else {
+        (
+            Env::start(&cluster, iam.clone(), eks.clone(), tune).await,
+            None,
+        )
+    };
+    let ns = env.ns.clone();
+    let ns = ns.as_str();
 
     // Create.
     env.apply("wire-app", json!({"tags": {"env": "e2e"}})).await;
     let b = env.wait_converged("wire-app").await;
-    let role_name = naming::default_role_name(CLUSTER, NS, "wire-app");
+    let role_name = naming::default_role_name(&cluster, ns, "wire-app");
     let role = iam
         .get_role(&role_name)
         .await
         .expect("GetRole")
         .expect("role made");
-    assert!(naming::owned_by(&role.tags, CLUSTER, NS, "wire-app"));
-    assert_eq!(role.path, format!("/pod-identity/{CLUSTER}/"));
+    assert!(naming::owned_by(&role.tags, &cluster, ns, "wire-app"));
+    assert_eq!(role.path, format!("/pod-identity/{cluster}/"));
     let list = eks
-        .list_pod_identity_associations(CLUSTER, Some(NS), Some("wire-app"))
+        .list_pod_identity_associations(&cluster, Some(ns), Some("wire-app"))
         .await
         .expect("list");
     assert_eq!(list.len(), 1);
@@ -174,7 +204,7 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
 
     // A conflict: a role of the derived name made by someone else.
     iam.create_role(&CreateRole {
-        name: naming::default_role_name(CLUSTER, NS, "taken"),
+        name: naming::default_role_name(&cluster, ns, "taken"),
         path: "/".into(),
         assume_role_policy: pod_identity_trust_policy(None),
         ..CreateRole::default()
@@ -187,8 +217,8 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
 
     // Another: an association made elsewhere.
     eks.create_pod_identity_association(&CreateAssociation {
-        cluster_name: CLUSTER.into(),
-        namespace: NS.into(),
+        cluster_name: cluster.clone(),
+        namespace: ns.into(),
         service_account: "legacy".into(),
         role_arn: format!("arn:aws:iam::{ACCOUNT_ID}:role/legacy"),
         ..CreateAssociation::default()
@@ -208,23 +238,50 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     env.wait_gone("wire-app").await;
     assert!(iam.get_role(&role_name).await.expect("GetRole").is_none());
     assert!(
-        eks.list_pod_identity_associations(CLUSTER, Some(NS), Some("wire-app"))
+        eks.list_pod_identity_associations(&cluster, Some(ns), Some("wire-app"))
             .await
             .expect("list")
             .is_empty()
     );
+    // The bindings in conflict go without touching what someone else made; then the
+    // test removes that too (another endpoint would keep it).
+    for name in ["taken", "legacy"] {
+        env.delete(name).await;
+        env.wait_gone(name).await;
+    }
+    let foreign_role = naming::default_role_name(&cluster, ns, "taken");
+    assert!(
+        iam.get_role(&foreign_role)
+            .await
+            .expect("GetRole")
+            .is_some()
+    );
+    let foreign = eks
+        .list_pod_identity_associations(&cluster, Some(ns), Some("legacy"))
+        .await
+        .expect("list");
+    assert_eq!(foreign.len(), 1, "the foreign association stays");
+    iam.delete_role(&foreign_role).await.expect("DeleteRole");
+    eks.delete_pod_identity_association(&cluster, &foreign[0].association_id)
+        .await
+        .expect("DeletePodIdentityAssociation");
     env.stop().await;
-    drop((moto, ministack));
+    if let Some(kube) = kube {
+        kube.stop().await;
+    }
+    drop(servers);
 }
 
 /// The guardrails the operator binary runs under in this suite.
 const E2E_GUARDRAILS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e-guardrails.yaml");
 
-/// Starts the operator binary with its output appended to `log`.
+/// Starts the operator binary with its output appended to `log`; `namespace` limits it
+/// to one namespace (on another cluster, shared with other tests).
 fn spawn_operator(
     kubeconfig: &std::path::Path,
     cluster: &str,
-    endpoint: &str,
+    aws: &AwsAccess,
+    namespace: Option<&str>,
     resync_seconds: u32,
     log: &std::path::Path,
 ) -> Operator {
@@ -233,16 +290,16 @@ fn spawn_operator(
         .append(true)
         .open(log)
         .expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
-        .args(["run", "--cluster-name", cluster, "--region", REGION])
-        .args(["--aws-endpoint-url", endpoint])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"));
+    cmd.args(["run", "--cluster-name", cluster])
         .args(["--resync-interval", &resync_seconds.to_string()])
-        .args(["--config", E2E_GUARDRAILS])
+        .args(["--config", E2E_GUARDRAILS]);
+    aws.configure(&mut cmd);
+    if let Some(ns) = namespace {
+        cmd.args(["--namespace", ns]);
+    }
+    let child = cmd
         .env("KUBECONFIG", kubeconfig)
-        .env("AWS_ACCESS_KEY_ID", "AKIAE2ETESTS")
-        .env("AWS_SECRET_ACCESS_KEY", "e2e-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log"))
@@ -264,60 +321,44 @@ impl Drop for Operator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
-    let target = support::target::Target::from_env().expect("E2E_* settings");
-    let cluster = target.cluster_name.clone();
-    let (aws_url, _ministack) = match &target.aws_endpoint {
-        Some(url) => (url.clone(), None),
-        None => {
-            let ministack = servers::lease(Kind::Ministack).await;
-            (ministack.url(), Some(ministack))
-        }
+    let target = Target::from_env();
+    let cluster = target.cluster("e2e");
+    let ministack = match target.aws {
+        AwsTarget::Local => Some(servers::lease(Kind::Ministack).await),
+        _ => None,
     };
-    let aws_config = sdk_config(&aws_url).await;
-    if target.aws_endpoint.is_none() {
+    let access = target.aws_access(ministack.as_ref().map(|m| m.url()));
+    let aws_config = access.sdk_config().await;
+    if ministack.is_some() {
         create_cluster(&aws_config, &cluster).await;
     }
     let iam = SdkIam::new(&aws_config);
     let eks = SdkEks::new(&aws_config);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let (server, client) = match &target.kubeconfig {
-        Some(external) => {
-            std::fs::copy(external, &kubeconfig).expect("copy E2E_KUBECONFIG");
-            let config = kube::Config::from_custom_kubeconfig(
-                kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig reads"),
-                &Default::default(),
-            )
-            .await
-            .expect("kubeconfig usable");
-            (None, kube::Client::try_from(config).expect("client"))
-        }
-        None => {
-            let kube = KubeSim::new();
-            let server = kube
-                .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-                .await
-                .expect("kubesim serves");
-            server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-            (Some(server), kube.client())
-        }
-    };
     // Installed as the README says, with kubectl.
-    let crd_file = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/podidentitybindings.yaml");
-    kubectl(&kubeconfig, &["apply", "-f", crd_file]);
+    let (kube, ns) = Kube::start_in(&target, dir.path(), NS).await;
+    let (kubeconfig, client) = (kube.kubeconfig.clone(), kube.client.clone());
+    let ns = ns.as_str();
 
     let log = dir.path().join("operator.log");
-    let mut operator = spawn_operator(&kubeconfig, &cluster, &aws_url, 5, &log);
+    let mut operator = spawn_operator(
+        &kubeconfig,
+        &cluster,
+        &access,
+        target.external_kube().then_some(ns),
+        5,
+        &log,
+    );
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
-    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
+    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), ns);
     let manifest = dir.path().join("binding.yaml");
     std::fs::write(
         &manifest,
         format!(
             "apiVersion: podidentity.dev/v1alpha1\nkind: PodIdentityBinding\n\
-             metadata: {{name: e2e-app, namespace: {NS}}}\n\
+             metadata: {{name: e2e-app, namespace: {ns}}}\n\
              spec:\n  role:\n    managedPolicyArns: [{READ_ONLY}]\n"
         ),
     )
@@ -332,7 +373,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
             "--for=condition=Ready",
             "pib/e2e-app",
             "-n",
-            NS,
+            ns,
             "--timeout=120s",
         ])
         .output()
@@ -344,7 +385,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
         bindings.get("e2e-app").await.ok().and_then(|b| b.status),
         log_text()
     );
-    let table = kubectl(&kubeconfig, &["get", "pib", "-n", NS]);
+    let table = kubectl(&kubeconfig, &["get", "pib", "-n", ns]);
     assert!(
         table.contains("SERVICEACCOUNT") && table.contains("Reconciled") && table.contains("True"),
         "kubectl get pib: {table}"
@@ -352,10 +393,10 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     if let Ok(Some(status)) = operator.0.try_wait() {
         panic!("operator exited ({status}):\n{}", log_text());
     }
-    let role_name = naming::default_role_name(&cluster, NS, "e2e-app");
+    let role_name = naming::default_role_name(&cluster, ns, "e2e-app");
     assert!(iam.get_role(&role_name).await.expect("GetRole").is_some());
     assert_eq!(
-        eks.list_pod_identity_associations(&cluster, Some(NS), Some("e2e-app"))
+        eks.list_pod_identity_associations(&cluster, Some(ns), Some("e2e-app"))
             .await
             .expect("list")
             .len(),
@@ -380,7 +421,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
         "role left behind"
     );
     assert!(
-        eks.list_pod_identity_associations(&cluster, Some(NS), None)
+        eks.list_pod_identity_associations(&cluster, Some(ns), None)
             .await
             .expect("list")
             .is_empty(),
@@ -392,9 +433,8 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
         log_text()
     );
     drop(operator);
-    if let Some(server) = server {
-        server.shutdown().await;
-    }
+    kube.stop().await;
+    drop(ministack);
 }
 
 /// The binary against the simulator's HTTP front (with a role propagation window in
@@ -404,7 +444,10 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulator() {
     use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
+    const TEST: &str = "the_operator_binary_survives_kill_9_and_propagation_against_the_simulator";
     const CLUSTER: &str = "simulated";
+    let target = Target::from_env();
+    target.note_simulator_kept(TEST, "latency injection (to kill the operator mid-call)");
     let aws = Arc::new(AwsSim::new(SimConfig {
         account_id: ACCOUNT_ID.into(),
         role_propagation: Duration::from_secs(2),
@@ -414,33 +457,22 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
     // The first association call hangs long enough to kill the operator during it.
     aws.knobs()
         .set_operation_latency("CreatePodIdentityAssociation", Duration::from_secs(3600));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-        aws.clone(),
-        listener,
-    ));
+    let (aws_url, front) = serve_simulator(aws.clone()).await;
 
-    let kube = KubeSim::new();
-    let server = kube
-        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-        .await
-        .expect("kubesim serves");
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let client = kube.client();
-    support::install_crd(&client).await;
+    let (kube, ns) = Kube::start_in(&target, dir.path(), NS).await;
+    let (kubeconfig, client) = (kube.kubeconfig.clone(), kube.client.clone());
+    let ns = ns.as_str();
+    let only = target.external_kube().then_some(ns);
     let log = dir.path().join("operator.log");
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let access = local(&aws_url);
 
-    let mut operator = spawn_operator(&kubeconfig, CLUSTER, &aws_url, 1, &log);
-    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
+    let mut operator = spawn_operator(&kubeconfig, CLUSTER, &access, only, 1, &log);
+    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), ns);
     let binding: PodIdentityBinding = serde_json::from_value(json!({
         "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-        "metadata": {"name": "sturdy", "namespace": NS},
+        "metadata": {"name": "sturdy", "namespace": ns},
         "spec": {"role": {"managedPolicyArns": [READ_ONLY]}},
     }))
     .expect("binding");
@@ -464,7 +496,7 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
     drop(operator);
     aws.knobs()
         .set_operation_latency("CreatePodIdentityAssociation", Duration::ZERO);
-    let operator = spawn_operator(&kubeconfig, CLUSTER, &aws_url, 1, &log);
+    let operator = spawn_operator(&kubeconfig, CLUSTER, &access, only, 1, &log);
 
     let deadline = Instant::now() + WAIT;
     loop {
@@ -480,10 +512,10 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let role_name = naming::default_role_name(CLUSTER, NS, "sturdy");
+    let role_name = naming::default_role_name(CLUSTER, ns, "sturdy");
     let inv = aws.inventory();
     assert_eq!(inv.roles_tagged(naming::TAG_NAME, "sturdy").len(), 1);
-    assert_eq!(inv.associations_for(NS, "sturdy").len(), 1);
+    assert_eq!(inv.associations_for(ns, "sturdy").len(), 1);
     assert_eq!(
         inv.role(&role_name).expect("role").attached_policy_arns,
         [READ_ONLY]
@@ -491,7 +523,28 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
 
     // Converged: resyncs every second read and write nothing.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    kube.reset_write_counts();
+    // kubesim counts every write; on another cluster, the binding's and its
+    // ServiceAccount's resourceVersions show any write to them.
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let versions = || async {
+        (
+            bindings
+                .get("sturdy")
+                .await
+                .expect("get")
+                .metadata
+                .resource_version,
+            sas.get("sturdy")
+                .await
+                .expect("get SA")
+                .metadata
+                .resource_version,
+        )
+    };
+    let before = versions().await;
+    if let Some(sim) = &kube.sim {
+        sim.reset_write_counts();
+    }
     let writes = write_calls(aws.knobs());
     let reads = aws.knobs().calls_of("GetRole");
     let deadline = Instant::now() + WAIT;
@@ -499,9 +552,16 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
         assert!(Instant::now() < deadline, "no resyncs:\n{}", log_text());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if let Some(sim) = &kube.sim {
+        assert_eq!(
+            sim.write_counts().total(),
+            0,
+            "Kubernetes writes while converged"
+        );
+    }
     assert_eq!(
-        kube.write_counts().total(),
-        0,
+        versions().await,
+        before,
         "Kubernetes writes while converged"
     );
     assert_eq!(
@@ -524,12 +584,11 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
     assert!(inv.associations.is_empty(), "associations left");
     drop(operator);
     front.abort();
-    server.shutdown().await;
+    kube.stop().await;
 }
 
 #[test]
 fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
-    use support::target::Target;
     let env = |pairs: Vec<(&'static str, String)>| {
         move |key: &str| {
             pairs
@@ -538,14 +597,25 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
                 .map(|(_, v)| v.clone())
         }
     };
+    let defaults = Target::parse(env(vec![])).expect("defaults");
     assert_eq!(
-        Target::parse(env(vec![])).expect("defaults"),
+        defaults,
         Target {
             kubeconfig: None,
-            aws_endpoint: None,
-            cluster_name: "e2e".into()
+            aws: AwsTarget::Local,
+            cluster_name: "e2e".into(),
+            region: "us-east-1".into(),
         }
     );
+    assert!(!defaults.external_kube());
+    assert_eq!(defaults.kubesim_skip_reason("t", "fault injection"), None);
+    assert_eq!(defaults.namespace("default"), "default");
+    assert_eq!(defaults.cluster("mine"), "mine");
+    assert_eq!(
+        defaults.aws_access(Some("http://127.0.0.1:1".into())),
+        local("http://127.0.0.1:1")
+    );
+
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("kind.kubeconfig");
     std::fs::write(&file, "apiVersion: v1\nkind: Config\n").expect("write");
@@ -553,26 +623,115 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
         ("E2E_KUBECONFIG", file.display().to_string()),
         ("E2E_AWS_ENDPOINT", "http://127.0.0.1:4566".into()),
         ("E2E_CLUSTER_NAME", "kind-pio".into()),
+        ("E2E_REGION", "eu-west-1".into()),
     ]))
     .expect("external target");
     assert_eq!(target.kubeconfig, Some(file.clone()));
     assert_eq!(
-        target.aws_endpoint.as_deref(),
-        Some("http://127.0.0.1:4566")
+        target.aws,
+        AwsTarget::Endpoint("http://127.0.0.1:4566".into())
     );
-    assert_eq!(target.cluster_name, "kind-pio");
+    assert!(target.external_kube());
+    let reason = target
+        .kubesim_skip_reason("t", "watch drops")
+        .expect("skipped on another cluster");
+    assert!(
+        reason.starts_with("SKIPPED t: it needs kubesim's watch drops")
+            && reason.contains("E2E_KUBECONFIG="),
+        "{reason}"
+    );
+    assert_eq!(target.cluster("mine"), "kind-pio");
+    let (a, b) = (target.namespace("default"), target.namespace("default"));
+    assert!(a.starts_with("e2e-default-") && a != b, "{a} {b}");
+    // The endpoint replaces the test's own server.
+    assert_eq!(
+        target.aws_access(Some("http://127.0.0.1:1".into())),
+        AwsAccess {
+            endpoint: Some("http://127.0.0.1:4566".into()),
+            region: "eu-west-1".into(),
+            test_credentials: true,
+        }
+    );
+    let real = Target::parse(env(vec![("E2E_AWS_CREDENTIALS", "1".into())])).expect("real AWS");
+    assert_eq!(real.aws, AwsTarget::Credentials);
+    let access = real.aws_access(Some("http://127.0.0.1:1".into()));
+    assert!(access.endpoint.is_none() && !access.test_credentials);
+    let mut cmd = Command::new("true");
+    access.configure(&mut cmd);
+    let args: Vec<_> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(args, ["--region", "us-east-1"], "no endpoint, no test keys");
+    assert!(cmd.get_envs().next().is_none());
+
     // Empty values are unset; wrong ones are refused with the variable named.
     let target = Target::parse(env(vec![("E2E_KUBECONFIG", " ".into())])).expect("empty");
     assert!(target.kubeconfig.is_none());
-    let err = Target::parse(env(vec![(
-        "E2E_KUBECONFIG",
-        dir.path().join("missing").display().to_string(),
-    )]))
-    .expect_err("missing file");
-    assert!(err.contains("E2E_KUBECONFIG"), "{err}");
-    let err = Target::parse(env(vec![("E2E_AWS_ENDPOINT", "127.0.0.1:4566".into())]))
-        .expect_err("no scheme");
-    assert!(err.contains("E2E_AWS_ENDPOINT"), "{err}");
+    for (bad, variable) in [
+        (
+            vec![(
+                "E2E_KUBECONFIG",
+                dir.path().join("missing").display().to_string(),
+            )],
+            "E2E_KUBECONFIG",
+        ),
+        (
+            vec![("E2E_AWS_ENDPOINT", "127.0.0.1:4566".into())],
+            "E2E_AWS_ENDPOINT",
+        ),
+        (
+            vec![("E2E_AWS_CREDENTIALS", "yes please".into())],
+            "E2E_AWS_CREDENTIALS",
+        ),
+        (
+            vec![
+                ("E2E_AWS_CREDENTIALS", "1".into()),
+                ("E2E_AWS_ENDPOINT", "http://127.0.0.1:4566".into()),
+            ],
+            "pick one",
+        ),
+    ] {
+        let err = Target::parse(env(bad)).expect_err(variable);
+        assert!(err.contains(variable), "{err}");
+    }
+}
+
+/// The crash-safety figures, written to `<target dir>/crash-safety-report.txt`
+/// (`$CARGO_TARGET_DIR`, else the crate's `target/`) as the run goes, so CI can print
+/// them: cargo hides a passing test's output.
+struct CrashReport {
+    path: std::path::PathBuf,
+    seed: u64,
+}
+
+impl CrashReport {
+    fn new(seed: u64) -> CrashReport {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let report = CrashReport {
+            path: dir.join("crash-safety-report.txt"),
+            seed,
+        };
+        report.write(&["result: running (the test failed if this is the last line)".into()]);
+        report
+    }
+
+    fn write(&self, lines: &[String]) {
+        let seed = self.seed;
+        let mut text = format!(
+            "crash-safety run of the operator binary\nseed: {seed} (replay with CRASH_SEED={seed})\n"
+        );
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        // Also on stdout, for `--nocapture` and failing runs.
+        print!("{text}");
+        std::fs::write(&self.path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.path.display()));
+    }
 }
 
 /// Crash safety: 20 bindings created, updated and deleted while the operator binary is
@@ -589,6 +748,12 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
     use rand::{Rng, SeedableRng};
     use std::collections::BTreeMap;
 
+    const TEST: &str = "the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults";
+    let target = Target::from_env();
+    if target.skip_without_kubesim(TEST, "watch-drop fault injection") {
+        return;
+    }
+    target.note_simulator_kept(TEST, "fault injection (AWS writes failing after effect)");
     const CLUSTER: &str = "crash";
     const BINDINGS: usize = 20;
     const KILLS: usize = 32;
@@ -597,7 +762,7 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         .ok()
         .map(|s| s.parse().expect("CRASH_SEED is a number"))
         .unwrap_or(20_261_123);
-    println!("crash-safety seed: {seed} (replay with CRASH_SEED={seed})");
+    let report = CrashReport::new(seed);
     let mut rng = StdRng::seed_from_u64(seed);
 
     let aws = Arc::new(AwsSim::new(SimConfig {
@@ -625,14 +790,7 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         Fault::timeout().after_effect(),
         &writes,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-        aws.clone(),
-        listener,
-    ));
+    let (aws_url, front) = serve_simulator(aws.clone()).await;
     let kube = KubeSim::new();
     let server = kube
         .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
@@ -692,7 +850,14 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
     };
 
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut operator = Some(spawn_operator(&kubeconfig, CLUSTER, &aws_url, 2, &log));
+    let mut operator = Some(spawn_operator(
+        &kubeconfig,
+        CLUSTER,
+        &local(&aws_url),
+        None,
+        2,
+        &log,
+    ));
     let (mut kills, mut watch_drops) = (0, 0);
     for (step, op) in ops.iter().enumerate() {
         match *op {
@@ -749,12 +914,41 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
             drop(operator.take());
             kills += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
-            operator = Some(spawn_operator(&kubeconfig, CLUSTER, &aws_url, 2, &log));
+            operator = Some(spawn_operator(
+                &kubeconfig,
+                CLUSTER,
+                &local(&aws_url),
+                None,
+                2,
+                &log,
+            ));
         } else {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..100))).await;
         }
     }
     aws.knobs().clear_faults();
+    // Faults are off from here on: the count is final.
+    let churn: Vec<String> = vec![
+        format!(
+            "bindings: {BINDINGS} ({} operations: creates, updates, deletes)",
+            ops.len()
+        ),
+        format!("SIGKILLs and restarts: {kills}"),
+        format!("watch drops: {watch_drops}"),
+        format!(
+            "AWS faults: {:.0}% of {} write kinds time out after their effect; {} injected",
+            FAULT_FRACTION * 100.0,
+            writes.len(),
+            aws.knobs().injected_faults()
+        ),
+    ];
+    report.write(
+        &[
+            churn.clone(),
+            vec!["result: churn done, waiting for convergence (the test failed if this is the last line)".into()],
+        ]
+        .concat(),
+    );
 
     // Convergence: live bindings Ready for their generation, deleted ones gone.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -824,18 +1018,24 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         assert!(bindings.get_opt(&name).await.expect("get").is_none());
     }
     let calls = aws.knobs().total_calls();
-    println!(
-        "crash-safety figures: seed {seed}, {BINDINGS} bindings, {} operations, {kills} SIGKILLs \
-         and restarts, {watch_drops} watch drops, {:.0}% of {} AWS write kinds failing \
-         after effect, {calls} AWS calls; final inventory: {} roles, {} associations, \
-         {} live and {} deleted bindings",
-        ops.len(),
-        FAULT_FRACTION * 100.0,
-        writes.len(),
-        inv.roles.len(),
-        inv.associations.len(),
-        expected.len(),
-        deleted.len()
+    report.write(
+        &[
+            churn,
+            vec![
+                format!("AWS calls: {calls}"),
+                format!(
+                    "final inventory: {} roles, {} associations, {} live and {} deleted bindings \
+             (expected {} of each, none orphaned or duplicated)",
+                    inv.roles.len(),
+                    inv.associations.len(),
+                    expected.len(),
+                    deleted.len(),
+                    expected.len()
+                ),
+                "result: passed".into(),
+            ],
+        ]
+        .concat(),
     );
     assert!(kills >= 30);
     drop(operator);
@@ -843,61 +1043,103 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
     server.shutdown().await;
 }
 
-/// The binary against kubesim over TCP and the simulator's HTTP front.
-struct SimStack {
-    aws: Arc<pod_identity_operator::aws::sim::AwsSim>,
-    kube: KubeSim,
-    server: Option<pod_identity_operator::kubesim::ServerHandle>,
-    front: tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
-    dir: tempfile::TempDir,
-    operator: Option<Operator>,
+/// Where a [`Stack`]'s AWS inventory comes from.
+enum StackAws {
+    /// The simulator behind its HTTP front (the default).
+    Sim {
+        sim: Arc<pod_identity_operator::aws::sim::AwsSim>,
+        front: tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+    },
+    /// `E2E_AWS_ENDPOINT` or real AWS, read through the APIs.
+    Api {
+        client: aws_sdk_iam::Client,
+        iam: SdkIam,
+        eks: SdkEks,
+    },
 }
 
-impl SimStack {
-    async fn start(cluster: &str) -> SimStack {
+/// The binary against the target's Kubernetes (kubesim over TCP by default) and AWS
+/// (the simulator's HTTP front by default), in namespaces of the test's own.
+struct Stack {
+    aws: StackAws,
+    access: AwsAccess,
+    kube: Kube,
+    target: Target,
+    cluster: String,
+    dir: tempfile::TempDir,
+    /// The namespaces the test works in; the inventory is limited to them.
+    namespaces: Vec<String>,
+    operators: Vec<Operator>,
+}
+
+impl Stack {
+    async fn start(local_cluster: &str) -> Stack {
         use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
-        let aws = Arc::new(AwsSim::new(SimConfig {
-            account_id: ACCOUNT_ID.into(),
-            ..SimConfig::default()
-        }));
-        aws.add_cluster(cluster);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-            aws.clone(),
-            listener,
-        ));
-        let kube = KubeSim::new();
-        let server = kube
-            .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-            .await
-            .expect("kubesim serves");
+        let target = Target::from_env();
+        let cluster = target.cluster(local_cluster);
+        let (aws, access) = match target.aws {
+            AwsTarget::Local => {
+                let sim = Arc::new(AwsSim::new(SimConfig {
+                    account_id: ACCOUNT_ID.into(),
+                    ..SimConfig::default()
+                }));
+                sim.add_cluster(&cluster);
+                let (url, front) = serve_simulator(sim.clone()).await;
+                (StackAws::Sim { sim, front }, local(&url))
+            }
+            _ => {
+                let access = target.aws_access(None);
+                let config = access.sdk_config().await;
+                let aws = StackAws::Api {
+                    client: aws_sdk_iam::Client::new(&config),
+                    iam: SdkIam::new(&config),
+                    eks: SdkEks::new(&config),
+                };
+                (aws, access)
+            }
+        };
         let dir = tempfile::tempdir().expect("temp dir");
-        server
-            .write_kubeconfig(&dir.path().join("kubeconfig"))
-            .expect("kubeconfig");
-        support::install_crd(&kube.client()).await;
-        let operator = spawn_operator(
-            &dir.path().join("kubeconfig"),
-            cluster,
-            &aws_url,
-            2,
-            &dir.path().join("operator.log"),
-        );
-        SimStack {
+        let (kube, ns) = Kube::start_in(&target, dir.path(), NS).await;
+        let mut stack = Stack {
             aws,
+            access,
             kube,
-            server: Some(server),
-            front,
+            target,
+            cluster,
             dir,
-            operator: Some(operator),
+            namespaces: Vec::new(),
+            operators: Vec::new(),
+        };
+        stack.watch(&ns);
+        stack
+    }
+
+    /// The namespace the test works in.
+    fn ns(&self) -> &str {
+        &self.namespaces[0]
+    }
+
+    /// Has `ns` reconciled: on kubesim the one operator (it watches every namespace)
+    /// starts with the first; on another cluster each namespace gets an operator
+    /// limited to it.
+    fn watch(&mut self, ns: &str) {
+        self.namespaces.push(ns.to_owned());
+        let limit = self.target.external_kube().then_some(ns);
+        if self.operators.is_empty() || limit.is_some() {
+            let operator = spawn_operator(
+                &self.kube.kubeconfig,
+                &self.cluster,
+                &self.access,
+                limit,
+                2,
+                &self.dir.path().join("operator.log"),
+            );
+            self.operators.push(operator);
         }
     }
 
     fn kubeconfig(&self) -> std::path::PathBuf {
-        self.dir.path().join("kubeconfig")
+        self.kube.kubeconfig.clone()
     }
 
     fn log_tail(&self) -> String {
@@ -908,21 +1150,51 @@ impl SimStack {
     }
 
     fn bindings(&self, ns: &str) -> Api<PodIdentityBinding> {
-        Api::namespaced(self.kube.client(), ns)
+        Api::namespaced(self.kube.client.clone(), ns)
     }
 
-    /// Waits until `pred` holds of the simulated account.
+    /// What AWS holds for the test's namespaces.
+    async fn inventory(&self) -> pod_identity_operator::aws::sim::Inventory {
+        let mut inv = match &self.aws {
+            StackAws::Sim { sim, .. } => sim.inventory(),
+            StackAws::Api { client, iam, eks } => {
+                pod_identity_operator::sandbox::wire::read_inventory(
+                    client,
+                    iam,
+                    eks,
+                    &self.cluster,
+                    Some(&naming::role_path(&self.cluster)),
+                )
+                .await
+                .expect("inventory through the AWS APIs")
+            }
+        };
+        let mine = |ns: &str| self.namespaces.iter().any(|n| n == ns);
+        inv.roles.retain(|r| {
+            r.role
+                .tags
+                .get(naming::TAG_NAMESPACE)
+                .is_some_and(|ns| mine(ns))
+        });
+        inv.associations.retain(|a| mine(&a.namespace));
+        inv
+    }
+
+    /// Waits until `pred` holds of the test's part of the account.
     async fn wait_aws(
         &self,
         what: &str,
         pred: impl Fn(&pod_identity_operator::aws::sim::Inventory) -> bool,
     ) {
         let deadline = Instant::now() + WAIT;
-        while !pred(&self.aws.inventory()) {
+        loop {
+            let inv = self.inventory().await;
+            if pred(&inv) {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "AWS never got {what}: {:#?}\n{}",
-                self.aws.inventory(),
+                "AWS never got {what}: {inv:#?}\n{}",
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -963,7 +1235,7 @@ impl SimStack {
     }
 
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
-        self.bindings(NS)
+        self.bindings(self.ns())
             .patch(
                 name,
                 &PatchParams::default(),
@@ -971,15 +1243,38 @@ impl SimStack {
             )
             .await
             .expect("patch spec");
-        self.wait_reason(NS, name, "True", "Reconciled").await;
+        self.wait_reason(self.ns(), name, "True", "Reconciled")
+            .await;
     }
 
     async fn stop(mut self) {
-        drop(self.operator.take());
-        self.front.abort();
-        if let Some(server) = self.server.take() {
-            server.shutdown().await;
+        // Bindings left behind are cleaned up by the operators before their namespaces
+        // go (on another cluster).
+        for ns in self.namespaces.clone() {
+            let _ = self
+                .bindings(&ns)
+                .delete_collection(&Default::default(), &Default::default())
+                .await;
         }
+        if self.target.external_kube() {
+            let deadline = Instant::now() + WAIT;
+            for ns in self.namespaces.clone() {
+                while self
+                    .bindings(&ns)
+                    .list(&Default::default())
+                    .await
+                    .is_ok_and(|l| !l.items.is_empty())
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        self.operators.clear();
+        if let StackAws::Sim { front, .. } = &self.aws {
+            front.abort();
+        }
+        self.kube.stop().await;
     }
 }
 
@@ -996,14 +1291,17 @@ fn binding(ns: &str, name: &str, spec: serde_json::Value) -> PodIdentityBinding 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_applies_every_spec_update_and_renames() {
     const CLUSTER: &str = "updates";
-    let stack = SimStack::start(CLUSTER).await;
-    let bindings = stack.bindings(NS);
+    let stack = Stack::start(CLUSTER).await;
+    let ns = stack.ns().to_owned();
+    let ns = ns.as_str();
+    let cluster = stack.cluster.clone();
+    let bindings = stack.bindings(ns);
     bindings
-        .create(&Default::default(), &binding(NS, "app", json!({})))
+        .create(&Default::default(), &binding(ns, "app", json!({})))
         .await
         .expect("create");
-    stack.wait_reason(NS, "app", "True", "Reconciled").await;
-    let role_name = naming::default_role_name(CLUSTER, NS, "app");
+    stack.wait_reason(ns, "app", "True", "Reconciled").await;
+    let role_name = naming::default_role_name(&cluster, ns, "app");
     let role = |inv: &pod_identity_operator::aws::sim::Inventory| inv.role(&role_name).cloned();
 
     stack
@@ -1054,7 +1352,7 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
         .await;
     stack
         .wait_aws("the target role", |i| {
-            i.associations_for(NS, "app")
+            i.associations_for(ns, "app")
                 .first()
                 .is_some_and(|a| a.target_role_arn.as_deref() == Some(target))
         })
@@ -1067,7 +1365,7 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
         .await;
     stack
         .wait_aws("the session policy", |i| {
-            i.associations_for(NS, "app").first().is_some_and(|a| {
+            i.associations_for(ns, "app").first().is_some_and(|a| {
                 a.disable_session_tags && a.session_policy.is_some() && a.target_role_arn.is_none()
             })
         })
@@ -1079,8 +1377,8 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
         .await;
     stack
         .wait_aws("the association moved", |i| {
-            i.associations_for(NS, "app").is_empty()
-                && i.associations_for(NS, "app-renamed").len() == 1
+            i.associations_for(ns, "app").is_empty()
+                && i.associations_for(ns, "app-renamed").len() == 1
         })
         .await;
 
@@ -1089,7 +1387,7 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
         .create(
             &Default::default(),
             &binding(
-                NS,
+                ns,
                 "second",
                 json!({"serviceAccount": {"name": "app-renamed"}}),
             ),
@@ -1097,12 +1395,12 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
         .await
         .expect("create second");
     stack
-        .wait_reason(NS, "second", "False", "AssociationConflict")
+        .wait_reason(ns, "second", "False", "AssociationConflict")
         .await;
-    let inv = stack.aws.inventory();
-    assert_eq!(inv.associations_for(NS, "app-renamed").len(), 1);
+    let inv = stack.inventory().await;
+    assert_eq!(inv.associations_for(ns, "app-renamed").len(), 1);
     assert_eq!(
-        inv.associations_for(NS, "app-renamed")[0].role_arn,
+        inv.associations_for(ns, "app-renamed")[0].role_arn,
         role(&inv).expect("role").role.arn
     );
     stack.stop().await;
@@ -1117,17 +1415,20 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
 async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs() {
     use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
     const CLUSTER: &str = "changes";
-    let stack = SimStack::start(CLUSTER).await;
-    let client = stack.kube.client();
-    let bindings = stack.bindings(NS);
+    let mut stack = Stack::start(CLUSTER).await;
+    let ns = stack.ns().to_owned();
+    let ns = ns.as_str();
+    let cluster = stack.cluster.clone();
+    let client = stack.kube.client.clone();
+    let bindings = stack.bindings(ns);
     bindings
-        .create(&Default::default(), &binding(NS, "web", json!({})))
+        .create(&Default::default(), &binding(ns, "web", json!({})))
         .await
         .expect("create");
-    stack.wait_reason(NS, "web", "True", "Reconciled").await;
+    stack.wait_reason(ns, "web", "True", "Reconciled").await;
 
     // The ServiceAccount deleted out of band is made again.
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     sas.delete("web", &Default::default())
         .await
         .expect("delete SA");
@@ -1140,19 +1441,19 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stack.wait_reason(NS, "web", "True", "Reconciled").await;
+    stack.wait_reason(ns, "web", "True", "Reconciled").await;
 
     // Deleted and applied again at once, as `kubectl replace --force` does.
     let old_uid = bindings.get("web").await.expect("get").metadata.uid;
     kubectl(
         &stack.kubeconfig(),
-        &["delete", "pib", "web", "-n", NS, "--wait=false"],
+        &["delete", "pib", "web", "-n", ns, "--wait=false"],
     );
     let deadline = Instant::now() + WAIT;
     while bindings
         .create(
             &Default::default(),
-            &binding(NS, "web", json!({"tags": {"v": "2"}})),
+            &binding(ns, "web", json!({"tags": {"v": "2"}})),
         )
         .await
         .is_err()
@@ -1164,45 +1465,43 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let b = stack.wait_reason(NS, "web", "True", "Reconciled").await;
+    let b = stack.wait_reason(ns, "web", "True", "Reconciled").await;
     assert_ne!(b.metadata.uid, old_uid);
-    let role_name = naming::default_role_name(CLUSTER, NS, "web");
+    let role_name = naming::default_role_name(&cluster, ns, "web");
     stack
         .wait_aws("one role and one association for the new binding", |i| {
             i.roles.len() == 1
                 && i.role(&role_name)
                     .is_some_and(|r| r.role.tags.get("v").map(String::as_str) == Some("2"))
-                && i.associations_for(NS, "web").len() == 1
+                && i.associations_for(ns, "web").len() == 1
         })
         .await;
 
     // A namespace deleted with a binding in it.
+    let doomed = stack.target.namespace("doomed");
+    let doomed = doomed.as_str();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "doomed"}})).expect("ns");
+    let doomed_ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": doomed}})).expect("ns");
     namespaces
-        .create(&Default::default(), &ns)
+        .create(&Default::default(), &doomed_ns)
         .await
         .expect("create ns");
+    stack.watch(doomed);
     stack
-        .bindings("doomed")
-        .create(&Default::default(), &binding("doomed", "temp", json!({})))
+        .bindings(doomed)
+        .create(&Default::default(), &binding(doomed, "temp", json!({})))
         .await
         .expect("create in doomed");
     stack
-        .wait_reason("doomed", "temp", "True", "Reconciled")
+        .wait_reason(doomed, "temp", "True", "Reconciled")
         .await;
     namespaces
-        .delete("doomed", &Default::default())
+        .delete(doomed, &Default::default())
         .await
         .expect("delete ns");
     let deadline = Instant::now() + WAIT;
-    while namespaces
-        .get_opt("doomed")
-        .await
-        .expect("get ns")
-        .is_some()
-    {
+    while namespaces.get_opt(doomed).await.expect("get ns").is_some() {
         assert!(
             Instant::now() < deadline,
             "namespace stuck\n{}",
@@ -1212,8 +1511,8 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
     }
     stack
         .wait_aws("nothing left of the namespace", |i| {
-            i.associations_for("doomed", "temp").is_empty()
-                && i.role(&naming::default_role_name(CLUSTER, "doomed", "temp"))
+            i.associations_for(doomed, "temp").is_empty()
+                && i.role(&naming::default_role_name(&cluster, doomed, "temp"))
                     .is_none()
         })
         .await;
@@ -1224,7 +1523,7 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
         &bad,
         format!(
             "apiVersion: podidentity.dev/v1alpha1\nkind: PodIdentityBinding\n\
-             metadata: {{name: bad, namespace: {NS}}}\nspec:\n  deletionPolicy: Sometimes\n"
+             metadata: {{name: bad, namespace: {ns}}}\nspec:\n  deletionPolicy: Sometimes\n"
         ),
     )
     .expect("write");
@@ -1240,7 +1539,7 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
         .create(
             &Default::default(),
             &binding(
-                NS,
+                ns,
                 "bad-policy",
                 json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17",
                     "Statement": [{"Effect": "Maybe", "Action": "s3:GetObject", "Resource": "*"}]}}}}),
@@ -1249,15 +1548,15 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
         .await
         .expect("create bad-policy");
     let b = stack
-        .wait_reason(NS, "bad-policy", "False", "InvalidSpec")
+        .wait_reason(ns, "bad-policy", "False", "InvalidSpec")
         .await;
     let message = &support::ready(&b).expect("Ready").message;
     assert!(message.contains("inlinePolicies"), "{message}");
     assert!(
         stack
-            .aws
             .inventory()
-            .role(&naming::default_role_name(CLUSTER, NS, "bad-policy"))
+            .await
+            .role(&naming::default_role_name(&cluster, ns, "bad-policy"))
             .is_none(),
         "a role was made for an invalid spec"
     );

@@ -2,6 +2,11 @@
 //!
 //! kubectl must be installed; this test fails (never skips) when it is not.
 
+#[allow(dead_code)]
+#[path = "support/kubectl.rs"]
+mod kubectl;
+use kubectl::kubectl_path;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -49,26 +54,6 @@ fn objects(color: &str, data: &str) -> String {
         "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: w1}}\nspec: {{color: {color}}}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c1}}\ndata: {{a: \"{data}\"}}\n"
     )
-}
-
-fn kubectl_path() -> PathBuf {
-    let found = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("kubectl"))
-                    .find(|p| p.exists())
-            })
-        });
-    found.unwrap_or_else(|| {
-        panic!(
-            "kubectl is required by this test and was not found in /usr/bin, /usr/local/bin or PATH; \
-             install kubectl 1.32 (https://kubernetes.io/docs/tasks/tools/) and run again"
-        )
-    })
 }
 
 struct Kubectl {

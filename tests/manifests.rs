@@ -12,6 +12,11 @@
 //! from the rendered text, and server-side with `-k`); the Argo CD
 //! Lua health check on sample statuses, and the Flux CEL expressions agreeing with it.
 
+#[allow(dead_code)]
+#[path = "support/kubectl.rs"]
+mod kubectl;
+use kubectl::kubectl_path;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,27 +88,6 @@ fn root() -> PathBuf {
 fn read(rel: &str) -> String {
     let p = root().join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
-
-fn kubectl_path() -> PathBuf {
-    let found = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("kubectl"))
-                    .find(|p| p.exists())
-            })
-        });
-    found.unwrap_or_else(|| {
-        panic!(
-            "kubectl is required by this test (kubectl kustomize, kubectl apply) and was not found \
-             in /usr/bin, /usr/local/bin or PATH; install kubectl 1.32 \
-             (https://kubernetes.io/docs/tasks/tools/) and run again"
-        )
-    })
 }
 
 /// Parses a multi-document YAML stream into JSON values (empty documents dropped).
@@ -261,6 +245,7 @@ fn every_kustomization_renders_the_expected_objects() {
             "manager",
             vec![
                 ("ConfigMap", "", "pod-identity-operator-config"),
+                ("ConfigMap", "", "pod-identity-operator-guardrails"),
                 ("Deployment", "", "pod-identity-operator"),
             ],
         ),
@@ -283,6 +268,7 @@ fn every_kustomization_renders_the_expected_objects() {
                     "pod-identity-operator-leader-election",
                 ),
                 ("ConfigMap", NAMESPACE, "pod-identity-operator-config"),
+                ("ConfigMap", NAMESPACE, "pod-identity-operator-guardrails"),
                 ("Deployment", NAMESPACE, "pod-identity-operator"),
             ],
         ),
@@ -418,6 +404,38 @@ fn deployment_is_locked_down_and_probed() {
             .as_array()
             .is_some_and(|m| m.iter().any(|m| m["mountPath"] == "/tmp"))
     );
+
+    // The guardrails ConfigMap, mounted as a directory (updates reach it), is the file
+    // --config names; it ships valid and with no rules (deny-all).
+    let config_path = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--config="))
+        .expect("--config=<file> is passed");
+    let guardrails = find(&objs, "ConfigMap", "pod-identity-operator-guardrails");
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["configMap"]["name"] == guardrails["metadata"]["name"])
+        .expect("a volume of the guardrails ConfigMap");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the guardrails volume is mounted");
+    assert!(
+        mount.get("subPath").is_none(),
+        "a subPath never sees updates"
+    );
+    let (dir, file) = config_path.rsplit_once('/').expect("an absolute path");
+    assert_eq!(mount["mountPath"], dir);
+    let text = guardrails["data"][file]
+        .as_str()
+        .unwrap_or_else(|| panic!("the ConfigMap has the key {file}"));
+    let config = pod_identity_operator::config::GuardrailConfig::parse(text)
+        .expect("the shipped guardrails parse");
+    assert!(config.rules.is_empty(), "shipped deny-all");
 
     // Cluster name and region from the ConfigMap, through the variables `run` reads.
     let cm = find(&objs, "ConfigMap", "pod-identity-operator-config");
@@ -590,7 +608,12 @@ async fn controller_writes_only_what_rbac_grants_and_calls_only_what_iam_allows(
         matches!(forbidden, kube::Error::Api(ref s) if s.code == 403),
         "{forbidden:?}"
     );
-    let ctx = Context::new(operator, aws.clone(), aws.clone(), Settings::new("prod"));
+    let mut settings = Settings::new("prod");
+    settings.guardrails = Arc::new(pod_identity_operator::config::GuardrailSource::fixed(
+        pod_identity_operator::config::GuardrailConfig::parse(&read("tests/e2e-guardrails.yaml"))
+            .expect("tests/e2e-guardrails.yaml"),
+    ));
+    let ctx = Context::new(operator, aws.clone(), aws.clone(), settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(controller::run(ctx, async {
         let _ = stopped.await;
@@ -1057,22 +1080,28 @@ async fn assert_applied(client: &Client, discovery: &Discovery, objs: &[Value]) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_and_samples_apply_to_kubesim_with_kubectl() {
-    let bin = kubectl_path();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let sim = KubeSim::new();
-    let server = sim
+/// kubesim over TCP, and kubectl pointed at it from `dir`.
+async fn kubesim_and_kubectl(
+    dir: &std::path::Path,
+) -> (pod_identity_operator::kubesim::ServerHandle, Kubectl) {
+    let server = KubeSim::new()
         .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
         .await
         .expect("kubesim serves");
-    let kubeconfig = tmp.path().join("kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     let k = Kubectl {
-        bin,
+        bin: kubectl_path(),
         kubeconfig,
-        dir: tmp.path().to_path_buf(),
+        dir: dir.to_path_buf(),
     };
+    (server, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_and_samples_apply_to_kubesim_with_kubectl() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (server, k) = kubesim_and_kubectl(tmp.path()).await;
 
     let default = render_text("default");
     let samples = render_text("samples");
@@ -1513,20 +1542,8 @@ fn dockerfile_builds_in_a_rust_stage_and_runs_distroless_nonroot() {
 /// as Flux and Argo CD's server-side mode apply them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_and_samples_apply_server_side_with_kustomize() {
-    let bin = kubectl_path();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let sim = KubeSim::new();
-    let server = sim
-        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-        .await
-        .expect("kubesim serves");
-    let kubeconfig = tmp.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let k = Kubectl {
-        bin,
-        kubeconfig,
-        dir: tmp.path().to_path_buf(),
-    };
+    let (server, k) = kubesim_and_kubectl(tmp.path()).await;
     for base in ["default", "samples"] {
         let dir = root().join("config").join(base);
         let dir = dir.to_string_lossy().into_owned();

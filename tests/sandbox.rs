@@ -280,3 +280,63 @@ fn the_sandbox_applies_a_directory_itself_and_stops_on_sigterm() {
     let status = sandbox.stop("-TERM");
     assert!(status.success(), "exit status {status}");
 }
+
+/// Wire mode: moto (IAM) and ministack (EKS) from the test venv instead of the
+/// simulator; the examples applied with `kubectl` become Ready, and the inventory read
+/// through the AWS APIs shows what they made.
+#[test]
+fn the_sandbox_in_wire_mode_runs_the_examples_on_moto_and_ministack() {
+    let venv = std::env::var_os("PIO_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    assert!(
+        venv.join("bin/moto_server").is_file() && venv.join("bin/ministack").is_file(),
+        "moto and ministack are missing from {}: run `bash scripts/install-test-servers`",
+        venv.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut sandbox = Sandbox::start(dir.path(), &["--wire"]);
+    let inventory_url = sandbox.printed("AWS inventory (JSON):");
+    let moto = sandbox.printed("AWS endpoint (IAM, moto):");
+    assert!(moto.starts_with("http://127.0.0.1:"), "{moto}");
+
+    kubectl(&kubeconfig, &["apply", "-f", EXAMPLES]);
+    kubectl_wait_all_ready(&kubeconfig, &sandbox);
+    let inv: Inventory = serde_json::from_str(&http_get(&inventory_url)).expect("inventory JSON");
+    check_inventory(&inv);
+    sandbox.wait_printed("shop/checkout  sa=checkout  Ready=True Reconciled");
+    sandbox.wait_printed("media/uploader => ");
+    let ministack = sandbox.printed("AWS endpoint (EKS, ministack):");
+
+    let status = sandbox.stop("-INT");
+    assert!(status.success(), "exit status {status}");
+    // The servers went with the sandbox.
+    for url in [moto, ministack] {
+        let addr = url.trim_start_matches("http://").to_owned();
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(&addr).is_ok() {
+            assert!(Instant::now() < deadline, "{url} still answers");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn wire_mode_without_the_venv_says_how_to_install_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+        .args(["sandbox", "--quiet", "--wire", "--kubeconfig"])
+        .arg(dir.path().join("kubeconfig"))
+        .env("PIO_TEST_VENV", dir.path().join("no-venv"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the sandbox runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("bash scripts/install-test-servers") && stderr.contains("no-venv"),
+        "{stderr}"
+    );
+}

@@ -209,6 +209,8 @@ struct KnobState {
     nth: Vec<NthFault>,
     random: Option<RandomFaults>,
     calls: BTreeMap<String, u64>,
+    /// Faults handed out (throttling, nth and random), for reports.
+    injected: u64,
 }
 
 /// Latency, throttling, faults and call counters for one AWS implementation.
@@ -304,6 +306,12 @@ impl Knobs {
         self.lock().calls.values().sum()
     }
 
+    /// How many faults (throttling included) were handed out so far. An after-effect
+    /// fault counts even when the call itself then failed anyway.
+    pub fn injected_faults(&self) -> u64 {
+        self.lock().injected
+    }
+
     /// Forgets counted calls.
     pub fn reset_calls(&self) {
         self.lock().calls.clear();
@@ -334,6 +342,7 @@ impl Knobs {
         if let Some(bucket) = s.buckets.get_mut(&service)
             && !bucket.take(Instant::now())
         {
+            s.injected += 1;
             return Err(Fault::throttling(service).to_error(operation));
         }
         let mut fault = s
@@ -348,6 +357,9 @@ impl Knobs {
             if applies && r.rng.random_bool(r.fraction.clamp(0.0, 1.0)) {
                 fault = Some(r.fault.clone());
             }
+        }
+        if fault.is_some() {
+            s.injected += 1;
         }
         match fault {
             Some(f) if !f.after_effect => Err(f.to_error(operation)),
@@ -630,5 +642,26 @@ where
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
         let admitted = self.knobs.enter(Service::Eks, "UntagResource").await?;
         admitted.finish("UntagResource", self.inner.untag_resource(arn, keys).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn injected_faults_are_counted() {
+        let knobs = Knobs::new();
+        knobs.fail_nth("GetRole", 2, Fault::timeout());
+        knobs.fail_next("DeleteRole", Fault::timeout().after_effect());
+        assert!(knobs.enter(Service::Iam, "GetRole").await.is_ok());
+        assert!(knobs.enter(Service::Iam, "GetRole").await.is_err());
+        let admitted = knobs
+            .enter(Service::Iam, "DeleteRole")
+            .await
+            .expect("after-effect faults admit the call");
+        assert!(admitted.finish("DeleteRole", Ok(())).is_err());
+        assert_eq!(knobs.injected_faults(), 2);
+        assert_eq!(knobs.total_calls(), 3);
     }
 }

@@ -643,7 +643,10 @@ mod properties {
                 Ok(d) => {
                     let p = plan::plan(&d, &Observed::default());
                     prop_assert!(p.blocked.is_some() || !p.actions.is_empty());
-                    let effects = evaluate(&b, &BTreeMap::new(), &GuardrailConfig::baseline());
+                    // Everything but escalation allowed, so policy documents reach the checks.
+                    let config = GuardrailConfig::parse(include_str!("../../tests/e2e-guardrails.yaml"))
+                        .expect("tests/e2e-guardrails.yaml is valid");
+                    let effects = evaluate(&b, &BTreeMap::new(), &config);
                     match effects {
                         Ok(e) => { desired_with(&b, &cluster(), &e).map(|_| ()).or_else(|e| match e {
                             Error::InvalidSpec { field, .. } if !field.is_empty() => Ok(()),

@@ -86,7 +86,7 @@ impl Settings {
             retry_max: Duration::from_secs(300),
             retry_soon: Duration::from_secs(5),
             retry_slow: Duration::from_secs(120),
-            guardrails: Arc::new(GuardrailSource::baseline()),
+            guardrails: Arc::new(GuardrailSource::unconfigured()),
             guardrails_poll: Duration::from_secs(10),
             metrics: None,
         }
@@ -222,7 +222,7 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     let pass = async {
         let result = match malformed::typed(&obj) {
             Ok(b) => reconcile::reconcile(Arc::new(b), ctx.clone()).await,
-            Err((field, why)) => malformed::report(&obj, &field, &why, &ctx).await,
+            Err((field, why)) => malformed::handle(&obj, &field, &why, &ctx).await,
         };
         tracing::debug!(ok = result.is_ok(), "reconcile pass finished");
         result

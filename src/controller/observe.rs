@@ -67,7 +67,11 @@ fn observed_sa(sa: &ServiceAccount, binding_uid: &str) -> ObservedServiceAccount
     }
 }
 
-async fn get_role(iam: &dyn IamApi, name: &str, details: bool) -> Result<Option<ObservedRole>> {
+pub(super) async fn get_role(
+    iam: &dyn IamApi,
+    name: &str,
+    details: bool,
+) -> Result<Option<ObservedRole>> {
     let Some(role) = iam.get_role(name).await? else {
         return Ok(None);
     };

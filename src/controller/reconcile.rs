@@ -48,6 +48,19 @@ async fn prepare(
     binding: &PodIdentityBinding,
     ctx: &Context,
 ) -> std::result::Result<(Desired, Observed), Problem> {
+    // With no configuration, or no rules, everything is denied: say so before any AWS
+    // call (the cluster lookup below is one).
+    let config = ctx.settings.guardrails.current();
+    if config.unconfigured || config.rules.is_empty() {
+        let denial = config::evaluate(binding, &BTreeMap::new(), &config)
+            .err()
+            .unwrap_or_else(|| Error::PolicyDenied {
+                rule: "(none)".into(),
+                field: "metadata.namespace".into(),
+                message: "no guardrail rule allows anything".into(),
+            });
+        return Err(status::problem_of(&denial, false));
+    }
     let cluster = match ctx.cluster().await {
         Ok(Some(c)) => c,
         Ok(None) => {

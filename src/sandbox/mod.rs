@@ -10,11 +10,15 @@
 //! prints a live view ([`view`]) of bindings and AWS whenever it changes, until the
 //! shutdown future resolves.
 //!
-//! Not implemented: running against moto/ministack instead of the simulator; the
-//! guardrail configuration (the sandbox runs without guardrails).
+//! With [`Options::wire`], moto (IAM) and ministack (EKS) from the test venv take the
+//! simulator's place ([`wire`]); the live view and `/inventory` then read the account
+//! through the AWS APIs, and the port serves `/inventory` only.
+//!
+//! The controller runs under the sandbox's own guardrails ([`GUARDRAILS`]).
 
 pub mod manifests;
 pub mod view;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +34,7 @@ use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::sim::{AwsSim, SimConfig};
+use crate::aws::sim::{AwsSim, Inventory, SimConfig};
 use crate::aws::{CreateRole, IamApi};
 use crate::config::{GuardrailConfig, GuardrailSource};
 use crate::controller::{self, Context, Settings};
@@ -62,6 +66,37 @@ pub struct Options {
     pub apply: Option<PathBuf>,
     /// How often the live view is refreshed; `None` prints no view.
     pub view_interval: Option<Duration>,
+    /// moto and ministack instead of the simulator.
+    pub wire: bool,
+}
+
+/// The AWS side of a running sandbox.
+enum Aws {
+    Sim(Arc<AwsSim>),
+    Wire(Box<wire::WireAws>),
+}
+
+impl Aws {
+    fn iam(&self) -> Arc<dyn IamApi> {
+        match self {
+            Aws::Sim(sim) => sim.clone(),
+            Aws::Wire(w) => w.iam.clone(),
+        }
+    }
+
+    fn eks(&self) -> Arc<dyn crate::aws::EksApi> {
+        match self {
+            Aws::Sim(sim) => sim.clone(),
+            Aws::Wire(w) => w.eks.clone(),
+        }
+    }
+
+    async fn inventory(&self) -> crate::Result<Inventory> {
+        match self {
+            Aws::Sim(sim) => Ok(sim.inventory()),
+            Aws::Wire(w) => w.inventory().await,
+        }
+    }
 }
 
 /// The simulated account as the sandbox starts it.
@@ -75,8 +110,15 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     for arn in EXISTING_POLICIES {
         aws.add_managed_policy(arn);
     }
+    create_existing_roles(aws.as_ref()).await?;
+    Ok(aws)
+}
+
+/// The roles that exist before the operator starts ([`EXISTING_ROLES`]), trusting EKS
+/// Pod Identity.
+pub async fn create_existing_roles(iam: &dyn IamApi) -> crate::Result<()> {
     for name in EXISTING_ROLES {
-        aws.create_role(&CreateRole {
+        iam.create_role(&CreateRole {
             name: name.into(),
             path: "/".into(),
             assume_role_policy: pod_identity_trust_policy(None),
@@ -85,7 +127,7 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
         })
         .await?;
     }
-    Ok(aws)
+    Ok(())
 }
 
 /// The sandbox's guardrails (`config/sandbox-guardrails.yaml`): exactly what examples/
@@ -105,15 +147,22 @@ pub fn controller_settings() -> crate::Result<Settings> {
     Ok(settings)
 }
 
-/// Routes of the inventory port: `GET /inventory` and the simulator's wire front.
-fn inventory_router(aws: Arc<AwsSim>) -> Router {
-    async fn inventory(State(aws): State<Arc<AwsSim>>) -> Response {
-        Json(aws.inventory()).into_response()
+/// Routes of the inventory port: `GET /inventory`, and the simulator's wire front when
+/// the simulator is the AWS side.
+fn inventory_router(aws: Arc<Aws>) -> Router {
+    async fn inventory(State(aws): State<Arc<Aws>>) -> Response {
+        match aws.inventory().await {
+            Ok(inv) => Json(inv).into_response(),
+            Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        }
     }
-    Router::new()
+    let router = Router::new()
         .route("/inventory", get(inventory))
-        .with_state(aws.clone())
-        .merge(crate::aws::sim::http::router(aws))
+        .with_state(aws.clone());
+    match aws.as_ref() {
+        Aws::Sim(sim) => router.merge(crate::aws::sim::http::router(sim.clone())),
+        Aws::Wire(_) => router,
+    }
 }
 
 /// Runs the sandbox until `shutdown` resolves, then stops everything.
@@ -129,7 +178,14 @@ pub async fn run(
     crds.create(&PostParams::default(), &PodIdentityBinding::crd())
         .await?;
 
-    let aws = simulated_aws().await?;
+    let aws = Arc::new(if options.wire {
+        let venv = wire::pick_venv(&wire::venv_candidates(
+            std::env::var_os("PIO_TEST_VENV").map(PathBuf::from),
+        ))?;
+        Aws::Wire(Box::new(wire::WireAws::start(&venv).await?))
+    } else {
+        Aws::Sim(simulated_aws().await?)
+    });
     let stop = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(options.inventory_addr).await?;
     let inventory_url = format!("http://{}/inventory", listener.local_addr()?);
@@ -140,12 +196,7 @@ pub async fn run(
             .into_future(),
     );
 
-    let ctx = Context::new(
-        client.clone(),
-        aws.clone(),
-        aws.clone(),
-        controller_settings()?,
-    );
+    let ctx = Context::new(client.clone(), aws.iam(), aws.eks(), controller_settings()?);
     let operator = tokio::spawn(controller::run(ctx, stop.clone().cancelled_owned()));
 
     let kubeconfig = options.kubeconfig.display();
@@ -154,7 +205,13 @@ pub async fn run(
     println!("  kubeconfig:               {kubeconfig}");
     println!("  EKS cluster:              {CLUSTER} (account {ACCOUNT_ID}, {REGION})");
     println!("  AWS inventory (JSON):     {inventory_url}");
-    println!("  AWS endpoint (IAM, EKS):  {aws_url}");
+    match aws.as_ref() {
+        Aws::Sim(_) => println!("  AWS endpoint (IAM, EKS):  {aws_url}"),
+        Aws::Wire(w) => {
+            println!("  AWS endpoint (IAM, moto): {}", w.iam_url());
+            println!("  AWS endpoint (EKS, ministack): {}", w.eks_url());
+        }
+    }
     println!();
     println!("Try:");
     println!("  export KUBECONFIG={kubeconfig}");
@@ -175,8 +232,10 @@ pub async fn run(
             let bindings: Api<PodIdentityBinding> = Api::all(client);
             let mut last = String::new();
             loop {
-                if let Ok(list) = bindings.list(&ListParams::default()).await {
-                    let text = view::render(&list.items, &aws.inventory());
+                if let Ok(list) = bindings.list(&ListParams::default()).await
+                    && let Ok(inventory) = aws.inventory().await
+                {
+                    let text = view::render(&list.items, &inventory);
                     if text != last {
                         println!("{text}");
                         last = text;
@@ -196,6 +255,8 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), front).await;
     server.shutdown().await;
+    // The last reference: local AWS servers are stopped here.
+    drop(aws);
     println!("sandbox stopped");
     Ok(())
 }

@@ -13,6 +13,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, CustomResourceExt};
+use pod_identity_operator::aws::faults::Knobs;
 use pod_identity_operator::aws::{EksApi, IamApi};
 use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::controller::{self, Context, Settings};
@@ -25,14 +26,29 @@ pub const NS: &str = "default";
 pub const WAIT: Duration = Duration::from_secs(90);
 
 /// Guardrails that let every namespace use everything but escalating policies: the
-/// suites that are not about guardrails run under them.
+/// suites that are not about guardrails run under them (the same file the end-to-end
+/// suite gives the operator binary).
 pub fn permissive_guardrails() -> GuardrailConfig {
-    let mut config = GuardrailConfig::baseline();
-    config.rules[0].name = "tests".into();
-    config.rules[0].denied_managed_policy_arns.clear();
-    config.rules[0].allowed_existing_role_arns = vec!["*".into()];
-    config.rules[0].allowed_target_role_arns = vec!["*".into()];
-    config
+    GuardrailConfig::parse(include_str!("../e2e-guardrails.yaml"))
+        .expect("tests/e2e-guardrails.yaml is a valid guardrail file")
+}
+
+/// The AWS calls counted by `knobs` that change something (all but `Get*`, `List*` and
+/// `Describe*`).
+pub fn write_calls(knobs: &Knobs) -> u64 {
+    knobs
+        .calls()
+        .into_iter()
+        .filter(|(op, _)| !is_read(op))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// True for AWS operations that only read.
+pub fn is_read(operation: &str) -> bool {
+    ["Get", "List", "Describe"]
+        .iter()
+        .any(|p| operation.starts_with(p))
 }
 
 /// Installs the CRD into a kubesim.
@@ -44,8 +60,10 @@ pub async fn install_crd(client: &Client) {
 }
 
 pub struct Env {
-    pub kube: KubeSim,
+    sim: Option<KubeSim>,
     pub client: Client,
+    /// The namespace the helpers below work in.
+    pub ns: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -57,14 +75,31 @@ impl Env {
         eks: Arc<dyn EksApi>,
         tune: impl FnOnce(&mut Settings),
     ) -> Env {
+        let kube = KubeSim::new();
+        let client = kube.client();
+        install_crd(&client).await;
+        Env::start_on(client, Some(kube), NS, cluster, iam, eks, tune).await
+    }
+
+    /// The controller against `client` (the CRD already installed), watching `ns` only
+    /// when `sim` is `None` (another cluster, shared with other tests).
+    pub async fn start_on(
+        client: Client,
+        sim: Option<KubeSim>,
+        ns: &str,
+        cluster: &str,
+        iam: Arc<dyn IamApi>,
+        eks: Arc<dyn EksApi>,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let kube = KubeSim::new();
-        let client = kube.client();
-        install_crd(&client).await;
         let mut settings = Settings::new(cluster);
+        if sim.is_none() {
+            settings.namespace = Some(ns.to_owned());
+        }
         settings.resync = Duration::from_secs(3600);
         settings.retry_base = Duration::from_millis(20);
         settings.retry_max = Duration::from_millis(500);
@@ -79,11 +114,19 @@ impl Env {
             let _ = rx.await;
         }));
         Env {
-            kube,
+            sim,
             client,
+            ns: ns.to_owned(),
             stop: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// The in-process kubesim (tests that need its instrumentation).
+    pub fn kube(&self) -> &KubeSim {
+        self.sim
+            .as_ref()
+            .expect("this Env runs on kubesim (Env::start)")
     }
 
     pub async fn stop(mut self) {
@@ -96,13 +139,13 @@ impl Env {
     }
 
     pub fn bindings(&self) -> Api<PodIdentityBinding> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     pub async fn apply(&self, name: &str, spec: Value) -> PodIdentityBinding {
         let b: PodIdentityBinding = serde_json::from_value(json!({
             "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec,
+            "metadata": {"name": name, "namespace": self.ns}, "spec": spec,
         }))
         .expect("binding");
         self.bindings()
@@ -165,7 +208,7 @@ impl Env {
     }
 
     pub async fn event_reasons(&self) -> Vec<(String, String)> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         events
             .list(&ListParams::default())
             .await
@@ -179,7 +222,7 @@ impl Env {
     /// Waits for a Warning Event with this reason about the binding `name` and returns
     /// its note. Events stay, so a state that passed quickly is still seen.
     pub async fn wait_warning(&self, name: &str, reason: &str) -> String {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         let deadline = Instant::now() + WAIT;
         loop {
             let found = events
