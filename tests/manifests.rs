@@ -1215,7 +1215,7 @@ fn expected_for_not_ready(reason: Reason) -> &'static str {
         | AccessDenied
         | ClusterNotFound
         | QuotaExceeded => "Degraded",
-        Waiting | Retrying | RolePropagating => "Progressing",
+        Waiting | Retrying | Throttled | RolePropagating => "Progressing",
         // Reasons of True conditions; never on a False Ready, so not Degraded.
         Reconciled
         | RoleCreated
@@ -1227,35 +1227,8 @@ fn expected_for_not_ready(reason: Reason) -> &'static str {
     }
 }
 
-const ALL_REASONS: &[Reason] = {
-    use Reason::*;
-    &[
-        Reconciled,
-        RoleCreated,
-        RoleExisting,
-        ServiceAccountCreated,
-        ServiceAccountFound,
-        ServiceAccountNotFound,
-        AssociationCreated,
-        AssociationAdopted,
-        Waiting,
-        Retrying,
-        RolePropagating,
-        InvalidSpec,
-        PolicyDenied,
-        RoleConflict,
-        RoleNotFound,
-        RoleTrustMissing,
-        AssociationConflict,
-        CleanupBlocked,
-        AccessDenied,
-        ClusterNotFound,
-        QuotaExceeded,
-    ]
-};
-
 fn degraded_reasons() -> BTreeSet<String> {
-    ALL_REASONS
+    Reason::ALL
         .iter()
         .filter(|r| expected_for_not_ready(**r) == "Degraded")
         .map(|r| r.as_str().to_owned())
@@ -1340,7 +1313,7 @@ fn health_cases() -> Vec<(String, Value, &'static str)> {
             "Progressing",
         ),
     ];
-    for r in ALL_REASONS {
+    for r in Reason::ALL {
         cases.push((
             format!("Ready=False {}", r.as_str()),
             binding(
@@ -1361,6 +1334,15 @@ fn health_cases() -> Vec<(String, Value, &'static str)> {
 
 #[test]
 fn argocd_health_check_classifies_binding_statuses() {
+    // Degraded is exactly what the operator reports as Stalled.
+    for r in Reason::ALL {
+        assert_eq!(
+            expected_for_not_ready(*r) == "Degraded",
+            r.stalls(),
+            "{}",
+            r.as_str()
+        );
+    }
     for (case, obj, want) in health_cases() {
         let (got, message) = argocd_health(&obj);
         assert_eq!(got, want, "{case}: {message}");

@@ -11,6 +11,7 @@
 //! decode them at the wire, and comparisons go through [`crate::policy`].
 
 pub mod faults;
+pub mod ratelimit;
 pub mod sim;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,9 @@
 //! One reconcile pass of a binding that is not being deleted, and the status it ends
 //! with.
+//!
+//! A pass of a binding already Ready for its generation that AWS throttles changes
+//! nothing visible: the resources were in place when last checked, and the check is
+//! retried after a backoff.
 
 use std::sync::Arc;
 
@@ -98,10 +102,23 @@ async fn guardrails(binding: &PodIdentityBinding, ctx: &Context) -> Result<confi
     config::evaluate(binding, &labels, &config)
 }
 
+/// True when a throttled pass is to leave the status alone: the binding is Ready for
+/// its generation.
+fn quiet(binding: &PodIdentityBinding, problem: &Problem) -> bool {
+    problem.reason == Reason::Throttled
+        && status::ready_of(binding.status.as_ref()).is_some_and(|c| {
+            c.status == "True" && c.observed_generation == binding.metadata.generation
+        })
+}
+
 async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
     let uid = binding.uid().unwrap_or_default();
+    let meta = &binding.metadata;
     let (desired, observed) = match prepare(binding, ctx).await {
         Ok(x) => x,
+        Err(problem) if quiet(binding, &problem) => {
+            return Ok(ctx.requeue(meta, problem.retry));
+        }
         Err(problem) => {
             let conditions = Conditions {
                 ready: State::failed(problem.reason, problem.message.clone()),
@@ -112,7 +129,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             let mut st = binding.status.clone().unwrap_or_default();
             set_conditions(binding, &mut st, &conditions);
             write_status(ctx, binding, st, Some(&problem)).await?;
-            return Ok(ctx.requeue(&uid, problem.retry));
+            return Ok(ctx.requeue(meta, problem.retry));
         }
     };
     let plan = plan::plan(&desired, &observed);
@@ -144,7 +161,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             retry: Retry::Slow,
         };
         write_status(ctx, binding, st, Some(&problem)).await?;
-        return Ok(ctx.requeue(&uid, Retry::Slow));
+        return Ok(ctx.requeue(meta, Retry::Slow));
     }
 
     let applied = apply::apply(ctx, binding, &plan.actions).await;
@@ -162,6 +179,11 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             });
         (*i, status::problem_of(e, role_created_now || role_recent))
     });
+    if let Some((_, p)) = &problem
+        && quiet(binding, p)
+    {
+        return Ok(ctx.requeue(meta, p.retry));
+    }
     let st = outcome_status(
         binding,
         &desired,
@@ -172,7 +194,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
     );
     write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
     match problem {
-        Some((_, p)) => Ok(ctx.requeue(&uid, p.retry)),
+        Some((_, p)) => Ok(ctx.requeue(meta, p.retry)),
         None => {
             ctx.record_success(&uid);
             Ok(Action::requeue(ctx.settings.resync))
@@ -295,7 +317,8 @@ fn set_conditions(binding: &PodIdentityBinding, st: &mut PodIdentityBindingStatu
 }
 
 /// Patches the status when it changed; publishes a Warning Event when the binding
-/// newly reports a problem (so a resync of a stuck binding does not repeat it).
+/// newly reports a problem (so a resync of a stuck binding does not repeat it), except
+/// throttling, which is a normal step under load.
 pub(super) async fn write_status(
     ctx: &Context,
     binding: &PodIdentityBinding,
@@ -306,7 +329,7 @@ pub(super) async fn write_status(
     if status::unchanged(old, &new) {
         return Ok(());
     }
-    if let Some(p) = problem {
+    if let Some(p) = problem.filter(|p| p.reason != Reason::Throttled) {
         let was = status::ready_of(old).map(|c| c.reason.as_str());
         if was != Some(p.reason.as_str()) {
             ctx.publish(
