@@ -2,10 +2,17 @@
 //! [`IamApi`]/[`EksApi`], so the operator paces itself instead of learning its limits
 //! from `Throttling` answers.
 //!
-//! [`RateLimited`] waits for a token before each call (it never fails a call); one
-//! instance holds one bucket, so IAM and EKS are paced apart, as AWS throttles them.
-//! The bucket is `governor`'s GCRA limiter: `burst` calls at once, then one every
-//! `1 / per_second` seconds.
+//! [`RateLimited`] waits for a token before each call; one instance holds one bucket,
+//! so IAM and EKS are paced apart, as AWS throttles them. The bucket is `governor`'s
+//! GCRA limiter: `burst` calls at once, then one every `1 / per_second` seconds.
+//!
+//! When AWS throttles a call anyway (the budget is shared with the account's other
+//! clients), the call is retried here, up to [`THROTTLE_ATTEMPTS`] attempts in all,
+//! after an exponential delay with jitter, and every call to the service waits out that
+//! delay too, so the operator as a whole slows down rather than each caller hammering
+//! on. A reconcile pass makes several calls in a row, and one throttled call would
+//! otherwise waste the pass. (The SDK adapters also retry in the SDK's adaptive mode;
+//! these retries come after theirs.) Other errors are returned at once.
 //!
 //! Defaults: [`Rate::IAM_DEFAULT`] (10 calls/s, burst 20) and [`Rate::EKS_DEFAULT`]
 //! (10 calls/s, burst 20). AWS publishes no numeric request-rate quota for the IAM API
@@ -20,11 +27,13 @@
 //! at about six IAM reads each take some ten minutes per resync round instead of five.
 //! Raise the rates with `--iam-rate`/`--eks-rate` when an account's budget allows.
 //!
-//! Not implemented: limits per operation (AWS has some), and adapting the rate to
-//! throttling answers (the SDK's adaptive retry mode does that for real AWS).
+//! Not implemented: limits per operation (AWS has some), and lowering the rate itself
+//! after throttling (the SDK's adaptive retry mode does that for real AWS).
 
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::ops::Deref;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +45,11 @@ use super::{
     EksApi, IamApi, Role, Tags, UpdateAssociation,
 };
 use crate::Result;
+
+/// Attempts of a call AWS throttles, the first included.
+pub const THROTTLE_ATTEMPTS: u32 = 4;
+/// First delay after a throttled call; doubled at each further attempt.
+pub const THROTTLE_DELAY: Duration = Duration::from_millis(200);
 
 /// A token bucket: `burst` calls at once, refilled at `per_second`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,10 +83,24 @@ impl Rate {
     }
 }
 
-/// An AWS implementation behind a token bucket; `None` passes calls straight through.
+/// An AWS implementation behind a token bucket (`None`: no bucket), retrying throttled
+/// calls.
 pub struct RateLimited<T> {
     inner: T,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// No call starts before this instant: the service throttled us.
+    paused_until: Mutex<tokio::time::Instant>,
+}
+
+fn throttled(result: &Result<impl Sized>) -> bool {
+    matches!(result, Err(crate::Error::Aws(e)) if e.throttled)
+}
+
+/// The delay before attempt `attempt + 1` of a throttled call: exponential, capped at
+/// 16 times the first, with equal jitter.
+fn throttle_delay(attempt: u32) -> Duration {
+    let exp = THROTTLE_DELAY * (1u32 << attempt.min(4));
+    exp.mul_f64(1.0 - rand::random::<f64>() * 0.5)
 }
 
 impl<T> RateLimited<T> {
@@ -80,12 +108,45 @@ impl<T> RateLimited<T> {
         RateLimited {
             inner,
             limiter: rate.and_then(Rate::quota).map(RateLimiter::direct),
+            paused_until: Mutex::new(tokio::time::Instant::now()),
         }
     }
 
+    fn paused_until(&self) -> std::sync::MutexGuard<'_, tokio::time::Instant> {
+        // An instant only; a panic while holding it leaves it usable.
+        self.paused_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn token(&self) {
+        loop {
+            let until = *self.paused_until();
+            if until <= tokio::time::Instant::now() {
+                break;
+            }
+            tokio::time::sleep_until(until).await;
+        }
         if let Some(l) = &self.limiter {
             l.until_ready().await;
+        }
+    }
+
+    /// Runs `call` after a token, again after a delay while AWS throttles it.
+    async fn call<R, F, Fut>(&self, call: F) -> Result<R>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<R>>,
+    {
+        let mut attempt = 0;
+        loop {
+            self.token().await;
+            let result = call().await;
+            attempt += 1;
+            if !throttled(&result) || attempt >= THROTTLE_ATTEMPTS {
+                return result;
+            }
+            let resume = tokio::time::Instant::now() + throttle_delay(attempt - 1);
+            let mut until = self.paused_until();
+            *until = (*until).max(resume);
         }
     }
 }
@@ -97,12 +158,10 @@ where
     T::Target: IamApi,
 {
     async fn create_role(&self, input: &CreateRole) -> Result<Role> {
-        self.token().await;
-        self.inner.create_role(input).await
+        self.call(|| self.inner.create_role(input)).await
     }
     async fn get_role(&self, name: &str) -> Result<Option<Role>> {
-        self.token().await;
-        self.inner.get_role(name).await
+        self.call(|| self.inner.get_role(name)).await
     }
     async fn update_role(
         &self,
@@ -110,74 +169,66 @@ where
         description: Option<&str>,
         max_session_duration: Option<i32>,
     ) -> Result<()> {
-        self.token().await;
-        self.inner
-            .update_role(name, description, max_session_duration)
-            .await
+        self.call(|| {
+            self.inner
+                .update_role(name, description, max_session_duration)
+        })
+        .await
     }
     async fn update_assume_role_policy(&self, name: &str, document: &Value) -> Result<()> {
-        self.token().await;
-        self.inner.update_assume_role_policy(name, document).await
+        self.call(|| self.inner.update_assume_role_policy(name, document))
+            .await
     }
     async fn put_role_permissions_boundary(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.token().await;
-        self.inner
-            .put_role_permissions_boundary(name, policy_arn)
+        self.call(|| self.inner.put_role_permissions_boundary(name, policy_arn))
             .await
     }
     async fn delete_role_permissions_boundary(&self, name: &str) -> Result<()> {
-        self.token().await;
-        self.inner.delete_role_permissions_boundary(name).await
+        self.call(|| self.inner.delete_role_permissions_boundary(name))
+            .await
     }
     async fn attach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.token().await;
-        self.inner.attach_role_policy(name, policy_arn).await
+        self.call(|| self.inner.attach_role_policy(name, policy_arn))
+            .await
     }
     async fn detach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.token().await;
-        self.inner.detach_role_policy(name, policy_arn).await
+        self.call(|| self.inner.detach_role_policy(name, policy_arn))
+            .await
     }
     async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>> {
-        self.token().await;
-        self.inner.list_attached_role_policies(name).await
+        self.call(|| self.inner.list_attached_role_policies(name))
+            .await
     }
     async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()> {
-        self.token().await;
-        self.inner
-            .put_role_policy(name, policy_name, document)
+        self.call(|| self.inner.put_role_policy(name, policy_name, document))
             .await
     }
     async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>> {
-        self.token().await;
-        self.inner.get_role_policy(name, policy_name).await
+        self.call(|| self.inner.get_role_policy(name, policy_name))
+            .await
     }
     async fn delete_role_policy(&self, name: &str, policy_name: &str) -> Result<()> {
-        self.token().await;
-        self.inner.delete_role_policy(name, policy_name).await
+        self.call(|| self.inner.delete_role_policy(name, policy_name))
+            .await
     }
     async fn list_role_policies(&self, name: &str) -> Result<Vec<String>> {
-        self.token().await;
-        self.inner.list_role_policies(name).await
+        self.call(|| self.inner.list_role_policies(name)).await
     }
     async fn tag_role(&self, name: &str, tags: &Tags) -> Result<()> {
-        self.token().await;
-        self.inner.tag_role(name, tags).await
+        self.call(|| self.inner.tag_role(name, tags)).await
     }
     async fn untag_role(&self, name: &str, keys: &[String]) -> Result<()> {
-        self.token().await;
-        self.inner.untag_role(name, keys).await
+        self.call(|| self.inner.untag_role(name, keys)).await
     }
     async fn list_role_tags(&self, name: &str) -> Result<Tags> {
-        self.token().await;
-        self.inner.list_role_tags(name).await
+        self.call(|| self.inner.list_role_tags(name)).await
     }
     async fn delete_role(&self, name: &str) -> Result<()> {
-        self.token().await;
-        self.inner.delete_role(name).await
+        self.call(|| self.inner.delete_role(name)).await
     }
     async fn list_instance_profiles_for_role(&self, name: &str) -> Result<Vec<String>> {
-        self.token().await;
-        self.inner.list_instance_profiles_for_role(name).await
+        self.call(|| self.inner.list_instance_profiles_for_role(name))
+            .await
     }
 }
 
@@ -188,42 +239,43 @@ where
     T::Target: EksApi,
 {
     async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
-        self.token().await;
-        self.inner.describe_cluster(name).await
+        self.call(|| self.inner.describe_cluster(name)).await
     }
     async fn create_pod_identity_association(
         &self,
         input: &CreateAssociation,
     ) -> Result<Association> {
-        self.token().await;
-        self.inner.create_pod_identity_association(input).await
+        self.call(|| self.inner.create_pod_identity_association(input))
+            .await
     }
     async fn describe_pod_identity_association(
         &self,
         cluster_name: &str,
         association_id: &str,
     ) -> Result<Option<Association>> {
-        self.token().await;
-        self.inner
-            .describe_pod_identity_association(cluster_name, association_id)
-            .await
+        self.call(|| {
+            self.inner
+                .describe_pod_identity_association(cluster_name, association_id)
+        })
+        .await
     }
     async fn update_pod_identity_association(
         &self,
         input: &UpdateAssociation,
     ) -> Result<Association> {
-        self.token().await;
-        self.inner.update_pod_identity_association(input).await
+        self.call(|| self.inner.update_pod_identity_association(input))
+            .await
     }
     async fn delete_pod_identity_association(
         &self,
         cluster_name: &str,
         association_id: &str,
     ) -> Result<()> {
-        self.token().await;
-        self.inner
-            .delete_pod_identity_association(cluster_name, association_id)
-            .await
+        self.call(|| {
+            self.inner
+                .delete_pod_identity_association(cluster_name, association_id)
+        })
+        .await
     }
     async fn list_pod_identity_associations(
         &self,
@@ -231,18 +283,17 @@ where
         namespace: Option<&str>,
         service_account: Option<&str>,
     ) -> Result<Vec<AssociationSummary>> {
-        self.token().await;
-        self.inner
-            .list_pod_identity_associations(cluster_name, namespace, service_account)
-            .await
+        self.call(|| {
+            self.inner
+                .list_pod_identity_associations(cluster_name, namespace, service_account)
+        })
+        .await
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()> {
-        self.token().await;
-        self.inner.tag_resource(arn, tags).await
+        self.call(|| self.inner.tag_resource(arn, tags)).await
     }
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
-        self.token().await;
-        self.inner.untag_resource(arn, keys).await
+        self.call(|| self.inner.untag_resource(arn, keys)).await
     }
 }
 
@@ -307,5 +358,52 @@ mod tests {
         }
         assert!(start.elapsed() >= Duration::from_millis(900));
         assert_eq!(sim.knobs().calls_of("GetRole"), 25);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_calls_are_retried_a_bounded_number_of_times_and_pause_the_service() {
+        use crate::aws::faults::{Fault, Service};
+        let sim = Arc::new(AwsSim::new(SimConfig::default()));
+        let limited = Arc::new(RateLimited::new(sim.clone(), None));
+        // Five calls a second: concurrent callers are throttled, retried, and all pass.
+        sim.knobs().set_throttle(Service::Iam, 1, 5.0);
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let l = limited.clone();
+                tokio::spawn(async move { IamApi::get_role(&*l, "r").await.map(|_| ()) })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("passes after retries");
+        }
+        assert!(sim.knobs().throttled(Service::Iam) > 0);
+
+        // A bucket that never refills: the call gives up after THROTTLE_ATTEMPTS.
+        sim.knobs().set_throttle(Service::Iam, 0, 0.0);
+        let before = sim.knobs().calls_of("GetRole");
+        let e = IamApi::get_role(&*limited, "r")
+            .await
+            .expect_err("throttled");
+        assert!(e.aws().is_some_and(|a| a.throttled));
+        assert_eq!(
+            sim.knobs().calls_of("GetRole") - before,
+            u64::from(THROTTLE_ATTEMPTS)
+        );
+        // Other errors are not retried; EKS is not paused by IAM's throttling.
+        sim.knobs().clear_throttle(Service::Iam);
+        sim.knobs()
+            .fail_next("GetRole", Fault::server_error(Service::Iam));
+        let before = sim.knobs().calls_of("GetRole");
+        assert!(IamApi::get_role(&*limited, "r").await.is_err());
+        assert_eq!(sim.knobs().calls_of("GetRole") - before, 1);
+    }
+
+    #[test]
+    fn throttle_delays_grow_with_jitter_and_are_capped() {
+        for attempt in 0..10 {
+            let d = throttle_delay(attempt);
+            let exp = THROTTLE_DELAY * (1 << attempt.min(4));
+            assert!(d >= exp / 2 && d <= exp, "{attempt}: {d:?}");
+        }
     }
 }
