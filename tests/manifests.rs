@@ -26,7 +26,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::discovery::Discovery;
 use kube::{Client, ResourceExt};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
-use pod_identity_operator::controller::status::Reason;
+use pod_identity_operator::controller::status::{self, Reason};
 use pod_identity_operator::controller::{self, Context, Settings};
 use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::kubesim::{KubeSim, Verb};
@@ -1313,6 +1313,27 @@ fn health_cases() -> Vec<(String, Value, &'static str)> {
             "Progressing",
         ),
     ];
+    // Statuses as the operator writes them, kstatus conditions included.
+    for r in Reason::ALL {
+        let conditions = status::merge(
+            &[],
+            &status::Conditions {
+                ready: status::State::failed(*r, "why"),
+                role: status::State::unknown(),
+                service_account: status::State::unknown(),
+                association: status::State::unknown(),
+            },
+            Some(2),
+        );
+        cases.push((
+            format!("as written, not ready with {}", r.as_str()),
+            binding(
+                2,
+                Some(json!({"observedGeneration": 2, "conditions": conditions})),
+            ),
+            expected_for_not_ready(*r),
+        ));
+    }
     for r in Reason::ALL {
         cases.push((
             format!("Ready=False {}", r.as_str()),

@@ -365,3 +365,54 @@ pub(super) async fn write_status(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PodIdentityBindingSpec;
+
+    fn problem(reason: Reason) -> Problem {
+        Problem {
+            reason,
+            message: "m".into(),
+            retry: Retry::Backoff,
+        }
+    }
+
+    #[test]
+    fn throttling_is_quiet_only_for_a_binding_ready_at_its_generation() {
+        let mut b = PodIdentityBinding::new("b", PodIdentityBindingSpec::default());
+        b.metadata.generation = Some(2);
+        let conditions = |ready: State| Conditions {
+            ready,
+            role: State::unknown(),
+            service_account: State::unknown(),
+            association: State::unknown(),
+        };
+        // No status yet: a throttled pass reports itself.
+        assert!(!quiet(&b, &problem(Reason::Throttled)));
+        let mut st = PodIdentityBindingStatus::default();
+        set_conditions(
+            &b,
+            &mut st,
+            &conditions(State::ok(Reason::Reconciled, "ok")),
+        );
+        b.status = Some(st);
+        assert!(quiet(&b, &problem(Reason::Throttled)));
+        // Other problems are reported.
+        assert!(!quiet(&b, &problem(Reason::Retrying)));
+        // Ready for an older generation: the new spec is not in place yet.
+        b.metadata.generation = Some(3);
+        assert!(!quiet(&b, &problem(Reason::Throttled)));
+        // Not ready.
+        b.metadata.generation = Some(2);
+        let mut st = PodIdentityBindingStatus::default();
+        set_conditions(
+            &b,
+            &mut st,
+            &conditions(State::failed(Reason::RolePropagating, "soon")),
+        );
+        b.status = Some(st);
+        assert!(!quiet(&b, &problem(Reason::Throttled)));
+    }
+}
