@@ -1,4 +1,5 @@
 use clap::{Parser, Subcommand};
+use pod_identity_operator::aws::ratelimit::Rate;
 
 /// Kubernetes operator that makes EKS Pod Identity declarative.
 #[derive(Parser, Debug)]
@@ -20,7 +21,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the operator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the PodIdentityBinding CustomResourceDefinition as YAML.
     Crd,
     /// Serve a local Kubernetes API server (kubesim) on 127.0.0.1 until interrupted.
@@ -127,12 +128,34 @@ struct RunArgs {
     /// Seconds in-flight reconciles get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "PIO_SHUTDOWN_TIMEOUT", default_value_t = 45)]
     shutdown_timeout: u64,
+    /// IAM calls per second the operator allows itself (0: no client-side limit).
+    #[arg(long, env = "PIO_IAM_RATE", value_parser = rate_flag,
+          default_value_t = Rate::IAM_DEFAULT.per_second)]
+    iam_rate: f64,
+    /// IAM calls the operator may make at once before --iam-rate paces it.
+    #[arg(long, env = "PIO_IAM_BURST", default_value_t = Rate::IAM_DEFAULT.burst)]
+    iam_burst: u32,
+    /// EKS calls per second the operator allows itself (0: no client-side limit).
+    #[arg(long, env = "PIO_EKS_RATE", value_parser = rate_flag,
+          default_value_t = Rate::EKS_DEFAULT.per_second)]
+    eks_rate: f64,
+    /// EKS calls the operator may make at once before --eks-rate paces it.
+    #[arg(long, env = "PIO_EKS_BURST", default_value_t = Rate::EKS_DEFAULT.burst)]
+    eks_burst: u32,
+}
+
+/// A rate flag: a finite number of calls per second, 0 or more.
+fn rate_flag(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a rate: calls per second, 0 or more")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Run(args)) => run_operator(args),
+        Some(Command::Run(args)) => run_operator(*args),
         Some(Command::Crd) => {
             print!("{}", pod_identity_operator::crd::crd_yaml()?);
             Ok(())
@@ -194,6 +217,8 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         settings.resync = Duration::from_secs(args.resync_interval.max(1));
         settings.concurrency = args.concurrency.max(1);
         settings.metrics = Some(metrics.clone());
+        settings.iam_rate = Rate::from_flags(args.iam_rate, args.iam_burst);
+        settings.eks_rate = Rate::from_flags(args.eks_rate, args.eks_burst);
         match &args.config {
             Some(path) => {
                 settings.guardrails = Arc::new(
@@ -370,6 +395,14 @@ mod tests {
             "8",
             "--namespace",
             "team-a",
+            "--iam-rate",
+            "2.5",
+            "--iam-burst",
+            "5",
+            "--eks-rate",
+            "0",
+            "--eks-burst",
+            "7",
         ])
         .expect("valid command line");
         let Some(Command::Run(args)) = cli.command else {
@@ -383,6 +416,28 @@ mod tests {
         );
         assert_eq!((args.resync_interval, args.concurrency), (60, 8));
         assert_eq!(args.namespace.as_deref(), Some("team-a"));
+        assert_eq!(
+            (args.iam_rate, args.iam_burst, args.eks_rate, args.eks_burst),
+            (2.5, 5, 0.0, 7)
+        );
+        assert_eq!(
+            Rate::from_flags(args.iam_rate, args.iam_burst),
+            Some(Rate {
+                per_second: 2.5,
+                burst: 5
+            })
+        );
+        assert_eq!(Rate::from_flags(args.eks_rate, args.eks_burst), None);
+        for bad in ["-1", "NaN", "inf", "fast"] {
+            let err = Cli::try_parse_from([
+                "pod-identity-operator",
+                "--cluster-name",
+                "prod",
+                &format!("--iam-rate={bad}"),
+            ])
+            .expect_err("not a rate");
+            assert!(err.to_string().contains("not a rate"), "{bad}: {err}");
+        }
 
         if std::env::var_os("PIO_CLUSTER_NAME").is_none() {
             let err = Cli::try_parse_from(["pod-identity-operator", "run"]).expect_err("required");
@@ -439,6 +494,14 @@ mod tests {
     fn run_is_the_default_command() {
         let cli = Cli::try_parse_from(["pod-identity-operator", "--cluster-name", "prod"])
             .expect("valid command line");
+        if let Some(run) = &cli.run
+            && std::env::var_os("PIO_IAM_RATE").is_none()
+        {
+            assert_eq!(
+                Rate::from_flags(run.iam_rate, run.iam_burst),
+                Some(Rate::IAM_DEFAULT)
+            );
+        }
         assert!(cli.command.is_none());
         assert_eq!(cli.run.map(|r| r.cluster_name), Some("prod".to_string()));
         let cli = Cli::try_parse_from(["pod-identity-operator", "crd"]).expect("crd");

@@ -31,7 +31,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::discovery::Discovery;
 use kube::{Client, ResourceExt};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
-use pod_identity_operator::controller::status::Reason;
+use pod_identity_operator::controller::status::{self, Reason};
 use pod_identity_operator::controller::{self, Context, Settings};
 use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::kubesim::{KubeSim, Verb};
@@ -1226,7 +1226,7 @@ fn expected_for_not_ready(reason: Reason) -> &'static str {
         | AccessDenied
         | ClusterNotFound
         | QuotaExceeded => "Degraded",
-        Waiting | Retrying | RolePropagating => "Progressing",
+        Waiting | Retrying | Throttled | RolePropagating => "Progressing",
         // Reasons of True conditions; never on a False Ready, so not Degraded.
         Reconciled
         | RoleCreated
@@ -1238,35 +1238,8 @@ fn expected_for_not_ready(reason: Reason) -> &'static str {
     }
 }
 
-const ALL_REASONS: &[Reason] = {
-    use Reason::*;
-    &[
-        Reconciled,
-        RoleCreated,
-        RoleExisting,
-        ServiceAccountCreated,
-        ServiceAccountFound,
-        ServiceAccountNotFound,
-        AssociationCreated,
-        AssociationAdopted,
-        Waiting,
-        Retrying,
-        RolePropagating,
-        InvalidSpec,
-        PolicyDenied,
-        RoleConflict,
-        RoleNotFound,
-        RoleTrustMissing,
-        AssociationConflict,
-        CleanupBlocked,
-        AccessDenied,
-        ClusterNotFound,
-        QuotaExceeded,
-    ]
-};
-
 fn degraded_reasons() -> BTreeSet<String> {
-    ALL_REASONS
+    Reason::ALL
         .iter()
         .filter(|r| expected_for_not_ready(**r) == "Degraded")
         .map(|r| r.as_str().to_owned())
@@ -1351,7 +1324,28 @@ fn health_cases() -> Vec<(String, Value, &'static str)> {
             "Progressing",
         ),
     ];
-    for r in ALL_REASONS {
+    // Statuses as the operator writes them, kstatus conditions included.
+    for r in Reason::ALL {
+        let conditions = status::merge(
+            &[],
+            &status::Conditions {
+                ready: status::State::failed(*r, "why"),
+                role: status::State::unknown(),
+                service_account: status::State::unknown(),
+                association: status::State::unknown(),
+            },
+            Some(2),
+        );
+        cases.push((
+            format!("as written, not ready with {}", r.as_str()),
+            binding(
+                2,
+                Some(json!({"observedGeneration": 2, "conditions": conditions})),
+            ),
+            expected_for_not_ready(*r),
+        ));
+    }
+    for r in Reason::ALL {
         cases.push((
             format!("Ready=False {}", r.as_str()),
             binding(
@@ -1372,6 +1366,15 @@ fn health_cases() -> Vec<(String, Value, &'static str)> {
 
 #[test]
 fn argocd_health_check_classifies_binding_statuses() {
+    // Degraded is exactly what the operator reports as Stalled.
+    for r in Reason::ALL {
+        assert_eq!(
+            expected_for_not_ready(*r) == "Degraded",
+            r.stalls(),
+            "{}",
+            r.as_str()
+        );
+    }
     for (case, obj, want) in health_cases() {
         let (got, message) = argocd_health(&obj);
         assert_eq!(got, want, "{case}: {message}");

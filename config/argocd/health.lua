@@ -5,7 +5,8 @@
 --             conflict, missing role or ServiceAccount, AWS access, missing cluster,
 --             quota, blocked cleanup), or a kstatus Stalled=True condition.
 -- Progressing everything else: no status yet, a generation not yet observed,
---             Reconciling=True, retries of transient errors, role propagation.
+--             Reconciling=True, retries of transient errors, AWS throttling,
+--             role propagation.
 local hs = {}
 
 local degraded = {

@@ -211,6 +211,8 @@ struct KnobState {
     calls: BTreeMap<String, u64>,
     /// Faults handed out (throttling, nth and random), for reports.
     injected: u64,
+    service_calls: BTreeMap<Service, u64>,
+    throttled: BTreeMap<Service, u64>,
 }
 
 /// Latency, throttling, faults and call counters for one AWS implementation.
@@ -312,9 +314,26 @@ impl Knobs {
         self.lock().injected
     }
 
+    /// Calls of one service so far.
+    pub fn calls_of_service(&self, service: Service) -> u64 {
+        self.lock()
+            .service_calls
+            .get(&service)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Calls of one service answered with a throttling error by its bucket so far.
+    pub fn throttled(&self, service: Service) -> u64 {
+        self.lock().throttled.get(&service).copied().unwrap_or(0)
+    }
+
     /// Forgets counted calls.
     pub fn reset_calls(&self) {
-        self.lock().calls.clear();
+        let mut s = self.lock();
+        s.calls.clear();
+        s.service_calls.clear();
+        s.throttled.clear();
     }
 
     /// Runs before each call: counts it, waits its latency, then fails it when the
@@ -323,6 +342,7 @@ impl Knobs {
     pub async fn enter(&self, service: Service, operation: &str) -> Result<Admitted> {
         let (latency, n) = {
             let mut s = self.lock();
+            *s.service_calls.entry(service).or_insert(0) += 1;
             let n = {
                 let c = s.calls.entry(operation.to_owned()).or_insert(0);
                 *c += 1;
@@ -343,6 +363,7 @@ impl Knobs {
             && !bucket.take(Instant::now())
         {
             s.injected += 1;
+            *s.throttled.entry(service).or_insert(0) += 1;
             return Err(Fault::throttling(service).to_error(operation));
         }
         let mut fault = s

@@ -12,6 +12,7 @@
 
 pub mod faults;
 pub mod metered;
+pub mod ratelimit;
 pub mod sim;
 
 use std::collections::BTreeMap;

@@ -3,10 +3,16 @@
 //! One pass: finalizer (kube-runtime's `finalizer`, added before the first AWS write)
 //! → cluster (DescribeCluster, cached) → [`desired`] (validation) → [`observe`] →
 //! [`plan`] (pure) → [`apply`] → status ([`status`], patched only when it changed) →
-//! requeue (the resync interval, or a delay chosen by the error's class). Deletion runs
+//! requeue (the resync interval, or a delay chosen by the error's class, see
+//! [`backoff`]). Deletion runs
 //! [`cleanup`]. Watches: bindings (each also wakes the other bindings of its
 //! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
 //! bindings that name them.
+//!
+//! Only changes of a binding's generation, finalizers or deletion wake it: its status,
+//! which the operator writes, does not. AWS calls go through a client-side token bucket
+//! per service ([`crate::aws::ratelimit`], `Settings::iam_rate`/`eks_rate`), and at most
+//! `Settings::concurrency` bindings are reconciled at once.
 //!
 //! Guardrails ([`crate::config`]) are evaluated after validation and before any AWS
 //! call; a guardrail file is polled for changes and every binding is reconciled again
@@ -19,6 +25,7 @@
 //! election wraps [`run`] from outside ([`crate::runtime::leader`]).
 
 pub mod apply;
+pub mod backoff;
 pub mod cleanup;
 pub mod desired;
 pub mod malformed;
@@ -27,8 +34,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod status;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,10 +42,11 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 
+use crate::aws::ratelimit::{Rate, RateLimited};
 use crate::aws::{Cluster, EksApi, IamApi};
 use crate::config::GuardrailSource;
 use crate::crd::PodIdentityBinding;
@@ -72,6 +79,10 @@ pub struct Settings {
     pub guardrails_poll: Duration,
     /// Where reconciles are counted; `None` counts nothing.
     pub metrics: Option<Arc<crate::runtime::metrics::Metrics>>,
+    /// Client-side limit of IAM calls; `None`: unlimited.
+    pub iam_rate: Option<Rate>,
+    /// Client-side limit of EKS calls; `None`: unlimited.
+    pub eks_rate: Option<Rate>,
 }
 
 impl Settings {
@@ -89,6 +100,8 @@ impl Settings {
             guardrails: Arc::new(GuardrailSource::unconfigured()),
             guardrails_poll: Duration::from_secs(10),
             metrics: None,
+            iam_rate: Some(Rate::IAM_DEFAULT),
+            eks_rate: Some(Rate::EKS_DEFAULT),
         }
     }
 }
@@ -101,7 +114,7 @@ pub struct Context {
     pub settings: Settings,
     recorder: Recorder,
     cluster: tokio::sync::OnceCell<Cluster>,
-    failures: Mutex<HashMap<String, u32>>,
+    backoffs: backoff::Backoffs,
 }
 
 impl Context {
@@ -118,11 +131,11 @@ impl Context {
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            iam,
-            eks,
+            iam: Arc::new(RateLimited::new(iam, settings.iam_rate)),
+            eks: Arc::new(RateLimited::new(eks, settings.eks_rate)),
             settings,
             cluster: tokio::sync::OnceCell::new(),
-            failures: Mutex::new(HashMap::new()),
+            backoffs: backoff::Backoffs::default(),
         })
     }
 
@@ -155,35 +168,19 @@ impl Context {
         }
     }
 
-    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        // The map holds counters only; a panic while holding it leaves it usable.
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Counts a failure of this binding and returns how many came before in a row.
-    pub fn record_failure(&self, uid: &str) -> u32 {
-        let mut map = self.lock_failures();
-        let n = map.entry(uid.to_owned()).or_insert(0);
-        *n += 1;
-        *n - 1
-    }
-
     pub fn record_success(&self, uid: &str) {
-        self.lock_failures().remove(uid);
+        self.backoffs.succeeded(uid);
     }
 
-    /// The requeue for a problem of this binding.
-    pub fn requeue(&self, uid: &str, retry: status::Retry) -> Action {
-        let s = &self.settings;
-        match retry {
-            status::Retry::Backoff => Action::requeue(status::backoff(
-                s.retry_base,
-                s.retry_max,
-                self.record_failure(uid),
-            )),
-            status::Retry::Soon => Action::requeue(s.retry_soon),
-            status::Retry::Slow => Action::requeue(s.retry_slow),
-            status::Retry::OnChange => Action::await_change(),
+    /// The requeue for a problem of this binding (see [`backoff`]).
+    pub fn requeue(&self, meta: &kube::api::ObjectMeta, retry: status::Retry) -> Action {
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        match self
+            .backoffs
+            .failed(&self.settings, uid, backoff::Phase::of(meta), retry)
+        {
+            Some(delay) => Action::requeue(delay),
+            None => Action::await_change(),
         }
     }
 }
@@ -205,12 +202,17 @@ fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Ac
         status::Retry::OnChange => status::Retry::Slow,
         r => r,
     };
-    ctx.requeue(&obj.uid().unwrap_or_default(), retry)
+    ctx.requeue(&obj.metadata, retry)
 }
 
 /// Reads the watched object as a binding and reconciles it; one that cannot be read is
 /// reported on its own status.
 async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+    let uid = obj.uid().unwrap_or_default();
+    if let Some(left) = ctx.backoffs.hold(&uid, backoff::Phase::of(&obj.metadata)) {
+        tracing::debug!(binding = %obj.name_any(), ?left, "woken during backoff; waiting on");
+        return Ok(Action::requeue(left));
+    }
     use tracing::Instrument;
     let span = tracing::info_span!(
         "reconcile",
@@ -271,6 +273,11 @@ fn previous_sa_of(obj: &DynamicObject) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A hash of the deletion mark, for the watch predicate.
+fn deletion(obj: &DynamicObject) -> Option<u64> {
+    Some(u64::from(obj.metadata.deletion_timestamp.is_some()))
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -296,7 +303,21 @@ pub async fn run(
             }
         }
     });
-    let controller = Controller::new_with(bindings.clone(), watcher::Config::default(), ar.clone())
+    // The operator's own status writes do not wake a binding: only its generation (the
+    // spec), its finalizers and its deletion do.
+    let writer = reflector::store::Writer::new(ar.clone());
+    let reader = writer.as_reader();
+    let triggers = watcher(bindings.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(deletion),
+            Default::default(),
+        );
+    let controller = Controller::for_stream_with(triggers, reader, ar.clone())
         .reconcile_all_on(guardrail_changes);
     let store = controller.store();
     if let Some(m) = &ctx.settings.metrics {

@@ -1,5 +1,9 @@
 //! One reconcile pass of a binding that is not being deleted, and the status it ends
 //! with.
+//!
+//! A pass of a binding already Ready for its generation that AWS throttles changes
+//! nothing visible: the resources were in place when last checked, and the check is
+//! retried after a backoff.
 
 use std::sync::Arc;
 
@@ -111,10 +115,23 @@ async fn guardrails(binding: &PodIdentityBinding, ctx: &Context) -> Result<confi
     config::evaluate(binding, &labels, &config)
 }
 
+/// True when a throttled pass is to leave the status alone: the binding is Ready for
+/// its generation.
+fn quiet(binding: &PodIdentityBinding, problem: &Problem) -> bool {
+    problem.reason == Reason::Throttled
+        && status::ready_of(binding.status.as_ref()).is_some_and(|c| {
+            c.status == "True" && c.observed_generation == binding.metadata.generation
+        })
+}
+
 async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
     let uid = binding.uid().unwrap_or_default();
+    let meta = &binding.metadata;
     let (desired, observed) = match prepare(binding, ctx).await {
         Ok(x) => x,
+        Err(problem) if quiet(binding, &problem) => {
+            return Ok(ctx.requeue(meta, problem.retry));
+        }
         Err(problem) => {
             let conditions = Conditions {
                 ready: State::failed(problem.reason, problem.message.clone()),
@@ -125,7 +142,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             let mut st = binding.status.clone().unwrap_or_default();
             set_conditions(binding, &mut st, &conditions);
             write_status(ctx, binding, st, Some(&problem)).await?;
-            return Ok(ctx.requeue(&uid, problem.retry));
+            return Ok(ctx.requeue(meta, problem.retry));
         }
     };
     let plan = plan::plan(&desired, &observed);
@@ -157,7 +174,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             retry: Retry::Slow,
         };
         write_status(ctx, binding, st, Some(&problem)).await?;
-        return Ok(ctx.requeue(&uid, Retry::Slow));
+        return Ok(ctx.requeue(meta, Retry::Slow));
     }
 
     let applied = apply::apply(ctx, binding, &plan.actions).await;
@@ -175,6 +192,11 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             });
         (*i, status::problem_of(e, role_created_now || role_recent))
     });
+    if let Some((_, p)) = &problem
+        && quiet(binding, p)
+    {
+        return Ok(ctx.requeue(meta, p.retry));
+    }
     let st = outcome_status(
         binding,
         &desired,
@@ -185,7 +207,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
     );
     write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
     match problem {
-        Some((_, p)) => Ok(ctx.requeue(&uid, p.retry)),
+        Some((_, p)) => Ok(ctx.requeue(meta, p.retry)),
         None => {
             ctx.record_success(&uid);
             Ok(Action::requeue(ctx.settings.resync))
@@ -308,7 +330,8 @@ fn set_conditions(binding: &PodIdentityBinding, st: &mut PodIdentityBindingStatu
 }
 
 /// Patches the status when it changed; publishes a Warning Event when the binding
-/// newly reports a problem (so a resync of a stuck binding does not repeat it).
+/// newly reports a problem (so a resync of a stuck binding does not repeat it), except
+/// throttling, which is a normal step under load.
 pub(super) async fn write_status(
     ctx: &Context,
     binding: &PodIdentityBinding,
@@ -322,7 +345,7 @@ pub(super) async fn write_status(
     if status::unchanged(old, &new) {
         return Ok(());
     }
-    if let Some(p) = problem {
+    if let Some(p) = problem.filter(|p| p.reason != Reason::Throttled) {
         let was = status::ready_of(old).map(|c| c.reason.as_str());
         if was != Some(p.reason.as_str()) {
             ctx.publish(
@@ -357,4 +380,55 @@ pub(super) async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PodIdentityBindingSpec;
+
+    fn problem(reason: Reason) -> Problem {
+        Problem {
+            reason,
+            message: "m".into(),
+            retry: Retry::Backoff,
+        }
+    }
+
+    #[test]
+    fn throttling_is_quiet_only_for_a_binding_ready_at_its_generation() {
+        let mut b = PodIdentityBinding::new("b", PodIdentityBindingSpec::default());
+        b.metadata.generation = Some(2);
+        let conditions = |ready: State| Conditions {
+            ready,
+            role: State::unknown(),
+            service_account: State::unknown(),
+            association: State::unknown(),
+        };
+        // No status yet: a throttled pass reports itself.
+        assert!(!quiet(&b, &problem(Reason::Throttled)));
+        let mut st = PodIdentityBindingStatus::default();
+        set_conditions(
+            &b,
+            &mut st,
+            &conditions(State::ok(Reason::Reconciled, "ok")),
+        );
+        b.status = Some(st);
+        assert!(quiet(&b, &problem(Reason::Throttled)));
+        // Other problems are reported.
+        assert!(!quiet(&b, &problem(Reason::Retrying)));
+        // Ready for an older generation: the new spec is not in place yet.
+        b.metadata.generation = Some(3);
+        assert!(!quiet(&b, &problem(Reason::Throttled)));
+        // Not ready.
+        b.metadata.generation = Some(2);
+        let mut st = PodIdentityBindingStatus::default();
+        set_conditions(
+            &b,
+            &mut st,
+            &conditions(State::failed(Reason::RolePropagating, "soon")),
+        );
+        b.status = Some(st);
+        assert!(!quiet(&b, &problem(Reason::Throttled)));
+    }
 }

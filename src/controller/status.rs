@@ -6,6 +6,16 @@
 //! reason and `lastTransitionTime`, and messages are computed from the spec and what
 //! exists, so a converged binding's status does not change between resyncs and is not
 //! written.
+//!
+//! The kstatus conditions are "abnormal-true" and present only while they hold:
+//! `Reconciling=True` while the operator is still working toward the spec (a role
+//! propagating, a transient failure or AWS throttling being retried), `Stalled=True`
+//! while progress needs a person ([`Reason::stalls`]: a bad spec, a guardrail, a
+//! conflict, missing access or quota). When neither applies the condition is removed,
+//! not set to `False`. Ready=True never comes with either.
+//!
+//! Throttling by AWS is progress, not failure: its reason is [`Reason::Throttled`],
+//! which is not an error ([`Reason::is_error`]) and publishes no Warning Event.
 
 use std::time::Duration;
 
@@ -28,6 +38,7 @@ pub enum Reason {
     AssociationAdopted,
     Waiting,
     Retrying,
+    Throttled,
     RolePropagating,
     InvalidSpec,
     PolicyDenied,
@@ -55,6 +66,7 @@ impl Reason {
             AssociationAdopted => "AssociationAdopted",
             Waiting => "Waiting",
             Retrying => "Retrying",
+            Throttled => "Throttled",
             RolePropagating => "RolePropagating",
             InvalidSpec => "InvalidSpec",
             PolicyDenied => "PolicyDenied",
@@ -67,6 +79,76 @@ impl Reason {
             ClusterNotFound => "ClusterNotFound",
             QuotaExceeded => "QuotaExceeded",
         }
+    }
+}
+
+impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: &[Reason] = {
+        use Reason::*;
+        &[
+            Reconciled,
+            RoleCreated,
+            RoleExisting,
+            ServiceAccountCreated,
+            ServiceAccountFound,
+            ServiceAccountNotFound,
+            AssociationCreated,
+            AssociationAdopted,
+            Waiting,
+            Retrying,
+            Throttled,
+            RolePropagating,
+            InvalidSpec,
+            PolicyDenied,
+            RoleConflict,
+            RoleNotFound,
+            RoleTrustMissing,
+            AssociationConflict,
+            CleanupBlocked,
+            AccessDenied,
+            ClusterNotFound,
+            QuotaExceeded,
+        ]
+    };
+
+    /// True when a binding held up by this reason needs a person to move on (kstatus
+    /// `Stalled`); the others of a condition that is not `True` are progress
+    /// (`Reconciling`).
+    pub fn stalls(self) -> bool {
+        use Reason::*;
+        match self {
+            InvalidSpec
+            | PolicyDenied
+            | RoleConflict
+            | RoleNotFound
+            | RoleTrustMissing
+            | AssociationConflict
+            | ServiceAccountNotFound
+            | CleanupBlocked
+            | AccessDenied
+            | ClusterNotFound
+            | QuotaExceeded => true,
+            Reconciled
+            | RoleCreated
+            | RoleExisting
+            | ServiceAccountCreated
+            | ServiceAccountFound
+            | AssociationCreated
+            | AssociationAdopted
+            | Waiting
+            | Retrying
+            | Throttled
+            | RolePropagating => false,
+        }
+    }
+
+    /// True when a condition that is not `True` with this reason reports a failure to
+    /// the user (with a Warning Event): the stalling reasons, and `Retrying`, which
+    /// carries the error of a failed AWS or Kubernetes call. Waiting, role propagation
+    /// and throttling are normal steps of the way.
+    pub fn is_error(self) -> bool {
+        self.stalls() || self == Reason::Retrying
     }
 }
 
@@ -137,6 +219,14 @@ fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
         retry,
     };
     match full.class {
+        ErrorClass::Transient if full.throttled => p(
+            Reason::Throttled,
+            format!(
+                "AWS throttled {} ({}); retrying with backoff",
+                full.operation, full.code
+            ),
+            Retry::Backoff,
+        ),
         ErrorClass::Transient => p(Reason::Retrying, format!("{e}; retrying"), Retry::Backoff),
         ErrorClass::Propagation if in_window => p(
             Reason::RolePropagating,
@@ -189,11 +279,14 @@ fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
     }
 }
 
-/// The backoff delay for the `failures`-th consecutive failure, with up to 25% jitter.
+/// The backoff delay after `failures` earlier consecutive failures: `base * 2^failures`
+/// capped at `max`, then "equal jitter" (a uniformly drawn point of its upper half, as
+/// in the AWS Architecture Blog's "Exponential Backoff And Jitter"), so bindings that
+/// failed together do not retry together, and no retry comes sooner than half the
+/// delay.
 pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << failures.min(16)).min(max);
-    let jitter = rand::random::<f64>() * 0.25;
-    exp.mul_f64(1.0 + jitter).min(max)
+    exp.mul_f64(1.0 - rand::random::<f64>() * 0.5)
 }
 
 /// The state of one condition.
@@ -242,6 +335,47 @@ pub struct Conditions {
 /// (say `AssociationAdopted`, which only the adopting pass reports).
 pub fn merge(old: &[Condition], new: &Conditions, generation: Option<i64>) -> Vec<Condition> {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let mut conditions = resource_conditions(old, new, generation, &now);
+    conditions.extend(kstatus_condition(old, &new.ready, generation, &now));
+    conditions
+}
+
+/// `Reconciling` or `Stalled` for a binding whose Ready is not `True`; `None` for a
+/// ready one (kstatus reads an absent condition as `False`).
+fn kstatus_condition(
+    old: &[Condition],
+    ready: &State,
+    generation: Option<i64>,
+    now: &str,
+) -> Option<Condition> {
+    if ready.status == "True" {
+        return None;
+    }
+    let type_ = if ready.reason.stalls() {
+        "Stalled"
+    } else {
+        "Reconciling"
+    };
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map_or(now, |c| c.last_transition_time.as_str());
+    Some(Condition {
+        type_: type_.to_owned(),
+        status: "True".to_owned(),
+        reason: ready.reason.as_str().to_owned(),
+        message: ready.message.clone(),
+        last_transition_time: since.to_owned(),
+        observed_generation: generation,
+    })
+}
+
+fn resource_conditions(
+    old: &[Condition],
+    new: &Conditions,
+    generation: Option<i64>,
+    now: &str,
+) -> Vec<Condition> {
     [
         ("Ready", &new.ready),
         ("RoleReady", &new.role),
@@ -256,7 +390,7 @@ pub fn merge(old: &[Condition], new: &Conditions, generation: Option<i64>) -> Ve
             status: state.status.to_owned(),
             reason: state.reason.as_str().to_owned(),
             message: state.message.clone(),
-            last_transition_time: now.clone(),
+            last_transition_time: now.to_owned(),
             observed_generation: generation,
         };
         if let Some(p) = previous
@@ -294,6 +428,20 @@ mod tests {
                 "CreateRole",
                 "Throttling",
                 "slow down",
+                Reason::Throttled,
+                Retry::Backoff,
+            ),
+            (
+                "ListPodIdentityAssociations",
+                "ThrottlingException",
+                "Rate exceeded",
+                Reason::Throttled,
+                Retry::Backoff,
+            ),
+            (
+                "CreateRole",
+                "ServiceFailure",
+                "oops",
                 Reason::Retrying,
                 Retry::Backoff,
             ),
@@ -390,12 +538,88 @@ mod tests {
         assert!(new.iter().all(|c| c.observed_generation == Some(2)));
     }
 
+    fn conditions_with_ready(ready: State) -> Conditions {
+        Conditions {
+            ready,
+            role: State::ok(Reason::RoleCreated, "created"),
+            service_account: State::ok(Reason::ServiceAccountCreated, "created"),
+            association: State::unknown(),
+        }
+    }
+
+    fn kstatus(conds: &[Condition]) -> Vec<(&str, &str, &str)> {
+        conds
+            .iter()
+            .filter(|c| c.type_ == "Reconciling" || c.type_ == "Stalled")
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn reconciling_and_stalled_follow_ready_and_are_removed_when_ready() {
+        // Progress: Reconciling=True, carrying Ready's reason and message.
+        let propagating = merge(
+            &[],
+            &conditions_with_ready(State::failed(Reason::RolePropagating, "soon")),
+            Some(3),
+        );
+        assert_eq!(
+            kstatus(&propagating),
+            [("Reconciling", "True", "RolePropagating")]
+        );
+        let rec = &propagating[4];
+        assert_eq!(
+            (rec.message.as_str(), rec.observed_generation),
+            ("soon", Some(3))
+        );
+        // Still reconciling for another reason: the transition time stays.
+        let mut old = propagating.clone();
+        old[4].last_transition_time = "2020-01-01T00:00:00Z".into();
+        let throttled = merge(
+            &old,
+            &conditions_with_ready(State::failed(Reason::Throttled, "slow")),
+            Some(3),
+        );
+        assert_eq!(kstatus(&throttled), [("Reconciling", "True", "Throttled")]);
+        assert_eq!(throttled[4].last_transition_time, "2020-01-01T00:00:00Z");
+        // A problem that needs a person: Stalled=True, and Reconciling goes.
+        let denied = merge(
+            &throttled,
+            &conditions_with_ready(State::failed(Reason::PolicyDenied, "no")),
+            Some(4),
+        );
+        assert_eq!(kstatus(&denied), [("Stalled", "True", "PolicyDenied")]);
+        assert_eq!(denied[4].observed_generation, Some(4));
+        // Ready: neither.
+        let ready = merge(
+            &denied,
+            &conditions_with_ready(State::ok(Reason::Reconciled, "ok")),
+            Some(5),
+        );
+        assert!(kstatus(&ready).is_empty());
+        assert_eq!(ready.len(), 4);
+        // Every reason is either progress or stalls, and only errors stall or retry.
+        for r in Reason::ALL {
+            if r.stalls() {
+                assert!(r.is_error(), "{}", r.as_str());
+            }
+        }
+        assert!(!Reason::Throttled.is_error() && !Reason::RolePropagating.is_error());
+        assert!(Reason::Retrying.is_error() && !Reason::Retrying.stalls());
+        assert_eq!(Reason::ALL.len(), 22);
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let base = Duration::from_millis(100);
         let max = Duration::from_secs(10);
-        assert!(backoff(base, max, 0) < Duration::from_millis(126));
-        assert!(backoff(base, max, 3) >= Duration::from_millis(800));
-        assert!(backoff(base, max, 30) <= max);
+        for _ in 0..100 {
+            let first = backoff(base, max, 0);
+            assert!(first >= base / 2 && first <= base, "{first:?}");
+            let fourth = backoff(base, max, 3);
+            assert!(fourth >= Duration::from_millis(400) && fourth <= Duration::from_millis(800));
+            let late = backoff(base, max, 30);
+            assert!(late >= max / 2 && late <= max, "{late:?}");
+        }
     }
 }

@@ -314,6 +314,16 @@ async fn token_bucket_throttles_each_service_apart() {
     assert_eq!(c, "ThrottlingException");
     sim.knobs().clear_throttle(Service::Eks);
     sim.describe_cluster("c1").await.unwrap();
+    // Counted per service, throttled calls apart.
+    let k = sim.knobs();
+    assert_eq!(
+        (k.calls_of_service(Service::Iam), k.throttled(Service::Iam)),
+        (5, 2)
+    );
+    assert_eq!(
+        (k.calls_of_service(Service::Eks), k.throttled(Service::Eks)),
+        (4, 1)
+    );
 }
 
 #[tokio::test]
