@@ -4,7 +4,8 @@
 //! → cluster (DescribeCluster, cached) → [`desired`] (validation) → [`observe`] →
 //! [`plan`] (pure) → [`apply`] → status ([`status`], patched only when it changed) →
 //! requeue (the resync interval, or a delay chosen by the error's class). Deletion runs
-//! [`cleanup`]. Watches: bindings (each also wakes the other bindings of its
+//! [`cleanup`]. Events after a pass that ended `Ready` (mostly of the operator's own
+//! making) skip the AWS reads while that pass's [`confirmed`] result holds. Watches: bindings (each also wakes the other bindings of its
 //! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
 //! bindings that name them.
 //!
@@ -16,6 +17,7 @@
 
 pub mod apply;
 pub mod cleanup;
+pub mod confirmed;
 pub mod desired;
 pub mod malformed;
 pub mod observe;
@@ -95,6 +97,8 @@ pub struct Context {
     recorder: Recorder,
     cluster: tokio::sync::OnceCell<Cluster>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Bindings a full pass confirmed within the resync interval.
+    pub confirmed: confirmed::Confirmed,
 }
 
 impl Context {
@@ -116,6 +120,7 @@ impl Context {
             settings,
             cluster: tokio::sync::OnceCell::new(),
             failures: Mutex::new(HashMap::new()),
+            confirmed: confirmed::Confirmed::default(),
         })
     }
 
@@ -241,13 +246,15 @@ pub async fn run(
         ),
         None => (Api::all_with(client.clone(), &ar), Api::all(client)),
     };
-    let guardrails = ctx.settings.guardrails.clone();
+    let guardrails = (ctx.settings.guardrails.clone(), ctx.clone());
     let poll = ctx.settings.guardrails_poll;
-    let guardrail_changes = futures::stream::unfold(guardrails, move |g| async move {
+    let guardrail_changes = futures::stream::unfold(guardrails, move |(g, ctx)| async move {
         loop {
             tokio::time::sleep(poll).await;
             if g.reload() {
-                return Some(((), g));
+                // Every binding is looked at again under the new rules.
+                ctx.confirmed.clear();
+                return Some(((), (g, ctx)));
             }
         }
     });
@@ -256,6 +263,7 @@ pub async fn run(
     let store = controller.store();
     let siblings_store = store.clone();
     let (siblings_ar, sa_ar) = (ar.clone(), ar.clone());
+    let siblings_ctx = ctx.clone();
     controller
         // A binding that changes its ServiceAccount can win or lose it against another
         // binding: the others naming the same ServiceAccount are looked at again.
@@ -272,7 +280,11 @@ pub async fn run(
                     .into_iter()
                     .filter(|o| o.namespace() == ns && o.uid() != b.uid())
                     .filter(|o| names.contains(&sa_name_of(o)))
-                    .map(|o| ObjectRef::from_obj_with(&*o, siblings_ar.clone()))
+                    .map(|o| {
+                        // The sibling may win or lose the ServiceAccount: a full pass.
+                        siblings_ctx.confirmed.forget(&o.uid().unwrap_or_default());
+                        ObjectRef::from_obj_with(&*o, siblings_ar.clone())
+                    })
                     .collect::<Vec<_>>()
             },
         )
