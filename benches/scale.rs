@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, CustomResourceExt};
 use pod_identity_operator::aws::IamApi;
 use pod_identity_operator::aws::faults::{Service, is_write};
@@ -163,7 +164,7 @@ impl Plan {
         Plan {
             smoke,
             sizes,
-            concurrency: num("PIO_BENCH_CONCURRENCY").map_or(32, |c| c as u16),
+            concurrency: num("PIO_BENCH_CONCURRENCY").map_or(16, |c| c as u16),
             latency: Duration::from_millis(
                 num("PIO_BENCH_LATENCY_MS").map_or(if smoke { 5 } else { 50 }, |l| l as u64),
             ),
@@ -316,28 +317,44 @@ impl Stack {
         self.kube.reset_write_counts();
     }
 
-    /// Bindings whose Ready condition is True for their generation.
-    async fn ready_count(&self) -> Res<usize> {
+    /// Waits, watching the bindings, until `n` of them are Ready for their generation;
+    /// returns when the last one became Ready, measured from `since`.
+    async fn wait_all_ready(
+        &self,
+        n: usize,
+        since: Instant,
+        limit: Duration,
+        op: &mut Operator,
+    ) -> Res<Duration> {
         let all: Api<PodIdentityBinding> = Api::all(self.client.clone());
-        let list = all
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| format!("list bindings: {e}"))?;
-        Ok(list
-            .items
-            .iter()
-            .filter(|b| {
-                let st = b.status.as_ref();
-                st.and_then(|s| s.observed_generation) == b.metadata.generation
-                    && st.is_some_and(|s| {
-                        s.conditions.iter().any(|c| {
-                            c.type_ == "Ready"
-                                && c.status == "True"
-                                && c.observed_generation == b.metadata.generation
-                        })
-                    })
-            })
-            .count())
+        let events = watcher::watcher(all, watcher::Config::default()).applied_objects();
+        let mut events = std::pin::pin!(events);
+        let mut ready = std::collections::HashSet::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while ready.len() < n {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(b)) => {
+                        let key = (b.metadata.namespace.clone(), b.metadata.name.clone());
+                        if is_ready(&b) { ready.insert(key); } else { ready.remove(&key); }
+                    }
+                    Some(Err(e)) => return Err(format!("watch bindings: {e}")),
+                    None => return Err("binding watch ended".into()),
+                },
+                _ = tick.tick() => {
+                    op.alive()?;
+                    if since.elapsed() > limit {
+                        return Err(format!(
+                            "{}/{n} Ready after {:?}:\n{}",
+                            ready.len(),
+                            since.elapsed(),
+                            log_tail(&op.log)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(since.elapsed())
     }
 
     /// Waits until no AWS call and no Kubernetes write happened for `plan.quiet`;
@@ -412,6 +429,19 @@ impl Drop for Operator {
     }
 }
 
+/// Ready is True for the binding's current generation.
+fn is_ready(b: &PodIdentityBinding) -> bool {
+    let st = b.status.as_ref();
+    st.and_then(|s| s.observed_generation) == b.metadata.generation
+        && st.is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Ready"
+                    && c.status == "True"
+                    && c.observed_generation == b.metadata.generation
+            })
+        })
+}
+
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -484,20 +514,10 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     let start = Instant::now();
     apply_bindings(&stack.client, n, &spec.json()).await?;
     let applied = start.elapsed();
-    let mut ready = 0;
-    while ready < n {
-        if start.elapsed() > limit {
-            return Err(format!(
-                "cold start: {ready}/{n} Ready after {:?}:\n{}",
-                start.elapsed(),
-                log_tail(&op1.log)
-            ));
-        }
-        op1.alive()?;
-        tokio::time::sleep(plan.poll).await;
-        ready = stack.ready_count().await?;
-    }
-    let cold = start.elapsed();
+    let cold = stack
+        .wait_all_ready(n, start, limit, &mut op1)
+        .await
+        .map_err(|e| format!("cold start: {e}"))?;
     stack.wait_quiet(plan, start, limit).await;
     let calls = knobs.calls();
     let throttled = knobs.throttled();
