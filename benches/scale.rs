@@ -151,8 +151,7 @@ impl Plan {
         let iam_rate: Box<dyn Fn(usize) -> Option<f64>> = match (smoke, fixed_rate) {
             (_, Some(r)) => Box::new(move |_| Some(r)),
             (true, None) => Box::new(|_| None),
-            // Chosen so each cold start's bound is one to three minutes on a small
-            // machine: the whole table then runs in about twenty.
+            // Chosen so each cold start's bound is one to three minutes.
             (false, None) => Box::new(|n| {
                 Some(match n {
                     0..=200 => 5.0,
