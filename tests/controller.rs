@@ -1213,3 +1213,68 @@ async fn the_client_side_limit_paces_calls_to_each_service() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_after_a_ready_pass_read_nothing_from_aws_until_something_changes() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    env.apply("once", json!({"role": {"managedPolicyArns": [READ_ONLY]}}))
+        .await;
+    env.wait_converged("once").await;
+    // The pass's own status patch and ServiceAccount wake the binding again; those
+    // passes read nothing from AWS.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads = |op: &str| aws.knobs().calls_of(op);
+    assert_eq!(
+        (reads("GetRole"), reads("ListAttachedRolePolicies")),
+        (1, 0),
+        "{:?}",
+        aws.knobs().calls()
+    );
+    // A label on the binding is no new generation: still nothing.
+    env.bindings()
+        .patch(
+            "once",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .expect("label");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reads("GetRole"), 1);
+    // A changed ServiceAccount is looked at in full (and its labels restored).
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), NS);
+    sas.patch(
+        "once",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"edited": "by-hand"}}})),
+    )
+    .await
+    .expect("edit sa");
+    let deadline = Instant::now() + WAIT;
+    while reads("GetRole") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no full pass after the ServiceAccount changed"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // A new generation is a full pass too.
+    env.bindings()
+        .patch(
+            "once",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tags": {"env": "x"}}})),
+        )
+        .await
+        .expect("patch spec");
+    env.wait_converged("once").await;
+    assert!(reads("GetRole") >= 3);
+    assert_eq!(
+        aws.inventory()
+            .role(&naming::default_role_name(CLUSTER, NS, "once"))
+            .and_then(|r| r.role.tags.get("env").cloned())
+            .as_deref(),
+        Some("x")
+    );
+    env.stop().await;
+}

@@ -2,11 +2,11 @@
 //! that puts them in front of any [`IamApi`]/[`EksApi`].
 //!
 //! [`Knobs`] holds: latency per call (a default and per-operation overrides), a token
-//! bucket per service (an empty bucket answers `Throttling` for IAM and
-//! `ThrottlingException` for EKS), faults (fail the k-th call of an operation, or a
-//! seeded random fraction of calls; either before the call acts, or after it acted with
-//! the answer lost, as when a timeout hides a write that happened), and a counter per
-//! operation. Every call is counted, failed ones included, as AWS bills and rate-limits
+//! bucket per service over all calls and one over its writes only (an empty bucket
+//! answers `Throttling` for IAM and `ThrottlingException` for EKS), faults (fail the
+//! k-th call of an operation, or a seeded random fraction of calls; either before the
+//! call acts, or after it acted with the answer lost, as when a timeout hides a write
+//! that happened), and counters per operation of calls and of throttled answers. Every call is counted, failed ones included, as AWS bills and rate-limits
 //! them. The simulator consults its own `Knobs`; [`Faulty`] consults one in front of
 //! another implementation (the SDK adapters, say). Time is tokio's, so
 //! `tokio::time::pause` makes latency and refill deterministic.
@@ -174,6 +174,15 @@ struct TokenBucket {
 }
 
 impl TokenBucket {
+    fn full(burst: u32, per_second: f64) -> Self {
+        TokenBucket {
+            capacity: f64::from(burst),
+            per_second,
+            tokens: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
     fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
@@ -206,6 +215,7 @@ struct KnobState {
     latency: Duration,
     operation_latency: BTreeMap<String, Duration>,
     buckets: BTreeMap<Service, TokenBucket>,
+    write_buckets: BTreeMap<Service, TokenBucket>,
     nth: Vec<NthFault>,
     random: Option<RandomFaults>,
     calls: BTreeMap<String, u64>,
@@ -213,6 +223,15 @@ struct KnobState {
     injected: u64,
     service_calls: BTreeMap<Service, u64>,
     throttled: BTreeMap<Service, u64>,
+    throttled_ops: BTreeMap<String, u64>,
+}
+
+/// Whether an operation changes something (every operation but `Get*`, `List*` and
+/// `Describe*`), the calls a writes-only bucket limits.
+pub fn is_write(operation: &str) -> bool {
+    !(operation.starts_with("Get")
+        || operation.starts_with("List")
+        || operation.starts_with("Describe"))
 }
 
 /// Latency, throttling, faults and call counters for one AWS implementation.
@@ -245,18 +264,25 @@ impl Knobs {
 
     /// Rate limit a service: a bucket of `burst` calls refilled at `per_second`.
     pub fn set_throttle(&self, service: Service, burst: u32, per_second: f64) {
-        let bucket = TokenBucket {
-            capacity: f64::from(burst),
-            per_second,
-            tokens: f64::from(burst),
-            last: Instant::now(),
-        };
-        self.lock().buckets.insert(service, bucket);
+        self.lock()
+            .buckets
+            .insert(service, TokenBucket::full(burst, per_second));
     }
 
-    /// Removes a service's rate limit.
+    /// Rate limit a service's writes only ([`is_write`]), as IAM's mutating APIs have
+    /// their own quota: a bucket of `burst` writes refilled at `per_second`. Applies in
+    /// addition to a bucket set by [`set_throttle`](Self::set_throttle).
+    pub fn set_write_throttle(&self, service: Service, burst: u32, per_second: f64) {
+        self.lock()
+            .write_buckets
+            .insert(service, TokenBucket::full(burst, per_second));
+    }
+
+    /// Removes a service's rate limits (all calls and writes-only).
     pub fn clear_throttle(&self, service: Service) {
-        self.lock().buckets.remove(&service);
+        let mut s = self.lock();
+        s.buckets.remove(&service);
+        s.write_buckets.remove(&service);
     }
 
     /// Fails the `n`-th call (1-based, counted since creation or the last
@@ -328,12 +354,19 @@ impl Knobs {
         self.lock().throttled.get(&service).copied().unwrap_or(0)
     }
 
-    /// Forgets counted calls.
+    /// Calls per operation answered with a throttling error so far (also counted in
+    /// [`calls`](Self::calls)).
+    pub fn throttled_by_operation(&self) -> BTreeMap<String, u64> {
+        self.lock().throttled_ops.clone()
+    }
+
+    /// Forgets counted calls and throttled answers.
     pub fn reset_calls(&self) {
         let mut s = self.lock();
         s.calls.clear();
         s.service_calls.clear();
         s.throttled.clear();
+        s.throttled_ops.clear();
     }
 
     /// Runs before each call: counts it, waits its latency, then fails it when the
@@ -359,11 +392,16 @@ impl Knobs {
             tokio::time::sleep(latency).await;
         }
         let mut s = self.lock();
-        if let Some(bucket) = s.buckets.get_mut(&service)
-            && !bucket.take(Instant::now())
-        {
+        let now = Instant::now();
+        let admitted = s.buckets.get_mut(&service).is_none_or(|b| b.take(now))
+            && (!is_write(operation)
+                || s.write_buckets
+                    .get_mut(&service)
+                    .is_none_or(|b| b.take(now)));
+        if !admitted {
             s.injected += 1;
             *s.throttled.entry(service).or_insert(0) += 1;
+            *s.throttled_ops.entry(operation.to_owned()).or_insert(0) += 1;
             return Err(Fault::throttling(service).to_error(operation));
         }
         let mut fault = s

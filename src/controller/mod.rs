@@ -5,7 +5,8 @@
 //! [`plan`] (pure) → [`apply`] → status ([`status`], patched only when it changed) →
 //! requeue (the resync interval, or a delay chosen by the error's class, see
 //! [`backoff`]). Deletion runs
-//! [`cleanup`]. Watches: bindings (each also wakes the other bindings of its
+//! [`cleanup`]. Events after a pass that ended `Ready` skip the AWS reads while that
+//! pass's [`confirmed`] result holds. Watches: bindings (each also wakes the other bindings of its
 //! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
 //! bindings that name them.
 //!
@@ -27,6 +28,7 @@
 pub mod apply;
 pub mod backoff;
 pub mod cleanup;
+pub mod confirmed;
 pub mod desired;
 pub mod malformed;
 pub mod observe;
@@ -115,6 +117,8 @@ pub struct Context {
     recorder: Recorder,
     cluster: tokio::sync::OnceCell<Cluster>,
     backoffs: backoff::Backoffs,
+    /// Bindings a full pass confirmed within the resync interval.
+    pub confirmed: confirmed::Confirmed,
 }
 
 impl Context {
@@ -136,6 +140,7 @@ impl Context {
             settings,
             cluster: tokio::sync::OnceCell::new(),
             backoffs: backoff::Backoffs::default(),
+            confirmed: confirmed::Confirmed::default(),
         })
     }
 
@@ -293,13 +298,15 @@ pub async fn run(
         ),
         None => (Api::all_with(client.clone(), &ar), Api::all(client)),
     };
-    let guardrails = ctx.settings.guardrails.clone();
+    let guardrails = (ctx.settings.guardrails.clone(), ctx.clone());
     let poll = ctx.settings.guardrails_poll;
-    let guardrail_changes = futures::stream::unfold(guardrails, move |g| async move {
+    let guardrail_changes = futures::stream::unfold(guardrails, move |(g, ctx)| async move {
         loop {
             tokio::time::sleep(poll).await;
             if g.reload() {
-                return Some(((), g));
+                // Every binding is looked at again under the new rules.
+                ctx.confirmed.clear();
+                return Some(((), (g, ctx)));
             }
         }
     });
@@ -325,6 +332,7 @@ pub async fn run(
     }
     let siblings_store = store.clone();
     let (siblings_ar, sa_ar) = (ar.clone(), ar.clone());
+    let siblings_ctx = ctx.clone();
     controller
         // A binding that changes its ServiceAccount can win or lose it against another
         // binding: the others naming the same ServiceAccount are looked at again.
@@ -341,7 +349,11 @@ pub async fn run(
                     .into_iter()
                     .filter(|o| o.namespace() == ns && o.uid() != b.uid())
                     .filter(|o| names.contains(&sa_name_of(o)))
-                    .map(|o| ObjectRef::from_obj_with(&*o, siblings_ar.clone()))
+                    .map(|o| {
+                        // The sibling may win or lose the ServiceAccount: a full pass.
+                        siblings_ctx.confirmed.forget(&o.uid().unwrap_or_default());
+                        ObjectRef::from_obj_with(&*o, siblings_ar.clone())
+                    })
                     .collect::<Vec<_>>()
             },
         )

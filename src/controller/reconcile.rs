@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Namespace;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use tokio::time::Instant;
 
 use crate::config;
 use crate::crd::{FINALIZER, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus};
@@ -40,7 +43,10 @@ pub async fn reconcile(binding: Arc<PodIdentityBinding>, ctx: Arc<Context>) -> R
     finalizer(&api, FINALIZER, binding, |event| async {
         match event {
             Finalizer::Apply(b) => reconcile_binding(&b, &ctx).await,
-            Finalizer::Cleanup(b) => cleanup::cleanup(&b, &ctx).await,
+            Finalizer::Cleanup(b) => {
+                ctx.confirmed.forget(&b.uid().unwrap_or_default());
+                cleanup::cleanup(&b, &ctx).await
+            }
         }
     })
     .await
@@ -124,8 +130,39 @@ fn quiet(binding: &PodIdentityBinding, problem: &Problem) -> bool {
         })
 }
 
+/// How long a recent full pass still vouches for this binding: its generation is the
+/// one that pass made `Ready`, and the ServiceAccount is there, unchanged since. The
+/// binding's own status is not consulted: the copy a follow-up event hands over may
+/// predate the pass's status patch (a status changed by others is rewritten at the
+/// resync).
+async fn still_confirmed(binding: &PodIdentityBinding, ctx: &Context) -> Result<Option<Duration>> {
+    let generation = binding.metadata.generation;
+    let uid = binding.uid().unwrap_or_default();
+    if !ctx
+        .confirmed
+        .holds(&uid, generation, Instant::now(), ctx.settings.resync)
+    {
+        return Ok(None);
+    }
+    let sas: Api<ServiceAccount> =
+        Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
+    let sa = sas.get_opt(&binding.service_account_name()).await?;
+    Ok(ctx.confirmed.remaining(
+        &uid,
+        generation,
+        sa.as_ref()
+            .and_then(|s| s.metadata.resource_version.as_deref()),
+        Instant::now(),
+        ctx.settings.resync,
+    ))
+}
+
 async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
     let uid = binding.uid().unwrap_or_default();
+    if let Some(left) = still_confirmed(binding, ctx).await? {
+        return Ok(Action::requeue(left));
+    }
+    ctx.confirmed.forget(&uid);
     let meta = &binding.metadata;
     let (desired, observed) = match prepare(binding, ctx).await {
         Ok(x) => x,
@@ -205,11 +242,16 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
         &applied,
         problem.as_ref(),
     );
+    let ready = status::ready_of(Some(&st)).is_some_and(|c| c.status == "True");
     write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
     match problem {
         Some((_, p)) => Ok(ctx.requeue(meta, p.retry)),
         None => {
             ctx.record_success(&uid);
+            if ready {
+                ctx.confirmed
+                    .record(&uid, binding.metadata.generation, Instant::now());
+            }
             Ok(Action::requeue(ctx.settings.resync))
         }
     }

@@ -20,6 +20,8 @@ pub struct CompiledSchema {
     raw: Value,
     validator: jsonschema::Validator,
     has_cel: bool,
+    /// The CEL rules, compiled once.
+    cel: kube::core::cel::CompiledSchema,
 }
 
 impl std::fmt::Debug for CompiledSchema {
@@ -280,6 +282,7 @@ impl CompiledSchema {
             raw: schema.clone(),
             validator,
             has_cel: contains_key(schema, "x-kubernetes-validations"),
+            cel: kube::core::cel::compile_schema(schema),
         })
     }
 
@@ -296,7 +299,8 @@ impl CompiledSchema {
             .collect();
         if causes.is_empty()
             && self.has_cel
-            && let Err(errors) = kube::core::cel::Validator::new().validate(&self.raw, obj, old)
+            && let Err(errors) =
+                kube::core::cel::Validator::new().validate_compiled(&self.cel, obj, old)
         {
             for e in errors.into_vec() {
                 let at = obj.pointer(&format!("/{}", e.field_path.replace('.', "/")));

@@ -326,6 +326,42 @@ async fn token_bucket_throttles_each_service_apart() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn write_bucket_throttles_writes_only_and_counts_refusals() {
+    let sim = sim(SimConfig::default());
+    sim.knobs().set_write_throttle(Service::Iam, 1, 1.0);
+    role(&sim, "one").await;
+    let e = sim
+        .create_role(&CreateRole {
+            name: "two".into(),
+            path: "/".into(),
+            assume_role_policy: trust(),
+            ..CreateRole::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.aws().unwrap().code, "Throttling");
+    // Reads pass whatever the write bucket holds.
+    for _ in 0..5 {
+        sim.get_role("one").await.unwrap();
+    }
+    assert_eq!(sim.knobs().calls_of("CreateRole"), 2);
+    assert_eq!(
+        sim.knobs()
+            .throttled_by_operation()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [("CreateRole".to_owned(), 1)]
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    role(&sim, "two").await;
+    sim.knobs().reset_calls();
+    assert!(sim.knobs().throttled_by_operation().is_empty());
+    sim.knobs().clear_throttle(Service::Iam);
+    role(&sim, "three").await;
+    role(&sim, "four").await;
+}
+
 #[tokio::test]
 async fn nth_call_fault_fails_exactly_that_call() {
     let sim = sim(SimConfig::default());

@@ -1,0 +1,146 @@
+//! Bindings whose AWS side a full pass confirmed within the resync interval.
+//!
+//! A pass that ends `Ready` is followed by events of the operator's own making: its
+//! status patch, the ServiceAccount it created. Reconciling again on those would read
+//! every AWS resource of the binding a second time, for nothing. A confirmation holds
+//! for one generation of the binding and until the resync is due; it is void once the
+//! binding's ServiceAccount changes (its resourceVersion, first seen right after the
+//! pass, moves) or disappears, and every confirmation is forgotten when the guardrails
+//! change. AWS drift is still found at the resync, as before.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    generation: Option<i64>,
+    at: Instant,
+    service_account_version: Option<String>,
+}
+
+/// Confirmations by binding UID.
+#[derive(Debug, Default)]
+pub struct Confirmed {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Confirmed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // The map holds plain values; a panic while holding it leaves it usable.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A full pass of this generation just ended with everything in place.
+    pub fn record(&self, uid: &str, generation: Option<i64>, now: Instant) {
+        self.lock().insert(
+            uid.to_owned(),
+            Entry {
+                generation,
+                at: now,
+                service_account_version: None,
+            },
+        );
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.lock().remove(uid);
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Whether a confirmation of this generation holds at `now`, whatever the
+    /// ServiceAccount (checked by [`remaining`](Self::remaining)).
+    pub fn holds(&self, uid: &str, generation: Option<i64>, now: Instant, ttl: Duration) -> bool {
+        self.lock().get(uid).is_some_and(|e| {
+            e.generation == generation && now.saturating_duration_since(e.at) < ttl
+        })
+    }
+
+    /// How long the confirmation of this generation still holds, given the
+    /// ServiceAccount's resourceVersion now (`None`: it does not exist); `None` when a
+    /// full pass is due. The first version seen after the pass is remembered.
+    pub fn remaining(
+        &self,
+        uid: &str,
+        generation: Option<i64>,
+        service_account_version: Option<&str>,
+        now: Instant,
+        ttl: Duration,
+    ) -> Option<Duration> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(uid)?;
+        let left = ttl.checked_sub(now.saturating_duration_since(entry.at))?;
+        let version = service_account_version?;
+        if entry.generation != generation || left.is_zero() {
+            return None;
+        }
+        match &entry.service_account_version {
+            Some(seen) if seen != version => None,
+            Some(_) => Some(left),
+            None => {
+                entry.service_account_version = Some(version.to_owned());
+                Some(left)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn holds_for_its_generation_until_the_resync() {
+        let c = Confirmed::default();
+        let t0 = Instant::now();
+        assert_eq!(c.remaining("u", Some(1), Some("5"), t0, TTL), None);
+        assert!(!c.holds("u", Some(1), t0, TTL));
+        c.record("u", Some(1), t0);
+        assert!(c.holds("u", Some(1), t0, TTL));
+        assert!(!c.holds("u", Some(2), t0, TTL));
+        assert!(!c.holds("u", Some(1), t0 + TTL, TTL));
+        let t1 = t0 + Duration::from_secs(100);
+        assert_eq!(
+            c.remaining("u", Some(1), Some("5"), t1, TTL),
+            Some(Duration::from_secs(200))
+        );
+        assert_eq!(c.remaining("u", Some(2), Some("5"), t1, TTL), None);
+        assert_eq!(c.remaining("u", Some(1), Some("5"), t0 + TTL, TTL), None);
+        assert_eq!(c.remaining("other", Some(1), Some("5"), t1, TTL), None);
+    }
+
+    #[test]
+    fn a_changed_or_missing_service_account_voids_it() {
+        let c = Confirmed::default();
+        let t0 = Instant::now();
+        c.record("u", Some(1), t0);
+        assert_eq!(c.remaining("u", Some(1), None, t0, TTL), None);
+        // The first version seen after the pass is the reference.
+        assert!(c.remaining("u", Some(1), Some("7"), t0, TTL).is_some());
+        assert!(c.remaining("u", Some(1), Some("7"), t0, TTL).is_some());
+        assert_eq!(c.remaining("u", Some(1), Some("8"), t0, TTL), None);
+        // A new pass starts over.
+        c.record("u", Some(1), t0);
+        assert!(c.remaining("u", Some(1), Some("8"), t0, TTL).is_some());
+    }
+
+    #[test]
+    fn forget_and_clear_drop_confirmations() {
+        let c = Confirmed::default();
+        let t0 = Instant::now();
+        c.record("a", Some(1), t0);
+        c.record("b", Some(1), t0);
+        c.forget("a");
+        assert_eq!(c.remaining("a", Some(1), Some("1"), t0, TTL), None);
+        assert!(c.remaining("b", Some(1), Some("1"), t0, TTL).is_some());
+        c.clear();
+        assert_eq!(c.remaining("b", Some(1), Some("1"), t0, TTL), None);
+    }
+}
