@@ -3,8 +3,9 @@
 //! from `Throttling` answers.
 //!
 //! [`RateLimited`] waits for a token before each call; one instance holds one bucket,
-//! so IAM and EKS are paced apart, as AWS throttles them. The bucket is `governor`'s
-//! GCRA limiter: `burst` calls at once, then one every `1 / per_second` seconds.
+//! so IAM and EKS are paced apart, as AWS throttles them. The bucket ([`Bucket`]) lets
+//! `burst` calls through at once, then one every `1 / per_second` seconds; it runs on
+//! tokio's clock, like every other delay of the operator.
 //!
 //! When AWS throttles a call anyway (the budget is shared with the account's other
 //! clients), the call is retried here, up to [`THROTTLE_ATTEMPTS`] attempts in all,
@@ -31,13 +32,11 @@
 //! after throttling (the SDK's adaptive retry mode does that for real AWS).
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 
 use super::{
@@ -73,13 +72,47 @@ impl Rate {
         (per_second > 0.0).then_some(Rate { per_second, burst })
     }
 
-    fn quota(self) -> Option<Quota> {
-        if !(self.per_second.is_finite() && self.per_second > 0.0) {
-            return None;
+    fn bucket(self) -> Option<Bucket> {
+        (self.per_second.is_finite() && self.per_second > 0.0).then(|| Bucket {
+            per_second: self.per_second,
+            burst: f64::from(self.burst.max(1)),
+            state: Mutex::new((f64::from(self.burst.max(1)), tokio::time::Instant::now())),
+        })
+    }
+}
+
+/// A token bucket whose tokens may go negative: each caller reserves its token at once
+/// and sleeps until the bucket has refilled to it, so waiting callers are served in
+/// the order they came.
+struct Bucket {
+    per_second: f64,
+    burst: f64,
+    /// Tokens at the instant, before refill since then.
+    state: Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl Bucket {
+    /// How long the caller waits for the token it takes now.
+    fn reserve(&self) -> Duration {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        let (tokens, at) = *state;
+        let refilled = (tokens + now.saturating_duration_since(at).as_secs_f64() * self.per_second)
+            .min(self.burst);
+        let left = refilled - 1.0;
+        *state = (left, now);
+        if left >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-left / self.per_second)
         }
-        let burst = NonZeroU32::new(self.burst.max(1))?;
-        Quota::with_period(Duration::from_secs_f64(1.0 / self.per_second))
-            .map(|q| q.allow_burst(burst))
+    }
+
+    async fn acquire(&self) {
+        let wait = self.reserve();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 
@@ -87,7 +120,7 @@ impl Rate {
 /// calls.
 pub struct RateLimited<T> {
     inner: T,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<Bucket>,
     /// No call starts before this instant: the service throttled us.
     paused_until: Mutex<tokio::time::Instant>,
 }
@@ -107,7 +140,7 @@ impl<T> RateLimited<T> {
     pub fn new(inner: T, rate: Option<Rate>) -> Self {
         RateLimited {
             inner,
-            limiter: rate.and_then(Rate::quota).map(RateLimiter::direct),
+            limiter: rate.and_then(Rate::bucket),
             paused_until: Mutex::new(tokio::time::Instant::now()),
         }
     }
@@ -125,8 +158,8 @@ impl<T> RateLimited<T> {
             }
             tokio::time::sleep_until(until).await;
         }
-        if let Some(l) = &self.limiter {
-            l.until_ready().await;
+        if let Some(b) = &self.limiter {
+            b.acquire().await;
         }
     }
 
@@ -318,16 +351,26 @@ mod tests {
                 per_second: bad,
                 burst: 1,
             };
-            assert!(r.quota().is_none(), "{bad}");
+            assert!(r.bucket().is_none(), "{bad}");
         }
-        let q = Rate {
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_serves_its_burst_then_one_token_per_period() {
+        let b = Rate {
             per_second: 4.0,
             burst: 0,
         }
-        .quota()
-        .expect("quota");
-        assert_eq!(q.burst_size().get(), 1);
-        assert_eq!(q.replenish_interval(), Duration::from_millis(250));
+        .bucket()
+        .expect("bucket");
+        // A burst of 0 is a burst of 1.
+        assert_eq!(b.reserve(), Duration::ZERO);
+        assert_eq!(b.reserve(), Duration::from_millis(250));
+        assert_eq!(b.reserve(), Duration::from_millis(500));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // Refilled, but never beyond the burst.
+        assert_eq!(b.reserve(), Duration::ZERO);
+        assert_eq!(b.reserve(), Duration::from_millis(250));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

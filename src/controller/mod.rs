@@ -36,7 +36,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod status;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -44,7 +44,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 
@@ -119,6 +119,9 @@ pub struct Context {
     backoffs: backoff::Backoffs,
     /// Bindings a full pass confirmed within the resync interval.
     pub confirmed: confirmed::Confirmed,
+    /// The running controller's cache of bindings, where a pass finds the other
+    /// bindings of its namespace; `None` before [`run`] starts (then they are listed).
+    bindings_cache: Mutex<Option<Store<DynamicObject>>>,
 }
 
 impl Context {
@@ -141,7 +144,26 @@ impl Context {
             cluster: tokio::sync::OnceCell::new(),
             backoffs: backoff::Backoffs::default(),
             confirmed: confirmed::Confirmed::default(),
+            bindings_cache: Mutex::new(None),
         })
+    }
+
+    fn set_bindings_cache(&self, store: Store<DynamicObject>) {
+        *self
+            .bindings_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store);
+    }
+
+    /// The controller's cache of bindings once it has synced, if it runs.
+    pub async fn synced_bindings_cache(&self) -> Option<Store<DynamicObject>> {
+        let store = self
+            .bindings_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        store.wait_until_ready().await.ok()?;
+        Some(store)
     }
 
     /// The cluster, described once; `None` when it does not exist.
@@ -327,6 +349,7 @@ pub async fn run(
     let controller = Controller::for_stream_with(triggers, reader, ar.clone())
         .reconcile_all_on(guardrail_changes);
     let store = controller.store();
+    ctx.set_bindings_cache(store.clone());
     if let Some(m) = &ctx.settings.metrics {
         m.watch_bindings(store.clone());
     }

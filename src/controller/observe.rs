@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
@@ -129,6 +130,7 @@ pub async fn observe(
     eks: &dyn EksApi,
     binding: &PodIdentityBinding,
     desired: &Desired,
+    cache: Option<Store<DynamicObject>>,
 ) -> Result<Observed> {
     let ns = &desired.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
@@ -178,10 +180,19 @@ pub async fn observe(
             .await?;
     }
 
-    let others: Vec<PodIdentityBinding> = bindings
-        .list(&ListParams::default())
-        .await?
-        .items
+    // The controller's cache when it runs: a pass of each of N bindings listing its
+    // namespace would cost N² in reads. A sibling the cache has not seen yet wakes this
+    // binding when it arrives.
+    let untyped: Vec<DynamicObject> = match cache {
+        Some(store) => store
+            .state()
+            .iter()
+            .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
+            .map(|o| o.as_ref().clone())
+            .collect(),
+        None => bindings.list(&ListParams::default()).await?.items,
+    };
+    let others: Vec<PodIdentityBinding> = untyped
         .iter()
         .filter_map(|o| super::malformed::typed(o).ok())
         .collect();
