@@ -14,7 +14,8 @@
 //! the cluster can fix, a pass that starts before the binding's deadline does nothing
 //! and requeues for the time left ([`Backoffs::hold`]), unless the binding entered
 //! another phase (a new generation, or deletion). Problems that need a person are
-//! retried at once on such a wake, since the wake may be the fix.
+//! retried at once on such a wake, since the wake may be the fix, and so is the cleanup
+//! of a binding being deleted: every wake is a chance to let it go.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -113,7 +114,8 @@ impl Backoffs {
     pub fn hold(&self, uid: &str, phase: Phase) -> Option<Duration> {
         let map = self.lock();
         let e = map.get(uid)?;
-        let holds = matches!(e.retry, Retry::Backoff | Retry::Soon) && e.phase == phase;
+        let holds =
+            matches!(e.retry, Retry::Backoff | Retry::Soon) && e.phase == phase && !phase.deleting;
         let left = e.not_before.saturating_duration_since(Instant::now());
         (holds && !left.is_zero()).then_some(left)
     }
@@ -192,6 +194,9 @@ mod tests {
         };
         assert_eq!(b.hold("u", p2), None);
         assert_eq!(b.hold("u", deleting), None);
+        // Cleanup is never held.
+        b.failed(&s, "d", deleting, Retry::Backoff);
+        assert_eq!(b.hold("d", deleting), None);
         // Once the deadline passed, nothing holds.
         tokio::time::advance(delay).await;
         assert_eq!(b.hold("u", P1), None);
