@@ -36,6 +36,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod status;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use crate::aws::ratelimit::{Rate, RateLimited};
@@ -121,7 +122,7 @@ pub struct Context {
     pub confirmed: confirmed::Confirmed,
     /// The running controller's cache of bindings, where a pass finds the other
     /// bindings of its namespace; `None` before [`run`] starts (then they are listed).
-    bindings_cache: Mutex<Option<Store<DynamicObject>>>,
+    bindings_cache: Mutex<Option<(Store<DynamicObject>, Arc<AtomicBool>)>>,
 }
 
 impl Context {
@@ -148,22 +149,21 @@ impl Context {
         })
     }
 
-    fn set_bindings_cache(&self, store: Store<DynamicObject>) {
+    fn set_bindings_cache(&self, store: Store<DynamicObject>, synced: Arc<AtomicBool>) {
         *self
             .bindings_cache
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((store, synced));
     }
 
     /// The controller's cache of bindings once it has synced, if it runs.
-    pub async fn synced_bindings_cache(&self) -> Option<Store<DynamicObject>> {
-        let store = self
+    pub fn synced_bindings_cache(&self) -> Option<Store<DynamicObject>> {
+        let (store, synced) = self
             .bindings_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()?;
-        store.wait_until_ready().await.ok()?;
-        Some(store)
+        synced.load(Ordering::Acquire).then_some(store)
     }
 
     /// The cluster, described once; `None` when it does not exist.
@@ -300,11 +300,6 @@ fn previous_sa_of(obj: &DynamicObject) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A hash of the deletion mark, for the watch predicate.
-fn deletion(obj: &DynamicObject) -> Option<u64> {
-    Some(u64::from(obj.metadata.deletion_timestamp.is_some()))
-}
-
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -332,26 +327,31 @@ pub async fn run(
             }
         }
     });
-    // The operator's own status writes do not wake a binding: only its generation (the
-    // spec), its finalizers and its deletion do.
+    // Every change wakes its binding, the operator's own status writes included: a
+    // retry still waits out its backoff ([`backoff`]), and a pass after a `Ready` one
+    // skips the AWS reads ([`confirmed`]).
     let writer = reflector::store::Writer::new(ar.clone());
     let reader = writer.as_reader();
+    // The cache's first full listing, seen here rather than through
+    // `Store::wait_until_ready`: that wakes only its latest waiter, and the controller
+    // itself waits on it before its first reconcile.
+    let synced = Arc::new(AtomicBool::new(false));
+    let mark_synced = synced.clone();
     let triggers = watcher(bindings.clone(), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .touched_objects()
-        .predicate_filter(
-            predicates::generation
-                .combine(predicates::finalizers)
-                .combine(deletion),
-            Default::default(),
-        );
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                mark_synced.store(true, Ordering::Release);
+            }
+        })
+        .touched_objects();
     let controller = Controller::for_stream_with(triggers, reader, ar.clone())
         .reconcile_all_on(guardrail_changes);
     let store = controller.store();
-    ctx.set_bindings_cache(store.clone());
+    ctx.set_bindings_cache(store.clone(), synced.clone());
     if let Some(m) = &ctx.settings.metrics {
-        m.watch_bindings(store.clone());
+        m.watch_bindings(store.clone(), synced.clone());
     }
     let siblings_store = store.clone();
     let (siblings_ar, sa_ar) = (ar.clone(), ar.clone());

@@ -98,7 +98,7 @@ async fn prepare(
         ctx.eks.as_ref(),
         binding,
         &desired,
-        ctx.synced_bindings_cache().await,
+        ctx.synced_bindings_cache(),
     )
     .await
     .map_err(|e| status::problem_of(&e, false))?;

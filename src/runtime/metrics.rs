@@ -25,6 +25,7 @@
 //! - `build_info{version}`: always 1.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -273,23 +274,22 @@ impl Metrics {
         self.health.set_leading(leading);
     }
 
-    /// The controller's cache of bindings: counted by Ready status at each scrape, and
-    /// its first full listing marks the watches synced.
-    pub fn watch_bindings(self: &Arc<Self>, store: Store<DynamicObject>) {
-        *self.lock_cache() = Some(store.clone());
+    /// The controller's cache of bindings: counted by Ready status at each scrape; the
+    /// watches count as synced once `synced` (the cache's first full listing) is set.
+    /// `synced` is polled: waiting on the store's readiness would take the controller's
+    /// own wake-up (it wakes only its latest waiter).
+    pub fn watch_bindings(self: &Arc<Self>, store: Store<DynamicObject>, synced: Arc<AtomicBool>) {
+        *self.lock_cache() = Some(store);
         let me = self.clone();
         tokio::spawn(async move {
-            // The store's readiness wakes only its last waiter (the controller's), so
-            // it is polled again until it answers.
-            loop {
-                let wait =
-                    tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready());
-                match wait.await {
-                    Ok(Ok(())) => break me.health.set_synced(true),
-                    Ok(Err(_)) => break,
-                    Err(_) => {}
+            while !synced.load(Ordering::Acquire) {
+                // Only this task still holds the flag: that controller is gone.
+                if Arc::strong_count(&synced) == 1 {
+                    return;
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            me.health.set_synced(true);
         });
     }
 
