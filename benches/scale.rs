@@ -175,9 +175,13 @@ impl Plan {
             drift_fraction: 0.01,
             quiet: Duration::from_secs(if smoke { 1 } else { 3 }),
             poll: Duration::from_millis(if smoke { 100 } else { 250 }),
+            // No client-side limit by default: the simulator's write bucket stands for
+            // the account's quota, and the scaled resync is not stretched by pacing.
             operator_args: env("PIO_BENCH_OPERATOR_ARGS")
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| "--iam-rate 0 --eks-rate 0".into())
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 

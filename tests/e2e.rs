@@ -300,7 +300,10 @@ fn spawn_operator(
     }
     let child = cmd
         .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log"))
         .stderr(log_file)
@@ -718,6 +721,16 @@ impl CrashReport {
         report
     }
 
+    /// Keeps the whole operator log next to the report, for a failed run.
+    fn keep_operator_log(&self, log: &std::path::Path) {
+        let kept = self.path.with_file_name("crash-safety-operator.log");
+        if let Err(e) = std::fs::copy(log, &kept) {
+            eprintln!("cannot keep the operator log at {}: {e}", kept.display());
+        } else {
+            eprintln!("operator log kept at {}", kept.display());
+        }
+    }
+
     fn write(&self, lines: &[String]) {
         let seed = self.seed;
         let mut text = format!(
@@ -968,6 +981,9 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         let settled = inv.roles.len() == expected.len() && inv.associations.len() == expected.len();
         if ready && settled && names == expected.keys().cloned().collect::<Vec<_>>() {
             break;
+        }
+        if Instant::now() >= deadline {
+            report.keep_operator_log(&log);
         }
         assert!(
             Instant::now() < deadline,

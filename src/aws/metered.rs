@@ -34,7 +34,16 @@ impl<T> Metered<T> {
         operation: &'static str,
         call: impl Future<Output = Result<R>>,
     ) -> Result<R> {
+        tracing::trace!(?service, operation, "AWS call");
+        let started = std::time::Instant::now();
         let result = call.await;
+        tracing::debug!(
+            ?service,
+            operation,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "AWS call answered"
+        );
         self.metrics
             .aws_call(service, operation, result.as_ref().err());
         result

@@ -1,4 +1,4 @@
-//! Bindings whose AWS side a full pass confirmed within the resync interval.
+//! Bindings whose AWS side a full pass confirmed within its resync interval.
 //!
 //! A pass that ends `Ready` is followed by events of the operator's own making: its
 //! status patch, the ServiceAccount it created. Reconciling again on those would read
@@ -18,6 +18,8 @@ use tokio::time::Instant;
 struct Entry {
     generation: Option<i64>,
     at: Instant,
+    /// How long the confirmation holds: until the binding's resync.
+    ttl: Duration,
     service_account_version: Option<String>,
 }
 
@@ -33,13 +35,15 @@ impl Confirmed {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A full pass of this generation just ended with everything in place.
-    pub fn record(&self, uid: &str, generation: Option<i64>, now: Instant) {
+    /// A full pass of this generation just ended with everything in place; the next
+    /// one is due in `ttl`.
+    pub fn record(&self, uid: &str, generation: Option<i64>, now: Instant, ttl: Duration) {
         self.lock().insert(
             uid.to_owned(),
             Entry {
                 generation,
                 at: now,
+                ttl,
                 service_account_version: None,
             },
         );
@@ -55,9 +59,9 @@ impl Confirmed {
 
     /// Whether a confirmation of this generation holds at `now`, whatever the
     /// ServiceAccount (checked by [`remaining`](Self::remaining)).
-    pub fn holds(&self, uid: &str, generation: Option<i64>, now: Instant, ttl: Duration) -> bool {
+    pub fn holds(&self, uid: &str, generation: Option<i64>, now: Instant) -> bool {
         self.lock().get(uid).is_some_and(|e| {
-            e.generation == generation && now.saturating_duration_since(e.at) < ttl
+            e.generation == generation && now.saturating_duration_since(e.at) < e.ttl
         })
     }
 
@@ -70,11 +74,12 @@ impl Confirmed {
         generation: Option<i64>,
         service_account_version: Option<&str>,
         now: Instant,
-        ttl: Duration,
     ) -> Option<Duration> {
         let mut entries = self.lock();
         let entry = entries.get_mut(uid)?;
-        let left = ttl.checked_sub(now.saturating_duration_since(entry.at))?;
+        let left = entry
+            .ttl
+            .checked_sub(now.saturating_duration_since(entry.at))?;
         let version = service_account_version?;
         if entry.generation != generation || left.is_zero() {
             return None;
@@ -100,47 +105,47 @@ mod tests {
     fn holds_for_its_generation_until_the_resync() {
         let c = Confirmed::default();
         let t0 = Instant::now();
-        assert_eq!(c.remaining("u", Some(1), Some("5"), t0, TTL), None);
-        assert!(!c.holds("u", Some(1), t0, TTL));
-        c.record("u", Some(1), t0);
-        assert!(c.holds("u", Some(1), t0, TTL));
-        assert!(!c.holds("u", Some(2), t0, TTL));
-        assert!(!c.holds("u", Some(1), t0 + TTL, TTL));
+        assert_eq!(c.remaining("u", Some(1), Some("5"), t0), None);
+        assert!(!c.holds("u", Some(1), t0));
+        c.record("u", Some(1), t0, TTL);
+        assert!(c.holds("u", Some(1), t0));
+        assert!(!c.holds("u", Some(2), t0));
+        assert!(!c.holds("u", Some(1), t0 + TTL));
         let t1 = t0 + Duration::from_secs(100);
         assert_eq!(
-            c.remaining("u", Some(1), Some("5"), t1, TTL),
+            c.remaining("u", Some(1), Some("5"), t1),
             Some(Duration::from_secs(200))
         );
-        assert_eq!(c.remaining("u", Some(2), Some("5"), t1, TTL), None);
-        assert_eq!(c.remaining("u", Some(1), Some("5"), t0 + TTL, TTL), None);
-        assert_eq!(c.remaining("other", Some(1), Some("5"), t1, TTL), None);
+        assert_eq!(c.remaining("u", Some(2), Some("5"), t1), None);
+        assert_eq!(c.remaining("u", Some(1), Some("5"), t0 + TTL), None);
+        assert_eq!(c.remaining("other", Some(1), Some("5"), t1), None);
     }
 
     #[test]
     fn a_changed_or_missing_service_account_voids_it() {
         let c = Confirmed::default();
         let t0 = Instant::now();
-        c.record("u", Some(1), t0);
-        assert_eq!(c.remaining("u", Some(1), None, t0, TTL), None);
+        c.record("u", Some(1), t0, TTL);
+        assert_eq!(c.remaining("u", Some(1), None, t0), None);
         // The first version seen after the pass is the reference.
-        assert!(c.remaining("u", Some(1), Some("7"), t0, TTL).is_some());
-        assert!(c.remaining("u", Some(1), Some("7"), t0, TTL).is_some());
-        assert_eq!(c.remaining("u", Some(1), Some("8"), t0, TTL), None);
+        assert!(c.remaining("u", Some(1), Some("7"), t0).is_some());
+        assert!(c.remaining("u", Some(1), Some("7"), t0).is_some());
+        assert_eq!(c.remaining("u", Some(1), Some("8"), t0), None);
         // A new pass starts over.
-        c.record("u", Some(1), t0);
-        assert!(c.remaining("u", Some(1), Some("8"), t0, TTL).is_some());
+        c.record("u", Some(1), t0, TTL);
+        assert!(c.remaining("u", Some(1), Some("8"), t0).is_some());
     }
 
     #[test]
     fn forget_and_clear_drop_confirmations() {
         let c = Confirmed::default();
         let t0 = Instant::now();
-        c.record("a", Some(1), t0);
-        c.record("b", Some(1), t0);
+        c.record("a", Some(1), t0, TTL);
+        c.record("b", Some(1), t0, TTL);
         c.forget("a");
-        assert_eq!(c.remaining("a", Some(1), Some("1"), t0, TTL), None);
-        assert!(c.remaining("b", Some(1), Some("1"), t0, TTL).is_some());
+        assert_eq!(c.remaining("a", Some(1), Some("1"), t0), None);
+        assert!(c.remaining("b", Some(1), Some("1"), t0).is_some());
         c.clear();
-        assert_eq!(c.remaining("b", Some(1), Some("1"), t0, TTL), None);
+        assert_eq!(c.remaining("b", Some(1), Some("1"), t0), None);
     }
 }

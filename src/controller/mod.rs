@@ -3,8 +3,9 @@
 //! One pass: finalizer (kube-runtime's `finalizer`, added before the first AWS write)
 //! → cluster (DescribeCluster, cached) → [`desired`] (validation) → [`observe`] →
 //! [`plan`] (pure) → [`apply`] → status ([`status`], patched only when it changed) →
-//! requeue (the resync interval, or a delay chosen by the error's class, see
-//! [`backoff`]). Deletion runs
+//! requeue (the resync interval, stretched by [`pacing`] when the bindings' resync
+//! would take more than half of an AWS rate, or a delay chosen by the error's class,
+//! see [`backoff`]). Deletion runs
 //! [`cleanup`]. Events after a pass that ended `Ready` skip the AWS reads while that
 //! pass's [`confirmed`] result holds. Watches: bindings (each also wakes the other bindings of its
 //! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
@@ -32,6 +33,7 @@ pub mod confirmed;
 pub mod desired;
 pub mod malformed;
 pub mod observe;
+pub mod pacing;
 pub mod plan;
 pub mod reconcile;
 pub mod status;
@@ -195,6 +197,21 @@ impl Context {
         }
     }
 
+    /// When a converged binding whose passes read `reads` is due again: the resync
+    /// interval, stretched to the count of bindings and the AWS rates ([`pacing`]).
+    pub fn resync_after(&self, reads: pacing::PassReads) -> Duration {
+        let bindings = self
+            .synced_bindings_cache()
+            .map_or(1, |store| store.len().max(1));
+        pacing::jittered(pacing::resync_interval(
+            self.settings.resync,
+            bindings,
+            reads,
+            self.settings.iam_rate,
+            self.settings.eks_rate,
+        ))
+    }
+
     pub fn record_success(&self, uid: &str) {
         self.backoffs.succeeded(uid);
     }
@@ -249,6 +266,7 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     );
     let metrics = ctx.settings.metrics.clone();
     let pass = async {
+        tracing::debug!("reconcile pass started");
         let result = match malformed::typed(&obj) {
             Ok(b) => reconcile::reconcile(Arc::new(b), ctx.clone()).await,
             Err((field, why)) => malformed::handle(&obj, &field, &why, &ctx).await,

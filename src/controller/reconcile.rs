@@ -29,6 +29,7 @@ use crate::{Error, Result};
 use super::apply::{self, Component};
 use super::desired::{self, Desired, DesiredRole};
 use super::observe::{self, Observed};
+use super::pacing::PassReads;
 use super::plan::{self, Plan};
 use super::status::{self, Conditions, Problem, Reason, Retry, State};
 use super::{Context, cleanup};
@@ -139,10 +140,7 @@ fn quiet(binding: &PodIdentityBinding, problem: &Problem) -> bool {
 async fn still_confirmed(binding: &PodIdentityBinding, ctx: &Context) -> Result<Option<Duration>> {
     let generation = binding.metadata.generation;
     let uid = binding.uid().unwrap_or_default();
-    if !ctx
-        .confirmed
-        .holds(&uid, generation, Instant::now(), ctx.settings.resync)
-    {
+    if !ctx.confirmed.holds(&uid, generation, Instant::now()) {
         return Ok(None);
     }
     let sas: Api<ServiceAccount> =
@@ -154,7 +152,6 @@ async fn still_confirmed(binding: &PodIdentityBinding, ctx: &Context) -> Result<
         sa.as_ref()
             .and_then(|s| s.metadata.resource_version.as_deref()),
         Instant::now(),
-        ctx.settings.resync,
     ))
 }
 
@@ -249,11 +246,12 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
         Some((_, p)) => Ok(ctx.requeue(meta, p.retry)),
         None => {
             ctx.record_success(&uid);
+            let resync = ctx.resync_after(PassReads::of(&desired));
             if ready {
                 ctx.confirmed
-                    .record(&uid, binding.metadata.generation, Instant::now());
+                    .record(&uid, binding.metadata.generation, Instant::now(), resync);
             }
-            Ok(Action::requeue(ctx.settings.resync))
+            Ok(Action::requeue(resync))
         }
     }
 }
