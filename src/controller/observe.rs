@@ -182,20 +182,26 @@ pub async fn observe(
 
     // The controller's cache when it runs: a pass of each of N bindings listing its
     // namespace would cost N² in reads. A sibling the cache has not seen yet wakes this
-    // binding when it arrives.
-    let untyped: Vec<DynamicObject> = match cache {
+    // binding when it arrives. Only the bindings naming the same ServiceAccount matter,
+    // and only those are read whole: reading every binding of the namespace in every
+    // pass cost memory and time in proportion to the namespace's size.
+    let same_sa = |o: &DynamicObject| super::sa_name_of(o) == desired.service_account.name;
+    let others: Vec<PodIdentityBinding> = match cache {
         Some(store) => store
             .state()
             .iter()
-            .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
-            .map(|o| o.as_ref().clone())
+            .filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && same_sa(o))
+            .filter_map(|o| super::malformed::typed(o).ok())
             .collect(),
-        None => bindings.list(&ListParams::default()).await?.items,
+        None => bindings
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|o| same_sa(o))
+            .filter_map(|o| super::malformed::typed(o).ok())
+            .collect(),
     };
-    let others: Vec<PodIdentityBinding> = untyped
-        .iter()
-        .filter_map(|o| super::malformed::typed(o).ok())
-        .collect();
     observed.older_binding = others
         .iter()
         .filter(|o| o.uid() != binding.uid() && o.meta().deletion_timestamp.is_none())
