@@ -7,15 +7,38 @@ use pod_identity_operator::aws::ratelimit::Rate;
     name = "pod-identity-operator",
     version,
     about,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    after_help = "Without a subcommand, `run` is meant: `pod-identity-operator --cluster-name X` \
+                  is `pod-identity-operator run --cluster-name X`."
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    /// Without a subcommand the operator runs, configured by these flags.
-    #[command(flatten)]
-    run: Option<RunArgs>,
+    command: Command,
+}
+
+impl Cli {
+    /// Parses a command line, `run` being the default subcommand. The run flags live on
+    /// `run` only and `run` is inserted when the first argument names no subcommand: a
+    /// copy of them flattened into the top level would be filled from their `PIO_*`
+    /// variables and then demand `--cluster-name` even under another subcommand.
+    fn try_parse_with_default<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString>,
+    {
+        use clap::CommandFactory;
+        let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let cmd = Self::command();
+        let explicit = args.get(1).and_then(|a| a.to_str()).is_some_and(|first| {
+            matches!(first, "-h" | "--help" | "-V" | "--version" | "help")
+                || cmd
+                    .get_subcommands()
+                    .any(|s| s.get_name() == first || s.get_all_aliases().any(|a| a == first))
+        });
+        if !explicit {
+            args.insert(1.min(args.len()), "run".into());
+        }
+        Self::try_parse_from(args)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,23 +176,18 @@ fn rate_flag(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_with_default(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Some(Command::Run(args)) => run_operator(*args),
-        Some(Command::Crd) => {
+        Command::Run(args) => run_operator(*args),
+        Command::Crd => {
             print!("{}", pod_identity_operator::crd::crd_yaml()?);
             Ok(())
         }
-        Some(Command::Kubesim {
+        Command::Kubesim {
             port,
             kubeconfig_out,
-        }) => run_kubesim(port, kubeconfig_out),
-        Some(Command::Sandbox(args)) => run_sandbox(args),
-        // `run` is the default command.
-        None => run_operator(
-            cli.run
-                .ok_or_else(|| anyhow::anyhow!("--cluster-name is required"))?,
-        ),
+        } => run_kubesim(port, kubeconfig_out),
+        Command::Sandbox(args) => run_sandbox(args),
     }
 }
 
@@ -377,10 +395,127 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Held by the tests that set `PIO_*` variables or depend on their absence, since
+    /// clap reads them from the process environment.
+    static ENV: Mutex<()> = Mutex::new(());
+
+    /// Runs `f` with these variables set, restoring their previous values afterwards.
+    fn with_env(vars: &[(&str, &str)], f: impl FnOnce()) {
+        let _guard = ENV.lock().unwrap_or_else(|p| p.into_inner());
+        let saved: Vec<_> = vars
+            .iter()
+            .map(|(k, _)| (*k, std::env::var_os(k)))
+            .collect();
+        for (k, v) in vars {
+            // SAFETY: every test touching these variables holds ENV, and no other thread
+            // of the test binary reads them.
+            unsafe { std::env::set_var(k, v) };
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        for (k, old) in saved {
+            // SAFETY: as above.
+            unsafe {
+                match old {
+                    Some(v) => std::env::set_var(k, v),
+                    None => std::env::remove_var(k),
+                }
+            }
+        }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_with_default(
+            std::iter::once("pod-identity-operator").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn run_flag_variables_fill_run_only() {
+        with_env(
+            &[("PIO_CONCURRENCY", "8"), ("PIO_LEADER_ELECT", "true")],
+            || {
+                for args in [
+                    &["run", "--cluster-name", "X"][..],
+                    &["--cluster-name", "X"],
+                ] {
+                    let Command::Run(run) = parse(args).expect("run from flags and env").command
+                    else {
+                        panic!("run expected for {args:?}");
+                    };
+                    assert_eq!((run.cluster_name.as_str(), run.concurrency), ("X", 8));
+                    assert!(run.leader_elect);
+                }
+                assert!(matches!(
+                    parse(&["crd"]).expect("crd").command,
+                    Command::Crd
+                ));
+                let Command::Sandbox(s) = parse(&["sandbox", "--quiet"]).expect("sandbox").command
+                else {
+                    panic!("sandbox expected");
+                };
+                assert!(s.quiet);
+                assert!(matches!(
+                    parse(&["kubesim", "--port", "0"]).expect("kubesim").command,
+                    Command::Kubesim { port: 0, .. }
+                ));
+                let err = parse(&["run"]).expect_err("no cluster name");
+                assert!(err.to_string().contains("--cluster-name"), "{err}");
+            },
+        );
+        with_env(
+            &[("PIO_CLUSTER_NAME", "Y"), ("PIO_CONCURRENCY", "3")],
+            || {
+                for args in [
+                    &["run"][..],
+                    &[],
+                    &["--namespace", "a"],
+                    &["run", "--cluster-name", "Z"],
+                ] {
+                    let Command::Run(run) = parse(args).expect("run from env").command else {
+                        panic!("run expected for {args:?}");
+                    };
+                    let want = if args.contains(&"Z") { "Z" } else { "Y" };
+                    assert_eq!((run.cluster_name.as_str(), run.concurrency), (want, 3));
+                }
+                assert!(matches!(
+                    parse(&["crd"]).expect("crd").command,
+                    Command::Crd
+                ));
+            },
+        );
+    }
+
+    #[test]
+    fn help_and_version_are_not_taken_for_run() {
+        use clap::error::ErrorKind;
+        for (args, kind) in [
+            (&["--help"][..], ErrorKind::DisplayHelp),
+            (&["-h"], ErrorKind::DisplayHelp),
+            (&["help"], ErrorKind::DisplayHelp),
+            (&["--version"], ErrorKind::DisplayVersion),
+            (&["-V"], ErrorKind::DisplayVersion),
+            (&["run", "--help"], ErrorKind::DisplayHelp),
+        ] {
+            let err = parse(args).expect_err("help or version");
+            assert_eq!(err.kind(), kind, "{args:?}");
+        }
+        let help = parse(&["--help"]).expect_err("help").to_string();
+        assert!(
+            help.contains("sandbox") && help.contains("`run` is meant"),
+            "{help}"
+        );
+        let run_help = parse(&["run", "--help"]).expect_err("help").to_string();
+        assert!(run_help.contains("--cluster-name") && run_help.contains("PIO_CONCURRENCY"));
+    }
 
     #[test]
     fn run_takes_every_flag_and_needs_a_cluster_name() {
-        let cli = Cli::try_parse_from([
+        let cli = Cli::try_parse_with_default([
             "pod-identity-operator",
             "run",
             "--cluster-name",
@@ -405,7 +540,7 @@ mod tests {
             "7",
         ])
         .expect("valid command line");
-        let Some(Command::Run(args)) = cli.command else {
+        let Command::Run(args) = cli.command else {
             panic!("run expected");
         };
         assert_eq!(args.cluster_name, "prod");
@@ -429,7 +564,7 @@ mod tests {
         );
         assert_eq!(Rate::from_flags(args.eks_rate, args.eks_burst), None);
         for bad in ["-1", "NaN", "inf", "fast"] {
-            let err = Cli::try_parse_from([
+            let err = Cli::try_parse_with_default([
                 "pod-identity-operator",
                 "--cluster-name",
                 "prod",
@@ -439,15 +574,17 @@ mod tests {
             assert!(err.to_string().contains("not a rate"), "{bad}: {err}");
         }
 
-        if std::env::var_os("PIO_CLUSTER_NAME").is_none() {
-            let err = Cli::try_parse_from(["pod-identity-operator", "run"]).expect_err("required");
+        let _env = ENV.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let err = Cli::try_parse_with_default(["pod-identity-operator", "run"])
+                .expect_err("required");
             assert!(err.to_string().contains("--cluster-name"));
         }
     }
 
     #[test]
     fn run_takes_the_deployment_s_runtime_flags() {
-        let cli = Cli::try_parse_from([
+        let cli = Cli::try_parse_with_default([
             "pod-identity-operator",
             "run",
             "--cluster-name",
@@ -464,7 +601,7 @@ mod tests {
             "10",
         ])
         .expect("valid command line");
-        let Some(Command::Run(args)) = cli.command else {
+        let Command::Run(args) = cli.command else {
             panic!("run expected");
         };
         assert!(args.leader_elect);
@@ -480,7 +617,7 @@ mod tests {
         assert_eq!(args.log_level.as_deref(), Some("debug"));
         assert_eq!(args.shutdown_timeout, 10);
         assert!(
-            Cli::try_parse_from([
+            Cli::try_parse_with_default([
                 "pod-identity-operator",
                 "--cluster-name",
                 "p",
@@ -492,26 +629,21 @@ mod tests {
 
     #[test]
     fn run_is_the_default_command() {
-        let cli = Cli::try_parse_from(["pod-identity-operator", "--cluster-name", "prod"])
+        let cli = Cli::try_parse_with_default(["pod-identity-operator", "--cluster-name", "prod"])
             .expect("valid command line");
-        if let Some(run) = &cli.run
-            && std::env::var_os("PIO_IAM_RATE").is_none()
-        {
-            assert_eq!(
-                Rate::from_flags(run.iam_rate, run.iam_burst),
-                Some(Rate::IAM_DEFAULT)
-            );
-        }
-        assert!(cli.command.is_none());
-        assert_eq!(cli.run.map(|r| r.cluster_name), Some("prod".to_string()));
-        let cli = Cli::try_parse_from(["pod-identity-operator", "crd"]).expect("crd");
-        assert!(matches!(cli.command, Some(Command::Crd)));
+        let Command::Run(run) = cli.command else {
+            panic!("run expected");
+        };
+        assert_eq!(run.cluster_name, "prod");
+        let cli = Cli::try_parse_with_default(["pod-identity-operator", "crd"]).expect("crd");
+        assert!(matches!(cli.command, Command::Crd));
     }
 
     #[test]
     fn sandbox_has_defaults_and_takes_its_flags() {
-        let cli = Cli::try_parse_from(["pod-identity-operator", "sandbox"]).expect("sandbox");
-        let Some(Command::Sandbox(args)) = cli.command else {
+        let cli =
+            Cli::try_parse_with_default(["pod-identity-operator", "sandbox"]).expect("sandbox");
+        let Command::Sandbox(args) = cli.command else {
             panic!("sandbox expected");
         };
         assert_eq!(
@@ -520,7 +652,7 @@ mod tests {
         );
         assert_eq!(args.inventory_addr.to_string(), "127.0.0.1:0");
         assert!(!args.quiet && args.apply.is_none() && !args.wire);
-        let cli = Cli::try_parse_from([
+        let cli = Cli::try_parse_with_default([
             "pod-identity-operator",
             "sandbox",
             "--kubeconfig",
@@ -533,7 +665,7 @@ mod tests {
             "--wire",
         ])
         .expect("sandbox flags");
-        let Some(Command::Sandbox(args)) = cli.command else {
+        let Command::Sandbox(args) = cli.command else {
             panic!("sandbox expected");
         };
         assert_eq!(args.inventory_addr.port(), 8099);
