@@ -11,8 +11,9 @@
 //! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
 //! bindings that name them.
 //!
-//! Only changes of a binding's generation, finalizers or deletion wake it: its status,
-//! which the operator writes, does not. AWS calls go through a client-side token bucket
+//! Every change of a binding wakes it, its own status writes included: a retry still
+//! waits out its [`backoff`], and a pass after a `Ready` one skips the AWS reads
+//! ([`confirmed`]). AWS calls go through a client-side token bucket
 //! per service ([`crate::aws::ratelimit`], `Settings::iam_rate`/`eks_rate`), and at most
 //! `Settings::concurrency` bindings are reconciled at once.
 //!
