@@ -25,9 +25,30 @@ use crate::Error;
 use crate::crd::{Condition, PodIdentityBindingStatus};
 use crate::error::{AwsError, ErrorClass};
 
-/// Every reason a condition can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+/// Declares [`Reason`] with its name as a string and the list of all reasons, from one
+/// list of variants.
+macro_rules! reasons {
+    ($($name:ident),* $(,)?) => {
+        /// Every reason a condition can carry.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason {
+            $($name),*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &[Reason] = &[$(Reason::$name),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => stringify!($name)),*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
     Reconciled,
     RoleCreated,
     RoleExisting,
@@ -53,65 +74,6 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
-        use Reason::*;
-        match self {
-            Reconciled => "Reconciled",
-            RoleCreated => "RoleCreated",
-            RoleExisting => "RoleExisting",
-            ServiceAccountCreated => "ServiceAccountCreated",
-            ServiceAccountFound => "ServiceAccountFound",
-            ServiceAccountNotFound => "ServiceAccountNotFound",
-            AssociationCreated => "AssociationCreated",
-            AssociationAdopted => "AssociationAdopted",
-            Waiting => "Waiting",
-            Retrying => "Retrying",
-            Throttled => "Throttled",
-            RolePropagating => "RolePropagating",
-            InvalidSpec => "InvalidSpec",
-            PolicyDenied => "PolicyDenied",
-            RoleConflict => "RoleConflict",
-            RoleNotFound => "RoleNotFound",
-            RoleTrustMissing => "RoleTrustMissing",
-            AssociationConflict => "AssociationConflict",
-            CleanupBlocked => "CleanupBlocked",
-            AccessDenied => "AccessDenied",
-            ClusterNotFound => "ClusterNotFound",
-            QuotaExceeded => "QuotaExceeded",
-        }
-    }
-}
-
-impl Reason {
-    /// Every reason, in declaration order.
-    pub const ALL: &[Reason] = {
-        use Reason::*;
-        &[
-            Reconciled,
-            RoleCreated,
-            RoleExisting,
-            ServiceAccountCreated,
-            ServiceAccountFound,
-            ServiceAccountNotFound,
-            AssociationCreated,
-            AssociationAdopted,
-            Waiting,
-            Retrying,
-            Throttled,
-            RolePropagating,
-            InvalidSpec,
-            PolicyDenied,
-            RoleConflict,
-            RoleNotFound,
-            RoleTrustMissing,
-            AssociationConflict,
-            CleanupBlocked,
-            AccessDenied,
-            ClusterNotFound,
-            QuotaExceeded,
-        ]
-    };
-
     /// True when a binding held up by this reason needs a person to move on (kstatus
     /// `Stalled`); the others of a condition that is not `True` are progress
     /// (`Reconciling`).
