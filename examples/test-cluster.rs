@@ -34,11 +34,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(anyhow::Error::msg)?;
             let operator = plane
-                .kubeconfig_for(
-                    "operator",
-                    "system:serviceaccount:pod-identity-system:pod-identity-operator",
-                    None,
-                )
+                .kubeconfig_for("operator", cluster::OPERATOR_USER, None)
                 .map_err(anyhow::Error::msg)?;
             let admin = plane.kubeconfig().to_owned();
             let url = plane.url();
@@ -48,7 +44,10 @@ async fn main() -> anyhow::Result<()> {
                 .map(|(name, pid)| format!("{pid} {name}"))
                 .collect();
             std::fs::write(&pids, lines.join("\n") + "\n").context("write pids")?;
-            eprintln!("kube-apiserver at {url}; logs and certificates in {}", dir.display());
+            eprintln!(
+                "kube-apiserver at {url}; logs and certificates in {}",
+                dir.display()
+            );
             eprintln!(
                 "the operator's own identity (bound by config/rbac/): {}",
                 operator.display()

@@ -346,7 +346,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
 
     let log = dir.path().join("operator.log");
     let mut operator = spawn_operator(
-        &kubeconfig,
+        &kube.operator_kubeconfig,
         &cluster,
         &access,
         target.external_kube().then_some(ns),
@@ -464,14 +464,14 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
 
     let dir = tempfile::tempdir().expect("temp dir");
     let (kube, ns) = Kube::start_in(&target, dir.path(), NS).await;
-    let (kubeconfig, client) = (kube.kubeconfig.clone(), kube.client.clone());
+    let client = kube.client.clone();
     let ns = ns.as_str();
     let only = target.external_kube().then_some(ns);
     let log = dir.path().join("operator.log");
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     let access = local(&aws_url);
 
-    let mut operator = spawn_operator(&kubeconfig, CLUSTER, &access, only, 1, &log);
+    let mut operator = spawn_operator(&kube.operator_kubeconfig, CLUSTER, &access, only, 1, &log);
     let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), ns);
     let binding: PodIdentityBinding = serde_json::from_value(json!({
         "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
@@ -499,7 +499,7 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
     drop(operator);
     aws.knobs()
         .set_operation_latency("CreatePodIdentityAssociation", Duration::ZERO);
-    let operator = spawn_operator(&kubeconfig, CLUSTER, &access, only, 1, &log);
+    let operator = spawn_operator(&kube.operator_kubeconfig, CLUSTER, &access, only, 1, &log);
 
     let deadline = Instant::now() + WAIT;
     loop {
@@ -605,6 +605,7 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
         defaults,
         Target {
             kubeconfig: None,
+            operator_kubeconfig: None,
             aws: AwsTarget::Local,
             cluster_name: "e2e".into(),
             region: "us-east-1".into(),
@@ -684,6 +685,20 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
             "E2E_AWS_ENDPOINT",
         ),
         (
+            vec![("E2E_OPERATOR_KUBECONFIG", file.display().to_string())],
+            "needs E2E_KUBECONFIG",
+        ),
+        (
+            vec![
+                ("E2E_KUBECONFIG", file.display().to_string()),
+                (
+                    "E2E_OPERATOR_KUBECONFIG",
+                    dir.path().join("missing").display().to_string(),
+                ),
+            ],
+            "E2E_OPERATOR_KUBECONFIG",
+        ),
+        (
             vec![("E2E_AWS_CREDENTIALS", "yes please".into())],
             "E2E_AWS_CREDENTIALS",
         ),
@@ -706,16 +721,18 @@ fn the_suite_targets_an_external_cluster_and_endpoint_from_the_environment() {
 struct CrashReport {
     path: std::path::PathBuf,
     seed: u64,
+    kube: String,
 }
 
 impl CrashReport {
-    fn new(seed: u64) -> CrashReport {
+    fn new(seed: u64, file: &str, kube: &str) -> CrashReport {
         let dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
         let report = CrashReport {
-            path: dir.join("crash-safety-report.txt"),
+            path: dir.join(file),
             seed,
+            kube: kube.to_owned(),
         };
         report.write(&["result: running (the test failed if this is the last line)".into()]);
         report
@@ -723,7 +740,7 @@ impl CrashReport {
 
     /// Keeps the whole operator log next to the report, for a failed run.
     fn keep_operator_log(&self, log: &std::path::Path) {
-        let kept = self.path.with_file_name("crash-safety-operator.log");
+        let kept = self.path.with_extension("operator.log");
         if let Err(e) = std::fs::copy(log, &kept) {
             eprintln!("cannot keep the operator log at {}: {e}", kept.display());
         } else {
@@ -734,7 +751,8 @@ impl CrashReport {
     fn write(&self, lines: &[String]) {
         let seed = self.seed;
         let mut text = format!(
-            "crash-safety run of the operator binary\nseed: {seed} (replay with CRASH_SEED={seed})\n"
+            "crash-safety run of the operator binary on {}\nseed: {seed} (replay with CRASH_SEED={seed})\n",
+            self.kube
         );
         for line in lines {
             text.push_str(line);
@@ -755,18 +773,127 @@ impl CrashReport {
 /// expected roles, policies and associations. Replay a failure with `CRASH_SEED`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() {
-    use pod_identity_operator::aws::faults::Fault;
-    use pod_identity_operator::aws::sim::{AwsSim, DEFAULT_MANAGED_POLICIES, SimConfig};
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-    use std::collections::BTreeMap;
-
     const TEST: &str = "the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults";
     let target = Target::from_env();
     if target.skip_without_kubesim(TEST, "watch-drop fault injection") {
         return;
     }
     target.note_simulator_kept(TEST, "fault injection (AWS writes failing after effect)");
+    crash_safety_run(CrashKube::kubesim().await).await;
+}
+
+/// The crash-safety run on a real control plane of the test's own: its watches break
+/// for real, by kube-apiserver being SIGKILLed and restarted during the churn, and the
+/// operator runs as the identity `config/rbac/` binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_survives_seeded_kills_apiserver_restarts_and_aws_faults() {
+    crash_safety_run(CrashKube::real_apiserver().await).await;
+}
+
+/// The Kubernetes side of a crash-safety run, and how it breaks the operator's watches.
+enum CrashKube {
+    /// kubesim over TCP; watches are dropped by its fault injection.
+    Kubesim {
+        kube: KubeSim,
+        server: pod_identity_operator::kubesim::ServerHandle,
+        dir: tempfile::TempDir,
+    },
+    /// A real control plane; kube-apiserver is killed and restarted.
+    Real {
+        plane: support::cluster::ControlPlane,
+        operator_kubeconfig: std::path::PathBuf,
+    },
+}
+
+impl CrashKube {
+    async fn kubesim() -> CrashKube {
+        let kube = KubeSim::new();
+        let server = kube
+            .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
+            .await
+            .expect("kubesim serves");
+        let dir = tempfile::tempdir().expect("temp dir");
+        server
+            .write_kubeconfig(&dir.path().join("kubeconfig"))
+            .expect("kubeconfig");
+        support::install_crd(&kube.client()).await;
+        CrashKube::Kubesim { kube, server, dir }
+    }
+
+    async fn real_apiserver() -> CrashKube {
+        let plane = support::cluster::ControlPlane::start(Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
+        let operator_kubeconfig = support::cluster::install_operator_identity(&plane);
+        CrashKube::Real {
+            plane,
+            operator_kubeconfig,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            CrashKube::Kubesim { .. } => "kubesim",
+            CrashKube::Real { .. } => "a real kube-apiserver",
+        }
+    }
+
+    async fn client(&self) -> kube::Client {
+        match self {
+            CrashKube::Kubesim { kube, .. } => kube.client(),
+            CrashKube::Real { plane, .. } => plane.admin_client().await.expect("admin client"),
+        }
+    }
+
+    fn operator_kubeconfig(&self) -> std::path::PathBuf {
+        match self {
+            CrashKube::Kubesim { dir, .. } => dir.path().join("kubeconfig"),
+            CrashKube::Real {
+                operator_kubeconfig,
+                ..
+            } => operator_kubeconfig.clone(),
+        }
+    }
+
+    /// The report's file name, in the target folder.
+    fn report_file(&self) -> &'static str {
+        match self {
+            CrashKube::Kubesim { .. } => "crash-safety-report.txt",
+            CrashKube::Real { .. } => "crash-safety-report-real-apiserver.txt",
+        }
+    }
+
+    /// Breaks every watch: kubesim drops them; the real kube-apiserver is SIGKILLed and
+    /// started again after a pause (the call returns once it serves again).
+    async fn break_watches(&mut self, rng: &mut rand::rngs::StdRng) {
+        use rand::Rng;
+        match self {
+            CrashKube::Kubesim { kube, .. } => kube.faults().drop_watches(),
+            CrashKube::Real { plane, .. } => {
+                plane.kill_apiserver();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..1000))).await;
+                plane
+                    .start_apiserver()
+                    .await
+                    .unwrap_or_else(|e| panic!("kube-apiserver did not come back: {e}"));
+            }
+        }
+    }
+
+    async fn stop(self) {
+        if let CrashKube::Kubesim { server, .. } = self {
+            server.shutdown().await;
+        }
+    }
+}
+
+async fn crash_safety_run(mut side: CrashKube) {
+    use pod_identity_operator::aws::faults::Fault;
+    use pod_identity_operator::aws::sim::{AwsSim, DEFAULT_MANAGED_POLICIES, SimConfig};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+
     const CLUSTER: &str = "crash";
     const BINDINGS: usize = 20;
     const KILLS: usize = 32;
@@ -775,7 +902,12 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         .ok()
         .map(|s| s.parse().expect("CRASH_SEED is a number"))
         .unwrap_or(20_261_123);
-    let report = CrashReport::new(seed);
+    let report = CrashReport::new(seed, side.report_file(), side.name());
+    // The real server takes seconds to come back, so it is broken less often.
+    let break_chance = match side {
+        CrashKube::Kubesim { .. } => 0.2,
+        CrashKube::Real { .. } => 0.1,
+    };
     let mut rng = StdRng::seed_from_u64(seed);
 
     let aws = Arc::new(AwsSim::new(SimConfig {
@@ -804,16 +936,9 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
         &writes,
     );
     let (aws_url, front) = serve_simulator(aws.clone()).await;
-    let kube = KubeSim::new();
-    let server = kube
-        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-        .await
-        .expect("kubesim serves");
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let client = kube.client();
-    support::install_crd(&client).await;
+    let kubeconfig = side.operator_kubeconfig();
+    let client = side.client().await;
     let log = dir.path().join("operator.log");
     let log_tail = || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -916,8 +1041,8 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
                 expected.remove(&name);
             }
         }
-        if rng.random_bool(0.2) {
-            kube.faults().drop_watches();
+        if rng.random_bool(break_chance) {
+            side.break_watches(&mut rng).await;
             watch_drops += 1;
         }
         if kill_after.contains(&step) {
@@ -947,7 +1072,14 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
             ops.len()
         ),
         format!("SIGKILLs and restarts: {kills}"),
-        format!("watch drops: {watch_drops}"),
+        format!("Kubernetes: {}", side.name()),
+        format!(
+            "{}: {watch_drops}",
+            match side {
+                CrashKube::Kubesim { .. } => "watch drops",
+                CrashKube::Real { .. } => "kube-apiserver SIGKILLs and restarts",
+            }
+        ),
         format!(
             "AWS faults: {:.0}% of {} write kinds time out after their effect; {} injected",
             FAULT_FRACTION * 100.0,
@@ -1056,7 +1188,7 @@ async fn the_operator_binary_survives_seeded_kills_watch_drops_and_aws_faults() 
     assert!(kills >= 30);
     drop(operator);
     front.abort();
-    server.shutdown().await;
+    side.stop().await;
 }
 
 /// Where a [`Stack`]'s AWS inventory comes from.
@@ -1143,7 +1275,7 @@ impl Stack {
         let limit = self.target.external_kube().then_some(ns);
         if self.operators.is_empty() || limit.is_some() {
             let operator = spawn_operator(
-                &self.kube.kubeconfig,
+                &self.kube.operator_kubeconfig,
                 &self.cluster,
                 &self.access,
                 limit,

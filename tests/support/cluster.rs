@@ -153,7 +153,10 @@ impl Authority {
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| format!("{stem} certificate: {e}"))?;
-        let (crt, pem) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+        let (crt, pem) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
         write(&crt, &cert.pem())?;
         write(&pem, &key.serialize_pem())?;
         Ok((crt, pem))
@@ -323,7 +326,10 @@ impl ControlPlane {
             vec!["localhost".into(), "127.0.0.1".into(), "10.0.0.1".into()],
             ExtendedKeyUsagePurpose::ServerAuth,
         )?;
-        let (sa_key, sa_pub) = (dir.join("service-account.key"), dir.join("service-account.pub"));
+        let (sa_key, sa_pub) = (
+            dir.join("service-account.key"),
+            dir.join("service-account.pub"),
+        );
         let sa = KeyPair::generate().map_err(|e| format!("service account key: {e}"))?;
         write(&sa_key, &sa.serialize_pem())?;
         write(&sa_pub, &sa.public_key_pem())?;
@@ -380,7 +386,13 @@ impl ControlPlane {
         let admin = dir.join("admin.kubeconfig");
         write(
             &admin,
-            &kubeconfig(apiserver_port, &dir.join("ca.crt"), &admin_crt, &admin_key, "admin"),
+            &kubeconfig(
+                apiserver_port,
+                &dir.join("ca.crt"),
+                &admin_crt,
+                &admin_key,
+                "admin",
+            ),
         )?;
         let mut plane = ControlPlane {
             binaries: binaries.clone(),
@@ -527,7 +539,13 @@ impl ControlPlane {
         let path = self.dir.join(format!("{stem}.kubeconfig"));
         write(
             &path,
-            &kubeconfig(self.apiserver_port, &self.dir.join("ca.crt"), &crt, &key, stem),
+            &kubeconfig(
+                self.apiserver_port,
+                &self.dir.join("ca.crt"),
+                &crt,
+                &key,
+                stem,
+            ),
         )?;
         Ok(path)
     }
@@ -660,4 +678,44 @@ pub async fn client_from(path: &Path) -> Result<Client, String> {
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Client::try_from(config).map_err(|e| format!("client for {}: {e}", path.display()))
+}
+
+/// The user `config/rbac/` binds: the operator's ServiceAccount, as the API server names
+/// it (a client certificate with this CN is matched by ServiceAccount subjects).
+pub const OPERATOR_USER: &str = "system:serviceaccount:pod-identity-system:pod-identity-operator";
+
+/// Installs what the operator needs as the README says, with kubectl as the admin: the
+/// CRD (waited Established), the operator's namespace and `config/rbac/` in it. Returns
+/// a kubeconfig for [`OPERATOR_USER`], who may do only what `config/rbac/` grants.
+pub fn install_operator_identity(plane: &ControlPlane) -> PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let crd = format!("{root}/crds/podidentitybindings.yaml");
+    let namespace = format!("{root}/config/default/namespace.yaml");
+    let rbac = format!("{root}/config/rbac");
+    let steps: [&[&str]; 4] = [
+        &["apply", "-f", &crd],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/podidentitybindings.podidentity.dev",
+        ],
+        &["apply", "-f", &namespace],
+        &["apply", "-n", "pod-identity-system", "-k", &rbac],
+    ];
+    for args in steps {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(plane.kubeconfig())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("kubectl runs (install the kubectl client): {e}"));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    plane
+        .kubeconfig_for("operator", OPERATOR_USER, None)
+        .unwrap_or_else(|e| panic!("operator kubeconfig: {e}"))
 }

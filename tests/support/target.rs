@@ -4,6 +4,9 @@
 //! - `E2E_KUBECONFIG`: a kubeconfig file of another cluster (a kind cluster, say). The
 //!   CRD is applied there with kubectl, each test works in a namespace of its own and
 //!   runs its operators with `--namespace`, so tests never see each other's bindings.
+//! - `E2E_OPERATOR_KUBECONFIG` (with `E2E_KUBECONFIG`): the kubeconfig the operator
+//!   processes get, for running them as the identity `config/rbac/` binds (the test's
+//!   own checks keep `E2E_KUBECONFIG`); `config/rbac/` is then applied with kubectl.
 //! - `E2E_AWS_ENDPOINT`: an http(s) URL serving IAM and EKS (moto/ministack elsewhere,
 //!   LocalStack), holding the EKS cluster `E2E_CLUSTER_NAME` (default `e2e`); or
 //!   `E2E_AWS_CREDENTIALS=1`: real AWS, through the standard credential chain, in
@@ -42,6 +45,7 @@ pub enum AwsTarget {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub kubeconfig: Option<PathBuf>,
+    pub operator_kubeconfig: Option<PathBuf>,
     pub aws: AwsTarget,
     pub cluster_name: String,
     pub region: String,
@@ -65,6 +69,18 @@ impl Target {
             && !path.is_file()
         {
             return Err(format!("E2E_KUBECONFIG={}: no such file", path.display()));
+        }
+        let operator_kubeconfig = get("E2E_OPERATOR_KUBECONFIG").map(PathBuf::from);
+        if let Some(path) = &operator_kubeconfig {
+            if kubeconfig.is_none() {
+                return Err("E2E_OPERATOR_KUBECONFIG needs E2E_KUBECONFIG".into());
+            }
+            if !path.is_file() {
+                return Err(format!(
+                    "E2E_OPERATOR_KUBECONFIG={}: no such file",
+                    path.display()
+                ));
+            }
         }
         let credentials = match get("E2E_AWS_CREDENTIALS").as_deref() {
             None | Some("0") | Some("false") => false,
@@ -90,6 +106,7 @@ impl Target {
         };
         Ok(Target {
             kubeconfig,
+            operator_kubeconfig,
             aws,
             cluster_name: get("E2E_CLUSTER_NAME").unwrap_or_else(|| "e2e".into()),
             region: get("E2E_REGION").unwrap_or_else(|| "us-east-1".into()),
@@ -220,6 +237,8 @@ impl AwsAccess {
 pub struct Kube {
     pub client: Client,
     pub kubeconfig: PathBuf,
+    /// What the operator processes get: `E2E_OPERATOR_KUBECONFIG`, else `kubeconfig`.
+    pub operator_kubeconfig: PathBuf,
     pub sim: Option<KubeSim>,
     server: Option<ServerHandle>,
     created: Vec<String>,
@@ -241,9 +260,18 @@ impl Kube {
                 )
                 .await
                 .expect("kubeconfig usable");
+                let operator_kubeconfig = match &target.operator_kubeconfig {
+                    Some(path) => {
+                        let copy = dir.join("operator.kubeconfig");
+                        std::fs::copy(path, &copy).expect("copy E2E_OPERATOR_KUBECONFIG");
+                        copy
+                    }
+                    None => kubeconfig.clone(),
+                };
                 Kube {
                     client: Client::try_from(config).expect("client"),
                     kubeconfig,
+                    operator_kubeconfig,
                     sim: None,
                     server: None,
                     created: Vec::new(),
@@ -258,6 +286,7 @@ impl Kube {
                 server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
                 Kube {
                     client: sim.client(),
+                    operator_kubeconfig: kubeconfig.clone(),
                     kubeconfig,
                     sim: Some(sim),
                     server: Some(server),
@@ -267,6 +296,22 @@ impl Kube {
         };
         let crd_file = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/podidentitybindings.yaml");
         kubectl(&kube.kubeconfig, &["apply", "-f", crd_file]);
+        if target.operator_kubeconfig.is_some() {
+            // Once per test process: the operator's identity, installed as the README
+            // says (its namespace, then config/rbac/ into it).
+            static RBAC: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+            RBAC.get_or_init(|| async {
+                let rbac = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rbac");
+                let namespace =
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/config/default/namespace.yaml");
+                kubectl(&kube.kubeconfig, &["apply", "-f", namespace]);
+                kubectl(
+                    &kube.kubeconfig,
+                    &["apply", "-n", "pod-identity-system", "-k", rbac],
+                );
+            })
+            .await;
+        }
         kube
     }
 
