@@ -8,7 +8,8 @@
 //! static list of its reads, and every write it makes while a binding is created,
 //! moved to another ServiceAccount and deleted against kubesim and the AWS simulator);
 //! the IAM policy against every API the AWS traits map to and every call the simulator
-//! saw; `default/` and `samples/` applied to kubesim with `kubectl apply` (client-side
+//! saw; `default/` and `samples/` applied with `kubectl apply` to kubesim and to a real
+//! kube-apiserver (`support/cluster.rs`) (client-side
 //! from the rendered text, and server-side with `-k`); the Argo CD
 //! Lua health check on sample statuses, and the Flux CEL expressions agreeing with it.
 
@@ -16,6 +17,8 @@
 #[path = "support/kubectl.rs"]
 mod kubectl;
 use kubectl::kubectl_path;
+#[path = "support/cluster.rs"]
+mod cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -1012,6 +1015,28 @@ struct Kubectl {
 }
 
 impl Kubectl {
+    /// `kubectl wait` until the binding CRD is Established.
+    fn wait_crd_established(&self) {
+        let out = Command::new(&self.bin)
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/podidentitybindings.podidentity.dev",
+            ])
+            .arg("--cache-dir")
+            .arg(self.dir.join("cache"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.dir)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl wait for the CRD: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn apply_stdin(&self, manifests: &str) -> String {
         self.apply(&["-f", "-"], manifests)
     }
@@ -1102,11 +1127,35 @@ async fn kubesim_and_kubectl(
 async fn default_and_samples_apply_to_kubesim_with_kubectl() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let (server, k) = kubesim_and_kubectl(tmp.path()).await;
+    let client = server.client().await.expect("client over TCP");
+    default_and_samples_apply(&k, client).await;
+    server.shutdown().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_and_samples_apply_to_a_real_api_server_with_kubectl() {
+    let plane = cluster::ControlPlane::start(Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let k = Kubectl {
+        bin: kubectl_path(),
+        kubeconfig: plane.kubeconfig().to_owned(),
+        dir: tmp.path().to_path_buf(),
+    };
+    let client = plane.admin_client().await.expect("admin client");
+    default_and_samples_apply(&k, client).await;
+}
+
+/// `kubectl apply` of the rendered default installation, then of the samples: every
+/// object created with every field it was given, and a second apply changes nothing.
+async fn default_and_samples_apply(k: &Kubectl, client: Client) {
     let default = render_text("default");
     let samples = render_text("samples");
     // kubectl blocks; the server runs on this runtime's other worker meanwhile.
     let default_out = tokio::task::block_in_place(|| k.apply_stdin(&default));
+    // As a user would before applying instances: the new kind is served.
+    tokio::task::block_in_place(|| k.wait_crd_established());
     let samples_out = tokio::task::block_in_place(|| k.apply_stdin(&samples));
     for line in [
         "namespace/pod-identity-system created",
@@ -1126,7 +1175,6 @@ async fn default_and_samples_apply_to_kubesim_with_kubectl() {
         assert!(samples_out.contains(&line), "{line}:\n{samples_out}");
     }
 
-    let client = server.client().await.expect("client over TCP");
     let discovery = Discovery::new(client.clone())
         .run()
         .await
@@ -1149,7 +1197,6 @@ async fn default_and_samples_apply_to_kubesim_with_kubectl() {
         again.lines().all(|l| l.ends_with(" unchanged")),
         "second apply:\n{again}"
     );
-    server.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -1547,6 +1594,27 @@ fn dockerfile_builds_in_a_rust_stage_and_runs_distroless_nonroot() {
 async fn default_and_samples_apply_server_side_with_kustomize() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let (server, k) = kubesim_and_kubectl(tmp.path()).await;
+    let client = server.client().await.expect("client over TCP");
+    apply_server_side_with_kustomize(&k, client).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_and_samples_apply_server_side_with_kustomize_to_a_real_api_server() {
+    let plane = cluster::ControlPlane::start(Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let k = Kubectl {
+        bin: kubectl_path(),
+        kubeconfig: plane.kubeconfig().to_owned(),
+        dir: tmp.path().to_path_buf(),
+    };
+    let client = plane.admin_client().await.expect("admin client");
+    apply_server_side_with_kustomize(&k, client).await;
+}
+
+async fn apply_server_side_with_kustomize(k: &Kubectl, client: Client) {
     for base in ["default", "samples"] {
         let dir = root().join("config").join(base);
         let dir = dir.to_string_lossy().into_owned();
@@ -1558,13 +1626,12 @@ async fn default_and_samples_apply_server_side_with_kustomize() {
             .filter(|l| l.ends_with(" serverside-applied"))
             .count();
         assert_eq!(applied, render(base).len(), "{base}:\n{out}");
+        tokio::task::block_in_place(|| k.wait_crd_established());
     }
-    let client = server.client().await.expect("client over TCP");
     let discovery = Discovery::new(client.clone())
         .run()
         .await
         .expect("discovery");
     assert_applied(&client, &discovery, &render("default")).await;
     assert_applied(&client, &discovery, &render("samples")).await;
-    server.shutdown().await;
 }

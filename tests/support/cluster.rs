@@ -370,6 +370,9 @@ impl ControlPlane {
             format!("--service-account-signing-key-file={}", sa_key.display()),
             "--disable-admission-plugins=ServiceAccount".into(),
             "--allow-privileged=true".into(),
+            // As on clusters that guard ownerReferences: setting blockOwnerDeletion needs
+            // update on the owner's finalizers, which config/rbac/ grants.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
             // The "kubernetes" Endpoints would carry a loopback address.
             "--endpoint-reconciler-type=none".into(),
         ];
