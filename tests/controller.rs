@@ -1280,3 +1280,83 @@ async fn events_after_a_ready_pass_read_nothing_from_aws_until_something_changes
     );
     env.stop().await;
 }
+
+/// The policies of a role are read only when the operator made it (its cluster's path
+/// and ownership tags): an existing role named by `role.arn` is only ever read with
+/// GetRole, which is all the operator's IAM policy allows on it. Create, a switch to a
+/// managed role and back, and delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_role_is_only_ever_read_with_get_role() {
+    use pod_identity_operator::aws::{CreateRole, IamApi};
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    aws.create_role(&CreateRole {
+        name: "deploy".into(),
+        path: "/".into(),
+        assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
+        ..CreateRole::default()
+    })
+    .await
+    .expect("role");
+    aws.attach_role_policy("deploy", READ_ONLY)
+        .await
+        .expect("attach");
+    let policy_reads = |aws: &AwsSim| -> u64 {
+        [
+            "ListAttachedRolePolicies",
+            "ListRolePolicies",
+            "GetRolePolicy",
+        ]
+        .iter()
+        .map(|op| aws.knobs().calls_of(op))
+        .sum()
+    };
+    let existing = json!({"role": {"arn": "arn:aws:iam::111122223333:role/deploy"}});
+    env.apply("app", existing.clone()).await;
+    env.wait_converged("app").await;
+    assert_eq!(policy_reads(&aws), 0, "{:?}", aws.knobs().calls());
+
+    // To a managed role (the existing one is the previous role) and back.
+    env.bindings()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"role": {"arn": null, "managedPolicyArns": [READ_ONLY]}}}),
+            ),
+        )
+        .await
+        .expect("switch to a managed role");
+    let b = env.wait_converged("app").await;
+    assert!(
+        b.status
+            .as_ref()
+            .and_then(|s| s.role_arn.as_deref())
+            .is_some_and(|arn| arn.contains(":role/pod-identity/")),
+        "{:?}",
+        b.status
+    );
+    assert!(aws.knobs().calls_of("GetRole") > 0, "calls are counted");
+    env.bindings()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"role": {"arn": "arn:aws:iam::111122223333:role/deploy", "managedPolicyArns": null}}})),
+        )
+        .await
+        .expect("back to the existing role");
+    env.wait_converged("app").await;
+    assert_eq!(owned_roles(&aws, "app"), 0, "the managed role was removed");
+
+    // Deleting reads nothing but GetRole of the existing role; it stays untouched.
+    let before = policy_reads(&aws);
+    env.delete("app").await;
+    env.wait_gone("app").await;
+    assert_eq!(policy_reads(&aws), before, "{:?}", aws.knobs().calls());
+    let role = aws
+        .inventory()
+        .role("deploy")
+        .cloned()
+        .expect("existing role kept");
+    assert_eq!(role.attached_policy_arns, vec![READ_ONLY.to_owned()]);
+    env.stop().await;
+}

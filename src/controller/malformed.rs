@@ -219,7 +219,7 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
         let mut roles = Vec::new();
         if scope.deletion_policy == Some(DeletionPolicy::Delete) {
             for role in &scope.role_names {
-                if let Some(r) = observe::get_role(ctx.iam.as_ref(), role, true).await? {
+                if let Some(r) = observe::get_role(ctx.iam.as_ref(), role, Some(&cluster)).await? {
                     roles.push(r);
                 }
             }

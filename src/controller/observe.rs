@@ -68,14 +68,25 @@ fn observed_sa(sa: &ServiceAccount, binding_uid: &str) -> ObservedServiceAccount
     }
 }
 
+/// True for a role the operator made for this cluster: under the cluster's path, with
+/// ownership tags. Only such roles have their policies read; any other role (an existing
+/// one named by `role.arn`, or one squatting a managed name) is read with GetRole alone,
+/// which is all the operator's IAM policy allows on roles it does not own.
+fn made_by_operator(role: &Role, cluster: &str) -> bool {
+    role.path.starts_with(&naming::role_path(cluster)) && naming::has_ownership_tags(&role.tags)
+}
+
+/// GetRole, and for a role the operator made for `policies_of` (a cluster name) its
+/// attached and inline policies.
 pub(super) async fn get_role(
     iam: &dyn IamApi,
     name: &str,
-    details: bool,
+    policies_of: Option<&str>,
 ) -> Result<Option<ObservedRole>> {
     let Some(role) = iam.get_role(name).await? else {
         return Ok(None);
     };
+    let details = policies_of.is_some_and(|cluster| made_by_operator(&role, cluster));
     let mut observed = ObservedRole {
         role,
         attached: BTreeSet::new(),
@@ -158,11 +169,12 @@ pub async fn observe(
     }
 
     let managed = matches!(desired.role, DesiredRole::Managed(_));
-    observed.role = get_role(iam, desired.role.name(), managed).await?;
+    let cluster = desired.cluster_name.as_str();
+    observed.role = get_role(iam, desired.role.name(), managed.then_some(cluster)).await?;
     if let Some(prev) = status.role_arn.as_deref().and_then(naming::parse_role_arn)
         && !prev.name.eq_ignore_ascii_case(desired.role.name())
     {
-        observed.previous_role = get_role(iam, &prev.name, true).await?;
+        observed.previous_role = get_role(iam, &prev.name, Some(cluster)).await?;
     }
 
     observed.association = association_for(
@@ -256,7 +268,7 @@ pub async fn observe_for_cleanup(
         .into_iter()
         .filter(|n| naming::valid_role_name(n))
     {
-        if let Some(r) = get_role(iam, &name, true).await? {
+        if let Some(r) = get_role(iam, &name, Some(cluster_name)).await? {
             roles.push(r);
         }
     }
