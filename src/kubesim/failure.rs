@@ -181,6 +181,16 @@ impl Failure {
     }
 
     pub fn invalid(def: &ResourceDef, name: &str, causes: Vec<Cause>) -> Self {
+        Self::invalid_kind(&def.group, &def.kind, name, causes)
+    }
+
+    /// 422 about an object of `kind` in `group` (a request's options, say).
+    pub fn invalid_kind(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
         let listed: Vec<String> = causes
             .iter()
             .map(|c| {
@@ -199,15 +209,25 @@ impl Failure {
         let mut f = Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {summary}", def.qualified_kind()),
+            format!("{qualified} \"{name}\" is invalid: {summary}"),
         );
         f.details = Box::new(Details {
             name: name.to_owned(),
-            group: def.group.clone(),
-            kind: def.kind.clone(),
+            group: group.to_owned(),
+            kind: kind.to_owned(),
             causes,
         });
         f
+    }
+
+    /// 422 for an apply patch without a field manager.
+    pub fn apply_needs_manager() -> Self {
+        Self::invalid_kind(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![Cause::required("fieldManager").with_detail("is required for apply patch")],
+        )
     }
 
     /// 422 without field causes, as a failed JSON-patch `test` answers.

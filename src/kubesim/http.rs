@@ -529,9 +529,7 @@ impl Ctx<'_> {
                     other => return Err(Failure::unsupported_media_type(other)),
                 };
                 if kind == PatchKind::Apply && self.q("fieldManager").is_none() {
-                    return Err(Failure::bad_request(
-                        "PATCH request with apply-patch content type requires fieldManager",
-                    ));
+                    return Err(Failure::apply_needs_manager());
                 }
                 if opts.force && kind != PatchKind::Apply {
                     return Err(Failure::bad_request(

@@ -257,15 +257,6 @@ impl ResourceDef {
         }
     }
 
-    /// `ConfigMap` or `PodIdentityBinding.podidentity.dev`, as Invalid messages name kinds.
-    pub fn qualified_kind(&self) -> String {
-        if self.group.is_empty() {
-            self.kind.clone()
-        } else {
-            format!("{}.{}", self.kind, self.group)
-        }
-    }
-
     /// The verbs discovery lists.
     pub fn verbs(&self) -> Vec<&'static str> {
         vec![

@@ -496,11 +496,7 @@ impl State {
         opts.field_manager
             .clone()
             .filter(|m| !m.is_empty())
-            .ok_or_else(|| {
-                Failure::bad_request(
-                    "PATCH request with apply-patch content type requires fieldManager",
-                )
-            })
+            .ok_or_else(Failure::apply_needs_manager)
     }
 
     pub(super) fn apply_to(
