@@ -184,6 +184,14 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// A bound as Go's `%v` prints it: `10`, not `10.0`.
+fn number(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => v.to_string(),
+    }
+}
+
 fn cause_for(obj: &Value, err: &jsonschema::ValidationError<'_>) -> Cause {
     use jsonschema::error::ValidationErrorKind as K;
     let field = field_path(obj, &err.instance_path().to_string());
@@ -204,12 +212,12 @@ fn cause_for(obj: &Value, err: &jsonschema::ValidationError<'_>) -> Cause {
                 jsonschema::error::TypeKind::Multiple(ts) => format!("{ts:?}"),
             };
             let got = Value::String(type_name(value).to_owned());
-            Cause::invalid(
+            let shown_got = render_value(&got);
+            Cause::new(
+                "FieldValueTypeInvalid",
                 &field,
-                &got,
-                &format!(
-                    "{shown} in body must be of type {want}: {}",
-                    render_value(&got)
+                format!(
+                    "Invalid value: {shown_got}: {shown} in body must be of type {want}: {shown_got}"
                 ),
             )
         }
@@ -231,12 +239,18 @@ fn cause_for(obj: &Value, err: &jsonschema::ValidationError<'_>) -> Cause {
         K::Minimum { limit } => Cause::invalid(
             &field,
             value,
-            &format!("{shown} in body should be greater than or equal to {limit}"),
+            &format!(
+                "{shown} in body should be greater than or equal to {}",
+                number(limit)
+            ),
         ),
         K::Maximum { limit } => Cause::invalid(
             &field,
             value,
-            &format!("{shown} in body should be less than or equal to {limit}"),
+            &format!(
+                "{shown} in body should be less than or equal to {}",
+                number(limit)
+            ),
         ),
         K::MinLength { limit } => Cause::invalid(
             &field,
@@ -270,6 +284,45 @@ fn cause_for(obj: &Value, err: &jsonschema::ValidationError<'_>) -> Cause {
     }
 }
 
+/// Reasons of schema errors that keep the validation rules from being evaluated.
+const BLOCKING: &[&str] = &[
+    "FieldValueNotSupported",
+    "FieldValueRequired",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+];
+
+/// A failed validation rule as the real server words it: the value is shown for
+/// scalars and left out for objects and arrays; the rule's `reason` picks the cause.
+fn rule_cause(obj: &Value, e: &kube::core::cel::ValidationError) -> Cause {
+    let at = obj.pointer(&format!("/{}", e.field_path.replace('.', "/")));
+    let value = match at {
+        None | Some(Value::Object(_) | Value::Array(_)) => None,
+        Some(v) => Some(render_value(v)),
+    };
+    let field = e.field_path.as_str();
+    match e.reason.as_deref() {
+        Some("FieldValueForbidden") => Cause::forbidden(field, &e.message),
+        Some("FieldValueRequired") => Cause::required(field).with_detail(&e.message),
+        Some("FieldValueDuplicate") => Cause::new(
+            "FieldValueDuplicate",
+            field,
+            value.map_or("Duplicate value".into(), |v| {
+                format!("Duplicate value: {v}")
+            }),
+        ),
+        _ => Cause::new(
+            "FieldValueInvalid",
+            field,
+            match value {
+                Some(v) => format!("Invalid value: {v}: {}", e.message),
+                None => format!("Invalid value: {}", e.message),
+            },
+        ),
+    }
+}
+
 impl CompiledSchema {
     /// Compiles an `openAPIV3Schema`; the error is the reason it is not a usable schema.
     pub fn compile(schema: &Value) -> Result<Self, String> {
@@ -297,15 +350,19 @@ impl CompiledSchema {
             .iter_errors(obj)
             .map(|e| cause_for(obj, &e))
             .collect();
-        if causes.is_empty()
-            && self.has_cel
-            && let Err(errors) =
+        // as the real server: rules are not evaluated when a blocking error (a wrong
+        // type, a missing field, an unsupported value, too long, too many) was found
+        if self.has_cel {
+            if causes.iter().any(|c| BLOCKING.contains(&c.reason.as_str())) {
+                causes.push(Cause::new(
+                    "FieldValueInvalid",
+                    "<nil>",
+                    "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+                ));
+            } else if let Err(errors) =
                 kube::core::cel::Validator::new().validate_compiled(&self.cel, obj, old)
-        {
-            for e in errors.into_vec() {
-                let at = obj.pointer(&format!("/{}", e.field_path.replace('.', "/")));
-                let shown = Value::String(at.map_or("object", type_name).to_owned());
-                causes.push(Cause::invalid(&e.field_path, &shown, &e.message));
+            {
+                causes.extend(errors.into_vec().iter().map(|e| rule_cause(obj, e)));
             }
         }
         if causes.is_empty() {
