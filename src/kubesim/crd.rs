@@ -184,6 +184,7 @@ pub fn resource_def(crd: &Value) -> Result<ResourceDef, Vec<Cause>> {
         return_deleted_object: false,
         stored_as: None,
         normalize: None,
+        checks: None,
     })
 }
 

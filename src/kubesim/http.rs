@@ -478,6 +478,7 @@ impl Ctx<'_> {
             dry_run: self.q("dryRun").is_some(),
             strict: self.q("fieldValidation").is_some_and(|v| v == "Strict"),
             applying: false,
+            checks: None,
         }
     }
 
@@ -493,7 +494,10 @@ impl Ctx<'_> {
         let ns = t.namespace.as_deref();
         let name = t.name.as_deref().unwrap_or_default();
         let sub = t.sub.as_deref().filter(|s| *s == "status");
-        let opts = self.write_opts();
+        let opts = WriteOpts {
+            checks: t.shown.checks,
+            ..self.write_opts()
+        };
         let at = Addr {
             def: &t.def,
             version: &t.store_version,

@@ -62,7 +62,7 @@ fn is_qualified_part(s: &str) -> bool {
 }
 
 /// Label and annotation key: optional DNS-subdomain prefix and `/`, then a name part.
-fn is_qualified_name(key: &str) -> bool {
+pub fn is_qualified_name(key: &str) -> bool {
     match key.split_once('/') {
         Some((prefix, name)) => {
             !prefix.is_empty() && is_subdomain(prefix) && is_qualified_part(name)

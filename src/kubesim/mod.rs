@@ -97,6 +97,7 @@
 mod apply;
 mod crd;
 mod discovery;
+mod events;
 mod failure;
 mod faults;
 mod gc;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::events;
+use super::failure::Cause;
 use super::schema::CompiledSchema;
 
 /// A group and a resource (plural), the key under which objects are stored.
@@ -197,7 +199,13 @@ pub struct ResourceDef {
     /// Decodes an object into the kind's typed form and back (built-in kinds): the
     /// object without unknown fields, or why it cannot be decoded.
     pub normalize: Option<Normalize>,
+    /// The real server's own rules for writes through this resource (on the object in
+    /// storage shape, after decoding).
+    pub checks: Option<Checks>,
 }
+
+/// See [`ResourceDef::checks`]: the causes of a 422 for `new` (replacing `old` on update).
+pub type Checks = fn(new: &Value, old: Option<&Value>) -> Vec<Cause>;
 
 /// See [`ResourceDef::normalize`].
 pub type Normalize = fn(&Value) -> Result<Value, String>;
@@ -287,6 +295,7 @@ struct Builtin {
     normalize: Normalize,
     /// (storage group, storage resource, field renames)
     stored_as: Option<BuiltinView>,
+    checks: Option<Checks>,
 }
 
 type BuiltinView = (
@@ -313,6 +322,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: true,
         normalize: typed::<k8s_openapi::api::core::v1::Namespace>,
         stored_as: None,
+        checks: None,
         columns: || {
             vec![
                 Column::new("Status", "string", path(".status.phase")),
@@ -333,6 +343,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: true,
         normalize: typed::<k8s_openapi::api::core::v1::ServiceAccount>,
         stored_as: None,
+        checks: None,
         columns: || {
             vec![
                 Column::new(
@@ -357,6 +368,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::core::v1::ConfigMap>,
         stored_as: None,
+        checks: None,
         columns: || {
             vec![
                 Column::new(
@@ -381,6 +393,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: true,
         normalize: typed::<k8s_openapi::api::core::v1::Pod>,
         stored_as: None,
+        checks: None,
         columns: || {
             vec![
                 Column::new("Ready", "string", CellSource::PodReady),
@@ -407,6 +420,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::core::v1::Event>,
         stored_as: None,
+        checks: Some(events::check_core),
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -429,6 +443,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::events::v1::Event>,
         stored_as: Some(("", "events", EVENT_RENAMES)),
+        checks: Some(events::check_events_v1),
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -451,6 +466,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::coordination::v1::Lease>,
         stored_as: None,
+        checks: None,
         columns: || {
             vec![
                 Column::new("Holder", "string", path(".spec.holderIdentity")),
@@ -471,6 +487,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::apps::v1::Deployment>,
         stored_as: None,
+        checks: None,
         columns: || {
             vec![
                 Column::new("Ready", "string", path(".status.readyReplicas")),
@@ -494,6 +511,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::rbac::v1::ClusterRole>,
         stored_as: None,
+        checks: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -510,6 +528,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>,
         stored_as: None,
+        checks: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -526,6 +545,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::rbac::v1::Role>,
         stored_as: None,
+        checks: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -542,6 +562,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::api::rbac::v1::RoleBinding>,
         stored_as: None,
+        checks: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -557,6 +578,7 @@ const BUILTINS: &[Builtin] = &[
         return_deleted_object: false,
         normalize: typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
         stored_as: None,
+        checks: None,
         columns: || {
             vec![Column::new(
                 "Created At",
@@ -647,6 +669,7 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
                 storage_api_version: "v1",
                 renames,
             }),
+            checks: b.checks,
         })
         .collect()
 }

@@ -68,6 +68,9 @@ pub struct WriteOpts {
     /// The write is the last step of a server-side apply, whose field ownership is
     /// already recorded (set by the store itself).
     pub applying: bool,
+    /// The rules of the resource the request named (for a view such as events.k8s.io,
+    /// not those of its storage).
+    pub checks: Option<super::resources::Checks>,
 }
 
 impl WriteOpts {

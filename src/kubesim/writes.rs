@@ -75,6 +75,9 @@ impl State {
             *obj = normalized;
         }
         let mut causes = check_labels(obj.get("metadata").unwrap_or(&Value::Null));
+        if let Some(checks) = opts.checks {
+            causes.extend(checks(obj, old));
+        }
         if let Some(schema) = def.version(version).and_then(|v| v.schema.clone()) {
             match schema.admit(obj, old) {
                 Ok(pruned) if opts.strict && !pruned.is_empty() => {
