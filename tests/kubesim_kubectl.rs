@@ -1,7 +1,14 @@
-//! kubesim against the real `kubectl` (1.32), through a kubeconfig kubesim wrote.
+//! kubesim against the real `kubectl` (1.32), through a kubeconfig kubesim wrote; the
+//! same kubectl session also runs against a real kube-apiserver, with the same
+//! assertions.
 //!
-//! kubectl must be installed; this test fails (never skips) when it is not.
+//! kubectl and the real API server must be there; these tests fail (never skip) when
+//! they are not.
 
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/differential.rs"]
+mod differential;
 #[allow(dead_code)]
 #[path = "support/kubectl.rs"]
 mod kubectl;
@@ -118,20 +125,31 @@ fn widgets(client: &Client) -> Api<DynamicObject> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_verbs_work_against_kubesim() {
-    let bin = kubectl_path();
-    let tmp = tempfile::tempdir().unwrap();
+async fn kubectl_verbs_work_against_kubesim_and_the_real_server() {
+    eprintln!("-- kubesim over TCP");
     let sim = KubeSim::new();
     let server = sim.serve_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = tmp.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
+    kubectl_session(tmp.path(), &kubeconfig, sim.client()).await;
+    server.shutdown().await;
+
+    eprintln!("-- real kube-apiserver");
+    let plane = differential::start_real().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let client = plane.admin_client().await.unwrap();
+    kubectl_session(tmp.path(), plane.kubeconfig(), client).await;
+}
+
+/// kubectl verbs through `kubeconfig`, checked through `client` (the same server).
+async fn kubectl_session(dir: &Path, kubeconfig: &Path, client: Client) {
     let k = Kubectl {
-        bin,
-        kubeconfig,
-        cache: tmp.path().join("cache"),
-        dir: tmp.path().to_path_buf(),
+        bin: kubectl_path(),
+        kubeconfig: kubeconfig.to_path_buf(),
+        cache: dir.join("cache"),
+        dir: dir.to_path_buf(),
     };
-    let client = sim.client();
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
 
     // apply (client-side validation is left to the server through the OpenAPI v3 document)
@@ -141,6 +159,14 @@ async fn kubectl_verbs_work_against_kubesim() {
             .await
             .contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created")
     );
+    // kubesim establishes a CRD within its create, the real server a moment later
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=30s",
+    ])
+    .await;
     let objs = k.write("objs.yaml", &objects("red", "1"));
     let out = k.ok(&["apply", "-f", &objs]).await;
     assert!(
@@ -335,10 +361,6 @@ async fn kubectl_verbs_work_against_kubesim() {
     let out = k.ok(&["delete", "widget", "w1", "--wait"]).await;
     assert!(out.contains("widget.example.com \"w1\" deleted"), "{out}");
     assert!(k.ok(&["get", "widgets"]).await.is_empty());
-
-    // the kubeconfig writer's file is what kubectl used
-    assert!(Path::new(&k.kubeconfig).exists());
-    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
