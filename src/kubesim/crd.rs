@@ -148,6 +148,14 @@ pub fn resource_def(crd: &Value) -> Result<ResourceDef, Vec<Cause>> {
             name: vname,
             columns: columns(v),
             schema,
+            selectable_fields: v
+                .get("selectableFields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
+                .map(|p| p.trim_start_matches('.').to_owned())
+                .collect(),
         };
         if is_storage {
             served.insert(0, def);
@@ -185,6 +193,7 @@ pub fn resource_def(crd: &Value) -> Result<ResourceDef, Vec<Cause>> {
         stored_as: None,
         normalize: None,
         checks: None,
+        field_labels: None,
     })
 }
 

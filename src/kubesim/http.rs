@@ -306,6 +306,11 @@ impl Ctx<'_> {
 
     fn selectors(&self, t: &Target) -> Result<(LabelSelector, FieldSelector), Failure> {
         let fields = FieldSelector::parse(self.q("fieldSelector").map_or("", String::as_str))?;
+        for label in fields.labels() {
+            t.shown
+                .check_field_label(&t.version, label)
+                .map_err(Failure::bad_request)?;
+        }
         let fields = match &t.shown.stored_as {
             Some(sa) => fields.map_paths(|p| sa.dotted_to_storage(p)),
             None => fields,

@@ -268,6 +268,11 @@ impl FieldSelector {
             .all(|(k, eq, v)| (field_text(obj, k) == *v) == *eq)
     }
 
+    /// The field paths the selector names.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _, _)| k.as_str())
+    }
+
     /// The same selector with every field path rewritten by `f`.
     pub fn map_paths(self, f: impl Fn(&str) -> String) -> Self {
         Self(

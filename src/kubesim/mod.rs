@@ -31,8 +31,9 @@
 //!   names, categories, status subresource and printer columns, and gets `NamesAccepted`
 //!   and `Established`; deleting it deletes its objects (finalizers respected) and then
 //!   unregisters it.
-//! - Verbs: get, list (label selectors with every operator; field selectors on any dotted
-//!   path, `metadata.name`/`metadata.namespace` included; `limit`/`continue`), watch,
+//! - Verbs: get, list (label selectors with every operator; field selectors on the fields
+//!   the real server offers: `metadata.name`/`metadata.namespace`, the Pod, Namespace and
+//!   Event fields, a CRD's `selectableFields`; `limit`/`continue`), watch,
 //!   create (`generateName`, uid, creationTimestamp, generation 1), update (stale
 //!   resourceVersion → 409 Conflict; custom resources require a resourceVersion as the
 //!   real server does), patch (merge, JSON patch with `test`, strategic merge for built-in

@@ -165,6 +165,50 @@ const EVENT_RENAMES: &[(&str, &str)] = &[
     ("deprecatedCount", "count"),
 ];
 
+const NAMESPACE_FIELDS: &[&str] = &["status.phase", "metadata.name"];
+const POD_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.podIPs",
+    "status.nominatedNodeName",
+];
+const CORE_EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+    "metadata.namespace",
+    "metadata.name",
+];
+const EVENT_FIELDS: &[&str] = &[
+    "reason",
+    "regarding.kind",
+    "regarding.namespace",
+    "regarding.name",
+    "regarding.uid",
+    "regarding.apiVersion",
+    "regarding.resourceVersion",
+    "regarding.fieldPath",
+    "reportingController",
+    "type",
+    "metadata.namespace",
+    "metadata.name",
+];
+
 /// One served version of a resource.
 #[derive(Clone, Debug)]
 pub struct VersionDef {
@@ -173,6 +217,8 @@ pub struct VersionDef {
     pub columns: Vec<Column>,
     /// The compiled openAPIV3Schema of a custom resource version.
     pub schema: Option<Arc<CompiledSchema>>,
+    /// A custom resource version's `selectableFields` (`spec.color`).
+    pub selectable_fields: Vec<String>,
 }
 
 /// Everything the server knows about one resource.
@@ -202,6 +248,9 @@ pub struct ResourceDef {
     /// The real server's own rules for writes through this resource (on the object in
     /// storage shape, after decoding).
     pub checks: Option<Checks>,
+    /// The fields a built-in kind's field selectors may name; `None`: `metadata.name`
+    /// and `metadata.namespace`.
+    pub field_labels: Option<&'static [&'static str]>,
 }
 
 /// See [`ResourceDef::checks`]: the causes of a 422 for `new` (replacing `old` on update).
@@ -265,6 +314,33 @@ impl ResourceDef {
         }
     }
 
+    /// Whether a field selector may name `label` at `version`; the real server's words
+    /// when it may not.
+    pub fn check_field_label(&self, version: &str, label: &str) -> Result<(), String> {
+        let allowed = if self.custom {
+            label == "metadata.name"
+                || (self.namespaced && label == "metadata.namespace")
+                || self
+                    .version(version)
+                    .is_some_and(|v| v.selectable_fields.iter().any(|f| f == label))
+        } else {
+            match self.field_labels {
+                Some(labels) => labels.contains(&label),
+                None if label == "metadata.name" || label == "metadata.namespace" => true,
+                None => {
+                    return Err(format!(
+                        "{label:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    ));
+                }
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!("field label not supported: {label}"))
+        }
+    }
+
     /// The verbs discovery lists.
     pub fn verbs(&self) -> Vec<&'static str> {
         vec![
@@ -296,6 +372,7 @@ struct Builtin {
     /// (storage group, storage resource, field renames)
     stored_as: Option<BuiltinView>,
     checks: Option<Checks>,
+    field_labels: Option<&'static [&'static str]>,
 }
 
 type BuiltinView = (
@@ -323,6 +400,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::core::v1::Namespace>,
         stored_as: None,
         checks: None,
+        field_labels: Some(NAMESPACE_FIELDS),
         columns: || {
             vec![
                 Column::new("Status", "string", path(".status.phase")),
@@ -344,6 +422,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::core::v1::ServiceAccount>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || {
             vec![
                 Column::new(
@@ -369,6 +448,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::core::v1::ConfigMap>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || {
             vec![
                 Column::new(
@@ -394,6 +474,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::core::v1::Pod>,
         stored_as: None,
         checks: None,
+        field_labels: Some(POD_FIELDS),
         columns: || {
             vec![
                 Column::new("Ready", "string", CellSource::PodReady),
@@ -421,6 +502,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::core::v1::Event>,
         stored_as: None,
         checks: Some(events::check_core),
+        field_labels: Some(CORE_EVENT_FIELDS),
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -444,6 +526,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::events::v1::Event>,
         stored_as: Some(("", "events", EVENT_RENAMES)),
         checks: Some(events::check_events_v1),
+        field_labels: Some(EVENT_FIELDS),
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -467,6 +550,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::coordination::v1::Lease>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || {
             vec![
                 Column::new("Holder", "string", path(".spec.holderIdentity")),
@@ -488,6 +572,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::apps::v1::Deployment>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || {
             vec![
                 Column::new("Ready", "string", path(".status.readyReplicas")),
@@ -512,6 +597,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::rbac::v1::ClusterRole>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -529,6 +615,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -546,6 +633,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::rbac::v1::Role>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -563,6 +651,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::api::rbac::v1::RoleBinding>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -579,6 +668,7 @@ const BUILTINS: &[Builtin] = &[
         normalize: typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
         stored_as: None,
         checks: None,
+        field_labels: None,
         columns: || {
             vec![Column::new(
                 "Created At",
@@ -651,6 +741,7 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
                 name: b.version.to_owned(),
                 columns: (b.columns)(),
                 schema: None,
+                selectable_fields: Vec::new(),
             }],
             kind: b.kind.to_owned(),
             list_kind: format!("{}List", b.kind),
@@ -670,6 +761,7 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
                 renames,
             }),
             checks: b.checks,
+            field_labels: b.field_labels,
         })
         .collect()
 }
