@@ -38,6 +38,7 @@ fn widget_crd() -> CustomResourceDefinition {
             "versions": [{
                 "name": "v1", "served": true, "storage": true,
                 "subresources": {"status": {}},
+                "selectableFields": [{"jsonPath": ".spec.color"}],
                 "additionalPrinterColumns": [
                     {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
                     {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}
@@ -177,6 +178,25 @@ async fn crud_conflicts_selectors_and_bad_input() {
             .await
             .unwrap();
         assert_eq!(in_default.items.len(), 3);
+        // field selectors name only the fields the kind offers
+        let (code, _, msg) = api_error(
+            cms.list(&ListParams::default().fields("data.k=v"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (code, msg.as_str()),
+            (400, "\"data.k\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")
+        );
+        let nss: Api<Namespace> = Api::all(client.clone());
+        assert_eq!(
+            nss.list(&ListParams::default().fields("status.phase=Active"))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            4
+        );
 
         // optimistic concurrency
         let mut stale = cms.get("a").await.unwrap();
@@ -609,6 +629,20 @@ async fn crd_install_schema_errors_and_removal() {
         let ok = widgets.create(&PostParams::default(), &w).await.unwrap();
         assert_eq!(ok.data["spec"], json!({"color": "red", "size": 3}));
         assert!(ok.data.get("extra").is_none());
+
+        // field selectors on the CRD's selectable fields only
+        let red = widgets
+            .list(&ListParams::default().fields("spec.color=red"))
+            .await
+            .unwrap();
+        assert_eq!(red.items.len(), 1);
+        let (code, _, msg) = api_error(
+            widgets
+                .list(&ListParams::default().fields("spec.size=3"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((code, msg.as_str()), (400, "field label not supported: spec.size"));
 
         // schema violations: 422 with field paths
         let bad = widget(
