@@ -65,9 +65,17 @@ async fn the_controller_works_with_exactly_the_shipped_rbac_and_not_with_less() 
     aws.add_cluster(CLUSTER);
     // The controller as the operator's identity, watching the whole cluster as it does
     // when installed (the namespace setting only applies where the Env is shared).
-    let env = Env::start_on(operator.clone(), None, NS, CLUSTER, aws.clone(), aws.clone(), |s| {
-        s.namespace = None;
-    })
+    let env = Env::start_on(
+        operator.clone(),
+        None,
+        NS,
+        CLUSTER,
+        aws.clone(),
+        aws.clone(),
+        |s| {
+            s.namespace = None;
+        },
+    )
     .await;
     let bindings: Api<PodIdentityBinding> = Api::namespaced(admin.clone(), NS);
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NS);
@@ -77,12 +85,14 @@ async fn the_controller_works_with_exactly_the_shipped_rbac_and_not_with_less() 
         .await
         .expect("binding created");
     env.wait_converged("reader").await;
-    let sa = accounts.get("reader").await.expect("ServiceAccount created");
+    let sa = accounts
+        .get("reader")
+        .await
+        .expect("ServiceAccount created");
     assert!(
-        sa.metadata
-            .owner_references
-            .as_ref()
-            .is_some_and(|o| o.iter().any(|r| r.name == "reader" && r.controller == Some(true))),
+        sa.metadata.owner_references.as_ref().is_some_and(|o| o
+            .iter()
+            .any(|r| r.name == "reader" && r.controller == Some(true))),
         "the ServiceAccount is owned by its binding: {:?}",
         sa.metadata.owner_references
     );
@@ -111,15 +121,26 @@ async fn the_controller_works_with_exactly_the_shipped_rbac_and_not_with_less() 
         .expect("delete");
     env.wait_gone("reader").await;
     assert!(aws.inventory().roles.is_empty(), "role cleaned up");
-    assert!(aws.inventory().associations.is_empty(), "association cleaned up");
+    assert!(
+        aws.inventory().associations.is_empty(),
+        "association cleaned up"
+    );
 
     // One verb less: ServiceAccounts may no longer be created. A new binding is not
     // served (the API server refuses the create), while the old rights still let the
     // operator say so on the binding's status.
     let roles: Api<ClusterRole> = Api::all(admin.clone());
-    let mut role = roles.get("pod-identity-operator").await.expect("ClusterRole");
+    let mut role = roles
+        .get("pod-identity-operator")
+        .await
+        .expect("ClusterRole");
     for rule in role.rules.iter_mut().flatten() {
-        if rule.resources.iter().flatten().any(|r| r == "serviceaccounts") {
+        if rule
+            .resources
+            .iter()
+            .flatten()
+            .any(|r| r == "serviceaccounts")
+        {
             rule.verbs.retain(|v| v != "create");
         }
     }
