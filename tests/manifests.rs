@@ -276,6 +276,14 @@ fn every_kustomization_renders_the_expected_objects() {
             ],
         ),
         (
+            "monitoring",
+            vec![
+                ("PodMonitor", NAMESPACE, "pod-identity-operator"),
+                ("PrometheusRule", NAMESPACE, "pod-identity-operator"),
+                ("ConfigMap", NAMESPACE, "pod-identity-operator-dashboard"),
+            ],
+        ),
+        (
             "samples",
             vec![
                 ("PodIdentityBinding", "default", "s3-reader"),
