@@ -194,6 +194,7 @@ pub fn resource_def(crd: &Value) -> Result<ResourceDef, Vec<Cause>> {
         normalize: None,
         checks: None,
         field_labels: None,
+        generation: true,
     })
 }
 

@@ -225,8 +225,9 @@ impl State {
             let meta = meta_mut(&mut marked);
             meta.insert("deletionTimestamp".into(), json!(now()));
             meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-            meta.insert("generation".into(), json!(g + 1));
+            if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+                meta.insert("generation".into(), json!(g + 1));
+            }
         }
         if is_namespace(def) {
             marked["status"] = json!({"phase": "Terminating"});
@@ -279,8 +280,9 @@ impl State {
             if !meta.contains_key("deletionTimestamp") {
                 meta.insert("deletionTimestamp".into(), json!(now()));
                 meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-                let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-                meta.insert("generation".into(), json!(g + 1));
+                if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+                    meta.insert("generation".into(), json!(g + 1));
+                }
             }
             let fs = meta.entry("finalizers").or_insert_with(|| json!([]));
             if let Some(list) = fs.as_array_mut()

@@ -251,6 +251,9 @@ pub struct ResourceDef {
     /// The fields a built-in kind's field selectors may name; `None`: `metadata.name`
     /// and `metadata.namespace`.
     pub field_labels: Option<&'static [&'static str]>,
+    /// Objects carry `metadata.generation` (Pods, Deployments, CRDs and custom
+    /// resources; ConfigMaps, Namespaces and most other kinds do not).
+    pub generation: bool,
 }
 
 /// See [`ResourceDef::checks`]: the causes of a 422 for `new` (replacing `old` on update).
@@ -373,6 +376,7 @@ struct Builtin {
     stored_as: Option<BuiltinView>,
     checks: Option<Checks>,
     field_labels: Option<&'static [&'static str]>,
+    generation: bool,
 }
 
 type BuiltinView = (
@@ -401,6 +405,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: Some(NAMESPACE_FIELDS),
+        generation: false,
         columns: || {
             vec![
                 Column::new("Status", "string", path(".status.phase")),
@@ -423,6 +428,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: false,
         columns: || {
             vec![
                 Column::new(
@@ -449,6 +455,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: false,
         columns: || {
             vec![
                 Column::new(
@@ -475,6 +482,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: Some(POD_FIELDS),
+        generation: true,
         columns: || {
             vec![
                 Column::new("Ready", "string", CellSource::PodReady),
@@ -503,6 +511,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: Some(events::check_core),
         field_labels: Some(CORE_EVENT_FIELDS),
+        generation: false,
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -527,6 +536,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: Some(("", "events", EVENT_RENAMES)),
         checks: Some(events::check_events_v1),
         field_labels: Some(EVENT_FIELDS),
+        generation: false,
         columns: || {
             vec![
                 Column::new("Type", "string", path(".type")),
@@ -551,6 +561,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: false,
         columns: || {
             vec![
                 Column::new("Holder", "string", path(".spec.holderIdentity")),
@@ -573,6 +584,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: true,
         columns: || {
             vec![
                 Column::new("Ready", "string", path(".status.readyReplicas")),
@@ -598,6 +610,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: false,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -616,6 +629,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: false,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -634,6 +648,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: false,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -652,6 +667,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: false,
         columns: || vec![Column::age()],
     },
     Builtin {
@@ -669,6 +685,7 @@ const BUILTINS: &[Builtin] = &[
         stored_as: None,
         checks: None,
         field_labels: None,
+        generation: true,
         columns: || {
             vec![Column::new(
                 "Created At",
@@ -762,6 +779,7 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
             }),
             checks: b.checks,
             field_labels: b.field_labels,
+            generation: b.generation,
         })
         .collect()
 }

@@ -216,7 +216,11 @@ impl State {
             };
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             meta.insert("creationTimestamp".into(), json!(now()));
-            meta.insert("generation".into(), json!(1));
+            if def.generation {
+                meta.insert("generation".into(), json!(1));
+            } else {
+                meta.remove("generation");
+            }
             if !opts.applying {
                 meta.remove("managedFields");
             }
@@ -237,6 +241,7 @@ impl State {
         if is_namespace(def) {
             body["spec"] = json!({"finalizers": ["kubernetes"]});
             body["status"] = json!({"phase": "Active"});
+            name_label(&mut body, &name);
         }
         if def.group_resource() == GroupResource::new("", "pods")
             && body.pointer("/status/phase").is_none()
@@ -340,6 +345,7 @@ impl State {
         }
         if is_namespace(def) {
             new["spec"] = old.get("spec").cloned().unwrap_or(json!({}));
+            name_label(&mut new, name);
         }
         if is_crd(def) {
             new["status"] = old.get("status").cloned().unwrap_or(Value::Null);
@@ -395,7 +401,7 @@ impl State {
         }
         self.validate(def, version, &mut new, Some(&old), opts)?;
         let gen_before = generation_part(&old, def.status_subresource);
-        if generation_part(&new, def.status_subresource) != gen_before {
+        if def.generation && generation_part(&new, def.status_subresource) != gen_before {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -569,4 +575,14 @@ impl State {
         };
         self.create(def, version, ns, obj, &opts)
     }
+}
+
+/// The label the real server keeps on every Namespace: `kubernetes.io/metadata.name`.
+fn name_label(ns: &mut Value, name: &str) {
+    let meta = meta_mut(ns);
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    labels["kubernetes.io/metadata.name"] = json!(name);
 }
