@@ -363,6 +363,9 @@ impl Ctx<'_> {
         if let Some(c) = &page.continue_token {
             meta["continue"] = json!(c);
         }
+        if let Some(n) = page.remaining {
+            meta["remainingItemCount"] = json!(n);
+        }
         match self.shape() {
             Shape::Table => return Ok(ok(&table::table(&t.shown, &t.version, &items, meta))),
             Shape::Metadata => {

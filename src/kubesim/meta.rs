@@ -181,6 +181,10 @@ fn parse_set(s: &str) -> Option<Vec<String>> {
 }
 
 impl LabelSelector {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn parse(s: &str) -> Result<Self, Failure> {
         let bad = |t: &str| Failure::bad_request(format!("unable to parse requirement: {t:?}"));
         let mut reqs = Vec::new();
@@ -266,6 +270,10 @@ impl FieldSelector {
         self.0
             .iter()
             .all(|(k, eq, v)| (field_text(obj, k) == *v) == *eq)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// The field paths the selector names.

@@ -111,6 +111,9 @@ pub struct Page {
     pub items: Vec<Value>,
     pub resource_version: u64,
     pub continue_token: Option<String>,
+    /// Objects after this page, when the list has no selectors (as the real server
+    /// counts them).
+    pub remaining: Option<usize>,
 }
 
 /// Where a watch begins.
@@ -344,6 +347,7 @@ impl State {
         };
         let mut items = Vec::new();
         let mut next = None;
+        let mut remaining = 0;
         if let Some(map) = self.map(&def.group_resource()) {
             let scoped = map.iter().filter(|((ons, _), _)| match ns {
                 Some(ns) if def.namespaced => ons == ns,
@@ -356,16 +360,21 @@ impl State {
                 if !labels.matches(obj) || !fields.matches(obj) {
                     continue;
                 }
-                if limit.is_some_and(|l| l > 0 && items.len() == l) {
+                if next.is_some() {
+                    remaining += 1;
+                } else if limit.is_some_and(|l| l > 0 && items.len() == l) {
                     next = Some(encode_token(rv, &items_last_key(&items)));
-                    break;
+                    remaining = 1;
+                } else {
+                    items.push(obj.clone());
                 }
-                items.push(obj.clone());
             }
         }
+        let unfiltered = labels.is_empty() && fields.is_empty();
         Ok(Page {
             items,
             resource_version: rv,
+            remaining: (next.is_some() && unfiltered).then_some(remaining),
             continue_token: next,
         })
     }
