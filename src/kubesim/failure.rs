@@ -220,6 +220,25 @@ impl Failure {
         f
     }
 
+    /// 422 for a request option (`field` of `kind`, `CreateOptions` say) whose value
+    /// (`shown` as the real server prints it) is not one of `supported`.
+    pub fn unsupported_option(kind: &str, field: &str, shown: &str, supported: &[&str]) -> Self {
+        let listed: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Self::invalid_kind(
+            "meta.k8s.io",
+            kind,
+            "",
+            vec![Cause::new(
+                "FieldValueNotSupported",
+                field,
+                format!(
+                    "Unsupported value: {shown}: supported values: {}",
+                    listed.join(", ")
+                ),
+            )],
+        )
+    }
+
     /// 422 for an apply patch without a field manager.
     pub fn apply_needs_manager() -> Self {
         Self::invalid_kind(
@@ -233,6 +252,27 @@ impl Failure {
     /// 422 without field causes, as a failed JSON-patch `test` answers.
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(422, "Invalid", message)
+    }
+
+    /// 422 for a JSON patch that cannot be applied (a failed `test`, a missing path, an
+    /// unknown operation): the real server does not say which.
+    pub fn json_patch_failed() -> Self {
+        Self::unprocessable("the server rejected our request due to an error in our request")
+    }
+
+    /// 500 without a reason, as the real server answers errors its storage raises.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
+    /// A resourceVersion parameter that is not a number, as Go's `ParseUint` refuses it.
+    pub fn rv_parse_detail(rv: &str) -> String {
+        let why = if !rv.is_empty() && rv.bytes().all(|b| b.is_ascii_digit()) {
+            "value out of range"
+        } else {
+            "invalid syntax"
+        };
+        format!("resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: {why}")
     }
 
     /// An injected failure with any code.
@@ -259,6 +299,11 @@ impl Failure {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty()
+            && let Some(m) = status.as_object_mut()
+        {
+            m.remove("reason");
+        }
         let d = &self.details;
         let mut details = serde_json::Map::new();
         if !d.name.is_empty() {

@@ -162,15 +162,16 @@ impl State {
         opts: &DeleteOpts,
     ) -> Result<Deleted, Failure> {
         let obj = self.get(def, ns, name)?;
-        let gr = def.group_resource();
+        // the real server names the kind here, not the resource
+        let kind = GroupResource::new(&def.group, &def.kind);
         if let Some(uid) = &opts.uid {
             let actual = meta_str(&obj, "uid").unwrap_or_default();
             if uid != actual {
                 return Err(Failure::conflict(
-                    &gr,
+                    &kind,
                     name,
                     &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        "the UID in the precondition ({uid}) does not match the UID in record ({actual}). The object might have been deleted and then recreated"
                     ),
                 ));
             }
@@ -179,10 +180,10 @@ impl State {
             let actual = meta_str(&obj, "resourceVersion").unwrap_or_default();
             if rv != actual {
                 return Err(Failure::conflict(
-                    &gr,
+                    &kind,
                     name,
                     &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                        "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({actual}). The object might have been modified"
                     ),
                 ));
             }

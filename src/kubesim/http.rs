@@ -322,6 +322,11 @@ impl Ctx<'_> {
     }
 
     fn get(&self, t: &Target) -> Result<Response, Failure> {
+        if let Some(rv) = self.q("resourceVersion")
+            && rv.parse::<u64>().is_err()
+        {
+            return Err(Failure::internal(Failure::rv_parse_detail(rv)));
+        }
         let name = t.name.as_deref().unwrap_or_default();
         let obj = self
             .shared
@@ -349,6 +354,14 @@ impl Ctx<'_> {
 
     fn list(&self, t: &Target) -> Result<Response, Failure> {
         let (labels, fields) = self.selectors(t)?;
+        if let Some(rv) = self.q("resourceVersion").filter(|rv| !rv.is_empty())
+            && rv.parse::<u64>().is_err()
+        {
+            return Err(Failure::bad_request(format!(
+                "invalid resource version: {}",
+                Failure::rv_parse_detail(rv)
+            )));
+        }
         let limit = self.q("limit").and_then(|l| l.parse().ok());
         let page = self.shared.store.lock().list(
             &t.def,
@@ -390,14 +403,14 @@ impl Ctx<'_> {
     fn watch(&self, t: &Target) -> Result<Response, Failure> {
         let (labels, fields) = self.selectors(t)?;
         let send_initial = is_true(self.query.get("sendInitialEvents"));
-        let from =
-            match self.q("resourceVersion").map(String::as_str) {
-                None | Some("0") => None,
-                Some(_) if send_initial => None,
-                Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
-                    Failure::bad_request(format!("invalid resource version: {rv:?}"))
-                })?),
-            };
+        let from = match self.q("resourceVersion").map(String::as_str) {
+            None | Some("0") => None,
+            Some(_) if send_initial => None,
+            Some(rv) => Some(
+                rv.parse::<u64>()
+                    .map_err(|_| Failure::internal(Failure::rv_parse_detail(rv)))?,
+            ),
+        };
         let params = WatchParams {
             def: t.def.clone(),
             shown: t.shown.clone(),
@@ -499,6 +512,7 @@ impl Ctx<'_> {
         if let Some(f) = self.shared.faults.take_write_failure(&resource) {
             return Err(f);
         }
+        self.check_options(verb)?;
         let ns = t.namespace.as_deref();
         let name = t.name.as_deref().unwrap_or_default();
         let sub = t.sub.as_deref().filter(|s| *s == "status");
@@ -595,6 +609,36 @@ impl Ctx<'_> {
         }
     }
 
+    /// `dryRun` and `fieldValidation` take only the values the real server knows.
+    fn check_options(&self, verb: Verb) -> Result<(), Failure> {
+        let kind = match verb {
+            Verb::Create => "CreateOptions",
+            Verb::Update => "UpdateOptions",
+            Verb::Patch => "PatchOptions",
+            Verb::Delete | Verb::DeleteCollection => "DeleteOptions",
+        };
+        if let Some(d) = self.q("dryRun").filter(|d| *d != "All") {
+            return Err(Failure::unsupported_option(
+                kind,
+                "dryRun",
+                &format!("[{d:?}]"),
+                &["All"],
+            ));
+        }
+        if let Some(v) = self.query.get("fieldValidation")
+            && !matches!(verb, Verb::Delete | Verb::DeleteCollection)
+            && !["", "Ignore", "Strict", "Warn"].contains(&v.as_str())
+        {
+            return Err(Failure::unsupported_option(
+                kind,
+                "fieldValidation",
+                &format!("{v:?}"),
+                &["", "Ignore", "Strict", "Warn"],
+            ));
+        }
+        Ok(())
+    }
+
     fn delete_opts(&self) -> Result<DeleteOpts, Failure> {
         let body: Value = if self.body.is_empty() {
             json!({})
@@ -614,9 +658,12 @@ impl Ctx<'_> {
             None if orphan => Propagation::Orphan,
             None => Propagation::Background,
             Some(other) => {
-                return Err(Failure::bad_request(format!(
-                    "unsupported propagationPolicy {other:?}"
-                )));
+                return Err(Failure::unsupported_option(
+                    "DeleteOptions",
+                    "propagationPolicy",
+                    &format!("{other:?}"),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                ));
             }
         };
         let pre = |k: &str| {

@@ -51,8 +51,20 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// of the value `null` passes when the path does not exist (kube-runtime's finalizer
 /// helper relies on it to add the first finalizer).
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), Failure> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| Failure::bad_request(format!("invalid JSON patch: {e}")))?;
+    if !patch.is_array() {
+        let found = match patch {
+            Value::Object(_) => "object",
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            Value::Bool(_) => "bool",
+            _ => "null",
+        };
+        return Err(Failure::bad_request(format!(
+            "error decoding patch: json: cannot unmarshal {found} into Go value of type []handlers.jsonPatchOp"
+        )));
+    }
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|_| Failure::json_patch_failed())?;
     let mut doc = target.clone();
     for op in ops.0 {
         if let json_patch::PatchOperation::Test(t) = &op
@@ -61,7 +73,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), Failure> {
         {
             continue;
         }
-        json_patch::patch(&mut doc, &[op]).map_err(|e| Failure::unprocessable(e.to_string()))?;
+        json_patch::patch(&mut doc, &[op]).map_err(|_| Failure::json_patch_failed())?;
     }
     *target = doc;
     Ok(())

@@ -160,6 +160,13 @@ impl State {
         opts: &WriteOpts,
     ) -> Result<Value, Failure> {
         Self::check_identity(def, version, ns, &body)?;
+        if !opts.applying
+            && meta_str(&body, "resourceVersion").is_some_and(|rv| !rv.is_empty() && rv != "0")
+        {
+            return Err(Failure::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let gr = def.group_resource();
         let mut name = meta_str(&body, "name").unwrap_or_default().to_owned();
         if name.is_empty() {
@@ -315,6 +322,36 @@ impl State {
         if !new.is_object() {
             return Err(Failure::bad_request(
                 "the body of the request must be a JSON object",
+            ));
+        }
+        // a uid in a patch is a change, refused as immutable; in an update's body it is a
+        // precondition, refused in the storage's words
+        let actual_uid = meta_str(&old, "uid").unwrap_or_default();
+        if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty() && *u != actual_uid) {
+            if from_patch {
+                return Err(Failure::invalid(
+                    def,
+                    name,
+                    vec![Cause::invalid(
+                        "metadata.uid",
+                        &json!(uid),
+                        "field is immutable",
+                    )],
+                ));
+            }
+            let group = if def.custom || is_crd(def) {
+                format!("{}/", def.group)
+            } else {
+                String::new()
+            };
+            let path = ns.map_or_else(|| name.to_owned(), |ns| format!("{ns}/{name}"));
+            return Err(Failure::conflict(
+                &gr,
+                name,
+                &format!(
+                    "StorageError: invalid object, Code: 4, Key: /registry/{group}{}/{path}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID in object meta: {actual_uid}",
+                    def.plural
+                ),
             ));
         }
 
