@@ -862,7 +862,10 @@ async fn every_metric_and_label_of_the_rules_and_the_dashboard_is_exported() {
 
     let wanted: [(&str, &[(&str, &str)]); 6] = [
         ("pod_identity_operator_bindings", &[("ready", "True")]),
-        ("pod_identity_operator_bindings", &[("ready", "False")]),
+        (
+            "pod_identity_operator_bindings",
+            &[("ready", "False"), ("reason", "PolicyDenied")],
+        ),
         (
             "pod_identity_operator_reconciles_total",
             &[("result", "ok"), ("reason", "PolicyDenied")],

@@ -408,7 +408,7 @@ async fn one_process_reports_health_metrics_and_logs() {
     stack.wait_converged("observed-app", &[&op]).await;
     op.wait_metric(
         "a converged binding",
-        r#"pod_identity_operator_bindings{ready="True"}"#,
+        r#"pod_identity_operator_bindings{ready="True",reason="Reconciled"}"#,
         |v| v == 1.0,
     )
     .await;
@@ -443,7 +443,7 @@ async fn one_process_reports_health_metrics_and_logs() {
     );
     assert_eq!(sum_of(&text, "pod_identity_operator_leader "), 1.0);
     assert_eq!(
-        sum_of(&text, r#"pod_identity_operator_bindings{ready="False"}"#),
+        sum_of(&text, r#"pod_identity_operator_bindings{ready="False""#),
         0.0
     );
     assert!(text.contains("pod_identity_operator_reconciles_in_flight "));

@@ -13,9 +13,12 @@
 //!   ([`crate::aws::metered::Metered`]); `outcome` is `ok`, `throttled`, or the error
 //!   class (`transient`, `propagation`, `user_input`, `conflict`, `access_denied`,
 //!   `not_found`, `quota`), or `bad_answer` (an answer the operator could not use).
-//! - `bindings{ready}`: bindings in the controller's cache by their `Ready` condition's
-//!   status (`True`, `False`, `Unknown`; no condition counts as `Unknown`), computed at
-//!   scrape time; all zero on a replica that is not leading (it has no cache).
+//! - `bindings{ready, reason}`: bindings in the controller's cache by their `Ready`
+//!   condition's status (`True`, `False`, `Unknown`; no condition counts as `Unknown`)
+//!   and reason (empty without one, `Other` for a value that is not a reason name),
+//!   computed at scrape time; a series per pair present, and `ready` with an empty
+//!   reason at zero for each status none has; all zero on a replica that is not
+//!   leading (it has no cache).
 //! - `leader`: 1 while this process holds the lease and reconciles (always 1 without
 //!   leader election once the controller runs), else 0.
 //! - `reconciles_in_flight`: reconcile passes running right now, i.e. bindings taken
@@ -54,9 +57,10 @@ struct AwsLabels {
     outcome: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct ReadyLabels {
     ready: &'static str,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,20 +107,33 @@ pub fn aws_outcome(error: Option<&crate::Error>) -> &'static str {
 
 /// The `ready` label of a binding read from the cache.
 pub fn ready_status(obj: &DynamicObject) -> &'static str {
-    let conditions = obj
+    ready_labels(obj).ready
+}
+
+/// The `ready` and `reason` labels of a binding read from the cache. A reason is kept
+/// only when it looks like one (a short CamelCase name), so a hand-edited status cannot
+/// make series without bound.
+fn ready_labels(obj: &DynamicObject) -> ReadyLabels {
+    let ready = obj
         .data
         .pointer("/status/conditions")
-        .and_then(|c| c.as_array());
-    let status = conditions
+        .and_then(|c| c.as_array())
         .into_iter()
         .flatten()
-        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
-        .and_then(|c| c.get("status"))
-        .and_then(|s| s.as_str());
-    match status {
-        Some("True") => "True",
-        Some("False") => "False",
-        _ => "Unknown",
+        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"));
+    let field = |name: &str| ready.and_then(|c| c.get(name)).and_then(|s| s.as_str());
+    let reason = match field("reason") {
+        None | Some("") => String::new(),
+        Some(r) if r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric()) => r.into(),
+        Some(_) => "Other".into(),
+    };
+    ReadyLabels {
+        ready: match field("status") {
+            Some("True") => "True",
+            Some("False") => "False",
+            _ => "Unknown",
+        },
+        reason,
     }
 }
 
@@ -306,17 +323,22 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
-        let mut counts = [("True", 0i64), ("False", 0), ("Unknown", 0)];
+        let mut counts: std::collections::BTreeMap<ReadyLabels, i64> = Default::default();
         if let Some(store) = self.lock_cache().as_ref() {
             for obj in store.state() {
-                let status = ready_status(&obj);
-                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == status) {
-                    c.1 += 1;
-                }
+                *counts.entry(ready_labels(&obj)).or_default() += 1;
             }
         }
-        for (ready, n) in counts {
-            self.bindings.get_or_create(&ReadyLabels { ready }).set(n);
+        for ready in ["True", "False", "Unknown"] {
+            if !counts.keys().any(|l| l.ready == ready) {
+                let reason = String::new();
+                counts.insert(ReadyLabels { ready, reason }, 0);
+            }
+        }
+        // Pairs no binding has any more are dropped, not left at their last count.
+        self.bindings.clear();
+        for (labels, n) in counts {
+            self.bindings.get_or_create(&labels).set(n);
         }
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -357,6 +379,23 @@ mod tests {
         assert_eq!(ready_status(&binding(Some("False"))), "False");
         assert_eq!(ready_status(&binding(Some("Unknown"))), "Unknown");
         assert_eq!(ready_status(&binding(None)), "Unknown");
+    }
+
+    #[test]
+    fn bindings_are_counted_by_ready_status_and_reason() {
+        let with_reason = |status: &str, reason: &str| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+                "metadata": {"name": "b", "namespace": "default"},
+                "status": {"conditions": [{"type": "Ready", "status": status, "reason": reason}]},
+            }))
+            .expect("object")
+        };
+        let l = ready_labels(&with_reason("False", "PolicyDenied"));
+        assert_eq!((l.ready, l.reason.as_str()), ("False", "PolicyDenied"));
+        let l = ready_labels(&with_reason("False", "not a reason {}"));
+        assert_eq!(l.reason, "Other");
+        assert_eq!(ready_labels(&binding(None)).reason, "");
     }
 
     #[tokio::test]
