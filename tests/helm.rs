@@ -188,11 +188,22 @@ fn helm_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let pinned = pinned_helm();
-        let hint = format!(
-            "the chart tests need helm {pinned}: run `bash scripts/build-control-plane` (it \
-             builds it from tests/cluster/helm into its cache folder), or put helm {pinned} \
-             into the folder $PIO_CONTROL_PLANE or KUBEBUILDER_ASSETS names"
-        );
+        let set = ["KUBEBUILDER_ASSETS", "PIO_CONTROL_PLANE"]
+            .into_iter()
+            .find(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+        let hint = match set {
+            Some(var) => format!(
+                "the chart tests need helm {pinned} in the folder {var} names: build it there \
+                 (`cd tests/cluster/helm && GOTOOLCHAIN=local go build -ldflags \
+                 '-X helm.sh/helm/v4/internal/version.version={pinned}' -o \"${var}/helm\" \
+                 helm.sh/helm/v4/cmd/helm`), or unset {var} so that \
+                 scripts/build-control-plane builds it into its cache folder"
+            ),
+            None => format!(
+                "the chart tests need helm {pinned}: run `bash scripts/build-control-plane` \
+                 (it builds it from tests/cluster/helm into its cache folder)"
+            ),
+        };
         let binaries = cluster::Binaries::locate()
             .unwrap_or_else(|e| panic!("no control-plane folder to find helm in: {e}\n{hint}"));
         let bin = binaries.path("helm");
