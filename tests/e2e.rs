@@ -800,7 +800,7 @@ enum CrashKube {
     },
     /// A real control plane; kube-apiserver is killed and restarted.
     Real {
-        plane: support::cluster::ControlPlane,
+        plane: Box<support::cluster::ControlPlane>,
         operator_kubeconfig: std::path::PathBuf,
     },
 }
@@ -826,7 +826,7 @@ impl CrashKube {
             .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
         let operator_kubeconfig = support::cluster::install_operator_identity(&plane);
         CrashKube::Real {
-            plane,
+            plane: Box::new(plane),
             operator_kubeconfig,
         }
     }
