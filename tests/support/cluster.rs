@@ -254,6 +254,25 @@ impl Process {
     }
 }
 
+fn record_test() {
+    let Some(log) = std::env::var_os("PIO_REAL_APISERVER_LOG") else {
+        return;
+    };
+    let binary = std::env::args()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| {
+            s.rsplit_once('-')
+                .map_or(s.clone(), |(name, _hash)| name.to_owned())
+        })
+        .unwrap_or_default();
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    if let Ok(mut file) = File::options().create(true).append(true).open(log) {
+        let _ = writeln!(file, "{binary} {test}");
+    }
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -275,8 +294,11 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts one in a new temporary folder.
+    /// Starts one in a new temporary folder. With `PIO_REAL_APISERVER_LOG` set, the
+    /// test binary and test (the thread's name) are appended to that file first, so a
+    /// run can say which tests a real API server judged.
     pub async fn start(options: Options) -> Result<ControlPlane, String> {
+        record_test();
         let binaries = Binaries::locate()?;
         let dir = std::env::temp_dir().join(format!(
             "pio-cluster-{}-{}",
