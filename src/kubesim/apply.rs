@@ -214,6 +214,7 @@ pub fn record_update(
             Some(e) => {
                 union(&mut e.fields, &changed);
                 e.api_version = api_version.to_owned();
+                e.time = String::new();
             }
             None => entries.push(ManagedEntry {
                 manager: manager.to_owned(),
@@ -221,6 +222,7 @@ pub fn record_update(
                 subresource: subresource.to_owned(),
                 api_version: api_version.to_owned(),
                 fields: changed,
+                time: String::new(),
             }),
         }
     }
@@ -384,6 +386,8 @@ pub struct ManagedEntry {
     pub subresource: String,
     pub api_version: String,
     pub fields: Value,
+    /// When the manager last changed something; empty: now.
+    pub time: String,
 }
 
 pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
@@ -398,22 +402,42 @@ pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
                     subresource: e["subresource"].as_str().unwrap_or_default().to_owned(),
                     api_version: e["apiVersion"].as_str().unwrap_or_default().to_owned(),
                     fields: e.get("fieldsV1").cloned().unwrap_or_else(|| json!({})),
+                    time: e["time"].as_str().unwrap_or_default().to_owned(),
                 })
                 .collect()
         })
         .unwrap_or_default()
 }
 
+/// Writes the entries in the real server's order: Apply before Update, then by time, by
+/// manager and by subresource; each keeps the time of its manager's last change.
 pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
-    let list: Vec<Value> = entries
-        .iter()
+    let stamp = now();
+    let time = |e: &ManagedEntry| {
+        if e.time.is_empty() {
+            stamp.clone()
+        } else {
+            e.time.clone()
+        }
+    };
+    let mut sorted: Vec<&ManagedEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| {
+        (
+            e.operation.clone(),
+            time(e),
+            e.manager.clone(),
+            e.subresource.clone(),
+        )
+    });
+    let list: Vec<Value> = sorted
+        .into_iter()
         .filter(|e| e.fields.as_object().is_some_and(|m| !m.is_empty()))
         .map(|e| {
             let mut v = json!({
                 "manager": e.manager,
                 "operation": e.operation,
                 "apiVersion": e.api_version,
-                "time": now(),
+                "time": time(e),
                 "fieldsType": "FieldsV1",
                 "fieldsV1": e.fields,
             });
@@ -503,6 +527,7 @@ pub fn apply(
         Some(e) => {
             e.fields = new_set;
             e.api_version = api_version.to_owned();
+            e.time = String::new();
         }
         None => entries.push(ManagedEntry {
             manager: manager.to_owned(),
@@ -510,6 +535,7 @@ pub fn apply(
             subresource: subresource.to_owned(),
             api_version: api_version.to_owned(),
             fields: new_set,
+            time: String::new(),
         }),
     }
     write_managed(&mut object, &entries);
