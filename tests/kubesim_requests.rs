@@ -10,7 +10,7 @@ mod cluster;
 mod differential;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -289,6 +289,65 @@ async fn paging_and_the_metadata_the_server_keeps() {
         );
         let default = nss.get("default").await.unwrap();
         assert_eq!(default.labels()["kubernetes.io/metadata.name"], "default");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn managed_fields_order_and_times() {
+    on_all(|s| async move {
+        let cms: Api<ConfigMap> = Api::default_namespaced(s.client.clone());
+        let pp = |m: &str| PostParams {
+            field_manager: Some(m.into()),
+            ..Default::default()
+        };
+        cms.create(&pp("me"), &cm("mf", json!({"a": "b"})))
+            .await
+            .unwrap();
+        // managedFields times have seconds: let the next writers' differ
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let editor = PatchParams {
+            field_manager: Some("other".into()),
+            ..Default::default()
+        };
+        cms.patch("mf", &editor, &Patch::Merge(json!({"data": {"y": "2"}})))
+            .await
+            .unwrap();
+        let applied = cms
+            .patch(
+                "mf",
+                &PatchParams::apply("applier"),
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "mf"}, "data": {"z": "3"}})),
+            )
+            .await
+            .unwrap();
+        // Apply entries first, then by time; each keeps the time of its own last change
+        let entries = applied.metadata.managed_fields.unwrap();
+        let managers: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.manager.as_deref().unwrap(),
+                    e.operation.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            managers,
+            [("applier", "Apply"), ("me", "Update"), ("other", "Update")]
+        );
+        assert!(entries[1].time.as_ref().unwrap().0 < entries[2].time.as_ref().unwrap().0);
+        // the real server also records a map an update created as owned (".");
+        // kubesim records its keys only
+        let mine = &entries[1].fields_v1.as_ref().unwrap().0;
+        if s.is_real() {
+            assert_eq!(mine["f:data"], json!({".": {}, "f:k": {}}));
+            assert_eq!(mine["f:metadata"]["f:labels"], json!({".": {}, "f:a": {}}));
+        } else {
+            assert_eq!(mine["f:data"], json!({"f:k": {}}));
+            assert_eq!(mine["f:metadata"]["f:labels"], json!({"f:a": {}}));
+        }
     })
     .await;
 }
