@@ -1,5 +1,9 @@
 //! kubesim: a local Kubernetes API server for tests and the sandbox.
 //!
+//! `README.md` next to this file says what it implements, what it deliberately does not,
+//! and how it differs from the real API server (checked by a differential suite that
+//! runs every kubesim test against a real kube-apiserver too).
+//!
 //! It speaks the real wire protocol over HTTP, generically for every resource (one store
 //! and one set of handlers; kinds differ only by their `ResourceDef` (`resources.rs`)), and
 //! runs either in-process behind a [`kube::Client`] (no sockets) or on 127.0.0.1.
@@ -34,7 +38,8 @@
 //! - Verbs: get, list (label selectors with every operator; field selectors on the fields
 //!   the real server offers: `metadata.name`/`metadata.namespace`, the Pod, Namespace and
 //!   Event fields, a CRD's `selectableFields`; `limit`/`continue`), watch,
-//!   create (`generateName`, uid, creationTimestamp, generation 1), update (stale
+//!   create (`generateName`, uid, creationTimestamp, generation 1 on the kinds that have one:
+//!   Pods, Deployments, CRDs, custom resources), update (stale
 //!   resourceVersion → 409 Conflict; custom resources require a resourceVersion as the
 //!   real server does), patch (merge, JSON patch with `test`, strategic merge for built-in
 //!   kinds, server-side apply: see `patch.rs` and `apply.rs` for the covered cases), delete
@@ -62,6 +67,7 @@
 //!   runs in the same transaction as the write that triggers it rather than a moment
 //!   later.
 //! - Custom resources: schema pruning, defaults, validation and CEL rules (`schema.rs`).
+//! - Events: validated by the rules of the API they are written through (`events.rs`).
 //! - Built-in kinds are decoded as their k8s-openapi types, as the real server decodes
 //!   them: a wrongly typed field → 400 (`Pod in version "v1" cannot be handled as a
 //!   Pod: ...`), unknown fields dropped (400 with `fieldValidation=Strict`). CRDs need a
