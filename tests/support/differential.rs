@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use pod_identity_operator::kubesim::{KubeSim, Options};
@@ -104,17 +104,18 @@ where
         .expect("bind loopback");
     let client = server.client().await.expect("client from kubeconfig");
     scenario(Server {
-        client,
+        client: client.clone(),
         kind: Kind::Tcp,
         sim: Some(sim.clone()),
     })
     .await;
-    let addr = server.addr();
+    // this server's own mark: its namespace default's uid (the port may be taken by
+    // another test's server once it is free)
+    let nss: Api<Namespace> = Api::all(client);
+    let mark = nss.get("default").await.unwrap().metadata.uid;
     server.shutdown().await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "the server still accepts after shutdown"
-    );
+    let after = nss.get("default").await.ok().and_then(|n| n.metadata.uid);
+    assert_ne!(after, mark, "the server still answers after shutdown");
 }
 
 /// Runs `scenario` on a fresh real control plane.
