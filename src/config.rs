@@ -844,23 +844,16 @@ rules:
     #[test]
     fn the_readme_install_guardrails_admit_the_sample_they_are_for() {
         let readme = include_str!("../README.md");
-        let start = "cat > config/manager/guardrails.yaml <<'EOF'\n";
+        let start = "cat > values.yaml <<EOF\n";
         let from = readme
             .find(start)
-            .expect("the install step writes the guardrails")
+            .expect("the install step writes the chart's values")
             + start.len();
-        let manifest = &readme[from..from + readme[from..].find("\nEOF\n").expect("heredoc end")];
-        let manifest: serde_yaml::Value = serde_yaml::from_str(manifest).expect("ConfigMap YAML");
-        assert_eq!(
-            manifest["metadata"]["name"].as_str(),
-            Some("pod-identity-operator-guardrails")
-        );
-        let config = GuardrailConfig::parse(
-            manifest["data"]["guardrails.yaml"]
-                .as_str()
-                .expect("data.guardrails.yaml"),
-        )
-        .expect("valid guardrails");
+        let values = &readme[from..from + readme[from..].find("\nEOF\n").expect("heredoc end")];
+        let values: serde_yaml::Value = serde_yaml::from_str(values).expect("values YAML");
+        // The chart writes `guardrails` into the guardrails ConfigMap as it is.
+        let rules = serde_yaml::to_string(&values["guardrails"]).expect("guardrails YAML");
+        let config = GuardrailConfig::parse(&rules).expect("valid guardrails");
         let sample: serde_yaml::Value =
             serde_yaml::from_str(include_str!("../config/samples/s3_reader.yaml")).expect("sample");
         let mut b: PodIdentityBinding =
