@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{AssociationRecord, AwsSim, ClusterRecord, State, random_id, rules};
+use super::{AssociationRecord, AwsSim, ClusterRecord, State, authz, random_id, rules};
 use crate::Result;
 use crate::aws::faults::{Service, aws_error};
 use crate::aws::{
@@ -88,6 +88,12 @@ impl EksApi for AwsSim {
     async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
         const OP: &str = "DescribeCluster";
         self.call(Service::Eks, OP, || {
+            self.authorize(
+                OP,
+                "eks:DescribeCluster",
+                &self.cluster_arn(name),
+                authz::Keys::new(),
+            )?;
             Ok(self.lock().clusters.get(name).map(|c| c.cluster.clone()))
         })
         .await
@@ -99,6 +105,13 @@ impl EksApi for AwsSim {
     ) -> Result<Association> {
         const OP: &str = "CreatePodIdentityAssociation";
         self.call(Service::Eks, OP, || {
+        self.authorize(
+            OP,
+            "eks:CreatePodIdentityAssociation",
+            &self.cluster_arn(&input.cluster_name),
+            authz::Keys::new().request_tags(&input.tags),
+        )?;
+        self.authorize_pass_role(OP, &input.role_arn, &input.cluster_name)?;
         let now = self.now_utc();
         let mut guard = self.lock();
         let s = &mut *guard;
@@ -222,6 +235,13 @@ impl EksApi for AwsSim {
     ) -> Result<Option<Association>> {
         const OP: &str = "DescribePodIdentityAssociation";
         self.call(Service::Eks, OP, || {
+            self.authorize_association(
+                OP,
+                "eks:DescribePodIdentityAssociation",
+                cluster_name,
+                association_id,
+                authz::Keys::new(),
+            )?;
             rules::association_id(OP, association_id)?;
             let mut s = self.lock();
             let c = cluster_mut(&mut s, OP, cluster_name)?;
@@ -238,6 +258,16 @@ impl EksApi for AwsSim {
     ) -> Result<Association> {
         const OP: &str = "UpdatePodIdentityAssociation";
         self.call(Service::Eks, OP, || {
+            self.authorize_association(
+                OP,
+                "eks:UpdatePodIdentityAssociation",
+                &input.cluster_name,
+                &input.association_id,
+                authz::Keys::new(),
+            )?;
+            if let Some(role) = &input.role_arn {
+                self.authorize_pass_role(OP, role, &input.cluster_name)?;
+            }
             rules::association_id(OP, &input.association_id)?;
             let now = self.now_utc();
             let mut guard = self.lock();
@@ -291,6 +321,13 @@ impl EksApi for AwsSim {
     ) -> Result<()> {
         const OP: &str = "DeletePodIdentityAssociation";
         self.call(Service::Eks, OP, || {
+            self.authorize_association(
+                OP,
+                "eks:DeletePodIdentityAssociation",
+                cluster_name,
+                association_id,
+                authz::Keys::new(),
+            )?;
             rules::association_id(OP, association_id)?;
             let release = self.config.association_release;
             let mut s = self.lock();
@@ -319,6 +356,12 @@ impl EksApi for AwsSim {
     ) -> Result<Vec<AssociationSummary>> {
         const OP: &str = "ListPodIdentityAssociations";
         self.call(Service::Eks, OP, || {
+            self.authorize(
+                OP,
+                "eks:ListPodIdentityAssociations",
+                &self.cluster_arn(cluster_name),
+                authz::Keys::new(),
+            )?;
             let mut s = self.lock();
             let c = cluster_mut(&mut s, OP, cluster_name)?;
             let mut rows: Vec<&AssociationRecord> = c
@@ -336,6 +379,12 @@ impl EksApi for AwsSim {
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()> {
         const OP: &str = "TagResource";
         self.call(Service::Eks, OP, || {
+            self.authorize(
+                OP,
+                "eks:TagResource",
+                arn,
+                authz::Keys::new().request_tags(tags),
+            )?;
             rules::eks_tags(OP, "BadRequestException", tags)?;
             let mut s = self.lock();
             let Some(a) = find_by_arn(&mut s, arn) else {
@@ -357,6 +406,12 @@ impl EksApi for AwsSim {
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
         const OP: &str = "UntagResource";
         self.call(Service::Eks, OP, || {
+            self.authorize(
+                OP,
+                "eks:UntagResource",
+                arn,
+                authz::Keys::new().tag_keys(keys.to_vec()),
+            )?;
             let mut s = self.lock();
             let Some(a) = find_by_arn(&mut s, arn) else {
                 return Err(aws_error(

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{AwsSim, RoleRecord, State, profiles_of, random_id, rules};
+use super::{AwsSim, RoleRecord, State, authz, profiles_of, random_id, rules};
 use crate::Result;
 use crate::aws::faults::{Service, aws_error};
 use crate::aws::{AttachedPolicy, CreateRole, IamApi, Role, Tags};
@@ -45,6 +45,17 @@ impl IamApi for AwsSim {
     async fn create_role(&self, input: &CreateRole) -> Result<Role> {
         const OP: &str = "CreateRole";
         self.call(Service::Iam, OP, || {
+            {
+                let mut keys = authz::Keys::new().request_tags(&input.tags);
+                if let Some(b) = &input.permissions_boundary_arn {
+                    keys = keys.string("iam:PermissionsBoundary", b);
+                }
+                let arn = format!(
+                    "arn:aws:iam::{}:role{}{}",
+                    self.config.account_id, input.path, input.name
+                );
+                self.authorize(OP, "iam:CreateRole", &arn, keys)?;
+            }
             rules::role_name(OP, &input.name)?;
             rules::path(OP, &input.path)?;
             if let Some(d) = &input.description {
@@ -105,6 +116,7 @@ impl IamApi for AwsSim {
     async fn get_role(&self, name: &str) -> Result<Option<Role>> {
         const OP: &str = "GetRole";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:GetRole", name, authz::Keys::new())?;
             rules::role_name(OP, name)?;
             let s = self.lock();
             Ok(s.roles
@@ -122,6 +134,7 @@ impl IamApi for AwsSim {
     ) -> Result<()> {
         const OP: &str = "UpdateRole";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:UpdateRole", name, authz::Keys::new())?;
             if let Some(d) = description {
                 rules::description(OP, d)?;
             }
@@ -144,6 +157,7 @@ impl IamApi for AwsSim {
     async fn update_assume_role_policy(&self, name: &str, document: &Value) -> Result<()> {
         const OP: &str = "UpdateAssumeRolePolicy";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:UpdateAssumeRolePolicy", name, authz::Keys::new())?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
             rules::trust_policy(OP, document, self.config.trust_policy_max_chars)?;
@@ -156,6 +170,12 @@ impl IamApi for AwsSim {
     async fn put_role_permissions_boundary(&self, name: &str, policy_arn: &str) -> Result<()> {
         const OP: &str = "PutRolePermissionsBoundary";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(
+                OP,
+                "iam:PutRolePermissionsBoundary",
+                name,
+                authz::Keys::new().string("iam:PermissionsBoundary", policy_arn),
+            )?;
             let mut s = self.lock();
             role_mut(&mut s, OP, name)?;
             policy_exists(&s, OP, policy_arn)?;
@@ -168,6 +188,12 @@ impl IamApi for AwsSim {
     async fn delete_role_permissions_boundary(&self, name: &str) -> Result<()> {
         const OP: &str = "DeleteRolePermissionsBoundary";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(
+                OP,
+                "iam:DeleteRolePermissionsBoundary",
+                name,
+                authz::Keys::new(),
+            )?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
             r.role.permissions_boundary_arn = None;
@@ -179,6 +205,12 @@ impl IamApi for AwsSim {
     async fn attach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
         const OP: &str = "AttachRolePolicy";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(
+                OP,
+                "iam:AttachRolePolicy",
+                name,
+                authz::Keys::new().string("iam:PolicyARN", policy_arn),
+            )?;
             let mut s = self.lock();
             role_mut(&mut s, OP, name)?;
             policy_exists(&s, OP, policy_arn)?;
@@ -205,6 +237,12 @@ impl IamApi for AwsSim {
     async fn detach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
         const OP: &str = "DetachRolePolicy";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(
+                OP,
+                "iam:DetachRolePolicy",
+                name,
+                authz::Keys::new().string("iam:PolicyARN", policy_arn),
+            )?;
             rules::policy_arn(OP, policy_arn)?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
@@ -224,6 +262,7 @@ impl IamApi for AwsSim {
     async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>> {
         const OP: &str = "ListAttachedRolePolicies";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:ListAttachedRolePolicies", name, authz::Keys::new())?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
             Ok(r.attached
@@ -240,6 +279,7 @@ impl IamApi for AwsSim {
     async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()> {
         const OP: &str = "PutRolePolicy";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:PutRolePolicy", name, authz::Keys::new())?;
             rules::policy_name(OP, policy_name)?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
@@ -264,6 +304,7 @@ impl IamApi for AwsSim {
     async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>> {
         const OP: &str = "GetRolePolicy";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:GetRolePolicy", name, authz::Keys::new())?;
             rules::role_name(OP, name)?;
             rules::policy_name(OP, policy_name)?;
             // IAM answers NoSuchEntity both for a missing role and a missing policy; the
@@ -279,6 +320,7 @@ impl IamApi for AwsSim {
     async fn delete_role_policy(&self, name: &str, policy_name: &str) -> Result<()> {
         const OP: &str = "DeleteRolePolicy";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:DeleteRolePolicy", name, authz::Keys::new())?;
             rules::policy_name(OP, policy_name)?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
@@ -297,6 +339,7 @@ impl IamApi for AwsSim {
     async fn list_role_policies(&self, name: &str) -> Result<Vec<String>> {
         const OP: &str = "ListRolePolicies";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:ListRolePolicies", name, authz::Keys::new())?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
             Ok(r.inline.keys().cloned().collect())
@@ -307,6 +350,12 @@ impl IamApi for AwsSim {
     async fn tag_role(&self, name: &str, tags: &Tags) -> Result<()> {
         const OP: &str = "TagRole";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(
+                OP,
+                "iam:TagRole",
+                name,
+                authz::Keys::new().request_tags(tags),
+            )?;
             rules::tags(OP, tags)?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
@@ -322,6 +371,12 @@ impl IamApi for AwsSim {
     async fn untag_role(&self, name: &str, keys: &[String]) -> Result<()> {
         const OP: &str = "UntagRole";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(
+                OP,
+                "iam:UntagRole",
+                name,
+                authz::Keys::new().tag_keys(keys.to_vec()),
+            )?;
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
             for key in keys {
@@ -335,6 +390,7 @@ impl IamApi for AwsSim {
     async fn list_role_tags(&self, name: &str) -> Result<Tags> {
         const OP: &str = "ListRoleTags";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:ListRoleTags", name, authz::Keys::new())?;
             let mut s = self.lock();
             Ok(role_mut(&mut s, OP, name)?.role.tags.clone())
         })
@@ -344,6 +400,7 @@ impl IamApi for AwsSim {
     async fn delete_role(&self, name: &str) -> Result<()> {
         const OP: &str = "DeleteRole";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(OP, "iam:DeleteRole", name, authz::Keys::new())?;
             let mut s = self.lock();
             let key = name.to_ascii_lowercase();
             let r = role_mut(&mut s, OP, name)?;
@@ -371,6 +428,12 @@ impl IamApi for AwsSim {
     async fn list_instance_profiles_for_role(&self, name: &str) -> Result<Vec<String>> {
         const OP: &str = "ListInstanceProfilesForRole";
         self.call(Service::Iam, OP, || {
+            self.authorize_role(
+                OP,
+                "iam:ListInstanceProfilesForRole",
+                name,
+                authz::Keys::new(),
+            )?;
             let mut s = self.lock();
             role_mut(&mut s, OP, name)?;
             Ok(profiles_of(&s, &name.to_ascii_lowercase()))

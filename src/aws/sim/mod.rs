@@ -27,6 +27,7 @@
 //! management, role last-used data, EKS clusters' own lifecycle, paging (the traits
 //! return whole lists), and any authorization (every call is allowed).
 
+pub mod authz;
 mod eks;
 pub mod http;
 mod iam;
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::Tags;
 use super::faults::{Knobs, Service};
 use super::{Association, Cluster, Role};
 
@@ -84,6 +86,10 @@ pub struct SimConfig {
     pub managed_policies_per_role: usize,
     /// Seed for generated ids, so runs are reproducible.
     pub seed: u64,
+    /// The caller's identity policy: when set, every IAM and EKS call is authorized
+    /// against it as IAM would ([`authz`]), the implicit `iam:PassRole` of association
+    /// writes included, and a denied call answers AccessDenied.
+    pub identity_policy: Option<Value>,
 }
 
 impl Default for SimConfig {
@@ -97,6 +103,7 @@ impl Default for SimConfig {
             trust_policy_max_chars: crate::policy::TRUST_POLICY_MAX_CHARS,
             managed_policies_per_role: 10,
             seed: 0,
+            identity_policy: None,
         }
     }
 }
@@ -190,6 +197,8 @@ struct State {
 /// share it behind an `Arc`.
 pub struct AwsSim {
     config: SimConfig,
+    /// From `config.identity_policy`; a policy that does not parse denies every call.
+    authorizer: std::sync::RwLock<Option<std::result::Result<authz::Authorizer, String>>>,
     knobs: Arc<Knobs>,
     state: Mutex<State>,
     epoch: (DateTime<Utc>, Instant),
@@ -208,8 +217,10 @@ impl AwsSim {
             rng: StdRng::seed_from_u64(config.seed),
             seq: 0,
         };
+        let authorizer = Self::authorizer_for(&config.account_id, config.identity_policy.as_ref());
         Self {
             config,
+            authorizer: std::sync::RwLock::new(authorizer),
             knobs: Knobs::new(),
             state: Mutex::new(state),
             epoch: (Utc::now(), Instant::now()),
@@ -240,6 +251,116 @@ impl AwsSim {
     ) -> crate::Result<T> {
         let admitted = self.knobs.enter(service, operation).await?;
         admitted.finish(operation, body())
+    }
+
+    fn authorizer_for(
+        account_id: &str,
+        policy: Option<&Value>,
+    ) -> Option<std::result::Result<authz::Authorizer, String>> {
+        let caller =
+            format!("arn:aws:sts::{account_id}:assumed-role/pod-identity-operator/simulator");
+        policy.map(|p| authz::Authorizer::new(p, &caller).map_err(|e| e.to_string()))
+    }
+
+    /// From now on, authorizes every call against `policy` (or none with `None`): a test
+    /// sets up what exists first, as an administrator would, then enforces.
+    pub fn enforce(&self, policy: Option<&Value>) {
+        let next = Self::authorizer_for(&self.config.account_id, policy);
+        *self.authorizer.write().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
+    fn enforcing(&self) -> bool {
+        self.authorizer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Authorizes one action of `operation` (see [`SimConfig::identity_policy`]).
+    fn authorize(
+        &self,
+        operation: &str,
+        action: &str,
+        resource: &str,
+        keys: authz::Keys,
+    ) -> crate::Result<()> {
+        match &*self.authorizer.read().unwrap_or_else(|e| e.into_inner()) {
+            None => Ok(()),
+            Some(Ok(a)) => a.check(operation, action, resource, &keys),
+            Some(Err(e)) => Err(crate::aws::faults::aws_error(operation, "AccessDenied", e)),
+        }
+    }
+
+    /// Authorizes an action on the role `name`: its ARN (with its path) and tags when it
+    /// exists, `role/<name>` otherwise.
+    fn authorize_role(
+        &self,
+        operation: &str,
+        action: &str,
+        name: &str,
+        keys: authz::Keys,
+    ) -> crate::Result<()> {
+        if !self.enforcing() {
+            return Ok(());
+        }
+        let (arn, tags) = {
+            let s = self.lock();
+            match s.roles.get(&name.to_ascii_lowercase()) {
+                Some(r) => (r.role.arn.clone(), r.role.tags.clone()),
+                None => (
+                    format!("arn:aws:iam::{}:role/{name}", self.config.account_id),
+                    Tags::new(),
+                ),
+            }
+        };
+        self.authorize(operation, action, &arn, keys.resource_tags(&tags))
+    }
+
+    fn cluster_arn(&self, cluster: &str) -> String {
+        format!(
+            "arn:aws:eks:{}:{}:cluster/{cluster}",
+            self.config.region, self.config.account_id
+        )
+    }
+
+    /// Authorizes an action on an association (its ARN, and its tags when it exists).
+    fn authorize_association(
+        &self,
+        operation: &str,
+        action: &str,
+        cluster: &str,
+        id: &str,
+        keys: authz::Keys,
+    ) -> crate::Result<()> {
+        if !self.enforcing() {
+            return Ok(());
+        }
+        let tags = {
+            let s = self.lock();
+            s.clusters
+                .get(cluster)
+                .and_then(|c| c.associations.get(id))
+                .map(|r| r.association.tags.clone())
+                .unwrap_or_default()
+        };
+        let arn = format!(
+            "arn:aws:eks:{}:{}:podidentityassociation/{cluster}/{id}",
+            self.config.region, self.config.account_id
+        );
+        self.authorize(operation, action, &arn, keys.resource_tags(&tags))
+    }
+
+    /// The `iam:PassRole` EKS checks for the caller when an association is given a role.
+    fn authorize_pass_role(
+        &self,
+        operation: &str,
+        role_arn: &str,
+        cluster: &str,
+    ) -> crate::Result<()> {
+        let keys = authz::Keys::new()
+            .string("iam:PassedToService", "pods.eks.amazonaws.com")
+            .string("iam:AssociatedResourceArn", &self.cluster_arn(cluster));
+        self.authorize(operation, "iam:PassRole", role_arn, keys)
     }
 
     /// Wall-clock time that follows tokio's clock.
