@@ -99,7 +99,8 @@ impl Aws {
     }
 }
 
-/// The simulated account as the sandbox starts it.
+/// The simulated account as the sandbox starts it: the cluster, the managed policies
+/// and roles the examples expect, and the operator's IAM policy enforced on every call.
 pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     let aws = Arc::new(AwsSim::new(SimConfig {
         account_id: ACCOUNT_ID.into(),
@@ -111,8 +112,15 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
         aws.add_managed_policy(arn);
     }
     create_existing_roles(aws.as_ref()).await?;
+    // What exists was made by an administrator; from here on every call is the
+    // operator's, allowed only by its shipped IAM policy.
+    let policy: serde_json::Value = serde_json::from_str(OPERATOR_POLICY)?;
+    aws.enforce(Some(&policy));
     Ok(aws)
 }
+
+/// The operator's shipped IAM policy, which the simulated account enforces.
+pub const OPERATOR_POLICY: &str = include_str!("../../config/iam/operator-policy.json");
 
 /// The roles that exist before the operator starts ([`EXISTING_ROLES`]), trusting EKS
 /// Pod Identity.
