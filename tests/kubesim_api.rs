@@ -805,6 +805,17 @@ async fn crd_install_schema_errors_and_removal() {
             }
         })
         .await;
+        // The real server stops serving the kind a moment after the CRD is gone.
+        eventually("the kind is no longer served", || {
+            let widgets = widgets.clone();
+            async move {
+                match widgets.list(&ListParams::default()).await {
+                    Err(e) => Some(api_error(e).0),
+                    Ok(_) => None,
+                }
+            }
+        })
+        .await;
         assert_eq!(
             api_error(widgets.list(&ListParams::default()).await.unwrap_err()).0,
             404
