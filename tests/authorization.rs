@@ -19,12 +19,20 @@ const CLUSTER: &str = "prod";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
 fn shipped_policy() -> Value {
-    serde_json::from_str(include_str!("../config/iam/operator-policy.json"))
-        .expect("config/iam/operator-policy.json is JSON")
+    let shipped: Value = serde_json::from_str(include_str!("../config/iam/operator-policy.json"))
+        .expect("config/iam/operator-policy.json is JSON");
+    // The simulator enforces this one by default.
+    assert_eq!(pod_identity_operator::aws::sim::operator_policy(), shipped);
+    shipped
 }
 
-/// A role outside the operator's path, as a platform team's deploy role would be.
+/// A role outside the operator's path, as a platform team's deploy role would be, made
+/// by an administrator.
 async fn existing_role(aws: &AwsSim) {
+    AwsSim::as_admin(existing_role_calls(aws)).await;
+}
+
+async fn existing_role_calls(aws: &AwsSim) {
     aws.create_role(&CreateRole {
         name: "deploy".into(),
         path: "/".into(),

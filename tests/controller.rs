@@ -384,12 +384,12 @@ async fn a_foreign_role_is_a_conflict_and_an_invalid_spec_makes_no_aws_call() {
     let (env, aws) = start(SimConfig::default(), |_| {}).await;
     // A role of the derived name made by someone else.
     use pod_identity_operator::aws::{CreateRole, IamApi};
-    aws.create_role(&CreateRole {
+    AwsSim::as_admin(aws.create_role(&CreateRole {
         name: naming::default_role_name(CLUSTER, NS, "taken"),
         path: "/".into(),
         assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
         ..CreateRole::default()
-    })
+    }))
     .await
     .expect("foreign role");
     env.apply("taken", json!({})).await;
@@ -484,16 +484,15 @@ async fn a_foreign_association_is_adopted_only_on_request_and_never_from_an_add_
     };
     // The simulator checks that roles exist.
     use pod_identity_operator::aws::{CreateRole, IamApi};
-    aws.create_role(&CreateRole {
+    AwsSim::as_admin(aws.create_role(&CreateRole {
         name: "legacy".into(),
         path: "/".into(),
         assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
         ..CreateRole::default()
-    })
+    }))
     .await
     .expect("legacy role");
-    let made = aws
-        .create_pod_identity_association(&foreign("legacy"))
+    let made = AwsSim::as_admin(aws.create_pod_identity_association(&foreign("legacy")))
         .await
         .expect("foreign association");
 
@@ -539,8 +538,7 @@ async fn a_foreign_association_is_adopted_only_on_request_and_never_from_an_add_
     );
 
     // An association an EKS add-on owns is never adopted, adopt or not.
-    let addon = aws
-        .create_pod_identity_association(&foreign("vpc-cni"))
+    let addon = AwsSim::as_admin(aws.create_pod_identity_association(&foreign("vpc-cni")))
         .await
         .expect("add-on association");
     assert!(aws.set_association_owner(
@@ -586,13 +584,13 @@ async fn drift_in_aws_is_repaired_on_resync() {
         "the role may assume the target role"
     );
     // Someone loosens the trust policy and detaches the policy.
-    aws.update_assume_role_policy(
+    AwsSim::as_admin(aws.update_assume_role_policy(
         &name,
         &pod_identity_operator::policy::pod_identity_trust_policy(None),
-    )
+    ))
     .await
     .expect("tamper trust");
-    aws.detach_role_policy(&name, READ_ONLY)
+    AwsSim::as_admin(aws.detach_role_policy(&name, READ_ONLY))
         .await
         .expect("tamper policy");
     let deadline = Instant::now() + WAIT;
@@ -674,12 +672,12 @@ async fn an_existing_role_is_checked_used_and_never_modified_or_deleted() {
     let (env, aws) = start(SimConfig::default(), |_| {}).await;
     let untrusting = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
-    aws.create_role(&CreateRole {
+    AwsSim::as_admin(aws.create_role(&CreateRole {
         name: "byo".into(),
         path: "/".into(),
         assume_role_policy: untrusting,
         ..CreateRole::default()
-    })
+    }))
     .await
     .expect("role");
     env.apply(
@@ -694,10 +692,10 @@ async fn an_existing_role_is_checked_used_and_never_modified_or_deleted() {
         .await;
     assert!(ready(&b).is_some_and(|c| c.message.contains("pods.eks.amazonaws.com")));
     // The user fixes the trust; the operator never did.
-    aws.update_assume_role_policy(
+    AwsSim::as_admin(aws.update_assume_role_policy(
         "byo",
         &pod_identity_operator::policy::pod_identity_trust_policy(None),
-    )
+    ))
     .await
     .expect("fix trust");
     // With create: false and no ServiceAccount, the association is made but Ready
@@ -1289,15 +1287,15 @@ async fn events_after_a_ready_pass_read_nothing_from_aws_until_something_changes
 async fn an_existing_role_is_only_ever_read_with_get_role() {
     use pod_identity_operator::aws::{CreateRole, IamApi};
     let (env, aws) = start(SimConfig::default(), |_| {}).await;
-    aws.create_role(&CreateRole {
+    AwsSim::as_admin(aws.create_role(&CreateRole {
         name: "deploy".into(),
         path: "/".into(),
         assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
         ..CreateRole::default()
-    })
+    }))
     .await
     .expect("role");
-    aws.attach_role_policy("deploy", READ_ONLY)
+    AwsSim::as_admin(aws.attach_role_policy("deploy", READ_ONLY))
         .await
         .expect("attach");
     let policy_reads = |aws: &AwsSim| -> u64 {

@@ -266,7 +266,10 @@ mod tests {
     use crate::runtime::health::Health;
 
     fn sim() -> Arc<AwsSim> {
-        let sim = Arc::new(AwsSim::new(SimConfig::default()));
+        let sim = Arc::new(AwsSim::new(SimConfig {
+            identity_policy: None,
+            ..SimConfig::default()
+        }));
         sim.add_cluster("prod");
         sim
     }

@@ -375,7 +375,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_burst_passes_at_once_then_calls_are_paced() {
-        let sim = Arc::new(AwsSim::new(SimConfig::default()));
+        let sim = Arc::new(AwsSim::new(SimConfig {
+            identity_policy: None,
+            ..SimConfig::default()
+        }));
         let limited = Arc::new(RateLimited::new(
             sim.clone(),
             Some(Rate {
@@ -406,7 +409,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn throttled_calls_are_retried_a_bounded_number_of_times_and_pause_the_service() {
         use crate::aws::faults::{Fault, Service};
-        let sim = Arc::new(AwsSim::new(SimConfig::default()));
+        let sim = Arc::new(AwsSim::new(SimConfig {
+            identity_policy: None,
+            ..SimConfig::default()
+        }));
         let limited = Arc::new(RateLimited::new(sim.clone(), None));
         // Five calls a second: concurrent callers are throttled, retried, and all pass.
         sim.knobs().set_throttle(Service::Iam, 1, 5.0);

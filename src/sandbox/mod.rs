@@ -105,6 +105,7 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     let aws = Arc::new(AwsSim::new(SimConfig {
         account_id: ACCOUNT_ID.into(),
         region: REGION.into(),
+        identity_policy: None,
         ..SimConfig::default()
     }));
     aws.add_cluster(CLUSTER);
@@ -114,13 +115,9 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     create_existing_roles(aws.as_ref()).await?;
     // What exists was made by an administrator; from here on every call is the
     // operator's, allowed only by its shipped IAM policy.
-    let policy: serde_json::Value = serde_json::from_str(OPERATOR_POLICY)?;
-    aws.enforce(Some(&policy));
+    aws.enforce(Some(&crate::aws::sim::operator_policy()));
     Ok(aws)
 }
-
-/// The operator's shipped IAM policy, which the simulated account enforces.
-pub const OPERATOR_POLICY: &str = include_str!("../../config/iam/operator-policy.json");
 
 /// The roles that exist before the operator starts ([`EXISTING_ROLES`]), trusting EKS
 /// Pod Identity.

@@ -18,6 +18,8 @@ pub async fn start() -> Backend {
         role_propagation: WINDOW,
         association_release: WINDOW,
         seed: rand::random(),
+        // The contract is the API's; authorization is tests/authorization.rs's.
+        identity_policy: None,
         ..SimConfig::default()
     }));
     let cluster = sim.add_cluster("contract");

@@ -610,6 +610,8 @@ pub mod adapters_on_simulator {
             role_propagation: WINDOW,
             association_release: WINDOW,
             seed: rand::random(),
+            // The contract is the API's; authorization is tests/authorization.rs's.
+            identity_policy: None,
             ..SimConfig::default()
         }));
         let cluster = sim.add_cluster(CLUSTER);

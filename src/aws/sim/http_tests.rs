@@ -20,7 +20,10 @@ struct Clients {
 }
 
 async fn start() -> Clients {
-    let sim = Arc::new(AwsSim::new(SimConfig::default()));
+    let sim = Arc::new(AwsSim::new(SimConfig {
+        identity_policy: None,
+        ..SimConfig::default()
+    }));
     sim.add_cluster("c1");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -18,8 +18,13 @@ fn trust() -> Value {
         "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
 }
 
+/// The API's rules, without authorization (tested in `authz` and
+/// tests/authorization.rs): these calls touch roles anywhere.
 fn sim(config: SimConfig) -> Arc<AwsSim> {
-    let sim = Arc::new(AwsSim::new(config));
+    let sim = Arc::new(AwsSim::new(SimConfig {
+        identity_policy: None,
+        ..config
+    }));
     sim.add_cluster("c1");
     sim
 }
