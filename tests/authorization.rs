@@ -8,15 +8,13 @@ mod support;
 
 use std::sync::Arc;
 
-use kube::api::{Patch, PatchParams};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{CreateRole, IamApi, Tags};
 use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::{Value, json};
-use support::Env;
+use support::{Env, READ_ONLY};
 
 const CLUSTER: &str = "prod";
-const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
 fn shipped_policy() -> Value {
     let shipped: Value = serde_json::from_str(include_str!("../config/iam/operator-policy.json"))
@@ -26,38 +24,10 @@ fn shipped_policy() -> Value {
     shipped
 }
 
-/// A role outside the operator's path, as a platform team's deploy role would be, made
-/// by an administrator.
-async fn existing_role(aws: &AwsSim) {
-    AwsSim::as_admin(existing_role_calls(aws)).await;
-}
-
-async fn existing_role_calls(aws: &AwsSim) {
-    aws.create_role(&CreateRole {
-        name: "deploy".into(),
-        path: "/".into(),
-        assume_role_policy: pod_identity_trust_policy(None),
-        ..CreateRole::default()
-    })
-    .await
-    .expect("role");
-    aws.attach_role_policy("deploy", READ_ONLY)
-        .await
-        .expect("attach");
-    aws.put_role_policy(
-        "deploy",
-        "deploy",
-        &json!({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}),
-    )
-    .await
-    .expect("inline");
-}
-
 #[tokio::test]
 async fn the_shipped_policy_refuses_every_write_and_policy_read_on_a_role_it_does_not_own() {
     let aws = AwsSim::new(SimConfig::default());
-    existing_role(&aws).await;
+    support::existing_role(&aws).await;
     aws.enforce(Some(&shipped_policy()));
 
     let doc = json!({"Version": "2012-10-17", "Statement": [
@@ -165,32 +135,21 @@ async fn the_shipped_policy_refuses_every_write_and_policy_read_on_a_role_it_doe
 async fn a_binding_with_an_existing_role_lives_and_dies_under_the_shipped_policy() {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     aws.add_cluster(CLUSTER);
-    existing_role(&aws).await;
+    support::existing_role(&aws).await;
     aws.enforce(Some(&shipped_policy()));
     let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |_| {}).await;
 
-    let existing = "arn:aws:iam::111122223333:role/deploy";
+    let existing = support::EXISTING_ROLE_ARN;
     env.apply("app", json!({"role": {"arn": existing}})).await;
     env.wait_converged("app").await;
-    env.bindings()
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"role": {"arn": null, "managedPolicyArns": [READ_ONLY]}}}),
-            ),
-        )
-        .await
-        .expect("to a managed role");
+    env.patch_role(
+        "app",
+        json!({"arn": null, "managedPolicyArns": [READ_ONLY]}),
+    )
+    .await;
     env.wait_converged("app").await;
-    env.bindings()
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"role": {"arn": existing, "managedPolicyArns": null}}})),
-        )
-        .await
-        .expect("back to the existing role");
+    env.patch_role("app", json!({"arn": existing, "managedPolicyArns": null}))
+        .await;
     env.wait_converged("app").await;
     env.delete("app").await;
     env.wait_gone("app").await;

@@ -1285,19 +1285,8 @@ async fn events_after_a_ready_pass_read_nothing_from_aws_until_something_changes
 /// managed role and back, and delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_role_is_only_ever_read_with_get_role() {
-    use pod_identity_operator::aws::{CreateRole, IamApi};
     let (env, aws) = start(SimConfig::default(), |_| {}).await;
-    AwsSim::as_admin(aws.create_role(&CreateRole {
-        name: "deploy".into(),
-        path: "/".into(),
-        assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
-        ..CreateRole::default()
-    }))
-    .await
-    .expect("role");
-    AwsSim::as_admin(aws.attach_role_policy("deploy", READ_ONLY))
-        .await
-        .expect("attach");
+    support::existing_role(&aws).await;
     let policy_reads = |aws: &AwsSim| -> u64 {
         [
             "ListAttachedRolePolicies",
@@ -1308,22 +1297,17 @@ async fn an_existing_role_is_only_ever_read_with_get_role() {
         .map(|op| aws.knobs().calls_of(op))
         .sum()
     };
-    let existing = json!({"role": {"arn": "arn:aws:iam::111122223333:role/deploy"}});
-    env.apply("app", existing.clone()).await;
+    env.apply("app", json!({"role": {"arn": support::EXISTING_ROLE_ARN}}))
+        .await;
     env.wait_converged("app").await;
     assert_eq!(policy_reads(&aws), 0, "{:?}", aws.knobs().calls());
 
     // To a managed role (the existing one is the previous role) and back.
-    env.bindings()
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"role": {"arn": null, "managedPolicyArns": [READ_ONLY]}}}),
-            ),
-        )
-        .await
-        .expect("switch to a managed role");
+    env.patch_role(
+        "app",
+        json!({"arn": null, "managedPolicyArns": [READ_ONLY]}),
+    )
+    .await;
     let b = env.wait_converged("app").await;
     assert!(
         b.status
@@ -1334,14 +1318,11 @@ async fn an_existing_role_is_only_ever_read_with_get_role() {
         b.status
     );
     assert!(aws.knobs().calls_of("GetRole") > 0, "calls are counted");
-    env.bindings()
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"role": {"arn": "arn:aws:iam::111122223333:role/deploy", "managedPolicyArns": null}}})),
-        )
-        .await
-        .expect("back to the existing role");
+    env.patch_role(
+        "app",
+        json!({"arn": support::EXISTING_ROLE_ARN, "managedPolicyArns": null}),
+    )
+    .await;
     env.wait_converged("app").await;
     assert_eq!(owned_roles(&aws, "app"), 0, "the managed role was removed");
 

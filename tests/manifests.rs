@@ -1023,19 +1023,27 @@ struct Kubectl {
 }
 
 impl Kubectl {
+    /// kubectl with this kubeconfig, its cache and home in the test's folder.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--cache-dir")
+            .arg(self.dir.join("cache"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.dir)
+            .current_dir(&self.dir);
+        cmd
+    }
+
     /// `kubectl wait` until the binding CRD is Established.
     fn wait_crd_established(&self) {
-        let out = Command::new(&self.bin)
+        let out = self
+            .command()
             .args([
                 "wait",
                 "--for=condition=Established",
                 "--timeout=60s",
                 "crd/podidentitybindings.podidentity.dev",
             ])
-            .arg("--cache-dir")
-            .arg(self.dir.join("cache"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &self.dir)
             .output()
             .expect("kubectl runs");
         assert!(
@@ -1051,14 +1059,10 @@ impl Kubectl {
 
     /// `kubectl apply <args>`, with `stdin` as its input.
     fn apply(&self, args: &[&str], stdin: &str) -> String {
-        let mut child = Command::new(&self.bin)
+        let mut child = self
+            .command()
             .arg("apply")
             .args(args)
-            .arg("--cache-dir")
-            .arg(self.dir.join("cache"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &self.dir)
-            .current_dir(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1131,6 +1135,22 @@ async fn kubesim_and_kubectl(
     (server, k)
 }
 
+/// A real control plane, kubectl pointed at it from `dir`, and an admin client.
+async fn real_api_server_and_kubectl(
+    dir: &std::path::Path,
+) -> (cluster::ControlPlane, Kubectl, Client) {
+    let plane = cluster::ControlPlane::start(Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
+    let k = Kubectl {
+        bin: kubectl_path(),
+        kubeconfig: plane.kubeconfig().to_owned(),
+        dir: dir.to_path_buf(),
+    };
+    let client = plane.admin_client().await.expect("admin client");
+    (plane, k, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_and_samples_apply_to_kubesim_with_kubectl() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -1142,16 +1162,8 @@ async fn default_and_samples_apply_to_kubesim_with_kubectl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_and_samples_apply_to_a_real_api_server_with_kubectl() {
-    let plane = cluster::ControlPlane::start(Default::default())
-        .await
-        .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
     let tmp = tempfile::tempdir().expect("temp dir");
-    let k = Kubectl {
-        bin: kubectl_path(),
-        kubeconfig: plane.kubeconfig().to_owned(),
-        dir: tmp.path().to_path_buf(),
-    };
-    let client = plane.admin_client().await.expect("admin client");
+    let (_plane, k, client) = real_api_server_and_kubectl(tmp.path()).await;
     default_and_samples_apply(&k, client).await;
 }
 
@@ -1609,16 +1621,8 @@ async fn default_and_samples_apply_server_side_with_kustomize() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_and_samples_apply_server_side_with_kustomize_to_a_real_api_server() {
-    let plane = cluster::ControlPlane::start(Default::default())
-        .await
-        .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
     let tmp = tempfile::tempdir().expect("temp dir");
-    let k = Kubectl {
-        bin: kubectl_path(),
-        kubeconfig: plane.kubeconfig().to_owned(),
-        dir: tmp.path().to_path_buf(),
-    };
-    let client = plane.admin_client().await.expect("admin client");
+    let (_plane, k, client) = real_api_server_and_kubectl(tmp.path()).await;
     apply_server_side_with_kustomize(&k, client).await;
 }
 

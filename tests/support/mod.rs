@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use pod_identity_operator::aws::faults::Knobs;
-use pod_identity_operator::aws::{EksApi, IamApi};
+use pod_identity_operator::aws::sim::AwsSim;
+use pod_identity_operator::aws::{CreateRole, EksApi, IamApi};
 use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::controller::{self, Context, Settings};
 use pod_identity_operator::crd::{Condition, PodIdentityBinding};
@@ -50,6 +51,38 @@ pub fn is_read(operation: &str) -> bool {
     ["Get", "List", "Describe"]
         .iter()
         .any(|p| operation.starts_with(p))
+}
+
+/// The role [`existing_role`] makes.
+pub const EXISTING_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/deploy";
+pub const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+
+/// A role outside the operator's path, as a platform team's deploy role would be, made
+/// by an administrator: `deploy`, trusting EKS Pod Identity, with ReadOnlyAccess
+/// attached and an inline policy `deploy`.
+pub async fn existing_role(aws: &AwsSim) {
+    AwsSim::as_admin(async {
+        aws.create_role(&CreateRole {
+            name: "deploy".into(),
+            path: "/".into(),
+            assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
+            ..CreateRole::default()
+        })
+        .await
+        .expect("role");
+        aws.attach_role_policy("deploy", READ_ONLY)
+            .await
+            .expect("attach");
+        aws.put_role_policy(
+            "deploy",
+            "deploy",
+            &json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}),
+        )
+        .await
+        .expect("inline");
+    })
+    .await;
 }
 
 /// Installs the CRD into a kubesim.
@@ -182,6 +215,18 @@ impl Env {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Merge-patches the binding's `spec.role`.
+    pub async fn patch_role(&self, name: &str, role: Value) {
+        self.bindings()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"role": role}})),
+            )
+            .await
+            .expect("patch spec.role");
     }
 
     pub async fn wait_converged(&self, name: &str) -> PodIdentityBinding {
