@@ -46,25 +46,10 @@ use serde_json::json;
 use servers::{ACCOUNT_ID, Kind};
 use support::kubectl::{kubectl, kubectl_command};
 use support::target::{AwsAccess, AwsTarget, Kube, Target};
-use support::{Env, NS, WAIT, write_calls};
+use support::{Env, NS, WAIT, serve_simulator, write_calls};
 
 const REGION: &str = "us-east-1";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
-
-/// The simulator's HTTP front on a free 127.0.0.1 port: its URL and the serving task.
-async fn serve_simulator(
-    sim: Arc<pod_identity_operator::aws::sim::AwsSim>,
-) -> (
-    String,
-    tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(sim, listener));
-    (url, front)
-}
 
 /// The suite's own AWS server at `url`, with the test credentials.
 fn local(url: &str) -> AwsAccess {
@@ -807,16 +792,7 @@ enum CrashKube {
 
 impl CrashKube {
     async fn kubesim() -> CrashKube {
-        let kube = KubeSim::new();
-        let server = kube
-            .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-            .await
-            .expect("kubesim serves");
-        let dir = tempfile::tempdir().expect("temp dir");
-        server
-            .write_kubeconfig(&dir.path().join("kubeconfig"))
-            .expect("kubeconfig");
-        support::install_crd(&kube.client()).await;
+        let (kube, server, dir) = support::kubesim_over_tcp().await;
         CrashKube::Kubesim { kube, server, dir }
     }
 

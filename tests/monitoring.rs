@@ -37,7 +37,6 @@ use kube::api::{Api, DeleteParams, PostParams};
 use pod_identity_operator::aws::faults::{Fault, Service};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::crd::PodIdentityBinding;
-use pod_identity_operator::kubesim::KubeSim;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Expr, LabelModifier, VectorMatchCardinality, VectorSelector};
@@ -788,24 +787,8 @@ async fn wait_reason(bindings: &Api<PodIdentityBinding>, name: &str, status: &st
 async fn every_metric_and_label_of_the_rules_and_the_dashboard_is_exported() {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     aws.add_cluster(CLUSTER);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-        aws.clone(),
-        listener,
-    ));
-    let kube = KubeSim::new();
-    let server = kube
-        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-        .await
-        .expect("kubesim serves");
-    let dir = tempfile::tempdir().expect("temp dir");
-    server
-        .write_kubeconfig(&dir.path().join("kubeconfig"))
-        .expect("kubeconfig");
-    support::install_crd(&kube.client()).await;
+    let (aws_url, front) = support::serve_simulator(aws.clone()).await;
+    let (kube, server, dir) = support::kubesim_over_tcp().await;
     // Read-only access for everyone, nothing else: an administrator binding is refused.
     let guardrails = dir.path().join("guardrails.yaml");
     std::fs::write(

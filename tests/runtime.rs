@@ -44,24 +44,8 @@ impl Stack {
     async fn start(cluster: &str) -> Stack {
         let aws = Arc::new(AwsSim::new(SimConfig::default()));
         aws.add_cluster(cluster);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let aws_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(
-            aws.clone(),
-            listener,
-        ));
-        let kube = KubeSim::new();
-        let server = kube
-            .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
-            .await
-            .expect("kubesim serves");
-        let dir = tempfile::tempdir().expect("temp dir");
-        server
-            .write_kubeconfig(&dir.path().join("kubeconfig"))
-            .expect("kubeconfig");
-        support::install_crd(&kube.client()).await;
+        let (aws_url, front) = support::serve_simulator(aws.clone()).await;
+        let (kube, server, dir) = support::kubesim_over_tcp().await;
         Stack {
             aws,
             aws_url,

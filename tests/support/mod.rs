@@ -53,6 +53,40 @@ pub fn is_read(operation: &str) -> bool {
         .any(|p| operation.starts_with(p))
 }
 
+/// The simulator's HTTP front on a free 127.0.0.1 port: its URL and the serving task.
+pub async fn serve_simulator(
+    sim: Arc<AwsSim>,
+) -> (
+    String,
+    tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let front = tokio::spawn(pod_identity_operator::aws::sim::http::serve(sim, listener));
+    (url, front)
+}
+
+/// kubesim over TCP with the CRD installed, and a folder holding its `kubeconfig`.
+pub async fn kubesim_over_tcp() -> (
+    KubeSim,
+    pod_identity_operator::kubesim::ServerHandle,
+    tempfile::TempDir,
+) {
+    let kube = KubeSim::new();
+    let server = kube
+        .serve_tcp("127.0.0.1:0".parse().expect("literal address"))
+        .await
+        .expect("kubesim serves");
+    let dir = tempfile::tempdir().expect("temp dir");
+    server
+        .write_kubeconfig(&dir.path().join("kubeconfig"))
+        .expect("kubeconfig");
+    install_crd(&kube.client()).await;
+    (kube, server, dir)
+}
+
 /// The role [`existing_role`] makes.
 pub const EXISTING_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/deploy";
 pub const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
