@@ -11,6 +11,7 @@ pub mod error;
 pub mod escalation;
 pub mod kubesim;
 pub mod naming;
+pub mod operator_policy;
 pub mod policy;
 pub mod runtime;
 pub mod sandbox;

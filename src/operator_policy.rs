@@ -1,0 +1,631 @@
+//! The operator's own IAM permissions for one installation, rendered from its cluster,
+//! account and region and the guardrails: the second line of defence, which refuses in
+//! IAM what the guardrails should have refused in the operator.
+//!
+//! Every role statement is limited to the cluster's path `role/pod-identity/<cluster>/`;
+//! changes also need the ownership tag `podidentity.dev/cluster=<cluster>` on the role
+//! (or in the request, for a new role). Managed policies may be attached only when the
+//! guardrails allow them somewhere; a boundary every rule demands is a condition on
+//! creating roles, and then never removable; roles are passed only to EKS Pod Identity
+//! and only those of the cluster's path or allowed as existing roles; the operator's own
+//! role is denied outright.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::aws::Cluster;
+use crate::config::GuardrailConfig;
+use crate::naming::{self, TAG_CLUSTER};
+use crate::policy::{POD_IDENTITY_PRINCIPAL, TrustScope};
+
+/// Where the operator runs: what its permissions are scoped to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Installation {
+    pub partition: String,
+    pub account_id: String,
+    pub region: String,
+    pub cluster_name: String,
+    /// The operator's namespace and ServiceAccount, which its own role's trust admits.
+    pub namespace: String,
+    pub service_account: String,
+    /// The operator's own role: no binding may name it, and the policy denies it.
+    pub operator_role_arn: Option<String>,
+}
+
+/// Where the shipped manifests run the operator (`config/rbac`, the Helm chart).
+pub const OPERATOR_NAMESPACE: &str = "pod-identity-system";
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "pod-identity-operator";
+
+/// The actions on a role of the cluster's path that only read.
+const ROLE_READS: [&str; 6] = [
+    "iam:GetRole",
+    "iam:GetRolePolicy",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:ListRolePolicies",
+    "iam:ListRoleTags",
+];
+
+/// IAM's partition of a region (`cn-north-1` is `aws-cn`, `us-gov-west-1` `aws-us-gov`).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+impl Installation {
+    pub fn new(cluster_name: &str, account_id: &str, region: &str) -> Self {
+        Installation {
+            partition: partition_of(region).to_owned(),
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+            cluster_name: cluster_name.to_owned(),
+            namespace: OPERATOR_NAMESPACE.to_owned(),
+            service_account: OPERATOR_SERVICE_ACCOUNT.to_owned(),
+            operator_role_arn: None,
+        }
+    }
+
+    /// The installation of a described cluster: partition, region and account come from
+    /// its ARN (`arn:<partition>:eks:<region>:<account>:cluster/<name>`).
+    pub fn of_cluster(cluster: &Cluster) -> Option<Self> {
+        let mut parts = cluster.arn.splitn(6, ':');
+        let (Some("arn"), Some(partition), Some("eks"), Some(region), Some(account)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        Some(Installation {
+            partition: partition.to_owned(),
+            ..Installation::new(&cluster.name, account, region)
+        })
+    }
+
+    pub fn with_operator_role(mut self, arn: Option<String>) -> Self {
+        self.operator_role_arn = arn;
+        self
+    }
+
+    pub fn cluster_arn(&self) -> String {
+        format!(
+            "arn:{}:eks:{}:{}:cluster/{}",
+            self.partition, self.region, self.account_id, self.cluster_name
+        )
+    }
+
+    /// Every role the operator manages for this cluster.
+    pub fn roles(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:role{}*",
+            self.partition,
+            self.account_id,
+            naming::role_path(&self.cluster_name)
+        )
+    }
+
+    fn associations(&self) -> String {
+        format!(
+            "arn:{}:eks:{}:{}:podidentityassociation/{}/*",
+            self.partition, self.region, self.account_id, self.cluster_name
+        )
+    }
+}
+
+fn statement(sid: &str, effect: &str, actions: &[&str], resources: Vec<String>) -> Value {
+    json!({"Sid": sid, "Effect": effect, "Action": actions, "Resource": resources})
+}
+
+fn with_condition(mut st: Value, condition: Value) -> Value {
+    st["Condition"] = condition;
+    st
+}
+
+/// The union of a rule list over every rule, without duplicates, in a stable order.
+fn union(
+    config: &GuardrailConfig,
+    list: impl Fn(&crate::config::Rule) -> &[String],
+) -> Vec<String> {
+    let set: BTreeSet<&String> = config.rules.iter().flat_map(|r| list(r).iter()).collect();
+    set.into_iter().cloned().collect()
+}
+
+/// The permissions boundaries a managed role must carry, when every rule demands one.
+pub fn mandatory_boundaries(config: &GuardrailConfig) -> Option<Vec<String>> {
+    let all: Option<BTreeSet<&String>> = config
+        .rules
+        .iter()
+        .map(|r| r.permissions_boundary_arn.as_ref())
+        .collect();
+    all.filter(|set| !set.is_empty())
+        .map(|set| set.into_iter().cloned().collect())
+}
+
+/// Managed policies that every rule refuses.
+fn denied_everywhere(config: &GuardrailConfig) -> Vec<String> {
+    let Some((first, rest)) = config.rules.split_first() else {
+        return Vec::new();
+    };
+    first
+        .denied_managed_policy_arns
+        .iter()
+        .filter(|arn| {
+            rest.iter()
+                .all(|r| r.denied_managed_policy_arns.contains(arn))
+        })
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// The operator's identity policy for this installation under these guardrails.
+pub fn permissions(inst: &Installation, config: &GuardrailConfig) -> Value {
+    let roles = inst.roles();
+    let owned =
+        json!({"StringEquals": {format!("aws:ResourceTag/{TAG_CLUSTER}"): inst.cluster_name}});
+    let tagged_for_us =
+        json!({"StringEquals": {format!("aws:RequestTag/{TAG_CLUSTER}"): inst.cluster_name}});
+    let boundaries = mandatory_boundaries(config);
+    let mut statements = vec![statement(
+        "ReadRolesOfThisCluster",
+        "Allow",
+        &ROLE_READS,
+        vec![roles.clone()],
+    )];
+
+    let mut create = tagged_for_us.clone();
+    if let Some(b) = &boundaries {
+        create["StringEquals"]["iam:PermissionsBoundary"] = json!(b);
+    }
+    statements.push(with_condition(
+        statement(
+            "CreateRolesTaggedForThisCluster",
+            "Allow",
+            &["iam:CreateRole"],
+            vec![roles.clone()],
+        ),
+        create,
+    ));
+    // CreateRole with tags is also authorized as iam:TagRole on the request's tags.
+    statements.push(with_condition(
+        statement(
+            "TagNewRolesForThisCluster",
+            "Allow",
+            &["iam:TagRole"],
+            vec![roles.clone()],
+        ),
+        tagged_for_us,
+    ));
+
+    let mut change = vec![
+        "iam:DeleteRole",
+        "iam:DeleteRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:PutRolePolicy",
+        "iam:TagRole",
+        "iam:UntagRole",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:UpdateRole",
+    ];
+    if boundaries.is_none() {
+        change.extend([
+            "iam:DeleteRolePermissionsBoundary",
+            "iam:PutRolePermissionsBoundary",
+        ]);
+    }
+    change.sort_unstable();
+    statements.push(with_condition(
+        statement(
+            "ChangeRolesOwnedByThisCluster",
+            "Allow",
+            &change,
+            vec![roles.clone()],
+        ),
+        owned.clone(),
+    ));
+    if let Some(b) = &boundaries {
+        let mut cond = owned.clone();
+        cond["StringEquals"]["iam:PermissionsBoundary"] = json!(b);
+        statements.push(with_condition(
+            statement(
+                "SetTheMandatoryBoundary",
+                "Allow",
+                &["iam:PutRolePermissionsBoundary"],
+                vec![roles.clone()],
+            ),
+            cond,
+        ));
+    }
+
+    let allowed_policies = union(config, |r| &r.allowed_managed_policy_arns);
+    if !allowed_policies.is_empty() {
+        let mut cond = owned.clone();
+        if !allowed_policies.iter().any(|p| p == "*") {
+            cond["ArnLike"] = json!({"iam:PolicyARN": allowed_policies});
+        }
+        statements.push(with_condition(
+            statement(
+                "AttachManagedPoliciesTheGuardrailsAllow",
+                "Allow",
+                &["iam:AttachRolePolicy"],
+                vec![roles.clone()],
+            ),
+            cond,
+        ));
+    }
+
+    let existing = union(config, |r| &r.allowed_existing_role_arns);
+    if !existing.is_empty() {
+        statements.push(statement(
+            "ReadExistingRolesTheGuardrailsAllow",
+            "Allow",
+            &["iam:GetRole"],
+            existing.clone(),
+        ));
+    }
+    let mut passable = vec![roles.clone()];
+    passable.extend(existing);
+    statements.push(with_condition(
+        statement(
+            "PassRolesToEksPodIdentityOnly",
+            "Allow",
+            &["iam:PassRole"],
+            passable,
+        ),
+        json!({"StringEquals": {"iam:PassedToService": POD_IDENTITY_PRINCIPAL}}),
+    ));
+
+    statements.push(statement(
+        "DescribeTheClusterAndCreateAndListItsAssociations",
+        "Allow",
+        &[
+            "eks:CreatePodIdentityAssociation",
+            "eks:DescribeCluster",
+            "eks:ListPodIdentityAssociations",
+        ],
+        vec![inst.cluster_arn()],
+    ));
+    statements.push(statement(
+        "ManageTheClustersAssociations",
+        "Allow",
+        &[
+            "eks:DeletePodIdentityAssociation",
+            "eks:DescribePodIdentityAssociation",
+            "eks:TagResource",
+            "eks:UntagResource",
+            "eks:UpdatePodIdentityAssociation",
+        ],
+        vec![inst.associations()],
+    ));
+
+    statements.push(with_condition(
+        statement(
+            "KeepTheOwnershipTags",
+            "Deny",
+            &["iam:UntagRole"],
+            vec![roles.clone()],
+        ),
+        json!({"ForAnyValue:StringLike": {"aws:TagKeys": ["podidentity.dev/*"]}}),
+    ));
+    let denied = denied_everywhere(config);
+    if !denied.is_empty() {
+        statements.push(with_condition(
+            statement(
+                "NeverAttachManagedPoliciesTheGuardrailsDeny",
+                "Deny",
+                &["iam:AttachRolePolicy"],
+                vec!["*".into()],
+            ),
+            json!({"ArnLike": {"iam:PolicyARN": denied}}),
+        ));
+    }
+    if let Some(own) = &inst.operator_role_arn {
+        statements.push(json!({
+            "Sid": "NeverTouchTheOperatorsOwnRole",
+            "Effect": "Deny",
+            "Action": "iam:*",
+            "Resource": own,
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The trust policy of the operator's own role: EKS Pod Identity, for the operator's
+/// ServiceAccount of this cluster only.
+pub fn trust(inst: &Installation) -> Value {
+    crate::policy::pod_identity_trust_policy(Some(&TrustScope {
+        account_id: inst.account_id.clone(),
+        cluster_arn: inst.cluster_arn(),
+        namespace: inst.namespace.clone(),
+        service_account: inst.service_account.clone(),
+    }))
+}
+
+/// The action and resource an `AccessDenied` message names (`... not authorized to
+/// perform: <action> on resource: <arn> ...`).
+pub fn denied_request(message: &str) -> Option<(String, String)> {
+    let (_, rest) = message.split_once("perform: ")?;
+    let (action, rest) = rest.split_once(" on resource: ")?;
+    let resource = rest
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .next()
+        .filter(|r| !r.is_empty())?;
+    Some((action.trim().to_owned(), resource.to_owned()))
+}
+
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    match v {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn applies(st: &Value, action: &str, resource: &str) -> bool {
+    let action = action.to_ascii_lowercase();
+    let act = |key| {
+        strings(st.get(key))
+            .iter()
+            .any(|p| crate::config::glob_match(&p.to_ascii_lowercase(), &action))
+    };
+    let res = |key| {
+        strings(st.get(key))
+            .iter()
+            .any(|p| crate::config::glob_match(p, resource))
+    };
+    let action_ok = if st.get("NotAction").is_some() {
+        !act("NotAction")
+    } else {
+        act("Action")
+    };
+    let resource_ok = if st.get("NotResource").is_some() {
+        !res("NotResource")
+    } else {
+        res("Resource")
+    };
+    action_ok && resource_ok
+}
+
+/// What the installation's policy says of a call AWS refused: the statement that would
+/// allow it (then the operator's role lacks that statement), or why the operator should
+/// not need it.
+pub fn explain_denial(policy: &Value, action: &str, resource: &str) -> String {
+    let statements = strings_of_statements(policy);
+    let sid = |st: &Value| {
+        st.get("Sid")
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)")
+            .to_owned()
+    };
+    let matching: Vec<&Value> = statements
+        .into_iter()
+        .filter(|st| applies(st, action, resource))
+        .collect();
+    let render = "`pod-identity-operator iam-policy` (config/iam/README.md)";
+    if let Some(deny) = matching
+        .iter()
+        .find(|st| st.get("Effect").and_then(Value::as_str) == Some("Deny"))
+    {
+        return format!(
+            "{action} on {resource}: statement {} of this installation's policy denies it on purpose; the operator should not need it, so a guardrail let through what it should have refused",
+            sid(deny)
+        );
+    }
+    let allows: Vec<&&Value> = matching
+        .iter()
+        .filter(|st| st.get("Effect").and_then(Value::as_str) == Some("Allow"))
+        .collect();
+    if let Some(plain) = allows.iter().find(|st| st.get("Condition").is_none()) {
+        return format!(
+            "{action} on {resource}: statement {} of this installation's policy allows it; attach the policy rendered by {render} to the operator's role",
+            sid(plain)
+        );
+    }
+    if let Some(conditional) = allows.first() {
+        let condition = conditional.get("Condition").cloned().unwrap_or(Value::Null);
+        return format!(
+            "{action} on {resource}: statement {} of this installation's policy allows it only when {condition}; if the request meets that, attach the policy rendered by {render} to the operator's role, otherwise the operator should not need it",
+            sid(conditional)
+        );
+    }
+    format!(
+        "{action} on {resource}: no statement of this installation's policy ({render}) allows it; the operator should not need it"
+    )
+}
+
+fn strings_of_statements(policy: &Value) -> Vec<&Value> {
+    match policy.get("Statement") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    }
+}
+
+/// The statements' Sids, in order.
+pub fn sids(policy: &Value) -> Vec<String> {
+    strings_of_statements(policy)
+        .iter()
+        .filter_map(|st| st.get("Sid").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// The template in `config/iam/`: the policy with placeholders for the installation's
+/// values, and no guardrail lists.
+pub fn template() -> Value {
+    let mut inst = Installation::new("${CLUSTER}", "${ACCOUNT}", "${REGION}");
+    inst.partition = "${PARTITION}".into();
+    permissions(&inst, &GuardrailConfig::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst() -> Installation {
+        Installation::new("prod", "111122223333", "us-east-1").with_operator_role(Some(
+            "arn:aws:iam::111122223333:role/pod-identity-operator".into(),
+        ))
+    }
+
+    fn guardrails(text: &str) -> GuardrailConfig {
+        GuardrailConfig::parse(text).expect("guardrails")
+    }
+
+    #[test]
+    fn an_installation_is_read_from_its_cluster_arn() {
+        let c = Cluster {
+            name: "prod".into(),
+            arn: "arn:aws-cn:eks:cn-north-1:111122223333:cluster/prod".into(),
+            account_id: "111122223333".into(),
+            status: None,
+        };
+        let i = Installation::of_cluster(&c).expect("parsed");
+        assert_eq!(
+            (
+                i.partition.as_str(),
+                i.region.as_str(),
+                i.account_id.as_str()
+            ),
+            ("aws-cn", "cn-north-1", "111122223333")
+        );
+        assert_eq!(i.cluster_arn(), c.arn);
+        assert_eq!(
+            i.roles(),
+            "arn:aws-cn:iam::111122223333:role/pod-identity/prod/*"
+        );
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+    }
+
+    #[test]
+    fn a_boundary_every_rule_demands_becomes_a_condition_and_cannot_be_removed() {
+        let one = guardrails(
+            "rules:\n- name: a\n  namespaces: [a]\n  permissionsBoundaryArn: arn:aws:iam::111122223333:policy/b\n\
+             - name: b\n  namespaces: [b]\n  permissionsBoundaryArn: arn:aws:iam::111122223333:policy/c\n",
+        );
+        let p = permissions(&inst(), &one);
+        let text = p.to_string();
+        assert!(!text.contains("DeleteRolePermissionsBoundary"), "{text}");
+        assert!(sids(&p).contains(&"SetTheMandatoryBoundary".to_owned()));
+        let create = &p["Statement"][1];
+        assert_eq!(
+            create["Condition"]["StringEquals"]["iam:PermissionsBoundary"],
+            json!([
+                "arn:aws:iam::111122223333:policy/b",
+                "arn:aws:iam::111122223333:policy/c"
+            ])
+        );
+        let some = guardrails(
+            "rules:\n- name: a\n  namespaces: [a]\n  permissionsBoundaryArn: arn:aws:iam::111122223333:policy/b\n\
+             - name: b\n  namespaces: [b]\n",
+        );
+        let p = permissions(&inst(), &some);
+        assert!(p.to_string().contains("DeleteRolePermissionsBoundary"));
+        assert!(!sids(&p).contains(&"SetTheMandatoryBoundary".to_owned()));
+    }
+
+    #[test]
+    fn attach_is_limited_to_the_union_of_allowed_policies_and_denied_ones_everywhere() {
+        let g = guardrails(
+            "rules:\n- name: a\n  namespaces: [a]\n  allowedManagedPolicyArns: [\"arn:aws:iam::aws:policy/ReadOnlyAccess\"]\n  deniedManagedPolicyArns: [\"arn:aws:iam::aws:policy/AdministratorAccess\"]\n\
+             - name: b\n  namespaces: [b]\n  allowedManagedPolicyArns: [\"arn:aws:iam::111122223333:policy/ok-*\"]\n  deniedManagedPolicyArns: [\"arn:aws:iam::aws:policy/AdministratorAccess\", \"arn:aws:iam::111122223333:policy/ok-admin\"]\n",
+        );
+        let p = permissions(&inst(), &g);
+        let attach = strings_of_statements(&p)
+            .into_iter()
+            .find(|s| s["Sid"] == "AttachManagedPoliciesTheGuardrailsAllow")
+            .expect("attach statement");
+        assert_eq!(
+            attach["Condition"]["ArnLike"]["iam:PolicyARN"],
+            json!([
+                "arn:aws:iam::111122223333:policy/ok-*",
+                "arn:aws:iam::aws:policy/ReadOnlyAccess"
+            ])
+        );
+        let deny = strings_of_statements(&p)
+            .into_iter()
+            .find(|s| s["Sid"] == "NeverAttachManagedPoliciesTheGuardrailsDeny")
+            .expect("deny statement");
+        assert_eq!(
+            deny["Condition"]["ArnLike"]["iam:PolicyARN"],
+            json!(["arn:aws:iam::aws:policy/AdministratorAccess"])
+        );
+        let none = permissions(
+            &inst(),
+            &guardrails("rules:\n- name: a\n  namespaces: [a]\n"),
+        );
+        assert!(!none.to_string().contains("AttachRolePolicy"), "{none}");
+    }
+
+    #[test]
+    fn the_operators_own_trust_admits_its_service_account_of_its_cluster_only() {
+        let t = trust(&inst());
+        let cond = &t["Statement"][0]["Condition"]["StringEquals"];
+        assert_eq!(
+            cond["aws:RequestTag/kubernetes-namespace"],
+            "pod-identity-system"
+        );
+        assert_eq!(
+            cond["aws:RequestTag/kubernetes-service-account"],
+            "pod-identity-operator"
+        );
+        assert_eq!(
+            cond["aws:RequestTag/eks-cluster-arn"],
+            "arn:aws:eks:us-east-1:111122223333:cluster/prod"
+        );
+        assert_eq!(cond["aws:SourceAccount"], "111122223333");
+    }
+
+    #[test]
+    fn denials_are_explained_by_the_statement_that_would_allow_them_or_not() {
+        let g = guardrails(
+            "rules:\n- name: a\n  namespaces: [a]\n  allowedManagedPolicyArns: [\"arn:aws:iam::aws:policy/ReadOnlyAccess\"]\n",
+        );
+        let p = permissions(&inst(), &g);
+        let msg = "User: arn:aws:sts::111122223333:assumed-role/op/s is not authorized to perform: iam:CreateRole on resource: arn:aws:iam::111122223333:role/pod-identity/prod/x because no identity-based policy allows the iam:CreateRole action";
+        let (action, resource) = denied_request(msg).expect("parsed");
+        assert_eq!(action, "iam:CreateRole");
+        assert_eq!(
+            resource,
+            "arn:aws:iam::111122223333:role/pod-identity/prod/x"
+        );
+        let e = explain_denial(&p, &action, &resource);
+        assert!(
+            e.contains("CreateRolesTaggedForThisCluster") && e.contains("only when"),
+            "{e}"
+        );
+        let e = explain_denial(
+            &p,
+            "eks:DescribeCluster",
+            "arn:aws:eks:us-east-1:111122223333:cluster/prod",
+        );
+        assert!(e.contains("DescribeTheClusterAndCreateAndListItsAssociations of this installation's policy allows it; attach"), "{e}");
+        let e = explain_denial(
+            &p,
+            "iam:GetRole",
+            "arn:aws:iam::111122223333:role/pod-identity-operator",
+        );
+        assert!(
+            e.contains("NeverTouchTheOperatorsOwnRole") && e.contains("should not need it"),
+            "{e}"
+        );
+        let e = explain_denial(
+            &p,
+            "iam:GetRolePolicy",
+            "arn:aws:iam::111122223333:role/deploy",
+        );
+        assert!(
+            e.contains("no statement") && e.contains("should not need it"),
+            "{e}"
+        );
+        assert_eq!(denied_request("Access denied"), None);
+    }
+}
