@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::grammar::{self, ROLE_INLINE_POLICIES_MAX_CHARS};
 use super::{AwsSim, RoleRecord, State, authz, profiles_of, random_id, rules};
 use crate::Result;
 use crate::aws::faults::{Service, aws_error};
 use crate::aws::{AttachedPolicy, CreateRole, IamApi, Role, Tags};
-use crate::policy;
 
 const ROLE_ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -35,9 +35,9 @@ fn inline_total(r: &RoleRecord, replacing: &str, doc: &Value) -> usize {
     r.inline
         .iter()
         .filter(|(name, _)| name.as_str() != replacing)
-        .map(|(_, d)| policy::size_chars(d))
+        .map(|(_, d)| grammar::size(d))
         .sum::<usize>()
-        + policy::size_chars(doc)
+        + grammar::size(doc)
 }
 
 #[async_trait]
@@ -284,14 +284,13 @@ impl IamApi for AwsSim {
             let mut s = self.lock();
             let r = role_mut(&mut s, OP, name)?;
             rules::identity_policy(OP, document)?;
-            if inline_total(r, policy_name, document) > policy::ROLE_INLINE_POLICIES_MAX_CHARS {
+            if inline_total(r, policy_name, document) > ROLE_INLINE_POLICIES_MAX_CHARS {
                 return Err(aws_error(
                     OP,
                     "LimitExceeded",
                     &format!(
                         "Maximum policy size of {} bytes exceeded for role {}",
-                        policy::ROLE_INLINE_POLICIES_MAX_CHARS,
-                        r.role.name
+                        ROLE_INLINE_POLICIES_MAX_CHARS, r.role.name
                     ),
                 ));
             }

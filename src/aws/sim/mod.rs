@@ -2,7 +2,8 @@
 //! tests, the sandbox and the benchmarks.
 //!
 //! Implemented (IAM): roles with IAM's name, path, description, session-duration, tag
-//! and policy-document rules; trust policy size quota; managed policy attachment with the
+//! and policy-document rules (the policy grammar and sizes are the simulator's own,
+//! [`grammar`], written from AWS's documentation); trust policy size quota; managed policy attachment with the
 //! 10-per-role quota against a catalogue of existing policies; inline policies with the
 //! 10,240-character total; permissions boundaries; instance profiles (set up through
 //! [`AwsSim::add_instance_profile`]) blocking DeleteRole; case-insensitive unique names.
@@ -24,11 +25,12 @@
 //! clock, or in real time otherwise. [`AwsSim::inventory`] snapshots everything.
 //!
 //! Not simulated: IAM managed policy documents and versions, instance profile
-//! management, role last-used data, EKS clusters' own lifecycle, paging (the traits
-//! return whole lists), and any authorization (every call is allowed).
+//! management, role last-used data, EKS clusters' own lifecycle, and paging (the traits
+//! return whole lists).
 
 pub mod authz;
 mod eks;
+mod grammar;
 pub mod http;
 mod iam;
 mod rules;
@@ -102,8 +104,8 @@ impl Default for SimConfig {
             role_propagation: Duration::ZERO,
             association_release: Duration::ZERO,
             max_associations_per_cluster: 5000,
-            trust_policy_max_chars: crate::policy::TRUST_POLICY_MAX_CHARS,
-            managed_policies_per_role: 10,
+            trust_policy_max_chars: grammar::TRUST_POLICY_MAX_CHARS,
+            managed_policies_per_role: rules::MANAGED_POLICIES_PER_ROLE,
             seed: 0,
             identity_policy: Some(operator_policy()),
         }
@@ -115,6 +117,16 @@ impl Default for SimConfig {
 pub fn operator_policy() -> Value {
     serde_json::from_str(include_str!("../../../config/iam/operator-policy.json"))
         .unwrap_or_else(|_| serde_json::json!({"Version": "2012-10-17", "Statement": []}))
+}
+
+/// A policy that allows every action on every resource: an account administrator's.
+/// Tests of the simulator's own API run under it, so every call still passes through
+/// the authorizer.
+pub fn administrator_policy() -> Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]
+    })
 }
 
 tokio::task_local! {

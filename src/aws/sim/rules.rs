@@ -3,17 +3,29 @@
 
 use serde_json::Value;
 
+use super::grammar::{self, Kind, SESSION_POLICY_MAX_CHARS};
 use crate::aws::Tags;
 use crate::aws::faults::aws_error;
-use crate::policy::{self, DocumentKind};
 use crate::{Error, Result};
 
+// Quotas and limits, from "IAM and AWS STS quotas"
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html), the
+// IAM API reference (CreateRole, TagRole) and "Tagging your Amazon EKS resources"
+// (https://docs.aws.amazon.com/eks/latest/userguide/eks-using-tags.html).
+
+/// Tags per role (IAM) and per resource (EKS): 50.
 pub const MAX_TAGS: usize = 50;
+/// Tag key length: 1 to 128 characters.
 pub const MAX_TAG_KEY: usize = 128;
+/// Tag value length: at most 256 characters.
 pub const MAX_TAG_VALUE: usize = 256;
+/// A role's maximum session duration: 1 to 12 hours, in seconds (CreateRole,
+/// `MaxSessionDuration`).
 pub const MIN_SESSION: i32 = 3600;
 pub const MAX_SESSION: i32 = 43200;
-pub const SESSION_POLICY_MAX_CHARS: usize = 2048;
+/// Managed policies attached to one role (`PoliciesPerRole`): 10 by default, raisable
+/// to 25.
+pub const MANAGED_POLICIES_PER_ROLE: usize = 10;
 
 fn validation(op: &str, value: &str, field: &str, constraint: &str) -> Error {
     aws_error(
@@ -143,11 +155,30 @@ pub fn max_session_duration(op: &str, secs: i32) -> Result<()> {
     Ok(())
 }
 
-/// A trust policy: grammar, then the per-role size quota (`max_chars`).
+/// A policy document parameter's characters: tab, line feed, carriage return and
+/// U+0020 to U+00FF, else IAM's ValidationError for the parameter's pattern.
+fn document_characters(op: &str, field: &str, doc: &Value) -> Result<()> {
+    if grammar::characters_allowed(doc) {
+        return Ok(());
+    }
+    Err(validation(
+        op,
+        &doc.to_string(),
+        field,
+        "Member must satisfy regular expression pattern: [\\u0009\\u000A\\u000D\\u0020-\\u00FF]+",
+    ))
+}
+
+/// A trust policy: characters, grammar, then the per-role size quota (`max_chars`).
 pub fn trust_policy(op: &str, doc: &Value, max_chars: usize) -> Result<()> {
-    policy::validate(doc, DocumentKind::Trust)
-        .map_err(|p| aws_error(op, "MalformedPolicyDocument", &p.0))?;
-    if policy::size_chars(doc) > max_chars {
+    let field = if op == "CreateRole" {
+        "assumeRolePolicyDocument"
+    } else {
+        "policyDocument"
+    };
+    document_characters(op, field, doc)?;
+    grammar::check(doc, Kind::Trust).map_err(|m| aws_error(op, "MalformedPolicyDocument", &m))?;
+    if grammar::size(doc) > max_chars {
         return Err(aws_error(
             op,
             "LimitExceeded",
@@ -157,9 +188,10 @@ pub fn trust_policy(op: &str, doc: &Value, max_chars: usize) -> Result<()> {
     Ok(())
 }
 
+/// An inline permissions policy: characters, then grammar.
 pub fn identity_policy(op: &str, doc: &Value) -> Result<()> {
-    policy::validate(doc, DocumentKind::Identity)
-        .map_err(|p| aws_error(op, "MalformedPolicyDocument", &p.0))
+    document_characters(op, "policyDocument", doc)?;
+    grammar::check(doc, Kind::Identity).map_err(|m| aws_error(op, "MalformedPolicyDocument", &m))
 }
 
 /// Tags of one request: at most 50, keys 1 to 128 characters, values at most 256,
@@ -336,9 +368,15 @@ pub fn session_policy(op: &str, doc: &Value, disable_session_tags: bool) -> Resu
             "Session policy can only be specified when disableSessionTags is set to true.",
         ));
     }
-    policy::validate(doc, DocumentKind::Session)
-        .map_err(|p| eks_invalid(op, &format!("Invalid session policy: {p}")))?;
-    if policy::size_chars(doc) > SESSION_POLICY_MAX_CHARS {
+    if !grammar::characters_allowed(doc) {
+        return Err(eks_invalid(
+            op,
+            "Invalid session policy: characters outside [\\u0009\\u000A\\u000D\\u0020-\\u00FF].",
+        ));
+    }
+    grammar::check(doc, Kind::Session)
+        .map_err(|m| eks_invalid(op, &format!("Invalid session policy: {m}")))?;
+    if grammar::size(doc) > SESSION_POLICY_MAX_CHARS {
         return Err(eks_invalid(
             op,
             "Session policy exceeds the maximum length of 2048 characters.",
