@@ -262,12 +262,12 @@ where
 mod tests {
     use super::*;
     use crate::aws::faults::Service;
-    use crate::aws::sim::{AwsSim, SimConfig};
+    use crate::aws::sim::{AwsSim, SimConfig, administrator_policy};
     use crate::runtime::health::Health;
 
     fn sim() -> Arc<AwsSim> {
         let sim = Arc::new(AwsSim::new(SimConfig {
-            identity_policy: None,
+            identity_policy: Some(administrator_policy()),
             ..SimConfig::default()
         }));
         sim.add_cluster("prod");

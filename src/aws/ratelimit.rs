@@ -333,7 +333,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::sim::{AwsSim, SimConfig};
+    use crate::aws::sim::{AwsSim, SimConfig, administrator_policy};
     use std::sync::Arc;
 
     #[test]
@@ -376,7 +376,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_burst_passes_at_once_then_calls_are_paced() {
         let sim = Arc::new(AwsSim::new(SimConfig {
-            identity_policy: None,
+            identity_policy: Some(administrator_policy()),
             ..SimConfig::default()
         }));
         let limited = Arc::new(RateLimited::new(
@@ -410,7 +410,7 @@ mod tests {
     async fn throttled_calls_are_retried_a_bounded_number_of_times_and_pause_the_service() {
         use crate::aws::faults::{Fault, Service};
         let sim = Arc::new(AwsSim::new(SimConfig {
-            identity_policy: None,
+            identity_policy: Some(administrator_policy()),
             ..SimConfig::default()
         }));
         let limited = Arc::new(RateLimited::new(sim.clone(), None));

@@ -18,11 +18,11 @@ fn trust() -> Value {
         "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
 }
 
-/// The API's rules, without authorization (tested in `authz` and
-/// tests/authorization.rs): these calls touch roles anywhere.
+/// The API's rules, as the account's administrator: every call is authorized against
+/// [`administrator_policy`], which allows everything.
 fn sim(config: SimConfig) -> Arc<AwsSim> {
     let sim = Arc::new(AwsSim::new(SimConfig {
-        identity_policy: None,
+        identity_policy: Some(administrator_policy()),
         ..config
     }));
     sim.add_cluster("c1");
@@ -823,4 +823,57 @@ async fn association_ids_must_have_nineteen_characters() {
             .unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn an_explicit_deny_next_to_the_administrator_policy_fails_exactly_that_action() {
+    let mut policy = administrator_policy();
+    policy["Statement"]
+        .as_array_mut()
+        .expect("statements")
+        .push(json!({"Effect": "Deny", "Action": "iam:TagRole", "Resource": "*"}));
+    let sim = AwsSim::new(SimConfig {
+        identity_policy: Some(policy),
+        ..SimConfig::default()
+    });
+    role(&sim, "r").await;
+    let tags: crate::aws::Tags = [("team".to_owned(), "a".to_owned())].into_iter().collect();
+    let e = sim
+        .tag_role("r", &tags)
+        .await
+        .expect_err("TagRole is denied");
+    let a = e.aws().expect("an AWS error");
+    assert_eq!(
+        (a.code.as_str(), a.class),
+        ("AccessDenied", ErrorClass::AccessDenied)
+    );
+    assert!(a.message.contains("iam:TagRole"), "{}", a.message);
+    assert!(
+        sim.inventory()
+            .role("r")
+            .is_some_and(|r| r.role.tags.is_empty())
+    );
+    // Everything else is still allowed.
+    assert!(sim.get_role("r").await.expect("GetRole").is_some());
+    sim.untag_role("r", &["team".to_owned()])
+        .await
+        .expect("UntagRole");
+    sim.put_role_policy(
+        "r",
+        "p",
+        &json!({"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}),
+    )
+    .await
+    .expect("PutRolePolicy");
+    // Without the Deny, the same call passes: the refusal came from evaluation.
+    let admin = AwsSim::new(SimConfig {
+        identity_policy: Some(administrator_policy()),
+        ..SimConfig::default()
+    });
+    role(&admin, "r").await;
+    admin
+        .tag_role("r", &tags)
+        .await
+        .expect("TagRole as administrator");
 }
