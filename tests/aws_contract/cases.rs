@@ -54,6 +54,13 @@ macro_rules! all_cases {
             association_delete_window_blocks_service_account,
             association_tag_untag,
             association_target_role_and_session_policy,
+            association_session_policy_grammar_and_size,
+            inline_policy_statement_forms,
+            inline_policy_element_formats,
+            trust_policy_grammar,
+            inline_policy_size_limit,
+            trust_policy_size_on_create,
+            policy_document_characters,
         );
     };
 }
@@ -95,6 +102,27 @@ fn inline_doc(bucket: &str) -> Value {
         "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"],
                        "Resource": [format!("arn:aws:s3:::{bucket}/*")]}]
     })
+}
+
+/// A document's size as IAM counts it against its quotas: characters, whitespace not
+/// counted ("IAM and AWS STS quotas",
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+fn chars(doc: &Value) -> usize {
+    doc.to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .count()
+}
+
+/// `doc` with a condition whose value holds `spaces` spaces, which IAM does not count,
+/// and enough other characters to make the document `size` characters long.
+fn padded(mut doc: Value, size: usize, spaces: usize) -> Value {
+    let overhead = r#","Condition":{"StringEquals":{"aws:PrincipalTag/x":""}}"#.len();
+    let filler = size - chars(&doc) - overhead;
+    let value = format!("{}{}", "v".repeat(filler), " ".repeat(spaces));
+    doc["Statement"][0]["Condition"] = json!({"StringEquals": {"aws:PrincipalTag/x": value}});
+    assert_eq!(chars(&doc), size);
+    doc
 }
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {
@@ -480,19 +508,10 @@ pub async fn trust_policy_malformed_refused(b: &Backend) {
     );
 }
 
-/// A trust policy of exactly `chars` characters not counting whitespace, padded with
-/// whitespace that IAM does not count.
-fn trust_of_size(chars: usize) -> Value {
-    let base = trust();
-    let base_len = pod_identity_operator::policy::size_chars(&base);
-    let mut doc = base;
-    // One condition value: its key and quotes and braces cost a fixed overhead.
-    let overhead = r#","Condition":{"StringEquals":{"aws:PrincipalTag/x":""}}"#.len();
-    let filler = chars - base_len - overhead;
-    let value: String = "v ".repeat(filler);
-    doc["Statement"][0]["Condition"] = json!({"StringEquals": {"aws:PrincipalTag/x": value}});
-    assert_eq!(pod_identity_operator::policy::size_chars(&doc), chars);
-    doc
+/// A trust policy of exactly `size` characters not counting whitespace, padded with as
+/// many spaces, which IAM does not count.
+fn trust_of_size(size: usize) -> Value {
+    padded(trust(), size, size)
 }
 
 pub async fn trust_policy_size_quota(b: &Backend) {
@@ -735,13 +754,12 @@ pub async fn inline_policy_malformed_refused(b: &Backend) {
     );
 }
 
-/// An identity policy of `chars` characters, whitespace not counted.
-fn inline_of_size(chars: usize) -> Value {
+/// An identity policy of `size` characters, whitespace not counted.
+fn inline_of_size(size: usize) -> Value {
     let base = inline_doc("");
-    let base_len = pod_identity_operator::policy::size_chars(&base);
-    let filler = "b".repeat(chars - base_len);
+    let filler = "b".repeat(size - chars(&base));
     let doc = inline_doc(&filler);
-    assert_eq!(pod_identity_operator::policy::size_chars(&doc), chars);
+    assert_eq!(chars(&doc), size);
     doc
 }
 
@@ -777,6 +795,343 @@ pub async fn inline_policies_total_size_quota(b: &Backend) {
         let mut names = b.iam.list_role_policies(&role.name).await.unwrap();
         names.sort();
         assert_eq!(names, ["a", "b"]);
+    }
+}
+
+// ---- policy grammar and sizes ----
+//
+// IAM's policy grammar: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_grammar.html
+// and the element pages under
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements.html.
+
+/// A 2012-10-17 document of one statement.
+fn doc_of(statement: Value) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [statement]})
+}
+
+/// Asserts a refusal with this code, of the user-input class, naming the document.
+#[track_caller]
+fn refused_as<T: Debug>(r: pod_identity_operator::Result<T>, code: &str, doc: &Value) {
+    match r {
+        Err(pod_identity_operator::Error::Aws(e)) => {
+            assert_eq!(e.code, code, "{doc}: {e}");
+            assert_eq!(e.class, ErrorClass::UserInput, "{doc}: {e}");
+        }
+        other => panic!("{doc}: expected {code}, got {other:?}"),
+    }
+}
+
+/// Puts each document as an inline policy and reads it back.
+async fn inline_accepted(b: &Backend, role: &str, docs: &[Value]) {
+    for (i, doc) in docs.iter().enumerate() {
+        let name = format!("ok{i}");
+        b.iam
+            .put_role_policy(role, &name, doc)
+            .await
+            .unwrap_or_else(|e| panic!("{doc}: {e}"));
+        let got = b.iam.get_role_policy(role, &name).await.unwrap();
+        assert!(
+            got.as_ref().is_some_and(|g| documents_equivalent(g, doc)),
+            "{doc}: read back {got:?}"
+        );
+    }
+}
+
+/// What every statement needs (Effect, and exactly one of Action/NotAction and of
+/// Resource/NotResource in an identity policy), and the forms it may take. moto and
+/// ministack enforce the same.
+pub async fn inline_policy_statement_forms(b: &Backend) {
+    let role = new_role(b, "pi-stmt").await;
+    let accepted = [
+        // A Deny-only policy.
+        doc_of(json!({"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"})),
+        doc_of(json!({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})),
+        doc_of(json!({"Effect": "Deny", "Action": ["s3:*"],
+            "NotResource": ["arn:aws:s3:::keep", "arn:aws:s3:::keep/*"]})),
+        // One statement as an object rather than a list.
+        json!({"Version": "2012-10-17", "Id": "one",
+            "Statement": {"Effect": "Allow", "Action": "sqs:Send*", "Resource": "*"}}),
+        doc_of(json!({"Sid": "Tagged1", "Effect": "Allow",
+            "Action": ["ec2:Describe*", "ec2:Get?onsoleOutput"], "Resource": "*",
+            "Condition": {
+                "StringEquals": {"aws:ResourceTag/team": ["a", "b"]},
+                "Bool": {"aws:SecureTransport": "true"},
+                "ForAnyValue:StringLike": {"aws:TagKeys": "team*"},
+                "ArnLikeIfExists": {"aws:SourceArn": "arn:aws:sns:*:*:t"}}})),
+    ];
+    inline_accepted(b, &role.name, &accepted).await;
+
+    let refused = [
+        doc_of(json!({"Action": "s3:GetObject", "Resource": "*"})),
+        doc_of(json!({"Effect": "Permit", "Action": "s3:GetObject", "Resource": "*"})),
+        doc_of(json!({"Effect": "Allow", "Resource": "*"})),
+        doc_of(json!({"Effect": "Allow", "Action": "s3:GetObject"})),
+        doc_of(
+            json!({"Effect": "Allow", "Action": "s3:*", "NotAction": "s3:Get*",
+            "Resource": "*"}),
+        ),
+        doc_of(json!({"Effect": "Allow", "Action": "s3:*", "Resource": "*",
+            "NotResource": "arn:aws:s3:::x"})),
+    ];
+    for doc in &refused {
+        refused_as(
+            b.iam.put_role_policy(&role.name, "bad", doc).await,
+            "MalformedPolicyDocument",
+            doc,
+        );
+    }
+    let mut names = b.iam.list_role_policies(&role.name).await.unwrap();
+    names.sort();
+    assert_eq!(names, ["ok0", "ok1", "ok2", "ok3", "ok4"]);
+}
+
+/// Version, action, resource, Sid and condition formats. moto enforces the first group
+/// as AWS does (ministack does not, so `iam_on_ministack` leaves this case out).
+pub async fn inline_policy_element_formats(b: &Backend) {
+    let role = new_role(b, "pi-formats").await;
+    let st = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"});
+    let refused = [
+        // Permissions policies must be version 2012-10-17 (Version element page;
+        // IAM answers "Policy document must be version 2012-10-17 or greater.").
+        json!({"Statement": [st.clone()]}),
+        json!({"Version": "2008-10-17", "Statement": [st.clone()]}),
+        json!({"Version": "2012-10-18", "Statement": [st.clone()]}),
+        // Actions are `service:action` (Action element page).
+        doc_of(json!({"Effect": "Allow", "Action": "GetObject", "Resource": "*"})),
+        doc_of(json!({"Effect": "Allow", "Action": "s3:Get:Object", "Resource": "*"})),
+        // Resources are ARNs or `*` (Resource element page).
+        doc_of(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "my-bucket"})),
+        // Sids are unique within a policy (Sid element page).
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "Same", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Sid": "Same", "Effect": "Deny", "Action": "s3:PutObject", "Resource": "*"}]}),
+        // Condition operators are the documented ones, their values strings or lists
+        // (condition operators page).
+        doc_of(
+            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+            "Condition": {"StringSortOf": {"aws:username": "a"}}}),
+        ),
+        doc_of(
+            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+            "Condition": {"StringEquals": {"aws:username": {"nested": "a"}}}}),
+        ),
+        doc_of(
+            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+            "Effects": "Allow"}),
+        ),
+    ];
+    for doc in &refused {
+        refused_as(
+            b.iam.put_role_policy(&role.name, "bad", doc).await,
+            "MalformedPolicyDocument",
+            doc,
+        );
+    }
+    assert!(
+        b.iam
+            .list_role_policies(&role.name)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // moto accepts these; AWS refuses them: a Principal in an identity-based policy
+    // (Principal element page: "You cannot use the Principal element in an
+    // identity-based policy"), and a Sid of other than ASCII letters and digits (Sid
+    // element page).
+    if strict(b) {
+        for doc in [
+            doc_of(
+                json!({"Effect": "Allow", "Principal": {"AWS": "111122223333"},
+                "Action": "s3:GetObject", "Resource": "*"}),
+            ),
+            doc_of(
+                json!({"Sid": "not-alnum", "Effect": "Allow", "Action": "s3:GetObject",
+                "Resource": "*"}),
+            ),
+        ] {
+            refused_as(
+                b.iam.put_role_policy(&role.name, "bad", &doc).await,
+                "MalformedPolicyDocument",
+                &doc,
+            );
+        }
+        // moto refuses numbers as condition values, which the grammar allows unquoted
+        // ("Quotation marks are optional for numeric and Boolean values").
+        let numeric = doc_of(json!({"Effect": "Allow", "Action": "s3:ListBucket",
+            "Resource": "*", "Condition": {"NumericLessThanEquals": {"s3:max-keys": 10},
+                                           "Bool": {"aws:SecureTransport": true}}}));
+        inline_accepted(b, &role.name, &[numeric]).await;
+    }
+}
+
+/// A trust policy names a principal and no resource (Principal element page; the
+/// trust policy section of the IAM roles terms page). moto checks trust policies on
+/// UpdateAssumeRolePolicy only, ministack not at all.
+pub async fn trust_policy_grammar(b: &Backend) {
+    let role = new_role(b, "pi-trustgrammar").await;
+    let accepted = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{}:root", b.account_id)},
+         "Action": "sts:AssumeRole"},
+        {"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole"}]});
+    b.iam
+        .update_assume_role_policy(&role.name, &accepted)
+        .await
+        .expect("Allow and Deny statements with principals");
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert!(documents_equivalent(&got.assume_role_policy, &accepted));
+
+    let svc = json!({"Service": "pods.eks.amazonaws.com"});
+    let refused = [
+        doc_of(
+            json!({"Effect": "Allow", "Principal": svc, "Action": "sts:AssumeRole",
+            "Resource": "*"}),
+        ),
+        doc_of(json!({"Effect": "Allow", "Principal": svc, "Action": "s3:GetObject"})),
+        doc_of(json!({"Principal": svc, "Action": "sts:AssumeRole"})),
+    ];
+    for doc in &refused {
+        refused_as(
+            b.iam.update_assume_role_policy(&role.name, doc).await,
+            "MalformedPolicyDocument",
+            doc,
+        );
+    }
+    // moto takes anything on CreateRole and, like ministack, accepts the rest: AWS
+    // refuses NotPrincipal in a role trust policy (NotPrincipal element page: "You
+    // cannot use the NotPrincipal element in an IAM identity-based policy nor in an
+    // IAM role trust policy"), a statement without a principal, and principal types
+    // other than AWS, Service, Federated and CanonicalUser (grammar page).
+    if strict(b) {
+        let more = [
+            doc_of(json!({"Effect": "Allow", "NotPrincipal": svc, "Action": "sts:AssumeRole"})),
+            doc_of(json!({"Effect": "Allow", "Action": "sts:AssumeRole"})),
+            doc_of(json!({"Effect": "Allow", "Principal": {"Pod": "x"},
+                "Action": "sts:AssumeRole"})),
+        ];
+        for doc in refused.iter().chain(&more) {
+            refused_as(
+                b.iam.update_assume_role_policy(&role.name, doc).await,
+                "MalformedPolicyDocument",
+                doc,
+            );
+            let mut input = role_input(&unique("pi-trustgrammar"));
+            input.assume_role_policy = doc.clone();
+            refused_as(
+                b.iam.create_role(&input).await,
+                "MalformedPolicyDocument",
+                doc,
+            );
+        }
+    }
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert!(
+        documents_equivalent(&got.assume_role_policy, &accepted),
+        "unchanged"
+    );
+}
+
+/// One inline policy alone at the 10,240-character role total, whitespace not counted
+/// ("Role policy size cannot exceed 10,240 characters", IAM quotas page).
+pub async fn inline_policy_size_limit(b: &Backend) {
+    let role = new_role(b, "pi-inlinelimit").await;
+    // 10,240 characters and 2,000 spaces: accepted, the spaces are not counted.
+    let at_limit = padded(inline_doc("x"), 10240, 2000);
+    assert!(at_limit.to_string().chars().count() > 12000);
+    b.iam
+        .put_role_policy(&role.name, "big", &at_limit)
+        .await
+        .expect("10,240 characters without whitespace");
+    b.iam
+        .put_role_policy(&role.name, "big", &padded(inline_doc("x"), 10239, 0))
+        .await
+        .expect("just under");
+    // The wire servers do not count sizes; AWS answers LimitExceeded.
+    if strict(b) {
+        let over = padded(inline_doc("x"), 10241, 0);
+        let e = expect_aws(
+            b.iam.put_role_policy(&role.name, "other", &over).await,
+            "LimitExceeded",
+            ErrorClass::Quota,
+        );
+        assert!(
+            e.message
+                .starts_with("Maximum policy size of 10240 bytes exceeded for role"),
+            "{e}"
+        );
+        // Alone too: replacing the only policy with one over the limit.
+        expect_aws(
+            b.iam.put_role_policy(&role.name, "big", &over).await,
+            "LimitExceeded",
+            ErrorClass::Quota,
+        );
+        assert_eq!(b.iam.list_role_policies(&role.name).await.unwrap(), ["big"]);
+    }
+}
+
+/// CreateRole with a trust policy just under, at and just over the 2,048-character
+/// quota (`ACLSizePerRole`, IAM quotas page), whitespace not counted.
+pub async fn trust_policy_size_on_create(b: &Backend) {
+    for (size, spaces) in [(2047, 0), (2048, 3000)] {
+        let mut input = role_input(&unique("pi-trustsize"));
+        input.assume_role_policy = padded(trust(), size, spaces);
+        let role = b
+            .iam
+            .create_role(&input)
+            .await
+            .unwrap_or_else(|e| panic!("{size} characters: {e}"));
+        let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+        assert!(documents_equivalent(
+            &got.assume_role_policy,
+            &input.assume_role_policy
+        ));
+    }
+    // The wire servers do not enforce ACLSizePerRole.
+    if strict(b) {
+        let mut input = role_input(&unique("pi-trustsize"));
+        input.assume_role_policy = padded(trust(), 2049, 0);
+        let e = expect_aws(
+            b.iam.create_role(&input).await,
+            "LimitExceeded",
+            ErrorClass::Quota,
+        );
+        assert_eq!(e.message, "Cannot exceed quota for ACLSizePerRole: 2048");
+        assert!(b.iam.get_role(&input.name).await.unwrap().is_none());
+    }
+}
+
+/// Policy documents hold only tab, line feed, carriage return and U+0020 to U+00FF
+/// ("IAM name requirements", IAM quotas page; the `PolicyDocument` pattern of the IAM
+/// API reference); anything else is refused as a ValidationError.
+pub async fn policy_document_characters(b: &Backend) {
+    let mut latin1 = trust();
+    latin1["Statement"][0]["Condition"] =
+        json!({"StringEquals": {"aws:PrincipalTag/x": "café crème"}});
+    let mut input = role_input(&unique("pi-chars"));
+    input.assume_role_policy = latin1.clone();
+    let role = b.iam.create_role(&input).await.expect("Latin-1 characters");
+    let got = b.iam.get_role(&role.name).await.unwrap().unwrap();
+    assert!(documents_equivalent(&got.assume_role_policy, &latin1));
+    let mut inline = inline_doc("café");
+    inline_accepted(b, &role.name, std::slice::from_ref(&inline)).await;
+    // The wire servers take any character.
+    if strict(b) {
+        let mut beyond = latin1.clone();
+        beyond["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalTag/x"] = json!("Łódź");
+        refused_as(
+            b.iam.update_assume_role_policy(&role.name, &beyond).await,
+            "ValidationError",
+            &beyond,
+        );
+        let mut create = role_input(&unique("pi-chars"));
+        create.assume_role_policy = beyond.clone();
+        refused_as(b.iam.create_role(&create).await, "ValidationError", &beyond);
+        inline["Statement"][0]["Resource"] = json!(["arn:aws:s3:::bucket-€/*"]);
+        refused_as(
+            b.iam.put_role_policy(&role.name, "euro", &inline).await,
+            "ValidationError",
+            &inline,
+        );
+        assert_eq!(b.iam.list_role_policies(&role.name).await.unwrap(), ["ok0"]);
     }
 }
 
@@ -1400,5 +1755,57 @@ pub async fn association_target_role_and_session_policy(b: &Backend) {
             "InvalidParameterException",
             ErrorClass::UserInput,
         );
+    }
+}
+
+/// A session policy is an identity policy (Resource required, no Principal) of at most
+/// 2,048 characters (STS's session policy limit,
+/// https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html, which EKS
+/// passes it to; counted without whitespace, as IAM counts policies).
+pub async fn association_session_policy_grammar_and_size(b: &Backend) {
+    let role = new_role(b, "pi-session").await;
+    let deny_only = doc_of(json!({"Effect": "Deny", "Action": "s3:*", "Resource": "*"}));
+    let at_limit = padded(
+        doc_of(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})),
+        2048,
+        1000,
+    );
+    for policy in [deny_only, at_limit] {
+        let mut input = association_input(b, &role, &unique("ns"), &unique("sa"));
+        input.disable_session_tags = true;
+        input.session_policy = Some(policy.clone());
+        let (a, _) = create_when_visible(b, &input).await;
+        assert!(
+            a.session_policy
+                .as_ref()
+                .is_some_and(|p| documents_equivalent(p, &policy)),
+            "{policy}"
+        );
+    }
+    // ministack stores any session policy; EKS refuses what STS would.
+    if strict(b) {
+        let refused = [
+            padded(
+                doc_of(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})),
+                2049,
+                0,
+            ),
+            doc_of(json!({"Effect": "Allow", "Action": "s3:GetObject"})),
+            doc_of(
+                json!({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                "Resource": "*"}),
+            ),
+            json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
+        ];
+        for policy in &refused {
+            let mut input = association_input(b, &role, &unique("ns"), &unique("sa"));
+            input.disable_session_tags = true;
+            input.session_policy = Some(policy.clone());
+            refused_as(
+                b.eks.create_pod_identity_association(&input).await,
+                "InvalidParameterException",
+                policy,
+            );
+        }
     }
 }
