@@ -508,6 +508,50 @@ pub fn evaluate(
     })
 }
 
+/// Where the governing rule places a binding's role, without checking anything it
+/// refuses (no boundary is imposed either): only for tests showing what the operator's
+/// IAM policy stops on its own ([`crate::controller::Settings::guardrail_checks`]).
+pub fn effects_unchecked(
+    binding: &PodIdentityBinding,
+    namespace_labels: &BTreeMap<String, String>,
+    config: &GuardrailConfig,
+) -> Effects {
+    let namespace = binding.metadata.namespace.clone().unwrap_or_default();
+    match config.rule_for(&namespace, namespace_labels) {
+        Some(rule) => Effects {
+            rule: Some(rule.name.clone()),
+            permissions_boundary_arn: None,
+            role_path: rule.role_path.clone(),
+            role_name_prefix: rule.role_name_prefix.clone(),
+        },
+        None => Effects::default(),
+    }
+}
+
+/// Refuses a binding that names the operator's own role, as its role or its target:
+/// pods would get the operator's AWS permissions.
+pub fn not_the_operators_role(binding: &PodIdentityBinding, operator_role: &str) -> Result<()> {
+    let spec = &binding.spec;
+    let same = |arn: &Option<String>| {
+        arn.as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(operator_role))
+    };
+    let field = if same(&spec.role.arn) {
+        "role.arn"
+    } else if same(&spec.target_role_arn) {
+        "targetRoleArn"
+    } else {
+        return Ok(());
+    };
+    Err(denied(
+        "(operator)",
+        field,
+        format!(
+            "{operator_role} is the operator's own role: no binding may hand it to pods; name another role"
+        ),
+    ))
+}
+
 /// The configuration in force: a file re-read when it changes, or none (deny-all).
 #[derive(Debug)]
 pub struct GuardrailSource {

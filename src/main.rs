@@ -56,6 +56,8 @@ enum Command {
         #[arg(long)]
         kubeconfig_out: Option<std::path::PathBuf>,
     },
+    /// Print the operator's own IAM policy for one installation (see config/iam).
+    IamPolicy(IamPolicyArgs),
     /// Run everything locally: kubesim, the AWS simulator and the operator (no cluster,
     /// no AWS account), until Ctrl-C.
     Sandbox(SandboxArgs),
@@ -90,6 +92,40 @@ struct SandboxArgs {
     wire: bool,
 }
 
+/// Options of `iam-policy`.
+#[derive(clap::Args, Debug)]
+struct IamPolicyArgs {
+    /// Name of the EKS cluster the operator runs in.
+    #[arg(long)]
+    cluster_name: String,
+    /// The AWS account of the cluster.
+    #[arg(long)]
+    account: String,
+    /// The cluster's region.
+    #[arg(long)]
+    region: String,
+    /// The guardrail file the operator runs with (`run --config`).
+    #[arg(long)]
+    config: std::path::PathBuf,
+    /// The operator's own role, denied to the policy and refused in bindings.
+    #[arg(long)]
+    operator_role_arn: Option<String>,
+    /// The operator's namespace and ServiceAccount, admitted by `--document trust`.
+    #[arg(long, default_value = pod_identity_operator::operator_policy::OPERATOR_NAMESPACE)]
+    namespace: String,
+    #[arg(long, default_value = pod_identity_operator::operator_policy::OPERATOR_SERVICE_ACCOUNT)]
+    service_account: String,
+    /// Which document: the permissions policy or the trust policy of the operator's role.
+    #[arg(long, value_enum, default_value = "permissions")]
+    document: PolicyDocument,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum PolicyDocument {
+    Permissions,
+    Trust,
+}
+
 /// Options of `run`; each can also come from the environment.
 #[derive(clap::Args, Debug)]
 struct RunArgs {
@@ -115,6 +151,9 @@ struct RunArgs {
     /// is denied (see config/guardrails.example.yaml and the README).
     #[arg(long, env = "PIO_CONFIG")]
     config: Option<std::path::PathBuf>,
+    /// The operator's own IAM role: a binding naming it is refused (see `iam-policy`).
+    #[arg(long, env = "PIO_OPERATOR_ROLE_ARN")]
+    operator_role_arn: Option<String>,
     /// Reconcile only while holding the leader-election Lease (run several replicas).
     #[arg(long, env = "PIO_LEADER_ELECT")]
     leader_elect: bool,
@@ -188,7 +227,36 @@ fn main() -> anyhow::Result<()> {
             kubeconfig_out,
         } => run_kubesim(port, kubeconfig_out),
         Command::Sandbox(args) => run_sandbox(args),
+        Command::IamPolicy(args) => {
+            print!("{}", iam_policy(&args)?);
+            Ok(())
+        }
     }
+}
+
+/// The document `iam-policy` prints; a policy over IAM's managed-policy size is refused.
+fn iam_policy(args: &IamPolicyArgs) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use pod_identity_operator::operator_policy::{self, Installation};
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let guardrails = pod_identity_operator::config::GuardrailConfig::parse(&text)
+        .with_context(|| format!("{} is not a valid guardrail file", args.config.display()))?;
+    let mut inst = Installation::new(&args.cluster_name, &args.account, &args.region)
+        .with_operator_role(args.operator_role_arn.clone());
+    inst.namespace = args.namespace.clone();
+    inst.service_account = args.service_account.clone();
+    let doc = match args.document {
+        PolicyDocument::Permissions => operator_policy::permissions(&inst, &guardrails),
+        PolicyDocument::Trust => operator_policy::trust(&inst),
+    };
+    let size = pod_identity_operator::policy::size_chars(&doc);
+    anyhow::ensure!(
+        size <= operator_policy::MANAGED_POLICY_MAX_CHARS,
+        "the rendered policy has {size} characters, over IAM's {} for a managed policy: merge the guardrails' ARN lists into fewer globs",
+        operator_policy::MANAGED_POLICY_MAX_CHARS
+    );
+    Ok(format!("{}\n", serde_json::to_string_pretty(&doc)?))
 }
 
 fn run_operator(args: RunArgs) -> anyhow::Result<()> {
@@ -237,6 +305,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         settings.metrics = Some(metrics.clone());
         settings.iam_rate = Rate::from_flags(args.iam_rate, args.iam_burst);
         settings.eks_rate = Rate::from_flags(args.eks_rate, args.eks_burst);
+        settings.operator_role_arn = args.operator_role_arn.clone();
         match &args.config {
             Some(path) => {
                 settings.guardrails = Arc::new(

@@ -37,6 +37,10 @@ pub struct Installation {
 pub const OPERATOR_NAMESPACE: &str = "pod-identity-system";
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "pod-identity-operator";
 
+/// IAM's limit of a managed policy, in characters without whitespace (IAM and STS
+/// quotas: "Managed policy size").
+pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
+
 /// The actions on a role of the cluster's path that only read.
 const ROLE_READS: [&str; 6] = [
     "iam:GetRole",
@@ -263,15 +267,20 @@ pub fn permissions(inst: &Installation, config: &GuardrailConfig) -> Value {
         ));
     }
 
+    // GetRole is how the operator learns whether a role exists, and IAM authorizes it
+    // on `role/<name>` when the role does not exist (its path is not known then): so it
+    // is allowed by name on every role. It reads a role's trust and tags, never its
+    // permissions; existing roles named by bindings are read with it too.
+    statements.push(statement(
+        "ReadAnyRoleByNameToLearnWhetherItExists",
+        "Allow",
+        &["iam:GetRole"],
+        vec![format!(
+            "arn:{}:iam::{}:role/*",
+            inst.partition, inst.account_id
+        )],
+    ));
     let existing = union(config, |r| &r.allowed_existing_role_arns);
-    if !existing.is_empty() {
-        statements.push(statement(
-            "ReadExistingRolesTheGuardrailsAllow",
-            "Allow",
-            &["iam:GetRole"],
-            existing.clone(),
-        ));
-    }
     let mut passable = vec![roles.clone()];
     passable.extend(existing);
     statements.push(with_condition(

@@ -51,7 +51,7 @@ pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Acti
     );
     let applied = apply::apply(ctx, binding, &actions).await;
     if let Some((_, e)) = applied.failure {
-        let problem = status::problem_of(&e, false);
+        let problem = ctx.problem(&e, false);
         let mut st = binding.status.clone().unwrap_or_default();
         let failed = State::failed(problem.reason, problem.message.clone());
         let conditions = Conditions {

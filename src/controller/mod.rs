@@ -89,6 +89,11 @@ pub struct Settings {
     pub iam_rate: Option<Rate>,
     /// Client-side limit of EKS calls; `None`: unlimited.
     pub eks_rate: Option<Rate>,
+    /// The operator's own IAM role, which no binding may name.
+    pub operator_role_arn: Option<String>,
+    /// False only in tests that show what the operator's IAM policy stops on its own:
+    /// then the guardrails still place roles (path, prefix) but refuse nothing.
+    pub guardrail_checks: bool,
 }
 
 impl Settings {
@@ -108,6 +113,8 @@ impl Settings {
             metrics: None,
             iam_rate: Some(Rate::IAM_DEFAULT),
             eks_rate: Some(Rate::EKS_DEFAULT),
+            operator_role_arn: None,
+            guardrail_checks: true,
         }
     }
 }
@@ -185,6 +192,35 @@ impl Context {
         }
     }
 
+    /// How the status reports a failure. A refusal by IAM names the statement of this
+    /// installation's policy (`operator_policy`) that would allow the call, or says that
+    /// the operator should not need it.
+    pub fn problem(&self, err: &Error, role_within_propagation_window: bool) -> status::Problem {
+        let mut problem = status::problem_of(err, role_within_propagation_window);
+        if problem.reason != status::Reason::AccessDenied {
+            return problem;
+        }
+        let (Error::Aws(aws), Some(cluster)) = (err, self.cluster.get()) else {
+            return problem;
+        };
+        let (Some(inst), Some((action, resource))) = (
+            crate::operator_policy::Installation::of_cluster(cluster),
+            crate::operator_policy::denied_request(&aws.message),
+        ) else {
+            return problem;
+        };
+        let inst = inst.with_operator_role(self.settings.operator_role_arn.clone());
+        let policy =
+            crate::operator_policy::permissions(&inst, &self.settings.guardrails.current());
+        problem.message = format!(
+            "{} failed: {}: {}",
+            aws.operation,
+            aws.code,
+            crate::operator_policy::explain_denial(&policy, &action, &resource)
+        );
+        problem
+    }
+
     /// Publishes an Event on the binding; a failure to publish is logged, not fatal.
     ///
     /// A `Recorder` is made for each Event: a long-lived one keeps every Event it sent
@@ -248,7 +284,7 @@ fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Ac
         },
         e => e,
     };
-    let problem = status::problem_of(inner, true);
+    let problem = ctx.problem(inner, true);
     let retry = match problem.retry {
         // A failed cleanup is retried even when the error is the user's: the binding
         // is going away and only a retry can finish that.

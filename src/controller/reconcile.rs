@@ -84,7 +84,7 @@ async fn prepare(
                 retry: Retry::Slow,
             });
         }
-        Err(e) => return Err(status::problem_of(&e, false)),
+        Err(e) => return Err(ctx.problem(&e, false)),
     };
     // Validation first, so a malformed field is reported as such, not as denied.
     desired::desired(binding, &cluster).map_err(|e| status::problem_of(&e, false))?;
@@ -102,7 +102,7 @@ async fn prepare(
         ctx.synced_bindings_cache(),
     )
     .await
-    .map_err(|e| status::problem_of(&e, false))?;
+    .map_err(|e| ctx.problem(&e, false))?;
     Ok((desired, observed))
 }
 
@@ -119,6 +119,12 @@ async fn guardrails(binding: &PodIdentityBinding, ctx: &Context) -> Result<confi
         {
             labels = ns.metadata.labels.unwrap_or_default();
         }
+    }
+    if !ctx.settings.guardrail_checks {
+        return Ok(config::effects_unchecked(binding, &labels, &config));
+    }
+    if let Some(own) = &ctx.settings.operator_role_arn {
+        config::not_the_operators_role(binding, own)?;
     }
     config::evaluate(binding, &labels, &config)
 }
@@ -225,7 +231,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
                 let age = Utc::now().signed_duration_since(created);
                 age.to_std().unwrap_or_default() < ctx.settings.propagation_window
             });
-        (*i, status::problem_of(e, role_created_now || role_recent))
+        (*i, ctx.problem(e, role_created_now || role_recent))
     });
     if let Some((_, p)) = &problem
         && quiet(binding, p)
