@@ -40,7 +40,10 @@ use pod_identity_operator::aws::config::{AwsSettings, config_loader};
 use pod_identity_operator::aws::iam::SdkIam;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{CreateRole, IamApi, Tags};
+use pod_identity_operator::config::GuardrailConfig;
 use pod_identity_operator::error::ErrorClass;
+use pod_identity_operator::naming::{self, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE};
+use pod_identity_operator::operator_policy::{self, Installation};
 use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::{Value, json};
 
@@ -51,7 +54,13 @@ const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const S3_READ_ONLY: &str = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
 const ADMINISTRATOR: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 const POWER_USER: &str = "arn:aws:iam::aws:policy/PowerUserAccess";
-const CLUSTER_TAG: &str = "podidentity.dev/cluster";
+const CLUSTER_TAG: &str = TAG_CLUSTER;
+/// The customer-managed policy the installed guardrails demand as a permissions
+/// boundary, and another one (in [`ACCOUNT_ID`]).
+const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/boundary";
+const OTHER_BOUNDARY: &str = "arn:aws:iam::111122223333:policy/other-boundary";
+/// The operator's own role in the installed policy's account.
+const OPERATOR_ROLE: &str = "pod-identity-operator";
 /// The IAM user moto authorizes the calls of.
 const MOTO_USER: &str = "restricted";
 
@@ -195,6 +204,128 @@ pub const MOTO_PARTIAL: &[(&str, &str)] = &[
          (moto/iam/access_control.py IAMPolicyStatement.is_action_permitted), so \
          ListRolePolicies, which no Allow names, is allowed",
     ),
+    (
+        "installed_attach_administrator_access_on_owned_role_denied",
+        "denies, as expected, without evaluating the Deny's ArnLike iam:PolicyARN \
+         condition: an operator missing from moto/iam/policy_conditions.py \
+         CONDITION_OPERATIONS is ignored (TrustCondition.verify_condition), so the Deny \
+         on `*` refuses every AttachRolePolicy",
+    ),
+    (
+        "installed_attach_unlisted_policy_on_owned_role_denied",
+        "denies, as expected, but by the Deny of AdministratorAccess, whose ArnLike \
+         iam:PolicyARN condition is ignored (moto/iam/policy_conditions.py \
+         TrustCondition.verify_condition), not for want of an Allow",
+    ),
+    (
+        "installed_attach_read_only_on_role_tagged_for_another_cluster_denied",
+        "denies, as expected, but by the Deny of AdministratorAccess, whose ArnLike \
+         iam:PolicyARN condition is ignored (moto/iam/policy_conditions.py \
+         TrustCondition.verify_condition), not for the role's tag",
+    ),
+    (
+        "installed_create_role_without_the_boundary_denied",
+        "denies, as expected, but not for the boundary: CreateRole is authorized against \
+         `*` (moto/iam/responses.py IamResponse._resolve_resource_arn: the role does not \
+         exist yet), which the statement's `role/pod-identity/prod/*` does not match \
+         (moto/iam/access_control.py IAMPolicyStatement._match)",
+    ),
+    (
+        "installed_create_role_with_another_boundary_denied",
+        "denies, as expected, but not for the boundary: CreateRole is authorized against \
+         `*` (moto/iam/responses.py IamResponse._resolve_resource_arn), which \
+         `role/pod-identity/prod/*` does not match (moto/iam/access_control.py \
+         IAMPolicyStatement._match)",
+    ),
+    (
+        "installed_create_role_tagged_for_another_cluster_denied",
+        "denies, as expected, but not for the tag: CreateRole is authorized against `*` \
+         (moto/iam/responses.py IamResponse._resolve_resource_arn), which \
+         `role/pod-identity/prod/*` does not match (moto/iam/access_control.py \
+         IAMPolicyStatement._match)",
+    ),
+    (
+        "installed_create_role_under_another_clusters_path_denied",
+        "denies, as expected, but not for the path: CreateRole is authorized against `*` \
+         (moto/iam/responses.py IamResponse._resolve_resource_arn), which \
+         `role/pod-identity/prod/*` does not match (moto/iam/access_control.py \
+         IAMPolicyStatement._match)",
+    ),
+    (
+        "installed_create_role_at_the_root_path_denied",
+        "denies, as expected, but not for the path: CreateRole is authorized against `*` \
+         (moto/iam/responses.py IamResponse._resolve_resource_arn), which \
+         `role/pod-identity/prod/*` does not match (moto/iam/access_control.py \
+         IAMPolicyStatement._match)",
+    ),
+    (
+        "installed_put_another_boundary_on_owned_role_denied",
+        "allows: the StringEquals iam:PermissionsBoundary and \
+         aws:ResourceTag/podidentity.dev/cluster conditions of the statement allowing \
+         PutRolePermissionsBoundary hold vacuously (moto/iam/access_control.py \
+         IAMPolicyStatement._check_conditions), so any boundary may be put on a role of \
+         the cluster's path",
+    ),
+    (
+        "installed_put_role_policy_on_role_tagged_for_another_cluster_denied",
+        "allows: aws:ResourceTag/podidentity.dev/cluster is never compared \
+         (moto/iam/access_control.py IAMPolicyStatement._check_conditions), so every \
+         role under `/pod-identity/prod/` counts as owned, whatever its tags",
+    ),
+    (
+        "installed_delete_role_tagged_for_another_cluster_denied",
+        "allows: aws:ResourceTag/podidentity.dev/cluster is never compared \
+         (moto/iam/access_control.py IAMPolicyStatement._check_conditions), so every \
+         role under `/pod-identity/prod/` counts as owned, whatever its tags",
+    ),
+    (
+        "installed_untag_cluster_of_owned_role_denied",
+        "denies, as expected, without evaluating the Deny's ForAnyValue:StringLike \
+         aws:TagKeys condition: the operator is missing from \
+         moto/iam/policy_conditions.py CONDITION_OPERATIONS and ignored \
+         (TrustCondition.verify_condition), so the Deny refuses every UntagRole on the \
+         cluster's roles",
+    ),
+    (
+        "installed_create_role_with_the_boundary_and_ownership_tags_allowed",
+        "denies: CreateRole is authorized against `*`, not the new role's ARN \
+         (moto/iam/responses.py IamResponse._resolve_resource_arn), and \
+         `arn:aws:iam::111122223333:role/pod-identity/prod/*` does not match `*` \
+         (moto/iam/access_control.py IAMPolicyStatement._match)",
+    ),
+    (
+        "installed_attach_read_only_on_owned_role_allowed",
+        "denies: the Deny of AdministratorAccess on `*` applies to every \
+         AttachRolePolicy, its ArnLike iam:PolicyARN condition being ignored \
+         (moto/iam/policy_conditions.py TrustCondition.verify_condition: ArnLike is not \
+         in CONDITION_OPERATIONS), and a Deny wins (moto/iam/access_control.py \
+         IAMRequestBase.check_action_permitted)",
+    ),
+    (
+        "installed_put_role_policy_on_owned_role_allowed",
+        "allows, as expected, without reading the role's tags \
+         (moto/iam/access_control.py IAMPolicyStatement._check_conditions)",
+    ),
+    (
+        "installed_put_the_boundary_on_owned_role_allowed",
+        "allows, as expected, without comparing the boundary or reading the role's tags \
+         (moto/iam/access_control.py IAMPolicyStatement._check_conditions)",
+    ),
+    (
+        "installed_untag_another_key_of_owned_role_allowed",
+        "denies: the Deny of untagging `podidentity.dev/*` keys applies to every \
+         UntagRole on the cluster's roles, its ForAnyValue:StringLike aws:TagKeys \
+         condition being ignored (moto/iam/policy_conditions.py \
+         TrustCondition.verify_condition), and a Deny wins (moto/iam/access_control.py \
+         IAMRequestBase.check_action_permitted)",
+    ),
+    (
+        "installed_get_role_of_missing_role_allowed",
+        "denies: a call on a role that does not exist is authorized against `*` \
+         (moto/iam/responses.py IamResponse._resolve_resource_arn), which \
+         `arn:aws:iam::111122223333:role/*` does not match, so GetRole answers \
+         AccessDenied instead of NoSuchEntity",
+    ),
 ];
 
 /// The decision on one call.
@@ -220,6 +351,10 @@ pub enum Fixture {
         role: &'static str,
         name: &'static str,
     },
+    /// A customer-managed policy, by ARN, with [`inline_document`] as its document:
+    /// made by each backend's own set-up ([`AwsSim::add_managed_policy`], CreatePolicy
+    /// on moto), as [`IamApi`] has no call for it.
+    CustomerPolicy(&'static str),
 }
 
 /// One call through [`IamApi`], with what it needs.
@@ -300,6 +435,9 @@ impl Fixture {
             }
             Fixture::Inline { role, name } => {
                 iam.put_role_policy(role, name, &inline_document()).await
+            }
+            Fixture::CustomerPolicy(arn) => {
+                panic!("{arn}: a customer-managed policy is made by the backend's set-up")
             }
         };
         done.unwrap_or_else(|e| panic!("set-up {self:?}: {e}"));
@@ -452,7 +590,10 @@ async fn on_simulator(policy: &Value, case: &Case) -> Vec<String> {
     let sim = AwsSim::new(SimConfig::default());
     AwsSim::as_admin(async {
         for fixture in &case.setup {
-            fixture.apply(&sim).await;
+            match fixture {
+                Fixture::CustomerPolicy(arn) => sim.add_managed_policy(arn),
+                _ => fixture.apply(&sim).await,
+            }
         }
     })
     .await;
@@ -516,7 +657,21 @@ async fn on_moto(policy: &Value, case: &Case) -> Vec<String> {
         .unwrap_or_else(|e| panic!("PutUserPolicy {policy}: {e:?}"));
     let admin = SdkIam::new(&admin_config);
     for fixture in &case.setup {
-        fixture.apply(&admin).await;
+        match fixture {
+            Fixture::CustomerPolicy(arn) => {
+                let name = arn.rsplit('/').next().expect("a policy name");
+                let made = admin_raw
+                    .create_policy()
+                    .policy_name(name)
+                    .policy_document(inline_document().to_string())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("CreatePolicy {name}: {e:?}"));
+                let made = made.policy().and_then(|p| p.arn());
+                assert_eq!(made, Some(*arn), "CreatePolicy {name}");
+            }
+            _ => fixture.apply(&admin).await,
+        }
     }
     // Every call from here on is authenticated and authorized.
     moto.enforce_moto_auth(0).await;
@@ -1070,6 +1225,302 @@ pub fn not_resource_table() -> Table {
     Table { policy, cases }
 }
 
+/// The guardrails the installed policy is rendered for: one rule for every namespace,
+/// ReadOnlyAccess attachable, AdministratorAccess refused, inline policies allowed,
+/// existing roles `allowed-*`, and [`BOUNDARY`] on every role.
+fn installed_guardrails() -> GuardrailConfig {
+    let yaml = format!(
+        r#"rules:
+- name: tenants
+  namespaces: ["*"]
+  allowedManagedPolicyArns: ["{READ_ONLY}"]
+  deniedManagedPolicyArns: ["{ADMINISTRATOR}"]
+  inlinePolicies: {{allowed: true}}
+  allowedExistingRoleArns: ["arn:aws:iam::{ACCOUNT_ID}:role/allowed-*"]
+  permissionsBoundaryArn: {BOUNDARY}
+"#
+    );
+    GuardrailConfig::parse(&yaml).expect("the installed guardrails parse")
+}
+
+/// The ownership tags of the role `ours` the operator made for `team-a/app` in `prod`.
+const OURS_TAGS: &[(&str, &str)] = &[
+    (TAG_CLUSTER, "prod"),
+    (TAG_NAMESPACE, "team-a"),
+    (TAG_NAME, "app"),
+    ("team", "payments"),
+];
+
+/// `ours`: a role of the `prod` cluster's path carrying its ownership tags (and a
+/// `team` tag of its own).
+fn ours() -> Fixture {
+    Fixture::Role {
+        name: "ours",
+        path: "/pod-identity/prod/",
+        tags: OURS_TAGS,
+    }
+}
+
+/// `eu-app`: a role of the `prod-eu` cluster, under its own path.
+fn eu_app() -> Fixture {
+    Fixture::Role {
+        name: "eu-app",
+        path: "/pod-identity/prod-eu/",
+        tags: &[(TAG_CLUSTER, "prod-eu")],
+    }
+}
+
+/// `squatter`: a role under the `prod` cluster's path tagged for `prod-eu`.
+fn squatter() -> Fixture {
+    Fixture::Role {
+        name: "squatter",
+        path: "/pod-identity/prod/",
+        tags: &[(TAG_CLUSTER, "prod-eu")],
+    }
+}
+
+/// The operator's own role, at `/`.
+fn operator_role() -> Fixture {
+    Fixture::Role {
+        name: OPERATOR_ROLE,
+        path: "/",
+        tags: &[],
+    }
+}
+
+/// The policy `pod-identity-operator iam-policy` renders for the `prod` cluster in
+/// [`ACCOUNT_ID`] and `us-east-1` under [`installed_guardrails`]: roles are created only
+/// under `/pod-identity/prod/` with [`BOUNDARY`] and the cluster's tag, changed only
+/// when tagged for `prod`, given only ReadOnlyAccess, never AdministratorAccess, never
+/// stripped of the boundary or of an ownership tag; the operator's own role is denied
+/// outright; GetRole is allowed by name on every role.
+pub fn installed_policy_table() -> Table {
+    use Decision::*;
+    let inst = Installation::new("prod", ACCOUNT_ID, REGION).with_operator_role(Some(format!(
+        "arn:aws:iam::{ACCOUNT_ID}:role/{OPERATOR_ROLE}"
+    )));
+    let policy = operator_policy::permissions(&inst, &installed_guardrails());
+    for arn in [BOUNDARY, OTHER_BOUNDARY] {
+        assert!(
+            arn.starts_with(&format!("arn:aws:iam::{ACCOUNT_ID}:policy/")),
+            "{arn} is not in the servers' account"
+        );
+    }
+    let ownership: Tags = tags(&OURS_TAGS[..3]);
+    assert_eq!(
+        ownership,
+        naming::ownership_tags("prod", "team-a", "app"),
+        "OURS_TAGS starts with the ownership tags"
+    );
+    const NEW_ROLE_TAGS: &[(&str, &str)] = &[
+        (TAG_CLUSTER, "prod"),
+        (TAG_NAMESPACE, "team-a"),
+        (TAG_NAME, "new"),
+    ];
+    let create = |path, boundary, tags| Call::CreateRole {
+        name: "new",
+        path,
+        boundary,
+        tags,
+    };
+    let boundaries = || {
+        vec![
+            Fixture::CustomerPolicy(BOUNDARY),
+            Fixture::CustomerPolicy(OTHER_BOUNDARY),
+        ]
+    };
+    let with_ours = || {
+        let mut setup = boundaries();
+        setup.push(ours());
+        setup
+    };
+    let cases = vec![
+        case(
+            "installed_attach_administrator_access_on_owned_role_denied",
+            vec![ours()],
+            Call::AttachRolePolicy("ours", ADMINISTRATOR),
+            Denied,
+        ),
+        case(
+            "installed_attach_unlisted_policy_on_owned_role_denied",
+            vec![ours()],
+            Call::AttachRolePolicy("ours", POWER_USER),
+            Denied,
+        ),
+        case(
+            "installed_attach_read_only_on_role_tagged_for_another_cluster_denied",
+            vec![squatter()],
+            Call::AttachRolePolicy("squatter", READ_ONLY),
+            Denied,
+        ),
+        case(
+            "installed_create_role_without_the_boundary_denied",
+            boundaries(),
+            create("/pod-identity/prod/", None, NEW_ROLE_TAGS),
+            Denied,
+        ),
+        case(
+            "installed_create_role_with_another_boundary_denied",
+            boundaries(),
+            create("/pod-identity/prod/", Some(OTHER_BOUNDARY), NEW_ROLE_TAGS),
+            Denied,
+        ),
+        case(
+            "installed_create_role_tagged_for_another_cluster_denied",
+            boundaries(),
+            create(
+                "/pod-identity/prod/",
+                Some(BOUNDARY),
+                &[(TAG_CLUSTER, "prod-eu")],
+            ),
+            Denied,
+        ),
+        case(
+            "installed_create_role_under_another_clusters_path_denied",
+            boundaries(),
+            create("/pod-identity/prod-eu/", Some(BOUNDARY), NEW_ROLE_TAGS),
+            Denied,
+        ),
+        case(
+            "installed_create_role_at_the_root_path_denied",
+            boundaries(),
+            create("/", Some(BOUNDARY), NEW_ROLE_TAGS),
+            Denied,
+        ),
+        case(
+            "installed_delete_boundary_of_owned_role_denied",
+            with_ours(),
+            Call::DeleteRolePermissionsBoundary("ours"),
+            Denied,
+        ),
+        case(
+            "installed_put_another_boundary_on_owned_role_denied",
+            with_ours(),
+            Call::PutRolePermissionsBoundary("ours", OTHER_BOUNDARY),
+            Denied,
+        ),
+        case(
+            "installed_put_role_policy_on_another_clusters_role_denied",
+            vec![eu_app()],
+            Call::PutRolePolicy("eu-app", "app"),
+            Denied,
+        ),
+        case(
+            "installed_delete_role_of_another_cluster_denied",
+            vec![eu_app()],
+            Call::DeleteRole("eu-app"),
+            Denied,
+        ),
+        case(
+            "installed_put_role_policy_on_role_tagged_for_another_cluster_denied",
+            vec![squatter()],
+            Call::PutRolePolicy("squatter", "app"),
+            Denied,
+        ),
+        case(
+            "installed_delete_role_tagged_for_another_cluster_denied",
+            vec![squatter()],
+            Call::DeleteRole("squatter"),
+            Denied,
+        ),
+        case(
+            "installed_untag_cluster_of_owned_role_denied",
+            vec![ours()],
+            Call::UntagRole("ours", &[TAG_CLUSTER]),
+            Denied,
+        ),
+        case(
+            "installed_update_assume_role_policy_on_deploy_denied",
+            deploy(),
+            Call::UpdateAssumeRolePolicy("deploy"),
+            Denied,
+        ),
+        case(
+            "installed_get_role_policy_on_deploy_denied",
+            deploy(),
+            Call::GetRolePolicy("deploy", "deploy"),
+            Denied,
+        ),
+        case(
+            "installed_tag_role_on_deploy_denied",
+            deploy(),
+            Call::TagRole("deploy", &[(TAG_CLUSTER, "prod")]),
+            Denied,
+        ),
+        case(
+            "installed_get_role_of_the_operator_denied",
+            vec![operator_role()],
+            Call::GetRole(OPERATOR_ROLE),
+            Denied,
+        ),
+        case(
+            "installed_update_assume_role_policy_of_the_operator_denied",
+            vec![operator_role()],
+            Call::UpdateAssumeRolePolicy(OPERATOR_ROLE),
+            Denied,
+        ),
+        case(
+            "installed_create_role_with_the_boundary_and_ownership_tags_allowed",
+            boundaries(),
+            create("/pod-identity/prod/", Some(BOUNDARY), NEW_ROLE_TAGS),
+            Allowed,
+        ),
+        case(
+            "installed_attach_read_only_on_owned_role_allowed",
+            vec![ours()],
+            Call::AttachRolePolicy("ours", READ_ONLY),
+            Allowed,
+        ),
+        case(
+            "installed_put_role_policy_on_owned_role_allowed",
+            vec![ours()],
+            Call::PutRolePolicy("ours", "app"),
+            Allowed,
+        ),
+        case(
+            "installed_put_the_boundary_on_owned_role_allowed",
+            with_ours(),
+            Call::PutRolePermissionsBoundary("ours", BOUNDARY),
+            Allowed,
+        ),
+        case(
+            "installed_untag_another_key_of_owned_role_allowed",
+            vec![ours()],
+            Call::UntagRole("ours", &["team"]),
+            Allowed,
+        ),
+        case(
+            "installed_get_role_of_an_allowed_existing_role_allowed",
+            vec![Fixture::Role {
+                name: "allowed-app",
+                path: "/",
+                tags: &[],
+            }],
+            Call::GetRole("allowed-app"),
+            Allowed,
+        ),
+        case(
+            "installed_get_role_on_deploy_allowed_by_name",
+            deploy(),
+            Call::GetRole("deploy"),
+            Allowed,
+        ),
+        case(
+            "installed_get_role_of_another_clusters_role_allowed_by_name",
+            vec![eu_app()],
+            Call::GetRole("eu-app"),
+            Allowed,
+        ),
+        case(
+            "installed_get_role_of_missing_role_allowed",
+            vec![],
+            Call::GetRole("missing"),
+            Allowed,
+        ),
+    ];
+    Table { policy, cases }
+}
+
 fn all_tables() -> Vec<Table> {
     vec![
         shipped_policy_table(),
@@ -1081,6 +1532,7 @@ fn all_tables() -> Vec<Table> {
         not_action_table(),
         action_pattern_table(),
         not_resource_table(),
+        installed_policy_table(),
     ]
 }
 
@@ -1154,4 +1606,9 @@ async fn action_patterns_decide_alike_on_simulator_and_moto() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_resource_decides_alike_on_simulator_and_moto() {
     check(not_resource_table()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_policy_decides_alike_on_simulator_and_moto() {
+    check(installed_policy_table()).await;
 }
