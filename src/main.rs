@@ -104,9 +104,10 @@ struct IamPolicyArgs {
     /// The cluster's region.
     #[arg(long)]
     region: String,
-    /// The guardrail file the operator runs with (`run --config`).
+    /// The guardrail file the operator runs with (`run --config`); needed for the
+    /// permissions document.
     #[arg(long)]
-    config: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
     /// The operator's own role, denied to the policy and refused in bindings.
     #[arg(long)]
     operator_role_arn: Option<String>,
@@ -238,16 +239,21 @@ fn main() -> anyhow::Result<()> {
 fn iam_policy(args: &IamPolicyArgs) -> anyhow::Result<String> {
     use anyhow::Context as _;
     use pod_identity_operator::operator_policy::{self, Installation};
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
-    let guardrails = pod_identity_operator::config::GuardrailConfig::parse(&text)
-        .with_context(|| format!("{} is not a valid guardrail file", args.config.display()))?;
     let mut inst = Installation::new(&args.cluster_name, &args.account, &args.region)
         .with_operator_role(args.operator_role_arn.clone());
     inst.namespace = args.namespace.clone();
     inst.service_account = args.service_account.clone();
     let doc = match args.document {
-        PolicyDocument::Permissions => operator_policy::permissions(&inst, &guardrails),
+        PolicyDocument::Permissions => {
+            let path = args.config.as_ref().context(
+                "the permissions depend on the guardrails: pass --config FILE, the file the operator runs with",
+            )?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let guardrails = pod_identity_operator::config::GuardrailConfig::parse(&text)
+                .with_context(|| format!("{} is not a valid guardrail file", path.display()))?;
+            operator_policy::permissions(&inst, &guardrails)
+        }
         PolicyDocument::Trust => operator_policy::trust(&inst),
     };
     let size = pod_identity_operator::policy::size_chars(&doc);
@@ -305,7 +311,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         settings.metrics = Some(metrics.clone());
         settings.iam_rate = Rate::from_flags(args.iam_rate, args.iam_burst);
         settings.eks_rate = Rate::from_flags(args.eks_rate, args.eks_burst);
-        settings.operator_role_arn = args.operator_role_arn.clone();
+        settings.operator_role_arn = args.operator_role_arn.clone().filter(|a| !a.is_empty());
         match &args.config {
             Some(path) => {
                 settings.guardrails = Arc::new(
@@ -501,6 +507,50 @@ mod tests {
         Cli::try_parse_with_default(
             std::iter::once("pod-identity-operator").chain(args.iter().copied()),
         )
+    }
+
+    #[test]
+    fn iam_policy_renders_the_installations_documents() {
+        let base = [
+            "iam-policy",
+            "--cluster-name",
+            "prod",
+            "--account",
+            "111122223333",
+            "--region",
+            "eu-west-1",
+        ];
+        let args = |extra: &[&str]| {
+            let all: Vec<&str> = base.iter().chain(extra).copied().collect();
+            match parse(&all).expect("iam-policy parses").command {
+                Command::IamPolicy(a) => a,
+                other => panic!("{other:?}"),
+            }
+        };
+        let config = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/guardrails.example.yaml"
+        );
+        let text = iam_policy(&args(&[
+            "--config",
+            config,
+            "--operator-role-arn",
+            "arn:aws:iam::111122223333:role/pio",
+        ]))
+        .expect("rendered");
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert!(text.contains("arn:aws:iam::111122223333:role/pod-identity/prod/*"));
+        assert!(text.contains("arn:aws:eks:eu-west-1:111122223333:cluster/prod"));
+        assert!(text.contains("\"arn:aws:iam::111122223333:role/pio\""));
+        assert_eq!(doc["Version"], "2012-10-17");
+        let missing = iam_policy(&args(&[])).expect_err("permissions need the guardrails");
+        assert!(missing.to_string().contains("--config"), "{missing}");
+        let trust = iam_policy(&args(&["--document", "trust", "--namespace", "ops"]))
+            .expect("trust needs no guardrails");
+        assert!(
+            trust.contains("\"aws:RequestTag/kubernetes-namespace\": \"ops\""),
+            "{trust}"
+        );
     }
 
     #[test]

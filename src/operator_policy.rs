@@ -153,17 +153,20 @@ pub fn mandatory_boundaries(config: &GuardrailConfig) -> Option<Vec<String>> {
         .map(|set| set.into_iter().cloned().collect())
 }
 
-/// Managed policies that every rule refuses.
+/// Managed policies a rule refuses that no rule allows (matching each pattern as a
+/// policy ARN against the rules' globs).
 fn denied_everywhere(config: &GuardrailConfig) -> Vec<String> {
-    let Some((first, rest)) = config.rules.split_first() else {
-        return Vec::new();
-    };
-    first
-        .denied_managed_policy_arns
+    let matches =
+        |patterns: &[String], arn: &str| patterns.iter().any(|p| crate::config::glob_match(p, arn));
+    config
+        .rules
         .iter()
+        .flat_map(|r| r.denied_managed_policy_arns.iter())
         .filter(|arn| {
-            rest.iter()
-                .all(|r| r.denied_managed_policy_arns.contains(arn))
+            !config.rules.iter().any(|r| {
+                matches(&r.allowed_managed_policy_arns, arn)
+                    && !matches(&r.denied_managed_policy_arns, arn)
+            })
         })
         .cloned()
         .collect::<BTreeSet<_>>()
@@ -316,6 +319,32 @@ pub fn permissions(inst: &Installation, config: &GuardrailConfig) -> Value {
         vec![inst.associations()],
     ));
 
+    // TagRole may not give a role to another cluster, nor take one of another cluster.
+    let tag = TAG_CLUSTER;
+    statements.push(with_condition(
+        statement(
+            "NeverTagARoleForAnotherCluster",
+            "Deny",
+            &["iam:TagRole"],
+            vec![roles.clone()],
+        ),
+        json!({
+            "StringNotEquals": {format!("aws:RequestTag/{tag}"): inst.cluster_name},
+            "Null": {format!("aws:RequestTag/{tag}"): "false"},
+        }),
+    ));
+    statements.push(with_condition(
+        statement(
+            "NeverRetagAnotherClustersRole",
+            "Deny",
+            &["iam:TagRole"],
+            vec![roles.clone()],
+        ),
+        json!({
+            "StringNotEquals": {format!("aws:ResourceTag/{tag}"): inst.cluster_name},
+            "Null": {format!("aws:ResourceTag/{tag}"): "false"},
+        }),
+    ));
     statements.push(with_condition(
         statement(
             "KeepTheOwnershipTags",
@@ -467,12 +496,13 @@ pub fn sids(policy: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The template in `config/iam/`: the policy with placeholders for the installation's
-/// values, and no guardrail lists.
-pub fn template() -> Value {
+/// The installation of the templates in `config/iam/`: placeholders for its values.
+pub fn template_installation() -> Installation {
     let mut inst = Installation::new("${CLUSTER}", "${ACCOUNT}", "${REGION}");
     inst.partition = "${PARTITION}".into();
-    permissions(&inst, &GuardrailConfig::default())
+    inst.with_operator_role(Some(
+        "arn:${PARTITION}:iam::${ACCOUNT}:role/pod-identity-operator".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -487,6 +517,41 @@ mod tests {
 
     fn guardrails(text: &str) -> GuardrailConfig {
         GuardrailConfig::parse(text).expect("guardrails")
+    }
+
+    /// `config/iam/*.template.json`: the documents rendered for the example guardrails
+    /// (`config/guardrails.example.yaml`) with placeholders; `PIO_REGENERATE=1` rewrites
+    /// them.
+    #[test]
+    fn the_templates_in_config_iam_are_current() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = guardrails(include_str!("../config/guardrails.example.yaml"));
+        let inst = template_installation();
+        for (file, doc) in [
+            (
+                "operator-policy.template.json",
+                permissions(&inst, &example),
+            ),
+            ("operator-trust-policy.template.json", trust(&inst)),
+        ] {
+            let path = root.join("config/iam").join(file);
+            let want = format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON"));
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            if have == want {
+                continue;
+            }
+            if std::env::var_os("PIO_REGENERATE").is_some_and(|v| v == "1") {
+                std::fs::write(&path, want).expect("template written");
+                continue;
+            }
+            panic!(
+                "{} is stale: run `PIO_REGENERATE=1 cargo test --lib operator_policy`",
+                path.display()
+            );
+        }
+        assert!(
+            crate::policy::size_chars(&permissions(&inst, &example)) <= MANAGED_POLICY_MAX_CHARS
+        );
     }
 
     #[test]
@@ -542,9 +607,9 @@ mod tests {
     }
 
     #[test]
-    fn attach_is_limited_to_the_union_of_allowed_policies_and_denied_ones_everywhere() {
+    fn attach_is_limited_to_the_union_of_allowed_policies_and_those_no_rule_allows_are_denied() {
         let g = guardrails(
-            "rules:\n- name: a\n  namespaces: [a]\n  allowedManagedPolicyArns: [\"arn:aws:iam::aws:policy/ReadOnlyAccess\"]\n  deniedManagedPolicyArns: [\"arn:aws:iam::aws:policy/AdministratorAccess\"]\n\
+            "rules:\n- name: a\n  namespaces: [a]\n  allowedManagedPolicyArns: [\"arn:aws:iam::aws:policy/ReadOnlyAccess\", \"arn:aws:iam::111122223333:policy/ok-admin\"]\n  deniedManagedPolicyArns: [\"arn:aws:iam::aws:policy/AdministratorAccess\"]\n\
              - name: b\n  namespaces: [b]\n  allowedManagedPolicyArns: [\"arn:aws:iam::111122223333:policy/ok-*\"]\n  deniedManagedPolicyArns: [\"arn:aws:iam::aws:policy/AdministratorAccess\", \"arn:aws:iam::111122223333:policy/ok-admin\"]\n",
         );
         let p = permissions(&inst(), &g);
@@ -556,6 +621,7 @@ mod tests {
             attach["Condition"]["ArnLike"]["iam:PolicyARN"],
             json!([
                 "arn:aws:iam::111122223333:policy/ok-*",
+                "arn:aws:iam::111122223333:policy/ok-admin",
                 "arn:aws:iam::aws:policy/ReadOnlyAccess"
             ])
         );

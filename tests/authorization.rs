@@ -396,6 +396,16 @@ async fn the_rendered_policy_refuses_every_escalation_of_the_table_and_allows_th
                 .await,
         ),
         (
+            "an owned role retagged for another cluster",
+            "iam:TagRole",
+            aws.tag_role("ours", &ownership("prod-eu")).await,
+        ),
+        (
+            "another cluster's role under this path claimed",
+            "iam:TagRole",
+            aws.tag_role("foreign", &ownership(CLUSTER)).await,
+        ),
+        (
             "a deploy role's trust rewritten",
             "iam:UpdateAssumeRolePolicy",
             aws.update_assume_role_policy("deploy", &doc).await,

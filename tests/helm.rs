@@ -631,7 +631,8 @@ fn template_with_full_values_sets_every_option() {
     let cm = find(&objs, "ConfigMap", "platform-pio-config");
     assert_eq!(
         cm["data"],
-        json!({"clusterName": "prod-eu", "region": "eu-west-1", "logLevel": "debug,kube=info"})
+        json!({"clusterName": "prod-eu", "region": "eu-west-1", "logLevel": "debug,kube=info",
+            "operatorRoleArn": "arn:aws:iam::111122223333:role/pod-identity-operator"})
     );
     let text = find(&objs, "ConfigMap", "platform-pio-guardrails")["data"]["guardrails.yaml"]
         .as_str()
@@ -1432,7 +1433,8 @@ fn on_the_api_server(kc: &Path) {
     .expect("ConfigMap");
     assert_eq!(
         cm["data"],
-        json!({"clusterName": "my-cluster", "region": "eu-west-1", "logLevel": "debug"})
+        json!({"clusterName": "my-cluster", "region": "eu-west-1", "logLevel": "debug",
+            "operatorRoleArn": ""})
     );
     let rules = get_json(
         kc,
