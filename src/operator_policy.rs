@@ -41,14 +41,13 @@ pub const OPERATOR_SERVICE_ACCOUNT: &str = "pod-identity-operator";
 /// quotas: "Managed policy size").
 pub const MANAGED_POLICY_MAX_CHARS: usize = 6144;
 
-/// The actions on a role of the cluster's path that only read.
-const ROLE_READS: [&str; 6] = [
+/// The actions on a role of the cluster's path that only read (tags come with GetRole).
+const ROLE_READS: [&str; 5] = [
     "iam:GetRole",
     "iam:GetRolePolicy",
     "iam:ListAttachedRolePolicies",
     "iam:ListInstanceProfilesForRole",
     "iam:ListRolePolicies",
-    "iam:ListRoleTags",
 ];
 
 /// IAM's partition of a region (`cn-north-1` is `aws-cn`, `us-gov-west-1` `aws-us-gov`).

@@ -253,14 +253,19 @@ impl Env {
 
     /// Merge-patches the binding's `spec.role`.
     pub async fn patch_role(&self, name: &str, role: Value) {
+        self.patch_spec(name, json!({"role": role})).await;
+    }
+
+    /// Merges `spec` into the binding's spec (JSON merge patch: `null` removes a field).
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
         self.bindings()
             .patch(
                 name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"role": role}})),
+                &Patch::Merge(json!({ "spec": spec })),
             )
             .await
-            .expect("patch spec.role");
+            .expect("patch spec");
     }
 
     pub async fn wait_converged(&self, name: &str) -> PodIdentityBinding {

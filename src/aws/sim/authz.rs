@@ -89,8 +89,13 @@ impl Authorizer {
 
     /// True when the policy allows `action` on `resource` with these condition keys.
     pub fn allows(&self, action: &str, resource: &str, keys: &Keys) -> bool {
+        self.decide(action, resource, keys) == Decision::Allow
+    }
+
+    /// IAM's decision: Allow, an explicit Deny, or no statement applies (implicit deny).
+    fn decide(&self, action: &str, resource: &str, keys: &Keys) -> Decision {
         let Ok(arn) = Arn::parse(resource) else {
-            return false;
+            return Decision::NotApplicable;
         };
         let mut context = Context::new();
         for (k, v) in &keys.0 {
@@ -102,22 +107,28 @@ impl Authorizer {
             arn,
             context,
         );
-        matches!(
-            self.evaluator.evaluate(&request).map(|r| r.decision),
-            Ok(Decision::Allow)
-        )
+        self.evaluator
+            .evaluate(&request)
+            .map_or(Decision::NotApplicable, |r| r.decision)
     }
 
     /// `Ok` when allowed, else the error AWS answers `operation` with.
     pub fn check(&self, operation: &str, action: &str, resource: &str, keys: &Keys) -> Result<()> {
-        if self.allows(action, resource, keys) {
+        let decision = self.decide(action, resource, keys);
+        if decision == Decision::Allow {
             return Ok(());
         }
+        // IAM says which kind of denial it was.
+        let why = if decision == Decision::Deny {
+            "with an explicit deny in an identity-based policy".to_owned()
+        } else {
+            format!("because no identity-based policy allows the {action} action")
+        };
         let (code, message) = if action.starts_with("eks:") {
             (
                 "AccessDeniedException",
                 format!(
-                    "User: {} is not authorized to perform: {action} on resource: {resource}",
+                    "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
                     self.caller
                 ),
             )
@@ -125,8 +136,7 @@ impl Authorizer {
             (
                 "AccessDenied",
                 format!(
-                    "User: {} is not authorized to perform: {action} on resource: {resource} \
-                     because no identity-based policy allows the {action} action",
+                    "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
                     self.caller
                 ),
             )
@@ -209,5 +219,21 @@ mod tests {
             )
             .expect_err("denied");
         assert_eq!(e.aws().expect("AWS").code, "AccessDeniedException");
+        let explicit = authorizer(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "iam:DeleteRole", "Resource": "*"}]}));
+        let e = explicit
+            .check(
+                "DeleteRole",
+                "iam:DeleteRole",
+                "arn:aws:iam::111122223333:role/deploy",
+                &Keys::new(),
+            )
+            .expect_err("denied");
+        let message = &e.aws().expect("AWS").message;
+        assert!(
+            message.ends_with("with an explicit deny in an identity-based policy"),
+            "{message}"
+        );
     }
 }

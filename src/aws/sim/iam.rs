@@ -55,6 +55,12 @@ impl IamApi for AwsSim {
                     self.config.account_id, input.path, input.name
                 );
                 self.authorize(OP, "iam:CreateRole", &arn, keys)?;
+                // A role created with tags is also authorized as iam:TagRole ("Permissions
+                // required to tag IAM entities", IAM User Guide, id_tags.html).
+                if !input.tags.is_empty() {
+                    let tag_keys = authz::Keys::new().request_tags(&input.tags);
+                    self.authorize(OP, "iam:TagRole", &arn, tag_keys)?;
+                }
             }
             rules::role_name(OP, &input.name)?;
             rules::path(OP, &input.path)?;

@@ -225,6 +225,9 @@ pub struct AwsSim {
     config: SimConfig,
     /// From `config.identity_policy`; a policy that does not parse denies every call.
     authorizer: std::sync::RwLock<Option<std::result::Result<authz::Authorizer, String>>>,
+    /// Every (action, resource, allowed) the authorizer decided, in order, once
+    /// [`AwsSim::record_authorizations`] asked for it (`None` before).
+    authorized: Mutex<Option<Vec<(String, String, bool)>>>,
     knobs: Arc<Knobs>,
     state: Mutex<State>,
     epoch: (DateTime<Utc>, Instant),
@@ -247,6 +250,7 @@ impl AwsSim {
         Self {
             config,
             authorizer: std::sync::RwLock::new(authorizer),
+            authorized: Mutex::new(None),
             knobs: Knobs::new(),
             state: Mutex::new(state),
             epoch: (Utc::now(), Instant::now()),
@@ -322,11 +326,38 @@ impl AwsSim {
         if !self.enforcing() {
             return Ok(());
         }
-        match &*self.authorizer.read().unwrap_or_else(|e| e.into_inner()) {
-            None => Ok(()),
+        let decision = match &*self.authorizer.read().unwrap_or_else(|e| e.into_inner()) {
+            None => return Ok(()),
             Some(Ok(a)) => a.check(operation, action, resource, &keys),
             Some(Err(e)) => Err(crate::aws::faults::aws_error(operation, "AccessDenied", e)),
+        };
+        if let Some(log) = self
+            .authorized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            log.push((action.to_owned(), resource.to_owned(), decision.is_ok()));
         }
+        decision
+    }
+
+    /// From now on, keeps every authorization decided, for [`AwsSim::authorizations`].
+    pub fn record_authorizations(&self) {
+        self.authorized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Vec::new);
+    }
+
+    /// The authorizations decided since [`AwsSim::record_authorizations`]: (action,
+    /// resource, allowed), in order.
+    pub fn authorizations(&self) -> Vec<(String, String, bool)> {
+        self.authorized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Authorizes an action on the role `name`: its ARN (with its path) and tags when it
