@@ -448,34 +448,47 @@ pub fn explain_denial(policy: &Value, action: &str, resource: &str) -> String {
         .filter(|st| applies(st, action, resource))
         .collect();
     let render = "`pod-identity-operator iam-policy` (config/iam/README.md)";
-    if let Some(deny) = matching
-        .iter()
-        .find(|st| st.get("Effect").and_then(Value::as_str) == Some("Deny"))
-    {
+    let effect = |st: &&Value, e: &str| st.get("Effect").and_then(Value::as_str) == Some(e);
+    let conditional = |st: &&Value| st.get("Condition").is_some();
+    let condition = |st: &Value| st.get("Condition").cloned().unwrap_or(Value::Null);
+    let (denies, allows): (Vec<&Value>, Vec<&Value>) =
+        matching.into_iter().partition(|st| effect(st, "Deny"));
+    let allows: Vec<&Value> = allows
+        .into_iter()
+        .filter(|st| effect(st, "Allow"))
+        .collect();
+    if let Some(deny) = denies.iter().find(|st| !conditional(st)) {
         return format!(
             "{action} on {resource}: statement {} of this installation's policy denies it on purpose; the operator should not need it, so a guardrail let through what it should have refused",
             sid(deny)
         );
     }
-    let allows: Vec<&&Value> = matching
-        .iter()
-        .filter(|st| st.get("Effect").and_then(Value::as_str) == Some("Allow"))
-        .collect();
-    if let Some(plain) = allows.iter().find(|st| st.get("Condition").is_none()) {
+    // Conditions are not known from a denial: a conditional Deny may or may not apply.
+    let also_denied = denies
+        .first()
+        .map(|d| {
+            format!(
+                "; statement {} denies it on purpose when {}",
+                sid(d),
+                condition(d)
+            )
+        })
+        .unwrap_or_default();
+    if let Some(plain) = allows.iter().find(|st| !conditional(st)) {
         return format!(
-            "{action} on {resource}: statement {} of this installation's policy allows it; attach the policy rendered by {render} to the operator's role",
+            "{action} on {resource}: statement {} of this installation's policy allows it; attach the policy rendered by {render} to the operator's role{also_denied}",
             sid(plain)
         );
     }
-    if let Some(conditional) = allows.first() {
-        let condition = conditional.get("Condition").cloned().unwrap_or(Value::Null);
+    if let Some(cond) = allows.first() {
         return format!(
-            "{action} on {resource}: statement {} of this installation's policy allows it only when {condition}; if the request meets that, attach the policy rendered by {render} to the operator's role, otherwise the operator should not need it",
-            sid(conditional)
+            "{action} on {resource}: statement {} of this installation's policy allows it only when {}; if the request meets that, attach the policy rendered by {render} to the operator's role, otherwise the operator should not need it{also_denied}",
+            sid(cond),
+            condition(cond)
         );
     }
     format!(
-        "{action} on {resource}: no statement of this installation's policy ({render}) allows it; the operator should not need it"
+        "{action} on {resource}: no statement of this installation's policy ({render}) allows it; the operator should not need it{also_denied}"
     )
 }
 

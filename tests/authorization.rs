@@ -802,3 +802,28 @@ async fn a_bindings_whole_life_needs_exactly_the_actions_the_rendered_policy_all
         );
     }
 }
+
+/// When the operator's role lacks a statement of the rendered policy, the status names
+/// that statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_denied_status_names_the_statement_the_operators_role_lacks() {
+    let (aws, _) = tenant_account().await;
+    let mut partial = rendered();
+    let statements = partial["Statement"].as_array_mut().expect("statements");
+    statements.retain(|st| st["Sid"] != "AttachManagedPoliciesTheGuardrailsAllow");
+    aws.enforce(Some(&partial));
+    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
+        s.guardrails = Arc::new(GuardrailSource::fixed(tenant_guardrails()));
+        s.operator_role_arn = Some(OPERATOR_ROLE.into());
+    })
+    .await;
+    env.apply("app", json!({"role": {"managedPolicyArns": [READ_ONLY]}}))
+        .await;
+    let message = env.wait_warning("app", "AccessDenied").await;
+    assert!(
+        message.contains("AttachRolePolicy failed: AccessDenied: iam:AttachRolePolicy on arn:aws:iam::111122223333:role/pod-identity/prod/")
+            && message.contains("statement AttachManagedPoliciesTheGuardrailsAllow of this installation's policy allows it only when"),
+        "{message}"
+    );
+    env.stop().await;
+}

@@ -229,7 +229,9 @@ fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
         ErrorClass::Conflict => p(Reason::Retrying, format!("{e}; retrying"), Retry::Backoff),
         ErrorClass::AccessDenied => p(
             Reason::AccessDenied,
-            format!("{e}: grant the operator's IAM role this action (see config/iam)"),
+            format!(
+                "{e}: the operator's role lacks this action; render its policy for this installation with `pod-identity-operator iam-policy` (config/iam/README.md), which names the statement that allows it"
+            ),
             Retry::Slow,
         ),
         ErrorClass::NotFound => p(Reason::Retrying, format!("{e}; retrying"), Retry::Backoff),
