@@ -80,7 +80,7 @@ mod wire_specific {
     use axum::http::{HeaderName, HeaderValue, StatusCode};
     use pod_identity_operator::aws::{CreateRole, EksApi, IamApi};
     use pod_identity_operator::error::ErrorClass;
-    use pod_identity_operator::policy::documents_equivalent;
+    use crate::cases::documents_equivalent;
     use serde_json::{Value, json};
 
     use super::*;
