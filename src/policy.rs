@@ -243,7 +243,8 @@ pub struct TrustScope {
 /// page): `pods.eks.amazonaws.com` may `sts:AssumeRole` and `sts:TagSession`; with a
 /// scope, only for that cluster, namespace and ServiceAccount, from that account. Without
 /// a scope (session tags disabled, so there are no tags to match) any pod identity of
-/// the account's clusters may assume it.
+/// the account's clusters may assume it ([`cluster_trust_policy`] keeps it to one
+/// cluster without session tags).
 pub fn pod_identity_trust_policy(scope: Option<&TrustScope>) -> Value {
     let mut statement = json!({
         "Sid": "AllowEksAuthToAssumeRoleForPodIdentity",
@@ -262,6 +263,26 @@ pub fn pod_identity_trust_policy(scope: Option<&TrustScope>) -> Value {
         });
     }
     json!({"Version": "2012-10-17", "Statement": [statement]})
+}
+
+/// The trust policy of a role for EKS Pod Identity whose associations disable session
+/// tags: no `aws:RequestTag/...` key can be matched then, but the source keys are not
+/// session tags and stay. `aws:SourceAccount` is the cluster's account and
+/// `aws:SourceArn` the cluster's ARN, which EKS Pod Identity sends as the source of its
+/// `AssumeRole` (the EKS user guide's "Cross-service confused deputy prevention" page
+/// recommends both keys for EKS's service principals), so only associations of that
+/// cluster may use the role, whatever their namespace and ServiceAccount.
+pub fn cluster_trust_policy(account_id: &str, cluster_arn: &str) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "AllowEksAuthToAssumeRoleForPodIdentity",
+        "Effect": "Allow",
+        "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account_id},
+            "ArnEquals": {"aws:SourceArn": cluster_arn},
+        },
+    }]})
 }
 
 /// The identity policy that lets a role chain into `target_role_arn` as EKS Pod
@@ -714,6 +735,28 @@ mod tests {
             ..scope.clone()
         }));
         assert!(!documents_equivalent(&scoped, &other_sa));
+    }
+
+    #[test]
+    fn without_session_tags_the_trust_keeps_the_source_account_and_cluster() {
+        let arn = "arn:aws:eks:us-east-1:111122223333:cluster/prod";
+        let doc = cluster_trust_policy("111122223333", arn);
+        validate(&doc, DocumentKind::Trust).unwrap();
+        assert!(trust_admits_pod_identity(&doc));
+        let cond = &doc["Statement"][0]["Condition"];
+        assert_eq!(cond["StringEquals"]["aws:SourceAccount"], "111122223333");
+        assert_eq!(cond["ArnEquals"]["aws:SourceArn"], arn);
+        let text = doc.to_string();
+        assert!(!text.contains("aws:RequestTag/"), "{text}");
+        assert!(!documents_equivalent(
+            &doc,
+            &pod_identity_trust_policy(None)
+        ));
+        let other = cluster_trust_policy(
+            "111122223333",
+            "arn:aws:eks:us-east-1:111122223333:cluster/dev",
+        );
+        assert!(!documents_equivalent(&doc, &other));
     }
 
     #[test]

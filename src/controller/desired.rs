@@ -321,17 +321,22 @@ pub fn desired_with(
                 ),
             ));
         }
-        let scope = (!disable_session_tags).then(|| TrustScope {
-            account_id: cluster.account_id.clone(),
-            cluster_arn: cluster.arn.clone(),
-            namespace: namespace.clone(),
-            service_account: sa_name.clone(),
-        });
+        // Without session tags, the source account and cluster still scope the trust.
+        let trust_policy = if disable_session_tags {
+            policy::cluster_trust_policy(&cluster.account_id, &cluster.arn)
+        } else {
+            policy::pod_identity_trust_policy(Some(&TrustScope {
+                account_id: cluster.account_id.clone(),
+                cluster_arn: cluster.arn.clone(),
+                namespace: namespace.clone(),
+                service_account: sa_name.clone(),
+            }))
+        };
         DesiredRole::Managed(ManagedRole {
             arn: naming::role_arn(&cluster.arn, &cluster.account_id, &path, &name),
             name,
             path,
-            trust_policy: policy::pod_identity_trust_policy(scope.as_ref()),
+            trust_policy,
             description: r.description.clone(),
             max_session_duration,
             permissions_boundary_arn: r
@@ -432,7 +437,14 @@ mod tests {
             m.inline_policies[TARGET_ROLE_POLICY]["Statement"][0]["Resource"],
             "arn:aws:iam::444455556666:role/t"
         );
-        assert!(m.trust_policy["Statement"][0].get("Condition").is_none());
+        let cond = &m.trust_policy["Statement"][0]["Condition"];
+        assert!(
+            cond["StringEquals"]
+                .get("aws:RequestTag/kubernetes-namespace")
+                .is_none()
+        );
+        assert_eq!(cond["StringEquals"]["aws:SourceAccount"], "111122223333");
+        assert_eq!(cond["ArnEquals"]["aws:SourceArn"], cluster().arn.as_str());
     }
 
     #[test]

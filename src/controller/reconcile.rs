@@ -291,8 +291,8 @@ fn outcome_status(
         DesiredRole::Managed(m) if desired.association.disable_session_tags => State::ok(
             Reason::RoleCreated,
             format!(
-                "role {} is in place; its trust policy is not scoped to this ServiceAccount because session tags are disabled: any Pod Identity association of the account may use it",
-                m.arn
+                "role {} is in place; its trust policy is scoped to cluster {} but not to this ServiceAccount because session tags are disabled: any Pod Identity association of that cluster may use it",
+                m.arn, desired.cluster_name
             ),
         ),
         DesiredRole::Managed(m) => State::ok(
