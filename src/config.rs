@@ -363,6 +363,30 @@ fn check_document(
             ));
         }
     }
+    // A rule allowing assumeRoleAnyResource lets every role be assumed; otherwise each
+    // role the document reaches is one the binding could name as targetRoleArn.
+    if !rule
+        .allow_escalation
+        .contains(&Escalation::AssumeRoleAnyResource)
+    {
+        for t in escalation::role_targets(doc) {
+            if escalation::targets_within(&rule.allowed_target_role_arns, t.resource.as_deref()) {
+                continue;
+            }
+            let resource = match &t.resource {
+                Some(resource) => format!("role {resource}"),
+                None => "every role but those in NotResource".to_owned(),
+            };
+            return Err(denied(
+                r,
+                format!("{field}.Statement[{}]", t.statement),
+                format!(
+                    "{:?} reaches {resource}, which is not in allowedTargetRoleArns: name only allowed roles, or ask a cluster admin to allow it",
+                    t.action
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -803,6 +827,110 @@ rules:
             let (rule, _, msg) = denial("kube-system", doc(action));
             assert_eq!(rule, "platform");
             assert!(msg.contains("allowEscalation"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn roles_an_inline_policy_assumes_must_be_allowed_targets() {
+        let doc = |action: &str, resource: &str| {
+            json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]}}}})
+        };
+        let deploy = "arn:aws:iam::111122223333:role/deploy";
+        let tenant = [("tenant", "yes")];
+        // teams allows targets in 444455556666 only; platform allows none.
+        // `*:AssumeRole` is also an IAM write name pattern, which platform allows.
+        for action in [
+            "sts:AssumeRole",
+            "sts:TagSession",
+            "sts:*",
+            "sts:Assume*",
+            "*:AssumeRole",
+        ] {
+            let namespaces: &[&str] = if action.starts_with('*') {
+                &["kube-system"]
+            } else {
+                &["team-a", "kube-system"]
+            };
+            for &ns in namespaces {
+                let Err(Error::PolicyDenied { field, message, .. }) =
+                    eval(ns, &tenant, doc(action, deploy))
+                else {
+                    panic!("{ns}: {action} on {deploy} allowed");
+                };
+                assert_eq!(field, "spec.role.inlinePolicies.p.Statement[0]");
+                assert!(message.contains(deploy), "{message}");
+                assert!(message.contains("allowedTargetRoleArns"), "{message}");
+            }
+            if namespaces.len() == 2 {
+                eval(
+                    "team-a",
+                    &tenant,
+                    doc(action, "arn:aws:iam::444455556666:role/data"),
+                )
+                .expect("an allowed target");
+            }
+        }
+        // A role pattern reaching past the allowed globs.
+        let Err(Error::PolicyDenied { message, .. }) = eval(
+            "team-a",
+            &tenant,
+            doc("sts:AssumeRole", "arn:aws:iam::*:role/data"),
+        ) else {
+            panic!("every account's role allowed");
+        };
+        assert!(message.contains("arn:aws:iam::*:role/data"), "{message}");
+        // Resources naming no role are not targets.
+        eval("kube-system", &[], doc("sts:AssumeRole", "arn:aws:s3:::b")).expect("no role");
+
+        // Session policies are checked the same way.
+        let rules = GuardrailConfig::parse(
+            r#"
+rules:
+- name: s
+  namespaces: [s]
+  sessionPolicies: {allowed: true}
+  allowedTargetRoleArns: ["arn:aws:iam::444455556666:role/*"]
+  allowEscalation: [anyAction]
+- name: any-role
+  namespaces: [a]
+  inlinePolicies: {allowed: true}
+  allowEscalation: [assumeRoleAnyResource]
+"#,
+        )
+        .expect("config");
+        let session = |resource: &str| {
+            json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "NotAction": "s3:*", "Resource": resource}]})
+        };
+        let s = &rules.rules[0];
+        let check = |doc: &Value| {
+            check_document(
+                s,
+                "sessionPolicy",
+                doc,
+                &s.session_policies,
+                "sessionPolicies",
+            )
+        };
+        // anyAction allows the NotAction statement, not the roles it reaches.
+        let Err(Error::PolicyDenied { field, message, .. }) = check(&session(deploy)) else {
+            panic!("NotAction reaching {deploy} allowed");
+        };
+        assert_eq!(field, "spec.sessionPolicy.Statement[0]");
+        assert!(message.contains(deploy), "{message}");
+        check(&session("arn:aws:iam::444455556666:role/data")).expect("an allowed target");
+        // allowEscalation: [assumeRoleAnyResource] lets any role be assumed.
+        let any_role = &rules.rules[1];
+        for resource in [deploy, "*"] {
+            check_document(
+                any_role,
+                "role.inlinePolicies.p",
+                &doc("sts:AssumeRole", resource)["role"]["inlinePolicies"]["p"],
+                &any_role.inline_policies,
+                "inlinePolicies",
+            )
+            .expect("any role allowed");
         }
     }
 
