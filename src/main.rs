@@ -155,6 +155,10 @@ struct RunArgs {
     /// The operator's own IAM role: a binding naming it is refused (see `iam-policy`).
     #[arg(long, env = "PIO_OPERATOR_ROLE_ARN")]
     operator_role_arn: Option<String>,
+    /// Managed policies a role may hold: IAM's PoliciesPerRole quota of the account
+    /// (10 by default; AWS support can raise it). Bindings asking for more are refused.
+    #[arg(long, env = "PIO_MAX_MANAGED_POLICIES_PER_ROLE", default_value_t = 10)]
+    max_managed_policies_per_role: usize,
     /// Reconcile only while holding the leader-election Lease (run several replicas).
     #[arg(long, env = "PIO_LEADER_ELECT")]
     leader_elect: bool,
@@ -312,6 +316,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         settings.iam_rate = Rate::from_flags(args.iam_rate, args.iam_burst);
         settings.eks_rate = Rate::from_flags(args.eks_rate, args.eks_burst);
         settings.operator_role_arn = args.operator_role_arn.clone().filter(|a| !a.is_empty());
+        settings.max_managed_policies_per_role = args.max_managed_policies_per_role.max(1);
         match &args.config {
             Some(path) => {
                 settings.guardrails = Arc::new(

@@ -23,6 +23,9 @@ use serde_json::{Map, Value, json};
 pub const TRUST_POLICY_MAX_CHARS: usize = 2048;
 /// Total size of all inline policies of one role, in characters, whitespace not counted.
 pub const ROLE_INLINE_POLICIES_MAX_CHARS: usize = 10240;
+/// Size of an EKS Pod Identity session policy, in characters, whitespace not counted
+/// (the `policy` field of CreatePodIdentityAssociation).
+pub const SESSION_POLICY_MAX_CHARS: usize = 2048;
 
 /// Which kind of document is being checked; trust policies name principals, identity
 /// policies name resources.
@@ -98,6 +101,14 @@ pub fn validate(doc: &Value, kind: DocumentKind) -> Result<(), PolicyProblem> {
             && !sids.insert(sid.clone())
         {
             return problem("Statement IDs (SID) in a single policy must be unique");
+        }
+    }
+    if kind == DocumentKind::Session {
+        let size = size_chars(doc);
+        if size > SESSION_POLICY_MAX_CHARS {
+            return problem(format!(
+                "a session policy is at most {SESSION_POLICY_MAX_CHARS} characters, whitespace not counted; this one is {size}"
+            ));
         }
     }
     Ok(())
@@ -735,6 +746,30 @@ mod tests {
             ..scope.clone()
         }));
         assert!(!documents_equivalent(&scoped, &other_sa));
+    }
+
+    #[test]
+    fn a_session_policy_is_at_most_2048_characters() {
+        let with_resources = |n: usize| {
+            let resources: Vec<String> =
+                (0..n).map(|i| format!("arn:aws:s3:::b{i:04}/*")).collect();
+            json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "s3:GetObject", "Resource": resources}]})
+        };
+        let small = with_resources(10);
+        validate(&small, DocumentKind::Session).unwrap();
+        let big = with_resources(120);
+        assert!(size_chars(&big) > SESSION_POLICY_MAX_CHARS);
+        let err = validate(&big, DocumentKind::Session).unwrap_err();
+        assert!(err.0.contains("2048"), "{err}");
+        // The same document is fine as an identity policy.
+        validate(&big, DocumentKind::Identity).unwrap();
+        // Right at the limit passes.
+        let mut n = 10;
+        while size_chars(&with_resources(n + 1)) <= SESSION_POLICY_MAX_CHARS {
+            n += 1;
+        }
+        validate(&with_resources(n), DocumentKind::Session).unwrap();
     }
 
     #[test]

@@ -5,14 +5,33 @@
 //! in the status, and per-binding bookkeeping (backoff entries, the pass deadline).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use pod_identity_operator::aws::faults::Fault;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::controller::Settings;
+use pod_identity_operator::crd::PodIdentityBinding;
 use serde_json::json;
 
 mod support;
 
-use support::{Env, NS};
+use support::{Env, NS, ready};
+
+const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+
+/// The kstatus conditions of a binding: (type, reason) of `Reconciling` and `Stalled`.
+fn kstatus_of(b: &PodIdentityBinding) -> Vec<(String, String)> {
+    b.status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .filter(|c| c.type_ == "Reconciling" || c.type_ == "Stalled")
+        .map(|c| (c.type_.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn ready_message(b: &PodIdentityBinding) -> String {
+    ready(b).map(|c| c.message.clone()).unwrap_or_default()
+}
 
 const CLUSTER: &str = "prod";
 
@@ -57,5 +76,171 @@ async fn without_session_tags_the_trust_still_names_the_source_account_and_clust
         "{}",
         role.message
     );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_policy_that_does_not_exist_stalls_naming_its_entry() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    let typo = "arn:aws:iam::aws:policy/ReadOnlyAcess";
+    env.apply(
+        "typo",
+        json!({"role": {"managedPolicyArns": [READ_ONLY, typo]}}),
+    )
+    .await;
+    let b = env
+        .wait_ready("typo", "InvalidSpec", |_, c| c.reason == "InvalidSpec")
+        .await;
+    let message = ready_message(&b);
+    assert!(
+        message.contains("spec.role.managedPolicyArns[1]") && message.contains(typo),
+        "{message}"
+    );
+    assert_eq!(
+        kstatus_of(&b),
+        [("Stalled".to_owned(), "InvalidSpec".to_owned())]
+    );
+    // Once its status says so (that write wakes it once more), not retried until the
+    // spec changes; fixed, it converges.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let attaches = aws.knobs().calls_of("AttachRolePolicy");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(aws.knobs().calls_of("AttachRolePolicy"), attaches);
+    env.patch_role("typo", json!({"managedPolicyArns": [READ_ONLY]}))
+        .await;
+    env.wait_converged("typo").await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_account_pass_role_answered_as_access_denied_is_the_specs_problem() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    aws.knobs().fail_random(
+        7,
+        1.0,
+        Fault::new(
+            "AccessDeniedException",
+            "Cross-account pass role is not allowed.",
+        ),
+        &["CreatePodIdentityAssociation"],
+    );
+    env.apply("chained", json!({})).await;
+    let b = env
+        .wait_ready("chained", "InvalidSpec", |_, c| c.reason == "InvalidSpec")
+        .await;
+    let message = ready_message(&b);
+    assert!(message.contains("targetRoleArn"), "{message}");
+    assert!(!message.contains("iam-policy"), "{message}");
+    assert!(
+        !env.event_reasons()
+            .await
+            .iter()
+            .any(|(_, r)| r == "AccessDenied")
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_trust_policy_is_propagation_only_right_after_the_operator_wrote_it() {
+    let window = Duration::from_secs(2);
+    let (env, aws) = start(SimConfig::default(), |s| s.propagation_window = window).await;
+    let trust_invalid = || {
+        Fault::new(
+            "InvalidParameterException",
+            "Trust policy of the role provided is invalid",
+        )
+    };
+    // A role created by this pass: propagation, retried, then Ready.
+    for n in 1..=3 {
+        aws.knobs()
+            .fail_nth("CreatePodIdentityAssociation", n, trust_invalid());
+    }
+    env.apply("fresh", json!({})).await;
+    env.wait_ready("fresh", "RolePropagating", |_, c| {
+        c.reason == "RolePropagating"
+    })
+    .await;
+    env.wait_converged("fresh").await;
+
+    // Long after creation, a spec change rewrites the trust policy (session tags off)
+    // and updates the association: EKS not seeing the new trust yet is propagation.
+    tokio::time::sleep(window + Duration::from_millis(200)).await;
+    let next = aws.knobs().calls_of("UpdatePodIdentityAssociation") + 1;
+    for n in next..next + 3 {
+        aws.knobs()
+            .fail_nth("UpdatePodIdentityAssociation", n, trust_invalid());
+    }
+    env.patch_spec("fresh", json!({"disableSessionTags": true}))
+        .await;
+    env.wait_ready("fresh", "RolePropagating after the trust write", |_, c| {
+        c.reason == "RolePropagating"
+    })
+    .await;
+    let b = env.wait_converged("fresh").await;
+    assert_eq!(b.metadata.generation, Some(2));
+
+    // A role nobody wrote lately: the trust policy is the spec's problem.
+    support::existing_role(&aws).await;
+    tokio::time::sleep(window + Duration::from_millis(200)).await;
+    let next = aws.knobs().calls_of("CreatePodIdentityAssociation") + 1;
+    aws.knobs()
+        .fail_nth("CreatePodIdentityAssociation", next, trust_invalid());
+    env.apply(
+        "existing",
+        json!({"role": {"arn": support::EXISTING_ROLE_ARN}}),
+    )
+    .await;
+    // Reported as the spec's problem (a Warning); the operator's own status write
+    // wakes the binding again, and EKS accepts the association then.
+    let note = env.wait_warning("existing", "InvalidSpec").await;
+    assert!(note.contains("pods.eks.amazonaws.com"), "{note}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_managed_policies_than_the_quota_are_refused_before_any_aws_write() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    let arns: Vec<String> = (0..11)
+        .map(|i| format!("arn:aws:iam::111122223333:policy/p{i}"))
+        .collect();
+    env.apply("many", json!({"role": {"managedPolicyArns": arns}}))
+        .await;
+    let b = env
+        .wait_ready("many", "InvalidSpec", |_, c| c.reason == "InvalidSpec")
+        .await;
+    let message = ready_message(&b);
+    assert!(
+        message.starts_with("invalid spec.role.managedPolicyArns: 11 managed policies"),
+        "{message}"
+    );
+    assert_eq!(support::write_calls(aws.knobs()), 0);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_policy_over_2048_characters_is_refused_before_any_aws_write() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    let resources: Vec<String> = (0..120)
+        .map(|i| format!("arn:aws:s3:::bucket-{i:04}/*"))
+        .collect();
+    env.apply(
+        "wordy",
+        json!({
+            "disableSessionTags": true,
+            "sessionPolicy": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "s3:GetObject", "Resource": resources}]},
+        }),
+    )
+    .await;
+    let b = env
+        .wait_ready("wordy", "InvalidSpec", |_, c| c.reason == "InvalidSpec")
+        .await;
+    let message = ready_message(&b);
+    assert!(
+        message.starts_with("invalid spec.sessionPolicy:") && message.contains("2048"),
+        "{message}"
+    );
+    assert_eq!(aws.knobs().calls_of("CreatePodIdentityAssociation"), 0);
+    assert_eq!(support::write_calls(aws.knobs()), 0);
     env.stop().await;
 }

@@ -2,7 +2,7 @@
 //!
 //! [`classify`] looks, in order, at the service's error code (and, for EKS's
 //! `InvalidParameterException`, the message that tells a role not yet visible apart from
-//! bad input), then the HTTP status, then the kind of failure when no answer came:
+//! bad input; a cross-account role is bad input whatever the code), then the HTTP status, then the kind of failure when no answer came:
 //! timeouts, dispatch failures, requests that could not be built, credentials that could
 //! not be loaded. The AWS request id is kept from the error body or the response headers.
 //!
@@ -21,6 +21,11 @@ use crate::error::{AwsError, ErrorClass};
 
 /// The message EKS gives when a role exists in IAM but is not yet visible to EKS.
 const ROLE_NOT_VISIBLE: &str = "Role provided in the request does not exist";
+
+/// The message EKS gives when an association's role is in another account than the
+/// cluster, as `InvalidParameterException` or as `AccessDeniedException` (403): bad
+/// input either way, never a permission the operator lacks.
+const CROSS_ACCOUNT_PASS_ROLE: &str = "Cross-account pass role is not allowed";
 
 /// Maps one failed SDK call of `operation` (e.g. `CreateRole`) to an [`AwsError`].
 pub fn classify<E>(operation: &str, err: &SdkError<E, HttpResponse>) -> AwsError
@@ -134,6 +139,7 @@ pub fn class_of_code(code: &str, message: &str) -> Option<(ErrorClass, bool)> {
         | "ResourceInUse" => Conflict,
         "NoSuchEntity" | "ResourceNotFoundException" | "NotFoundException" => NotFound,
         "InvalidParameterException" if message.contains(ROLE_NOT_VISIBLE) => Propagation,
+        _ if message.contains(CROSS_ACCOUNT_PASS_ROLE) => UserInput,
         "MalformedPolicyDocument"
         | "InvalidInput"
         | "ValidationError"
@@ -474,6 +480,16 @@ mod tests {
         );
         assert_eq!(
             class_and_throttled(&cross_account),
+            (ErrorClass::UserInput, false)
+        );
+        // The same refusal as a 403 is still the spec's, not a missing permission.
+        let cross_account_denied = eks_generic(
+            "AccessDeniedException",
+            "Cross-account pass role is not allowed.",
+            403,
+        );
+        assert_eq!(
+            class_and_throttled(&cross_account_denied),
             (ErrorClass::UserInput, false)
         );
 

@@ -16,6 +16,11 @@
 //! another phase (a new generation, or deletion). Problems that need a person are
 //! retried at once on such a wake, since the wake may be the fix, and so is the cleanup
 //! of a binding being deleted: every wake is a chance to let it go.
+//!
+//! Also kept per binding: when the operator last wrote its role's trust policy (creating
+//! the role counts), so that EKS finding that trust policy invalid within the
+//! propagation window reads as propagation ([`Backoffs::trust_written_within`]). A
+//! binding whose deletion finished is forgotten altogether ([`Backoffs::forget`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,6 +60,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Backoffs {
     entries: Mutex<HashMap<String, Entry>>,
+    /// When the operator last wrote each binding's trust policy.
+    trust_writes: Mutex<HashMap<String, Instant>>,
 }
 
 /// The first delay and the cap of a kind of retry.
@@ -123,6 +130,42 @@ impl Backoffs {
     /// Failures of this binding's current kind in a row (0 when none are recorded).
     pub fn attempts(&self, uid: &str) -> u32 {
         self.lock().get(uid).map_or(0, |e| e.attempts + 1)
+    }
+
+    fn trust_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.trust_writes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the binding's role trust policy was just written (or the role
+    /// created).
+    pub fn wrote_trust(&self, uid: &str) {
+        self.trust_lock().insert(uid.to_owned(), Instant::now());
+    }
+
+    /// True when the binding's trust policy was written less than `window` ago.
+    pub fn trust_written_within(&self, uid: &str, window: Duration) -> bool {
+        let mut map = self.trust_lock();
+        let Some(at) = map.get(uid).copied() else {
+            return false;
+        };
+        let recent = at.elapsed() < window;
+        if !recent {
+            map.remove(uid);
+        }
+        recent
+    }
+
+    /// Forgets everything about the binding: its deletion finished.
+    pub fn forget(&self, uid: &str) {
+        self.lock().remove(uid);
+        self.trust_lock().remove(uid);
+    }
+
+    /// Bindings some record is kept for (failures or a recent trust write).
+    pub fn tracked(&self) -> usize {
+        let mut uids: std::collections::HashSet<String> = self.lock().keys().cloned().collect();
+        uids.extend(self.trust_lock().keys().cloned());
+        uids.len()
     }
 }
 
@@ -209,5 +252,30 @@ mod tests {
         b.failed(&s, "v", P1, Retry::Backoff);
         b.succeeded("v");
         assert_eq!(b.hold("v", P1), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trust_writes_count_within_the_window_and_forget_drops_everything() {
+        let (s, b) = (settings(), Backoffs::default());
+        let window = Duration::from_secs(120);
+        assert!(!b.trust_written_within("u", window));
+        b.wrote_trust("u");
+        assert!(b.trust_written_within("u", window));
+        tokio::time::advance(window).await;
+        assert!(!b.trust_written_within("u", window));
+        assert_eq!(b.tracked(), 0);
+
+        let deleting = Phase {
+            deleting: true,
+            ..P1
+        };
+        b.failed(&s, "d", deleting, Retry::Slow);
+        b.wrote_trust("d");
+        b.failed(&s, "e", P1, Retry::Backoff);
+        assert_eq!(b.tracked(), 2);
+        b.forget("d");
+        assert_eq!(b.attempts("d"), 0);
+        assert!(!b.trust_written_within("d", window));
+        assert_eq!(b.tracked(), 1);
     }
 }

@@ -119,6 +119,22 @@ fn check_policy_arn(field: &str, arn: &str) -> Result<()> {
     }
 }
 
+/// Refuses more managed policies than a role may hold, `limit` (IAM's `PoliciesPerRole`
+/// quota: 10 by default, which AWS support can raise), before any AWS call.
+pub fn check_managed_policy_count(binding: &PodIdentityBinding, limit: usize) -> Result<()> {
+    let r = &binding.spec.role;
+    let count = r.managed_policy_arns.iter().collect::<BTreeSet<_>>().len();
+    if r.arn.is_none() && count > limit {
+        return Err(invalid(
+            "role.managedPolicyArns",
+            format!(
+                "{count} managed policies; a role holds at most {limit} (IAM's PoliciesPerRole quota): combine them into fewer policies, or, where AWS raised the quota for this account, start the operator with --max-managed-policies-per-role"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Resolves and validates a binding against the cluster it is reconciled in, with no
 /// guardrail effects.
 pub fn desired(binding: &PodIdentityBinding, cluster: &Cluster) -> Result<Desired> {
@@ -445,6 +461,40 @@ mod tests {
         );
         assert_eq!(cond["StringEquals"]["aws:SourceAccount"], "111122223333");
         assert_eq!(cond["ArnEquals"]["aws:SourceArn"], cluster().arn.as_str());
+    }
+
+    #[test]
+    fn more_managed_policies_than_the_quota_are_refused() {
+        let arns: Vec<String> = (0..11)
+            .map(|i| format!("arn:aws:iam::111122223333:policy/p{i}"))
+            .collect();
+        let b = binding(json!({"role": {"managedPolicyArns": arns}}));
+        match check_managed_policy_count(&b, 10) {
+            Err(Error::InvalidSpec { field, message }) => {
+                assert_eq!(field, "role.managedPolicyArns");
+                assert!(
+                    message.contains("11") && message.contains("10"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        check_managed_policy_count(&b, 20).expect("a raised quota");
+        let ten = binding(json!({"role": {"managedPolicyArns": arns[..10]}}));
+        check_managed_policy_count(&ten, 10).expect("at the quota");
+    }
+
+    #[test]
+    fn a_session_policy_over_2048_characters_is_refused() {
+        let resources: Vec<String> = (0..120)
+            .map(|i| format!("arn:aws:s3:::bucket-{i:04}/*"))
+            .collect();
+        let field = field_of(json!({
+            "disableSessionTags": true,
+            "sessionPolicy": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "s3:GetObject", "Resource": resources}]},
+        }));
+        assert_eq!(field, "sessionPolicy");
     }
 
     #[test]

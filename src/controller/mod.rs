@@ -94,6 +94,9 @@ pub struct Settings {
     /// False only in tests that show what the operator's IAM policy stops on its own:
     /// then the guardrails still place roles (path, prefix) but refuse nothing.
     pub guardrail_checks: bool,
+    /// Managed policies a role may hold (IAM's `PoliciesPerRole` quota, 10 unless AWS
+    /// raised it); a binding asking for more is refused before any AWS call.
+    pub max_managed_policies_per_role: usize,
 }
 
 impl Settings {
@@ -115,6 +118,7 @@ impl Settings {
             eks_rate: Some(Rate::EKS_DEFAULT),
             operator_role_arn: None,
             guardrail_checks: true,
+            max_managed_policies_per_role: 10,
         }
     }
 }

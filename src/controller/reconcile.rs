@@ -88,6 +88,8 @@ async fn prepare(
     };
     // Validation first, so a malformed field is reported as such, not as denied.
     desired::desired(binding, &cluster).map_err(|e| status::problem_of(&e, false))?;
+    desired::check_managed_policy_count(binding, ctx.settings.max_managed_policies_per_role)
+        .map_err(|e| status::problem_of(&e, false))?;
     let effects = guardrails(binding, ctx)
         .await
         .map_err(|e| status::problem_of(&e, false))?;
@@ -219,6 +221,18 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
     }
 
     let applied = apply::apply(ctx, binding, &plan.actions).await;
+    let done = applied
+        .failure
+        .as_ref()
+        .map_or(plan.actions.len(), |(i, _)| *i);
+    if plan.actions[..done].iter().any(|a| {
+        matches!(
+            a,
+            plan::Action::CreateRole(_) | plan::Action::UpdateAssumeRolePolicy { .. }
+        )
+    }) {
+        ctx.backoffs.wrote_trust(&uid);
+    }
     let problem = applied.failure.as_ref().map(|(i, e)| {
         let role_created_now = plan.actions[..*i]
             .iter()
@@ -231,7 +245,15 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
                 let age = Utc::now().signed_duration_since(created);
                 age.to_std().unwrap_or_default() < ctx.settings.propagation_window
             });
-        (*i, ctx.problem(e, role_created_now || role_recent))
+        // A trust policy the operator wrote moments ago may not have reached EKS yet.
+        let trust_recent = ctx
+            .backoffs
+            .trust_written_within(&uid, ctx.settings.propagation_window);
+        let problem = ctx.problem(e, role_created_now || role_recent || trust_recent);
+        (
+            *i,
+            status::in_spec_terms(problem, e, &binding.spec.role.managed_policy_arns),
+        )
     });
     if let Some((_, p)) = &problem
         && quiet(binding, p)

@@ -173,6 +173,44 @@ impl std::fmt::Display for Brief<'_> {
     }
 }
 
+/// EKS's answer when the role of an association lives in another account than the
+/// cluster; it comes as `InvalidParameterException` or as `AccessDeniedException` (403).
+const CROSS_ACCOUNT_PASS_ROLE: &str = "Cross-account pass role is not allowed";
+
+/// EKS's answer when the role's trust policy does not admit EKS Pod Identity, which it
+/// also gives while a trust policy just written has not reached EKS yet.
+const TRUST_POLICY_INVALID: &str = "Trust policy of the role provided is invalid";
+
+/// The policy ARN of IAM's `NoSuchEntity` answer to AttachRolePolicy when the policy,
+/// not the role, does not exist: "Policy <arn> does not exist or is not attachable."
+pub fn missing_managed_policy(e: &AwsError) -> Option<&str> {
+    if e.operation != "AttachRolePolicy" || e.code != "NoSuchEntity" {
+        return None;
+    }
+    let rest = e.message.strip_prefix("Policy ")?;
+    let (arn, _) = rest.split_once(' ')?;
+    arn.starts_with("arn:").then_some(arn)
+}
+
+/// A problem in the terms of the binding's spec: a managed policy that does not exist
+/// names its entry of `role.managedPolicyArns`; other problems are returned as they are.
+pub fn in_spec_terms(problem: Problem, err: &Error, managed_policy_arns: &[String]) -> Problem {
+    let Some(arn) = err.aws().and_then(missing_managed_policy) else {
+        return problem;
+    };
+    match managed_policy_arns.iter().position(|a| a == arn) {
+        Some(i) => Problem {
+            message: problem.message.replacen(
+                "spec.role.managedPolicyArns:",
+                &format!("spec.role.managedPolicyArns[{i}]:"),
+                1,
+            ),
+            ..problem
+        },
+        None => problem,
+    }
+}
+
 fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
     let e = &Brief(full);
     let p = |reason, message: String, retry| Problem {
@@ -180,6 +218,44 @@ fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
         message,
         retry,
     };
+    // Answers whose message says more than their code.
+    if full.message.contains(CROSS_ACCOUNT_PASS_ROLE) {
+        return p(
+            Reason::InvalidSpec,
+            format!(
+                "{e}: the role must be in the cluster's account; name a role of the other account in targetRoleArn"
+            ),
+            Retry::OnChange,
+        );
+    }
+    if full.message.contains(TRUST_POLICY_INVALID) {
+        return if in_window {
+            p(
+                Reason::RolePropagating,
+                format!(
+                    "the role's trust policy, written moments ago, is not yet visible to EKS ({e}); retrying shortly"
+                ),
+                Retry::Soon,
+            )
+        } else {
+            p(
+                Reason::InvalidSpec,
+                format!(
+                    "{e}: the role's trust policy must allow the service principal pods.eks.amazonaws.com sts:AssumeRole and sts:TagSession"
+                ),
+                Retry::OnChange,
+            )
+        };
+    }
+    if let Some(arn) = missing_managed_policy(full) {
+        return p(
+            Reason::InvalidSpec,
+            format!(
+                "invalid spec.role.managedPolicyArns: managed policy {arn} does not exist or cannot be attached ({e}); fix the ARN"
+            ),
+            Retry::OnChange,
+        );
+    }
     match full.class {
         ErrorClass::Transient if full.throttled => p(
             Reason::Throttled,
@@ -192,7 +268,9 @@ fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
         ErrorClass::Transient => p(Reason::Retrying, format!("{e}; retrying"), Retry::Backoff),
         ErrorClass::Propagation if in_window => p(
             Reason::RolePropagating,
-            format!("the new role is not yet visible to EKS ({e}); retrying shortly"),
+            format!(
+                "the role, created or changed moments ago, is not yet visible to EKS ({e}); retrying shortly"
+            ),
             Retry::Soon,
         ),
         ErrorClass::Propagation => p(
@@ -201,13 +279,6 @@ fn aws_problem(full: &AwsError, in_window: bool) -> Problem {
                 "EKS still does not see the role long after it was created ({e}); check that the role exists in the cluster's account"
             ),
             Retry::Backoff,
-        ),
-        ErrorClass::UserInput if full.message.contains("Cross-account pass role") => p(
-            Reason::InvalidSpec,
-            format!(
-                "{e}: the role must be in the cluster's account; name a role of the other account in targetRoleArn"
-            ),
-            Retry::OnChange,
         ),
         ErrorClass::UserInput => p(
             Reason::InvalidSpec,
@@ -475,6 +546,75 @@ mod tests {
             true,
         );
         assert!(cross.reason == Reason::InvalidSpec && cross.message.contains("targetRoleArn"));
+    }
+
+    #[test]
+    fn answers_whose_message_says_more_than_their_code() {
+        // Cross-account pass role as a 403: the spec's, not the operator's permissions.
+        let denied = problem_of(
+            &aws_error(
+                "CreatePodIdentityAssociation",
+                "AccessDeniedException",
+                "Cross-account pass role is not allowed.",
+            ),
+            false,
+        );
+        assert_eq!(
+            (denied.reason, denied.retry),
+            (Reason::InvalidSpec, Retry::OnChange)
+        );
+        assert!(
+            denied.message.contains("targetRoleArn"),
+            "{}",
+            denied.message
+        );
+        assert!(!denied.message.contains("iam-policy"), "{}", denied.message);
+        // A trust policy EKS finds invalid: propagation right after the operator wrote
+        // it, the spec's problem otherwise.
+        let trust = aws_error(
+            "CreatePodIdentityAssociation",
+            "InvalidParameterException",
+            "Trust policy of the role provided is invalid",
+        );
+        let soon = problem_of(&trust, true);
+        assert_eq!(
+            (soon.reason, soon.retry),
+            (Reason::RolePropagating, Retry::Soon)
+        );
+        let late = problem_of(&trust, false);
+        assert_eq!(
+            (late.reason, late.retry),
+            (Reason::InvalidSpec, Retry::OnChange)
+        );
+        assert!(late.message.contains("pods.eks.amazonaws.com"));
+        // A managed policy that does not exist is the spec's, and names its entry.
+        let typo = "arn:aws:iam::aws:policy/ReadOnlyAcess";
+        let missing = aws_error(
+            "AttachRolePolicy",
+            "NoSuchEntity",
+            &format!("Policy {typo} does not exist or is not attachable."),
+        );
+        let p = problem_of(&missing, false);
+        assert_eq!((p.reason, p.retry), (Reason::InvalidSpec, Retry::OnChange));
+        let arns = [
+            "arn:aws:iam::aws:policy/ReadOnlyAccess".to_owned(),
+            typo.to_owned(),
+        ];
+        let named = in_spec_terms(p, &missing, &arns);
+        assert!(
+            named
+                .message
+                .starts_with("invalid spec.role.managedPolicyArns[1]: "),
+            "{}",
+            named.message
+        );
+        // A role that does not exist (yet) is not the policy's fault.
+        let no_role = aws_error(
+            "AttachRolePolicy",
+            "NoSuchEntity",
+            "The role with name r cannot be found.",
+        );
+        assert_eq!(problem_of(&no_role, false).reason, Reason::Retrying);
     }
 
     #[test]
