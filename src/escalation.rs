@@ -233,6 +233,26 @@ pub fn targets_within(allowed: &[String], resource: Option<&str>) -> bool {
     allowed.iter().any(|a| glob_covers(a, &resource))
 }
 
+/// True when a resource pattern may match some role's ARN. A role ARN has exactly five
+/// colons (`arn:<partition>:iam::<account>:role/<path><name>`, no colon in a name or
+/// path), so a pattern with five or more lines its colons up with the ARN's and is
+/// compared segment by segment; one with fewer (`*`, `arn:*`) is compared as a whole,
+/// its wildcards free to cover colons. Letters are compared without case; policy
+/// variables count as `*`.
+fn could_name_role(resource: &str) -> bool {
+    let wide = widen_variables(resource).to_ascii_lowercase();
+    let segments: Vec<&str> = wide.splitn(6, ':').collect();
+    match segments[..] {
+        [arn, _partition, service, region, _account, resource] => {
+            globs_overlap(arn, "arn")
+                && globs_overlap(service, "iam")
+                && globs_overlap(region, "")
+                && globs_overlap(resource, "role/*")
+        }
+        _ => globs_overlap(&wide, "arn:*:iam::*:role/*"),
+    }
+}
+
 /// Read prefixes of IAM action names (lowercase).
 const IAM_READS: [&str; 4] = ["get", "list", "generate", "simulate"];
 
@@ -416,8 +436,7 @@ pub fn role_targets(doc: &Value) -> Vec<RoleTarget> {
             continue;
         }
         for resource in strings(st.get("Resource")) {
-            let wide = widen_variables(&resource).to_ascii_lowercase();
-            if globs_overlap(&wide, "arn:*:iam::*:role/*") {
+            if could_name_role(&resource) {
                 found.push(RoleTarget {
                     statement: i,
                     action: action.clone(),
@@ -755,7 +774,17 @@ mod tests {
                 "{resource}"
             );
         }
-        assert!(targets(allow(json!("sts:AssumeRole"), json!("arn:aws:s3:::b"))).is_empty());
+        for no_role in [
+            "arn:aws:s3:::b",
+            "arn:aws:s3:::data/*",
+            "arn:aws:iam::1:policy/team-*",
+            "arn:aws:dynamodb:eu-west-1:1:table/t",
+        ] {
+            assert!(
+                targets(allow(json!("sts:AssumeRole"), json!(no_role))).is_empty(),
+                "{no_role}"
+            );
+        }
         assert!(
             targets(allow(
                 json!("sts:AssumeRole"),
