@@ -166,10 +166,15 @@ fn glob_step(glob: &[char], states: &[usize], c: Option<char>) -> Vec<usize> {
     next
 }
 
-/// True when every string `inner` matches, `outer` matches too (both globs: `*` any
-/// run of characters, `?` one). Exact: the strings tried are made of the globs' own
-/// characters and one that neither names, which every other character behaves like.
-pub fn glob_covers(outer: &str, inner: &str) -> bool {
+/// How much work [`glob_covers`] may do (positions stepped over) before it gives up:
+/// globs such as `*a??????????????????` have exponentially many sets of positions.
+const COVER_BUDGET: usize = 1_000_000;
+
+/// Whether every string `inner` matches, `outer` matches too (both globs: `*` any run
+/// of characters, `?` one); `None` when that takes more than [`COVER_BUDGET`]. Exact:
+/// the strings tried are made of the globs' own characters and one that neither names,
+/// which every other character behaves like.
+pub fn glob_covers(outer: &str, inner: &str) -> Option<bool> {
     let (p, t): (Vec<char>, Vec<char>) = (outer.chars().collect(), inner.chars().collect());
     let mut alphabet: Vec<char> = p
         .iter()
@@ -186,18 +191,23 @@ pub fn glob_covers(outer: &str, inner: &str) -> bool {
     let start = (glob_step(&t, &[0], None), glob_step(&p, &[0], None));
     let mut seen = HashSet::new();
     let mut queue = VecDeque::from([start]);
+    let mut work = 0usize;
     while let Some((ts, ps)) = queue.pop_front() {
         if ts.is_empty() || !seen.insert((ts.clone(), ps.clone())) {
             continue;
         }
         if ts.contains(&t.len()) && !ps.contains(&p.len()) {
-            return false;
+            return Some(false);
+        }
+        work += (ts.len() + ps.len() + 1) * alphabet.len();
+        if work > COVER_BUDGET {
+            return None;
         }
         for &c in &alphabet {
             queue.push_back((glob_step(&t, &ts, Some(c)), glob_step(&p, &ps, Some(c))));
         }
     }
-    true
+    Some(true)
 }
 
 /// A policy variable (`${aws:username}`) is replaced when the request is made, so it
@@ -223,14 +233,17 @@ fn widen_variables(resource: &str) -> String {
 }
 
 /// True when every role a resource pattern can name is matched by one of `allowed`
-/// (globs, as `allowedTargetRoleArns` are written). `None` (`NotResource`) is never
-/// inside. Policy variables count as `*`.
+/// (globs, as `allowedTargetRoleArns` are written): one of them alone must cover it.
+/// `None` (`NotResource`) is never inside, nor is a pattern too costly to compare.
+/// Policy variables count as `*`.
 pub fn targets_within(allowed: &[String], resource: Option<&str>) -> bool {
     let Some(resource) = resource else {
         return false;
     };
     let resource = widen_variables(resource);
-    allowed.iter().any(|a| glob_covers(a, &resource))
+    allowed
+        .iter()
+        .any(|a| glob_covers(a, &resource) == Some(true))
 }
 
 /// True when a resource pattern may match some role's ARN. A role ARN has exactly five
@@ -373,11 +386,12 @@ pub fn find(doc: &Value) -> Vec<Finding> {
                 .any(|r| covers_every_role(r));
         for action in strings(st.get("Action")) {
             let a = action.to_ascii_lowercase();
-            if glob_covers(&a, "?*:?*") {
+            // A pattern too costly to compare counts as reaching everything.
+            if glob_covers(&a, "?*:?*") != Some(false) {
                 push(Escalation::AnyAction, &action);
                 continue;
             }
-            if glob_covers(&a, "iam:?*") {
+            if glob_covers(&a, "iam:?*") != Some(false) {
                 push(Escalation::IamAll, &action);
                 continue;
             }
@@ -692,7 +706,11 @@ mod tests {
             ("x", "x"),
         ];
         for (outer, inner) in covers {
-            assert!(glob_covers(outer, inner), "{outer} covers {inner}");
+            assert_eq!(
+                glob_covers(outer, inner),
+                Some(true),
+                "{outer} covers {inner}"
+            );
         }
         let reaches_further = [
             ("role/ok-?", "role/ok-*"),
@@ -703,7 +721,11 @@ mod tests {
             ("*b", "*"),
         ];
         for (outer, inner) in reaches_further {
-            assert!(!glob_covers(outer, inner), "{outer} does not cover {inner}");
+            assert_eq!(
+                glob_covers(outer, inner),
+                Some(false),
+                "{outer} does not cover {inner}"
+            );
         }
     }
 
@@ -819,6 +841,13 @@ mod tests {
             assert!(!targets_within(&allowed, Some(outside)), "{outside}");
         }
         assert!(!targets_within(&allowed, None));
+        // Patterns whose comparison would take exponential time are given up on quickly,
+        // on the refusing side.
+        let costly = format!("arn:aws:iam::444455556666:role/ok-*a{}", "?".repeat(40));
+        let started = std::time::Instant::now();
+        assert!(!targets_within(&allowed, Some(&costly)));
+        assert!(!kinds(allow(json!(format!("*a{}", "?".repeat(40))), json!("*"))).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert!(!targets_within(&["*".to_owned()], None));
         assert!(targets_within(&["*".to_owned()], Some("*")));
     }
