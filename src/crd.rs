@@ -153,6 +153,10 @@ pub struct PodIdentityBindingStatus {
     pub association_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
+    /// The association's external ID, set by EKS when it has a `targetRoleArn`: the
+    /// target role's trust policy should require it as `sts:ExternalId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<ServiceAccountStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

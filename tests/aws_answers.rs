@@ -244,3 +244,61 @@ async fn a_session_policy_over_2048_characters_is_refused_before_any_aws_write()
     assert_eq!(support::write_calls(aws.knobs()), 0);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_id_of_a_chained_association_is_in_the_status() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    let target = "arn:aws:iam::444455556666:role/data-reader";
+    env.apply("chained", json!({"targetRoleArn": target})).await;
+    let b = env.wait_converged("chained").await;
+    let inv = aws.inventory();
+    let assoc = inv.associations_for(NS, "chained");
+    let from_eks = assoc[0].external_id.clone();
+    assert!(from_eks.is_some());
+    let st = b.status.expect("status");
+    assert_eq!(st.external_id, from_eks);
+
+    // Without a target role there is none; removing the target removes it from the
+    // status.
+    env.apply("plain", json!({})).await;
+    let b = env.wait_converged("plain").await;
+    assert_eq!(b.status.and_then(|s| s.external_id), None);
+    env.patch_spec("chained", json!({"targetRoleArn": null}))
+        .await;
+    let b = env.wait_converged("chained").await;
+    assert_eq!(b.metadata.generation, Some(2));
+    assert_eq!(b.status.and_then(|s| s.external_id), None);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_role_chaining_into_a_target_is_told_what_it_must_allow() {
+    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+    support::existing_role(&aws).await;
+    let target = "arn:aws:iam::444455556666:role/data-reader";
+    env.apply(
+        "byo",
+        json!({"role": {"arn": support::EXISTING_ROLE_ARN}, "targetRoleArn": target}),
+    )
+    .await;
+    let b = env.wait_converged("byo").await;
+    let st = b.status.expect("status");
+    let role = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RoleReady")
+        .expect("RoleReady");
+    assert_eq!(role.reason, "RoleExisting");
+    for wanted in ["sts:AssumeRole", "sts:TagSession", target] {
+        assert!(role.message.contains(wanted), "{}", role.message);
+    }
+    assert!(st.external_id.is_some());
+    // The existing role was only read.
+    let inv = aws.inventory();
+    let deploy = inv.role("deploy").expect("deploy");
+    assert_eq!(
+        deploy.inline_policies.keys().collect::<Vec<_>>(),
+        ["deploy"]
+    );
+    env.stop().await;
+}

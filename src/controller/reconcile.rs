@@ -307,9 +307,17 @@ fn outcome_status(
         ok
     };
     let role_ok = match &desired.role {
-        DesiredRole::Existing { arn, .. } => {
-            State::ok(Reason::RoleExisting, format!("using existing role {arn}"))
-        }
+        DesiredRole::Existing { arn, .. } => match &desired.association.target_role_arn {
+            // The operator may only GetRole an existing role, so it cannot see whether the
+            // role may chain into the target: the condition says what it must allow.
+            Some(target) => State::ok(
+                Reason::RoleExisting,
+                format!(
+                    "using existing role {arn}; it must allow sts:AssumeRole and sts:TagSession on the target role {target}, which the operator cannot check (it only reads the role with GetRole)"
+                ),
+            ),
+            None => State::ok(Reason::RoleExisting, format!("using existing role {arn}")),
+        },
         DesiredRole::Managed(m) if desired.association.disable_session_tags => State::ok(
             Reason::RoleCreated,
             format!(
@@ -372,6 +380,10 @@ fn outcome_status(
     if association.status == "True" {
         st.association_arn = association_now.as_ref().map(|a| a.association_arn.clone());
         st.association_id = association_now.as_ref().map(|a| a.association_id.clone());
+        st.external_id = association_now
+            .as_ref()
+            .filter(|a| a.target_role_arn.is_some())
+            .and_then(|a| a.external_id.clone());
     }
     if service_account.status == "True" || problem.is_none() {
         st.service_account = Some(ServiceAccountStatus {
@@ -434,6 +446,7 @@ pub(super) async fn write_status(
             "roleArn",
             "associationArn",
             "associationId",
+            "externalId",
             "serviceAccount",
             "conditions",
         ] {
