@@ -58,6 +58,10 @@ pub enum Error {
     #[error("leader election: {0}")]
     LeaderElection(String),
 
+    /// A reconcile pass still running at its deadline (`Settings::pass_deadline`).
+    #[error("the reconcile pass did not finish within {0:?}; retrying")]
+    PassTimeout(std::time::Duration),
+
     /// Adding or removing the binding's finalizer failed, or its reconcile did.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),

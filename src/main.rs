@@ -159,6 +159,9 @@ struct RunArgs {
     /// (10 by default; AWS support can raise it). Bindings asking for more are refused.
     #[arg(long, env = "PIO_MAX_MANAGED_POLICIES_PER_ROLE", default_value_t = 10)]
     max_managed_policies_per_role: usize,
+    /// Seconds one reconcile pass may take before it is stopped and retried.
+    #[arg(long, env = "PIO_PASS_DEADLINE", default_value_t = 300)]
+    pass_deadline: u64,
     /// Reconcile only while holding the leader-election Lease (run several replicas).
     #[arg(long, env = "PIO_LEADER_ELECT")]
     leader_elect: bool,
@@ -317,6 +320,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         settings.eks_rate = Rate::from_flags(args.eks_rate, args.eks_burst);
         settings.operator_role_arn = args.operator_role_arn.clone().filter(|a| !a.is_empty());
         settings.max_managed_policies_per_role = args.max_managed_policies_per_role.max(1);
+        settings.pass_deadline = Duration::from_secs(args.pass_deadline.max(1));
         match &args.config {
             Some(path) => {
                 settings.guardrails = Arc::new(

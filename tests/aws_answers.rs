@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pod_identity_operator::aws::faults::Fault;
+use pod_identity_operator::aws::faults::{Fault, Service};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::controller::Settings;
 use pod_identity_operator::crd::PodIdentityBinding;
@@ -300,5 +300,110 @@ async fn an_existing_role_chaining_into_a_target_is_told_what_it_must_allow() {
         deploy.inline_policies.keys().collect::<Vec<_>>(),
         ["deploy"]
     );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_binding_leaves_no_retry_state_behind() {
+    use kube::api::{Api, DeleteParams, PostParams};
+    use pod_identity_operator::config::GuardrailSource;
+    use pod_identity_operator::controller::{self, Context};
+    use pod_identity_operator::kubesim::KubeSim;
+
+    // The controller run here rather than through `Env`, to look at its context.
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    aws.add_cluster(CLUSTER);
+    let kube = KubeSim::new();
+    let client = kube.client();
+    support::install_crd(&client).await;
+    let mut settings = Settings::new(CLUSTER);
+    settings.retry_base = Duration::from_millis(20);
+    settings.retry_max = Duration::from_millis(200);
+    settings.retry_soon = Duration::from_millis(50);
+    settings.retry_slow = Duration::from_millis(200);
+    settings.guardrails = Arc::new(GuardrailSource::fixed(support::permissive_guardrails()));
+    let ctx = Context::new(client.clone(), aws.clone(), aws.clone(), settings);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(controller::run(ctx.clone(), async {
+        let _ = stopped.await;
+    }));
+    let api: Api<PodIdentityBinding> = Api::namespaced(client.clone(), NS);
+    // Failing first (a server error on CreateRole), then Ready.
+    aws.knobs()
+        .fail_nth("CreateRole", 1, Fault::server_error(Service::Iam));
+    let b: PodIdentityBinding = serde_json::from_value(json!({
+        "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+        "metadata": {"name": "brief", "namespace": NS}, "spec": {},
+    }))
+    .expect("binding");
+    api.create(&PostParams::default(), &b)
+        .await
+        .expect("created");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let got = api.get("brief").await.expect("get");
+        if ready(&got).is_some_and(|c| c.status == "True") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never Ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ctx.tracked_bindings() >= 1,
+        "the role's creation is remembered"
+    );
+
+    // Its cleanup fails twice before it succeeds.
+    let next = aws.knobs().calls_of("DeletePodIdentityAssociation") + 1;
+    for n in next..next + 2 {
+        aws.knobs().fail_nth(
+            "DeletePodIdentityAssociation",
+            n,
+            Fault::server_error(Service::Eks),
+        );
+    }
+    api.delete("brief", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while api.get_opt("brief").await.expect("get").is_some() {
+        assert!(std::time::Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(aws.knobs().calls_of("DeletePodIdentityAssociation") >= next + 2);
+    // The pass that let it go forgot it.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while ctx.tracked_bindings() != 0 {
+        assert!(std::time::Instant::now() < deadline, "still tracked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(support::WAIT, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_past_its_deadline_fails_as_retrying_and_the_next_one_converges() {
+    let (env, aws) = start(SimConfig::default(), |s| {
+        s.pass_deadline = Duration::from_millis(400);
+    })
+    .await;
+    // CreateRole hangs far longer than a pass may take.
+    aws.knobs()
+        .set_operation_latency("CreateRole", Duration::from_secs(30));
+    env.apply("slow", json!({})).await;
+    let b = env
+        .wait_ready("slow", "Retrying at the deadline", |_, c| {
+            c.reason == "Retrying" && c.message.contains("did not finish within")
+        })
+        .await;
+    assert_eq!(
+        kstatus_of(&b),
+        [("Reconciling".to_owned(), "Retrying".to_owned())]
+    );
+    aws.knobs()
+        .set_operation_latency("CreateRole", Duration::ZERO);
+    env.wait_converged("slow").await;
+    let inv = aws.inventory();
+    assert_eq!(inv.associations_for(NS, "slow").len(), 1);
     env.stop().await;
 }

@@ -26,6 +26,9 @@
 //! and readiness ([`crate::runtime::metrics`]). Each pass runs in a `reconcile` span
 //! carrying the binding's `namespace`, name (`binding`) and `generation`. Leader
 //! election wraps [`run`] from outside ([`crate::runtime::leader`]).
+//!
+//! A pass still running at [`Settings::pass_deadline`] is stopped and fails as
+//! `Retrying`; the pass that ends a deleted binding forgets its retry state.
 
 pub mod apply;
 pub mod backoff;
@@ -97,6 +100,9 @@ pub struct Settings {
     /// Managed policies a role may hold (IAM's `PoliciesPerRole` quota, 10 unless AWS
     /// raised it); a binding asking for more is refused before any AWS call.
     pub max_managed_policies_per_role: usize,
+    /// The longest one reconcile pass may take; a pass still running then is stopped
+    /// and fails as `Retrying`.
+    pub pass_deadline: Duration,
 }
 
 impl Settings {
@@ -119,6 +125,7 @@ impl Settings {
             operator_role_arn: None,
             guardrail_checks: true,
             max_managed_policies_per_role: 10,
+            pass_deadline: Duration::from_secs(300),
         }
     }
 }
@@ -265,6 +272,11 @@ impl Context {
         self.backoffs.succeeded(uid);
     }
 
+    /// Bindings whose retry state or recent trust write is remembered.
+    pub fn tracked_bindings(&self) -> usize {
+        self.backoffs.tracked()
+    }
+
     /// The requeue for a problem of this binding (see [`backoff`]).
     pub fn requeue(&self, meta: &kube::api::ObjectMeta, retry: status::Retry) -> Action {
         let uid = meta.uid.as_deref().unwrap_or_default();
@@ -314,12 +326,26 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
         generation = obj.metadata.generation.unwrap_or_default(),
     );
     let metrics = ctx.settings.metrics.clone();
+    let deadline = ctx.settings.pass_deadline;
     let pass = async {
         tracing::debug!("reconcile pass started");
-        let result = match malformed::typed(&obj) {
-            Ok(b) => reconcile::reconcile(Arc::new(b), ctx.clone()).await,
-            Err((field, why)) => malformed::handle(&obj, &field, &why, &ctx).await,
+        let run = async {
+            match malformed::typed(&obj) {
+                Ok(b) => reconcile::reconcile(Arc::new(b), ctx.clone()).await,
+                Err((field, why)) => malformed::handle(&obj, &field, &why, &ctx).await,
+            }
         };
+        // A pass stopped at its deadline leaves nothing half-done that the next pass
+        // cannot take over: every step observes before it writes.
+        let result = match tokio::time::timeout(deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(pass_timed_out(&obj, &ctx, deadline).await),
+        };
+        // A deleted binding's last pass: nothing about it is needed any more.
+        if result.is_ok() && obj.metadata.deletion_timestamp.is_some() {
+            ctx.backoffs.forget(&uid);
+            ctx.confirmed.forget(&uid);
+        }
         tracing::debug!(ok = result.is_ok(), "reconcile pass finished");
         result
     };
@@ -336,6 +362,29 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
         }
         None => pass.instrument(span).await,
     }
+}
+
+/// Reports a pass stopped at its deadline on the binding's status (`Retrying`), and
+/// returns the error the pass fails with.
+async fn pass_timed_out(obj: &DynamicObject, ctx: &Context, deadline: Duration) -> Error {
+    let err = Error::PassTimeout(deadline);
+    tracing::warn!(binding = %obj.name_any(), ?deadline, "reconcile pass stopped at its deadline");
+    if let Ok(binding) = malformed::typed(obj) {
+        let problem = status::problem_of(&err, false);
+        let mut st = binding.status.clone().unwrap_or_default();
+        let conditions = status::Conditions {
+            ready: status::State::failed(problem.reason, problem.message.clone()),
+            role: status::State::unknown(),
+            service_account: status::State::unknown(),
+            association: status::State::unknown(),
+        };
+        st.conditions = status::merge(&st.conditions, &conditions, binding.metadata.generation);
+        st.observed_generation = binding.metadata.generation;
+        if let Err(e) = reconcile::write_status(ctx, &binding, st, Some(&problem)).await {
+            tracing::warn!(error = %e, "cannot report the pass deadline");
+        }
+    }
+    err
 }
 
 /// The reason a failed pass is counted under: that of the error inside the finalizer's.
