@@ -26,10 +26,19 @@ mod support;
 
 use support::{Env, NS, WAIT, ready};
 
+/// The controller against a simulator holding the cluster, which authorizes its calls
+/// against the operator's policy rendered for the cluster and the guardrails it runs
+/// with.
 async fn start(config: SimConfig, tune: impl FnOnce(&mut Settings)) -> (Env, Arc<AwsSim>) {
     let aws = Arc::new(AwsSim::new(config));
     aws.add_cluster(CLUSTER);
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), tune).await;
+    let env = Env::start(
+        CLUSTER,
+        aws.clone(),
+        aws.clone(),
+        support::under_rendered_policy(&aws, CLUSTER, tune),
+    )
+    .await;
     (env, aws)
 }
 
@@ -885,7 +894,13 @@ async fn every_example_is_accepted_by_the_schema_and_the_operator() {
 async fn environment_problems_are_reported_and_recovered_from() {
     // The cluster does not exist yet.
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |_| {}).await;
+    let env = Env::start(
+        CLUSTER,
+        aws.clone(),
+        aws.clone(),
+        support::under_rendered_policy(&aws, CLUSTER, |_| {}),
+    )
+    .await;
     env.apply("early", json!({})).await;
     let b = env
         .wait_ready("early", "ClusterNotFound", |_, c| {

@@ -447,9 +447,14 @@ async fn start() -> (Env, Arc<AwsSim>) {
     aws.add_cluster(CLUSTER);
     aws.add_managed_policy(BOUNDARY);
     let config = GuardrailConfig::parse(GUARDRAILS).expect("guardrails");
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
-        s.guardrails = Arc::new(GuardrailSource::fixed(config));
-    })
+    let env = Env::start(
+        CLUSTER,
+        aws.clone(),
+        aws.clone(),
+        support::under_rendered_policy(&aws, CLUSTER, |s| {
+            s.guardrails = Arc::new(GuardrailSource::fixed(config));
+        }),
+    )
     .await;
     permissive_schema(&env.client).await;
     (env, aws)
@@ -646,9 +651,12 @@ async fn a_changed_guardrail_file_is_applied_to_denied_bindings() {
     let source = Arc::new(GuardrailSource::from_file(&path).expect("load"));
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     aws.add_cluster(CLUSTER);
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
-        s.guardrails = source;
-    })
+    let env = Env::start(
+        CLUSTER,
+        aws.clone(),
+        aws.clone(),
+        support::under_rendered_policy(&aws, CLUSTER, |s| s.guardrails = source),
+    )
     .await;
     env.apply(
         "reader",
@@ -659,7 +667,15 @@ async fn a_changed_guardrail_file_is_applied_to_denied_bindings() {
     assert_eq!(reason, "PolicyDenied", "{message}");
     assert!(aws.inventory().roles.is_empty());
 
-    std::fs::write(&path, rule("\"arn:aws:iam::aws:policy/*\"")).expect("write");
+    // The administrator renders the policy for the new guardrails first: IAM would
+    // refuse the attachment they now allow until then.
+    let widened = rule("\"arn:aws:iam::aws:policy/*\"");
+    support::enforce_rendered(
+        &aws,
+        CLUSTER,
+        &GuardrailConfig::parse(&widened).expect("guardrails"),
+    );
+    std::fs::write(&path, widened).expect("write");
     let f = std::fs::File::options()
         .write(true)
         .open(&path)
@@ -678,9 +694,14 @@ async fn without_configuration_every_binding_is_denied_before_any_aws_call() {
     logs();
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     aws.add_cluster(CLUSTER);
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
-        s.guardrails = Arc::new(GuardrailSource::unconfigured());
-    })
+    let env = Env::start(
+        CLUSTER,
+        aws.clone(),
+        aws.clone(),
+        support::under_rendered_policy(&aws, CLUSTER, |s| {
+            s.guardrails = Arc::new(GuardrailSource::unconfigured());
+        }),
+    )
     .await;
     namespace(&env.client, "platform", json!({})).await;
     env.apply(

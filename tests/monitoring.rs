@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DeleteParams, PostParams};
 use pod_identity_operator::aws::faults::{Fault, Service};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
+use pod_identity_operator::config::GuardrailConfig;
 use pod_identity_operator::crd::PodIdentityBinding;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::value::ValueType;
@@ -791,11 +792,15 @@ async fn every_metric_and_label_of_the_rules_and_the_dashboard_is_exported() {
     let (kube, server, dir) = support::kubesim_over_tcp().await;
     // Read-only access for everyone, nothing else: an administrator binding is refused.
     let guardrails = dir.path().join("guardrails.yaml");
-    std::fs::write(
-        &guardrails,
-        format!("rules:\n- name: monitoring\n  namespaces: [\"*\"]\n  allowedManagedPolicyArns: [\"{READ_ONLY}\"]\n"),
-    )
-    .expect("guardrails");
+    let rules = format!(
+        "rules:\n- name: monitoring\n  namespaces: [\"*\"]\n  allowedManagedPolicyArns: [\"{READ_ONLY}\"]\n"
+    );
+    std::fs::write(&guardrails, &rules).expect("guardrails");
+    support::enforce_rendered(
+        &aws,
+        CLUSTER,
+        &GuardrailConfig::parse(&rules).expect("guardrails parse"),
+    );
 
     let mut op = spawn_operator(dir.path(), &aws_url, &guardrails);
     op.wait_scrape("the metrics", WAIT, |s| {

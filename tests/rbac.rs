@@ -72,9 +72,9 @@ async fn the_controller_works_with_exactly_the_shipped_rbac_and_not_with_less() 
         CLUSTER,
         aws.clone(),
         aws.clone(),
-        |s| {
+        support::under_rendered_policy(&aws, CLUSTER, |s| {
             s.namespace = None;
-        },
+        }),
     )
     .await;
     let bindings: Api<PodIdentityBinding> = Api::namespaced(admin.clone(), NS);

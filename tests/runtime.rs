@@ -44,6 +44,9 @@ impl Stack {
     async fn start(cluster: &str) -> Stack {
         let aws = Arc::new(AwsSim::new(SimConfig::default()));
         aws.add_cluster(cluster);
+        // The operator binary runs with `GUARDRAILS`, the file `permissive_guardrails`
+        // reads.
+        support::enforce_rendered(&aws, cluster, &support::permissive_guardrails());
         let (aws_url, front) = support::serve_simulator(aws.clone()).await;
         let (kube, server, dir) = support::kubesim_over_tcp().await;
         Stack {

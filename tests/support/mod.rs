@@ -15,12 +15,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use pod_identity_operator::aws::faults::Knobs;
-use pod_identity_operator::aws::sim::AwsSim;
+use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{CreateRole, EksApi, IamApi};
 use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::controller::{self, Context, Settings};
 use pod_identity_operator::crd::{Condition, PodIdentityBinding};
 use pod_identity_operator::kubesim::KubeSim;
+use pod_identity_operator::operator_policy::{Installation, permissions};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -33,6 +34,41 @@ pub const WAIT: Duration = Duration::from_secs(90);
 pub fn permissive_guardrails() -> GuardrailConfig {
     GuardrailConfig::parse(include_str!("../e2e-guardrails.yaml"))
         .expect("tests/e2e-guardrails.yaml is a valid guardrail file")
+}
+
+/// The operator's IAM policy rendered for `cluster` in the simulator's default account
+/// and region under `guardrails`, as `pod-identity-operator iam-policy` renders it.
+pub fn rendered_policy(cluster: &str, guardrails: &GuardrailConfig) -> Value {
+    let sim = SimConfig::default();
+    permissions(
+        &Installation::new(cluster, &sim.account_id, &sim.region),
+        guardrails,
+    )
+}
+
+/// From now on `aws` authorizes every call against the operator's policy rendered for
+/// `cluster` in its account and region under `guardrails` (what an administrator set up
+/// before goes unchecked, or runs in [`AwsSim::as_admin`]).
+pub fn enforce_rendered(aws: &AwsSim, cluster: &str, guardrails: &GuardrailConfig) {
+    let sim = aws.config();
+    aws.enforce(Some(&permissions(
+        &Installation::new(cluster, &sim.account_id, &sim.region),
+        guardrails,
+    )));
+}
+
+/// Controller settings tuned by `tune`, then `aws` enforcing the policy rendered for
+/// `cluster` under the guardrails those settings hold when the controller starts: as the
+/// `tune` of [`Env::start`], the controller's first call is already authorized by it.
+pub fn under_rendered_policy<'a>(
+    aws: &'a AwsSim,
+    cluster: &'a str,
+    tune: impl FnOnce(&mut Settings) + 'a,
+) -> impl FnOnce(&mut Settings) + 'a {
+    move |settings| {
+        tune(settings);
+        enforce_rendered(aws, cluster, &settings.guardrails.current());
+    }
 }
 
 /// The AWS calls counted by `knobs` that change something (all but `Get*`, `List*` and
