@@ -260,6 +260,13 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
 /// The guardrails the operator binary runs under in this suite.
 const E2E_GUARDRAILS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e-guardrails.yaml");
 
+/// The guardrails of [`E2E_GUARDRAILS`]: the simulators the operator binary calls
+/// enforce its policy rendered for them.
+fn e2e_guardrails() -> pod_identity_operator::config::GuardrailConfig {
+    let text = std::fs::read_to_string(E2E_GUARDRAILS).expect("tests/e2e-guardrails.yaml");
+    pod_identity_operator::config::GuardrailConfig::parse(&text).expect("e2e guardrails parse")
+}
+
 /// Starts the operator binary with its output appended to `log`; `namespace` limits it
 /// to one namespace (on another cluster, shared with other tests).
 fn spawn_operator(
@@ -442,6 +449,7 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
         ..SimConfig::default()
     }));
     aws.add_cluster(CLUSTER);
+    support::enforce_rendered(&aws, CLUSTER, &e2e_guardrails());
     // The first association call hangs long enough to kill the operator during it.
     aws.knobs()
         .set_operation_latency("CreatePodIdentityAssociation", Duration::from_secs(3600));
@@ -892,6 +900,7 @@ async fn crash_safety_run(mut side: CrashKube) {
         ..SimConfig::default()
     }));
     aws.add_cluster(CLUSTER);
+    support::enforce_rendered(&aws, CLUSTER, &e2e_guardrails());
     let writes = [
         "CreateRole",
         "UpdateAssumeRolePolicy",
@@ -1208,6 +1217,7 @@ impl Stack {
                     ..SimConfig::default()
                 }));
                 sim.add_cluster(&cluster);
+                support::enforce_rendered(&sim, &cluster, &e2e_guardrails());
                 let (url, front) = serve_simulator(sim.clone()).await;
                 (StackAws::Sim { sim, front }, local(&url))
             }
