@@ -34,9 +34,11 @@ use kube::{Client, CustomResourceExt};
 use pod_identity_operator::aws::IamApi;
 use pod_identity_operator::aws::faults::{Service, is_write};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
+use pod_identity_operator::config::GuardrailConfig;
 use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::kubesim::KubeSim;
 use pod_identity_operator::naming;
+use pod_identity_operator::operator_policy::{Installation, permissions};
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "bench";
@@ -219,6 +221,11 @@ impl Stack {
     async fn start(dir: PathBuf) -> Res<Stack> {
         let aws = Arc::new(AwsSim::new(SimConfig::default()));
         aws.add_cluster(CLUSTER);
+        // The operator's policy rendered for the cluster and the guardrails it runs with.
+        let guardrails = GuardrailConfig::parse(GUARDRAILS).map_err(|e| e.to_string())?;
+        let sim = aws.config();
+        let installation = Installation::new(CLUSTER, &sim.account_id, &sim.region);
+        aws.enforce(Some(&permissions(&installation, &guardrails)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("bind: {e}"))?;
@@ -591,9 +598,8 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     let start = Instant::now();
     let mut unrepaired = 0;
     for role in &drifted {
-        stack
-            .aws
-            .detach_role_policy(role, MANAGED_POLICY)
+        // Out of band: an administrator's call, not the operator's.
+        AwsSim::as_admin(stack.aws.detach_role_policy(role, MANAGED_POLICY))
             .await
             .map_err(|e| format!("drift {role}: {e}"))?;
     }
