@@ -40,6 +40,7 @@ use crate::config::{GuardrailConfig, GuardrailSource};
 use crate::controller::{self, Context, Settings};
 use crate::crd::PodIdentityBinding;
 use crate::kubesim::KubeSim;
+use crate::operator_policy::{self, Installation};
 use crate::policy::pod_identity_trust_policy;
 
 /// The simulated EKS cluster the operator manages.
@@ -100,7 +101,8 @@ impl Aws {
 }
 
 /// The simulated account as the sandbox starts it: the cluster, the managed policies
-/// and roles the examples expect, and the operator's IAM policy enforced on every call.
+/// and roles the examples expect, and the operator's IAM policy rendered for the
+/// cluster and the sandbox's guardrails ([`GUARDRAILS`]) enforced on every call.
 pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     let aws = Arc::new(AwsSim::new(SimConfig {
         account_id: ACCOUNT_ID.into(),
@@ -114,8 +116,15 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     }
     create_existing_roles(aws.as_ref()).await?;
     // What exists was made by an administrator; from here on every call is the
-    // operator's, allowed only by its shipped IAM policy.
-    aws.enforce(Some(&crate::aws::sim::operator_policy()));
+    // operator's, allowed only by its IAM policy rendered for this installation. The
+    // controller's guardrails are GUARDRAILS, fixed for the whole run
+    // ([`controller_settings`]), so the policy is rendered once, here, from them.
+    let guardrails = GuardrailConfig::parse(GUARDRAILS)?;
+    let installation = Installation::new(CLUSTER, ACCOUNT_ID, REGION);
+    aws.enforce(Some(&operator_policy::permissions(
+        &installation,
+        &guardrails,
+    )));
     Ok(aws)
 }
 
