@@ -588,11 +588,16 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     let resyncs_per_hour = 3600.0 / DEFAULT_RESYNC.as_secs_f64();
 
     // 5. Drift: the managed policy detached from 1% of the roles, out of band.
+    let sim = stack.aws.config();
+    let cluster_arn = format!(
+        "arn:aws:eks:{}:{}:cluster/{CLUSTER}",
+        sim.region, sim.account_id
+    );
     let drifted: Vec<String> = (0..n)
         .step_by((1.0 / plan.drift_fraction) as usize)
         .map(|i| {
             let (ns, name) = binding_name(i);
-            naming::default_role_name(CLUSTER, &ns, &name)
+            naming::default_role_name(&cluster_arn, &ns, &name)
         })
         .collect();
     let start = Instant::now();

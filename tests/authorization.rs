@@ -209,7 +209,8 @@ fn rendered() -> Value {
 }
 
 fn ownership(cluster: &str) -> Tags {
-    pod_identity_operator::naming::ownership_tags(cluster, "team", "app")
+    let arn = format!("arn:aws:eks:us-east-1:{ACCOUNT}:cluster/{cluster}");
+    pod_identity_operator::naming::ownership_tags(&arn, "team", "app")
 }
 
 fn role(name: &str, path: &str, tags: Tags, boundary: Option<&str>) -> CreateRole {

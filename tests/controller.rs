@@ -21,6 +21,8 @@ use pod_identity_operator::naming;
 use serde_json::json;
 
 const CLUSTER: &str = "prod";
+/// The ARN the simulator gives the cluster `prod`.
+const CLUSTER_ARN: &str = "arn:aws:eks:us-east-1:111122223333:cluster/prod";
 
 mod support;
 
@@ -31,7 +33,7 @@ use support::{Env, NS, WAIT, ready};
 /// with.
 async fn start(config: SimConfig, tune: impl FnOnce(&mut Settings)) -> (Env, Arc<AwsSim>) {
     let aws = Arc::new(AwsSim::new(config));
-    aws.add_cluster(CLUSTER);
+    assert_eq!(aws.add_cluster(CLUSTER).arn, CLUSTER_ARN);
     let env = Env::start(
         CLUSTER,
         aws.clone(),
@@ -46,7 +48,7 @@ fn owned_roles(aws: &AwsSim, name: &str) -> usize {
     aws.inventory()
         .roles
         .iter()
-        .filter(|r| naming::owned_by(&r.role.tags, CLUSTER, NS, name))
+        .filter(|r| naming::owned_by(&r.role.tags, CLUSTER_ARN, NS, name))
         .count()
 }
 
@@ -71,7 +73,7 @@ async fn full_lifecycle_through_the_finalizer() {
             .any(|f| f == "podidentity.dev/cleanup")
     );
     let st = b.status.clone().expect("status");
-    let role_name = naming::default_role_name(CLUSTER, NS, "web");
+    let role_name = naming::default_role_name(CLUSTER_ARN, NS, "web");
     assert_eq!(
         st.role_arn.as_deref(),
         Some(format!("arn:aws:iam::111122223333:role/pod-identity/{CLUSTER}/{role_name}").as_str())
@@ -115,7 +117,7 @@ async fn full_lifecycle_through_the_finalizer() {
     assert!(trust.contains("kubernetes-service-account") && trust.contains("\"web\""));
     let assocs = inv.associations_for(NS, "web");
     assert_eq!(assocs.len(), 1);
-    assert!(naming::owned_by(&assocs[0].tags, CLUSTER, NS, "web"));
+    assert!(naming::owned_by(&assocs[0].tags, CLUSTER_ARN, NS, "web"));
 
     // The ServiceAccount was created with the labels and an ownerReference.
     let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), NS);
@@ -267,7 +269,7 @@ async fn every_failed_create_write_converges_to_exactly_one_of_each() {
             let inv = aws.inventory();
             assert_eq!(inv.associations_for(NS, "crashy").len(), 1, "{case}");
             let role = inv
-                .role(&naming::default_role_name(CLUSTER, NS, "crashy"))
+                .role(&naming::default_role_name(CLUSTER_ARN, NS, "crashy"))
                 .expect("role");
             assert_eq!(role.attached_policy_arns, [READ_ONLY], "{case}");
             assert_eq!(role.inline_policies.len(), 1, "{case}");
@@ -361,11 +363,11 @@ async fn the_older_binding_of_a_service_account_wins() {
     let inv = aws.inventory();
     let assocs = inv.associations_for(NS, "elsewhere");
     assert_eq!(assocs.len(), 1);
-    assert!(naming::owned_by(&assocs[0].tags, CLUSTER, NS, "first"));
+    assert!(naming::owned_by(&assocs[0].tags, CLUSTER_ARN, NS, "first"));
     assert!(
         assocs[0]
             .role_arn
-            .ends_with(&naming::default_role_name(CLUSTER, NS, "first"))
+            .ends_with(&naming::default_role_name(CLUSTER_ARN, NS, "first"))
     );
     env.bindings()
         .patch(
@@ -384,7 +386,7 @@ async fn the_older_binding_of_a_service_account_wins() {
     let inv = aws.inventory();
     let assocs = inv.associations_for(NS, "shared");
     assert_eq!(assocs.len(), 1);
-    assert!(naming::owned_by(&assocs[0].tags, CLUSTER, NS, "second"));
+    assert!(naming::owned_by(&assocs[0].tags, CLUSTER_ARN, NS, "second"));
     env.stop().await;
 }
 
@@ -394,7 +396,7 @@ async fn a_foreign_role_is_a_conflict_and_an_invalid_spec_makes_no_aws_call() {
     // A role of the derived name made by someone else.
     use pod_identity_operator::aws::{CreateRole, IamApi};
     AwsSim::as_admin(aws.create_role(&CreateRole {
-        name: naming::default_role_name(CLUSTER, NS, "taken"),
+        name: naming::default_role_name(CLUSTER_ARN, NS, "taken"),
         path: "/".into(),
         assume_role_policy: pod_identity_operator::policy::pod_identity_trust_policy(None),
         ..CreateRole::default()
@@ -434,7 +436,7 @@ async fn a_foreign_role_is_a_conflict_and_an_invalid_spec_makes_no_aws_call() {
     env.wait_gone("taken").await;
     assert!(
         aws.inventory()
-            .role(&naming::default_role_name(CLUSTER, NS, "taken"))
+            .role(&naming::default_role_name(CLUSTER_ARN, NS, "taken"))
             .is_some()
     );
     env.stop().await;
@@ -533,11 +535,11 @@ async fn a_foreign_association_is_adopted_only_on_request_and_never_from_an_add_
     let inv = aws.inventory();
     let assocs = inv.associations_for(NS, "legacy");
     assert_eq!(assocs.len(), 1, "adopted, not duplicated");
-    assert!(naming::owned_by(&assocs[0].tags, CLUSTER, NS, "legacy"));
+    assert!(naming::owned_by(&assocs[0].tags, CLUSTER_ARN, NS, "legacy"));
     assert!(
         assocs[0]
             .role_arn
-            .ends_with(&naming::default_role_name(CLUSTER, NS, "legacy"))
+            .ends_with(&naming::default_role_name(CLUSTER_ARN, NS, "legacy"))
     );
     assert!(
         env.event_reasons()
@@ -584,7 +586,7 @@ async fn drift_in_aws_is_repaired_on_resync() {
     )
     .await;
     env.wait_converged("drifty").await;
-    let name = naming::default_role_name(CLUSTER, NS, "drifty");
+    let name = naming::default_role_name(CLUSTER_ARN, NS, "drifty");
     let role = aws.inventory().role(&name).expect("role").clone();
     assert!(
         role.inline_policies.values().any(|d| d
@@ -664,7 +666,7 @@ async fn renaming_the_service_account_or_role_moves_the_association() {
     env.wait_converged("mover").await;
     let inv = aws.inventory();
     assert!(
-        inv.role(&naming::default_role_name(CLUSTER, NS, "mover"))
+        inv.role(&naming::default_role_name(CLUSTER_ARN, NS, "mover"))
             .is_none()
     );
     assert!(inv.role("mover-renamed").is_some());
@@ -760,7 +762,7 @@ async fn a_role_held_by_an_instance_profile_blocks_cleanup_until_released() {
     let (env, aws) = start(SimConfig::default(), |_| {}).await;
     env.apply("held", json!({})).await;
     env.wait_converged("held").await;
-    let name = naming::default_role_name(CLUSTER, NS, "held");
+    let name = naming::default_role_name(CLUSTER_ARN, NS, "held");
     aws.add_instance_profile("stray-profile", &name)
         .expect("instance profile");
     env.delete("held").await;
@@ -789,7 +791,7 @@ async fn retain_leaves_the_aws_resources_in_place() {
     env.wait_gone("kept").await;
     let inv = aws.inventory();
     assert!(
-        inv.role(&naming::default_role_name(CLUSTER, NS, "kept"))
+        inv.role(&naming::default_role_name(CLUSTER_ARN, NS, "kept"))
             .is_some()
     );
     assert_eq!(inv.associations_for(NS, "kept").len(), 1);
@@ -1286,7 +1288,7 @@ async fn events_after_a_ready_pass_read_nothing_from_aws_until_something_changes
     assert!(reads("GetRole") >= 3);
     assert_eq!(
         aws.inventory()
-            .role(&naming::default_role_name(CLUSTER, NS, "once"))
+            .role(&naming::default_role_name(CLUSTER_ARN, NS, "once"))
             .and_then(|r| r.role.tags.get("env").cloned())
             .as_deref(),
         Some("x")

@@ -124,17 +124,23 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     };
     let ns = env.ns.clone();
     let ns = ns.as_str();
+    let cluster_arn = eks
+        .describe_cluster(&cluster)
+        .await
+        .expect("DescribeCluster")
+        .expect("the cluster exists")
+        .arn;
 
     // Create.
     env.apply("wire-app", json!({"tags": {"env": "e2e"}})).await;
     let b = env.wait_converged("wire-app").await;
-    let role_name = naming::default_role_name(&cluster, ns, "wire-app");
+    let role_name = naming::default_role_name(&cluster_arn, ns, "wire-app");
     let role = iam
         .get_role(&role_name)
         .await
         .expect("GetRole")
         .expect("role made");
-    assert!(naming::owned_by(&role.tags, &cluster, ns, "wire-app"));
+    assert!(naming::owned_by(&role.tags, &cluster_arn, ns, "wire-app"));
     assert_eq!(role.path, format!("/pod-identity/{cluster}/"));
     let list = eks
         .list_pod_identity_associations(&cluster, Some(ns), Some("wire-app"))
@@ -189,7 +195,7 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
 
     // A conflict: a role of the derived name made by someone else.
     iam.create_role(&CreateRole {
-        name: naming::default_role_name(&cluster, ns, "taken"),
+        name: naming::default_role_name(&cluster_arn, ns, "taken"),
         path: "/".into(),
         assume_role_policy: pod_identity_trust_policy(None),
         ..CreateRole::default()
@@ -234,7 +240,7 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
         env.delete(name).await;
         env.wait_gone(name).await;
     }
-    let foreign_role = naming::default_role_name(&cluster, ns, "taken");
+    let foreign_role = naming::default_role_name(&cluster_arn, ns, "taken");
     assert!(
         iam.get_role(&foreign_role)
             .await
@@ -388,7 +394,13 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     if let Ok(Some(status)) = operator.0.try_wait() {
         panic!("operator exited ({status}):\n{}", log_text());
     }
-    let role_name = naming::default_role_name(&cluster, ns, "e2e-app");
+    let cluster_arn = eks
+        .describe_cluster(&cluster)
+        .await
+        .expect("DescribeCluster")
+        .expect("the cluster exists")
+        .arn;
+    let role_name = naming::default_role_name(&cluster_arn, ns, "e2e-app");
     assert!(iam.get_role(&role_name).await.expect("GetRole").is_some());
     assert_eq!(
         eks.list_pod_identity_associations(&cluster, Some(ns), Some("e2e-app"))
@@ -448,7 +460,7 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
         role_propagation: Duration::from_secs(2),
         ..SimConfig::default()
     }));
-    aws.add_cluster(CLUSTER);
+    let cluster_arn = aws.add_cluster(CLUSTER).arn;
     support::enforce_rendered(&aws, CLUSTER, &e2e_guardrails());
     // The first association call hangs long enough to kill the operator during it.
     aws.knobs()
@@ -508,7 +520,7 @@ async fn the_operator_binary_survives_kill_9_and_propagation_against_the_simulat
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let role_name = naming::default_role_name(CLUSTER, ns, "sturdy");
+    let role_name = naming::default_role_name(&cluster_arn, ns, "sturdy");
     let inv = aws.inventory();
     assert_eq!(inv.roles_tagged(naming::TAG_NAME, "sturdy").len(), 1);
     assert_eq!(inv.associations_for(ns, "sturdy").len(), 1);
@@ -899,7 +911,7 @@ async fn crash_safety_run(mut side: CrashKube) {
         seed,
         ..SimConfig::default()
     }));
-    aws.add_cluster(CLUSTER);
+    let cluster_arn = aws.add_cluster(CLUSTER).arn;
     support::enforce_rendered(&aws, CLUSTER, &e2e_guardrails());
     let writes = [
         "CreateRole",
@@ -1121,7 +1133,7 @@ async fn crash_safety_run(mut side: CrashKube) {
     // AWS holds exactly the expected set.
     let inv = aws.inventory();
     for (name, policies) in &expected {
-        let role_name = naming::default_role_name(CLUSTER, NS, name);
+        let role_name = naming::default_role_name(&cluster_arn, NS, name);
         let role = inv
             .role(&role_name)
             .unwrap_or_else(|| panic!("no role for {name} (seed {seed})"));
@@ -1246,6 +1258,18 @@ impl Stack {
         };
         stack.watch(&ns);
         stack
+    }
+
+    /// The cluster's ARN, as DescribeCluster gives it.
+    async fn cluster_arn(&self) -> String {
+        let cluster = match &self.aws {
+            StackAws::Sim { sim, .. } => sim.describe_cluster(&self.cluster).await,
+            StackAws::Api { eks, .. } => eks.describe_cluster(&self.cluster).await,
+        };
+        cluster
+            .expect("DescribeCluster")
+            .expect("the cluster exists")
+            .arn
     }
 
     /// The namespace the test works in.
@@ -1428,14 +1452,14 @@ async fn the_operator_binary_applies_every_spec_update_and_renames() {
     let stack = Stack::start(CLUSTER).await;
     let ns = stack.ns().to_owned();
     let ns = ns.as_str();
-    let cluster = stack.cluster.clone();
+    let cluster_arn = stack.cluster_arn().await;
     let bindings = stack.bindings(ns);
     bindings
         .create(&Default::default(), &binding(ns, "app", json!({})))
         .await
         .expect("create");
     stack.wait_reason(ns, "app", "True", "Reconciled").await;
-    let role_name = naming::default_role_name(&cluster, ns, "app");
+    let role_name = naming::default_role_name(&cluster_arn, ns, "app");
     let role = |inv: &pod_identity_operator::aws::sim::Inventory| inv.role(&role_name).cloned();
 
     stack
@@ -1552,7 +1576,7 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
     let mut stack = Stack::start(CLUSTER).await;
     let ns = stack.ns().to_owned();
     let ns = ns.as_str();
-    let cluster = stack.cluster.clone();
+    let cluster_arn = stack.cluster_arn().await;
     let client = stack.kube.client.clone();
     let bindings = stack.bindings(ns);
     bindings
@@ -1601,7 +1625,7 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
     }
     let b = stack.wait_reason(ns, "web", "True", "Reconciled").await;
     assert_ne!(b.metadata.uid, old_uid);
-    let role_name = naming::default_role_name(&cluster, ns, "web");
+    let role_name = naming::default_role_name(&cluster_arn, ns, "web");
     stack
         .wait_aws("one role and one association for the new binding", |i| {
             i.roles.len() == 1
@@ -1646,7 +1670,7 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
     stack
         .wait_aws("nothing left of the namespace", |i| {
             i.associations_for(doomed, "temp").is_empty()
-                && i.role(&naming::default_role_name(&cluster, doomed, "temp"))
+                && i.role(&naming::default_role_name(&cluster_arn, doomed, "temp"))
                     .is_none()
         })
         .await;
@@ -1690,7 +1714,7 @@ async fn the_operator_binary_handles_out_of_band_deletes_replaces_and_bad_specs(
         stack
             .inventory()
             .await
-            .role(&naming::default_role_name(&cluster, ns, "bad-policy"))
+            .role(&naming::default_role_name(&cluster_arn, ns, "bad-policy"))
             .is_none(),
         "a role was made for an invalid spec"
     );

@@ -307,7 +307,7 @@ fn bad_inputs() -> Vec<(Value, &'static str, String)> {
             invalid,
             s("keys are 1-128 characters"),
         ),
-        (json!({"tags": many_tags}), invalid, s("at most 47 tags")),
+        (json!({"tags": many_tags}), invalid, s("at most 46 tags")),
         (
             json!({"tags": {"team": "a;b"}}),
             invalid,

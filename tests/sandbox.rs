@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pod_identity_operator::aws::sim::Inventory;
 use pod_identity_operator::naming;
-use pod_identity_operator::sandbox::{ACCOUNT_ID, CLUSTER};
+use pod_identity_operator::sandbox::{ACCOUNT_ID, CLUSTER, REGION};
 
 use support::WAIT;
 use support::kubectl::{kubectl, kubectl_command};
@@ -159,6 +159,7 @@ fn kubectl_wait_all_ready(kubeconfig: &Path, sandbox: &Sandbox) {
 
 /// What the examples must have made in the simulated account.
 fn check_inventory(inv: &Inventory) {
+    let cluster_arn = format!("arn:aws:eks:{REGION}:{ACCOUNT_ID}:cluster/{CLUSTER}");
     let managed = [
         ("kube-system", "aws-load-balancer-controller"),
         ("external-dns", "external-dns"),
@@ -168,12 +169,12 @@ fn check_inventory(inv: &Inventory) {
     ];
     for (ns, name) in managed {
         let role = inv
-            .role(&naming::default_role_name(CLUSTER, ns, name))
+            .role(&naming::default_role_name(&cluster_arn, ns, name))
             .unwrap_or_else(|| panic!("no role for {ns}/{name}: {inv:#?}"));
-        assert!(naming::owned_by(&role.role.tags, CLUSTER, ns, name));
+        assert!(naming::owned_by(&role.role.tags, &cluster_arn, ns, name));
     }
     let role = |ns, name| {
-        inv.role(&naming::default_role_name(CLUSTER, ns, name))
+        inv.role(&naming::default_role_name(&cluster_arn, ns, name))
             .expect("role")
     };
     assert_eq!(

@@ -1,8 +1,8 @@
 //! Deletion of a binding: remove what it made, in order (association, then the role's
 //! inline and attached policies and the role, under `deletionPolicy: Delete`), then let
-//! the finalizer go. Only resources carrying this binding's ownership tags are touched;
-//! an existing role (`role.arn`) never is. A ServiceAccount the operator created goes
-//! with the binding through its ownerReference.
+//! the finalizer go. Only resources carrying this binding's ownership tags (its cluster
+//! by ARN included) are touched; an existing role (`role.arn`) never is. A
+//! ServiceAccount the operator created goes with the binding through its ownerReference.
 //!
 //! A failure keeps the finalizer: the status says what blocks (`CleanupBlocked` with the
 //! instance profiles holding the role, say) and the pass is retried.
@@ -18,8 +18,9 @@ use super::status::{self, Conditions, State};
 use super::{Context, apply, observe, plan};
 
 pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
-    let cluster = ctx.settings.cluster_name.clone();
+    let cluster_name = ctx.settings.cluster_name.clone();
     let ns = binding.namespace().unwrap_or_default();
+    let name = binding.name_any();
     let policy = binding.deletion_policy();
     if policy == DeletionPolicy::Retain {
         ctx.publish(
@@ -32,23 +33,15 @@ pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     }
     // A cluster that no longer exists holds no associations; roles remain to remove.
-    let cluster_exists = ctx.cluster().await?.is_some();
-    let (roles, associations) = observe::observe_for_cleanup(
-        ctx.iam.as_ref(),
-        ctx.eks.as_ref(),
-        binding,
-        &cluster,
-        cluster_exists,
-    )
-    .await?;
-    let actions = plan::cleanup(
-        &cluster,
-        &ns,
-        &binding.name_any(),
-        policy,
-        &roles,
-        &associations,
-    );
+    let cluster = ctx.cluster().await?;
+    let found = observe::observe_for_cleanup(ctx, binding, cluster.as_ref()).await?;
+    let owner = plan::Owner {
+        cluster: &cluster_name,
+        cluster_arn: found.cluster_arn.as_deref(),
+        namespace: &ns,
+        binding: &name,
+    };
+    let actions = plan::cleanup(&owner, policy, &found.roles, &found.associations);
     let applied = apply::apply(ctx, binding, &actions).await;
     if let Some((_, e)) = applied.failure {
         let problem = ctx.problem(&e, false);

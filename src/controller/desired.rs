@@ -27,6 +27,8 @@ const MAX_TAGS: usize = 50;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
     pub cluster_name: String,
+    /// The cluster's ARN: its identity in role names and ownership tags.
+    pub cluster_arn: String,
     pub namespace: String,
     pub binding_name: String,
     pub uid: String,
@@ -191,12 +193,16 @@ pub fn desired_with(
         }
         user_tags.insert(k.clone(), v.clone());
     }
-    let mut tags = naming::ownership_tags(&cluster.name, &namespace, &binding_name);
+    let mut tags = naming::ownership_tags(&cluster.arn, &namespace, &binding_name);
+    let own = tags.len();
     tags.extend(user_tags);
     if tags.len() > MAX_TAGS {
         return Err(invalid(
             "tags",
-            format!("at most {} tags besides the operator's own 3", MAX_TAGS - 3),
+            format!(
+                "at most {} tags besides the operator's own {own}",
+                MAX_TAGS - own
+            ),
         ));
     }
 
@@ -251,13 +257,12 @@ pub fn desired_with(
     } else {
         let name = match &r.name {
             Some(n) => n.clone(),
-            None => {
-                let base = naming::default_role_name(&cluster.name, &namespace, &binding_name);
-                match &effects.role_name_prefix {
-                    Some(p) => naming::fit_role_name(&format!("{p}{base}")),
-                    None => base,
-                }
-            }
+            None => naming::prefixed_role_name(
+                effects.role_name_prefix.as_deref().unwrap_or(""),
+                &cluster.arn,
+                &namespace,
+                &binding_name,
+            ),
         };
         if !naming::valid_role_name(&name) {
             return Err(invalid(
@@ -367,6 +372,7 @@ pub fn desired_with(
 
     Ok(Desired {
         cluster_name: cluster.name.clone(),
+        cluster_arn: cluster.arn.clone(),
         namespace,
         binding_name,
         uid,
@@ -427,15 +433,27 @@ mod tests {
         let DesiredRole::Managed(m) = &d.role else {
             panic!("managed")
         };
-        assert_eq!(m.name, "pi-prod-team-app");
+        assert_eq!(
+            m.name,
+            naming::default_role_name(&cluster().arn, "team", "app")
+        );
+        assert!(m.name.starts_with("pi-prod-team-app-"));
         assert_eq!(
             m.arn,
-            "arn:aws:iam::111122223333:role/pod-identity/prod/pi-prod-team-app"
+            format!(
+                "arn:aws:iam::111122223333:role/pod-identity/prod/{}",
+                m.name
+            )
         );
+        assert!(naming::owned_by(&m.tags, &cluster().arn, "team", "app"));
         let cond = &m.trust_policy["Statement"][0]["Condition"]["StringEquals"];
         assert_eq!(cond["aws:RequestTag/kubernetes-service-account"], "app");
         assert_eq!(cond["aws:RequestTag/kubernetes-namespace"], "team");
-        assert_eq!(d.association.tags.len(), 3);
+        assert_eq!(d.association.tags.len(), 4);
+        assert_eq!(
+            d.association.tags.get(naming::TAG_CLUSTER_ARN),
+            Some(&cluster().arn)
+        );
         assert_eq!(d.deletion_policy, DeletionPolicy::Delete);
     }
 
@@ -536,6 +554,28 @@ mod tests {
             field_of(json!({"targetRoleArn": "arn:aws:s3:::bucket"})),
             "targetRoleArn"
         );
+    }
+
+    #[test]
+    fn a_guardrail_prefix_leads_the_name_and_the_identity_hash_ends_it() {
+        let effects = Effects {
+            role_name_prefix: Some("tenant-".into()),
+            ..Effects::default()
+        };
+        let d = desired_with(&binding(json!({})), &cluster(), &effects).expect("valid");
+        let plain = desired(&binding(json!({})), &cluster()).expect("valid");
+        let name = d.role.name();
+        assert!(name.starts_with("tenant-pi-prod-team-app-"), "{name}");
+        let hash = &plain.role.name()[plain.role.name().len() - naming::ROLE_NAME_HASH_LEN..];
+        assert!(name.ends_with(hash));
+        // A name the spec gives is kept as it is.
+        let named = desired_with(
+            &binding(json!({"role": {"name": "tenant-mine"}})),
+            &cluster(),
+            &effects,
+        )
+        .expect("valid");
+        assert_eq!(named.role.name(), "tenant-mine");
     }
 
     #[test]

@@ -83,9 +83,11 @@ pub struct CleanupScope {
     pub unknown: Vec<String>,
 }
 
-/// The cleanup [`CleanupScope`] of an unreadable binding; `prefixes` are the guardrail
-/// rules' role name prefixes (one may have been prepended to the derived name).
-pub fn cleanup_scope(obj: &DynamicObject, cluster: &str, prefixes: &[String]) -> CleanupScope {
+/// The cleanup [`CleanupScope`] of an unreadable binding of the cluster `cluster_arn`;
+/// `prefixes` are the guardrail rules' role name prefixes (one may have been prepended
+/// to the derived name).
+pub fn cleanup_scope(obj: &DynamicObject, cluster_arn: &str, prefixes: &[String]) -> CleanupScope {
+    let cluster = naming::cluster_name_of(cluster_arn);
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let spec = obj.data.get("spec");
@@ -111,12 +113,11 @@ pub fn cleanup_scope(obj: &DynamicObject, cluster: &str, prefixes: &[String]) ->
     );
     let mut role_names = Vec::new();
     let derived = || {
-        let base = naming::default_role_name(cluster, &ns, &name);
-        let mut names = vec![base.clone()];
+        let mut names = vec![naming::default_role_name(cluster_arn, &ns, &name)];
         names.extend(
             prefixes
                 .iter()
-                .map(|p| naming::fit_role_name(&format!("{p}{base}"))),
+                .map(|p| naming::prefixed_role_name(p, cluster_arn, &ns, &name)),
         );
         names
     };
@@ -197,11 +198,15 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
         .iter()
         .filter_map(|r| r.role_name_prefix.clone())
         .collect();
-    let scope = cleanup_scope(obj, &cluster, &prefixes);
+    let cluster_arn = match cleanup_scope(obj, &cluster, &prefixes).deletion_policy {
+        Some(_) => ctx.cluster().await?.map(|c| c.arn),
+        None => None,
+    };
+    let scope = cleanup_scope(obj, cluster_arn.as_deref().unwrap_or(&cluster), &prefixes);
     let binding = shell(obj);
     if scope.deletion_policy.is_some() {
         let mut associations = Vec::new();
-        if ctx.cluster().await?.is_some() {
+        if cluster_arn.is_some() {
             for summary in ctx
                 .eks
                 .list_pod_identity_associations(&cluster, Some(&ns), None)
@@ -226,7 +231,13 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
         }
         // Under Retain nothing is removed, as for a readable binding.
         let policy = scope.deletion_policy.unwrap_or(DeletionPolicy::Retain);
-        let actions = plan::cleanup(&cluster, &ns, &name, policy, &roles, &associations);
+        let owner = plan::Owner {
+            cluster: &cluster,
+            cluster_arn: cluster_arn.as_deref(),
+            namespace: &ns,
+            binding: &name,
+        };
+        let actions = plan::cleanup(&owner, policy, &roles, &associations);
         let applied = apply::apply(ctx, &binding, &actions).await;
         if let Some((_, e)) = applied.failure {
             let problem = status::problem_of(&e, false);
@@ -365,10 +376,11 @@ mod tests {
             if let Some(s) = status {
                 o.data["status"] = s;
             }
-            cleanup_scope(&o, "prod", &["t-".to_owned()])
+            cleanup_scope(&o, PROD, &["t-".to_owned()])
         };
-        let derived = naming::default_role_name("prod", "ns", "b");
-        let prefixed = naming::fit_role_name(&format!("t-{derived}"));
+        const PROD: &str = "arn:aws:eks:us-east-1:111122223333:cluster/prod";
+        let derived = naming::default_role_name(PROD, "ns", "b");
+        let prefixed = naming::prefixed_role_name("t-", PROD, "ns", "b");
 
         let s = scope(json!({"serviceAccount": {"create": "yes"}}), None);
         assert_eq!(s.deletion_policy, Some(DeletionPolicy::Delete));

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use crate::Result;
-use crate::aws::{Association, EksApi, IamApi, Role};
+use crate::aws::{Association, Cluster, EksApi, IamApi, Role};
 use crate::crd::PodIdentityBinding;
 use crate::naming;
 
@@ -222,7 +222,7 @@ pub async fn observe(
         .map(|o| o.name_any())
         .min();
     if let Some(a) = &observed.association
-        && a.tags.get(naming::TAG_CLUSTER) == Some(&desired.cluster_name)
+        && a.tags.get(naming::TAG_CLUSTER_ARN) == Some(&desired.cluster_arn)
         && a.tags.get(naming::TAG_NAMESPACE) == Some(ns)
     {
         let holder = a.tags.get(naming::TAG_NAME);
@@ -236,64 +236,101 @@ pub async fn observe(
     Ok(observed)
 }
 
-/// What cleanup needs: the role and association the binding may have made, by their
-/// deterministic names and by what the status recorded.
+/// What cleanup reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ForCleanup {
+    /// The cluster's ARN, as the ownership tags carry it; `None` when it cannot be
+    /// known (the cluster is gone and no role of the binding names it).
+    pub cluster_arn: Option<String>,
+    pub roles: Vec<ObservedRole>,
+    pub associations: Vec<Association>,
+}
+
+/// The cluster ARN a role's ownership tags name, when it is a cluster called
+/// `cluster_name` in the role's own account: how a binding's cluster is known once the
+/// cluster itself is gone.
+fn cluster_arn_of_role(role: &Role, cluster_name: &str) -> Option<String> {
+    let arn = role.tags.get(naming::TAG_CLUSTER_ARN)?;
+    let account = naming::parse_role_arn(&role.arn)?.account_id;
+    (naming::cluster_name_of(arn) == cluster_name
+        && arn.split(':').nth(4) == Some(account.as_str()))
+    .then(|| arn.clone())
+}
+
+/// What cleanup needs: the roles the binding may have made, by the name the spec gives
+/// or the derived name, and the role the status recorded, and the associations of its
+/// ServiceAccounts and the one the status recorded; only those carrying its ownership
+/// tags are removed. `cluster` is `None` when the cluster no longer exists.
 pub async fn observe_for_cleanup(
-    iam: &dyn IamApi,
-    eks: &dyn EksApi,
+    ctx: &super::Context,
     binding: &PodIdentityBinding,
-    cluster_name: &str,
-    cluster_exists: bool,
-) -> Result<(Vec<ObservedRole>, Vec<Association>)> {
+    cluster: Option<&Cluster>,
+) -> Result<ForCleanup> {
+    let (iam, eks) = (ctx.iam.as_ref(), ctx.eks.as_ref());
+    let cluster_name = ctx.settings.cluster_name.as_str();
     let ns = binding.namespace().unwrap_or_default();
     let status = binding.status.clone().unwrap_or_default();
-    let mut role_names: Vec<String> = Vec::new();
-    if binding.spec.role.arn.is_none() {
-        role_names.push(
-            binding.spec.role.name.clone().unwrap_or_else(|| {
-                naming::default_role_name(cluster_name, &ns, &binding.name_any())
-            }),
-        );
-    }
-    if let Some(prev) = status.role_arn.as_deref().and_then(naming::parse_role_arn)
-        && !role_names
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(&prev.name))
-    {
-        role_names.push(prev.name);
-    }
-    let mut roles = Vec::new();
-    // A name IAM would refuse was never created; asking for it would only fail.
-    for name in role_names
-        .into_iter()
-        .filter(|n| naming::valid_role_name(n))
-    {
-        if let Some(r) = get_role(iam, &name, Some(cluster_name)).await? {
-            roles.push(r);
-        }
-    }
-    let mut associations = Vec::new();
-    if !cluster_exists {
-        return Ok((roles, associations));
-    }
     let mut sa_names = vec![binding.service_account_name()];
     if let Some(s) = &status.service_account
         && !sa_names.contains(&s.name)
     {
         sa_names.push(s.name.clone());
     }
+    let mut found = ForCleanup {
+        cluster_arn: cluster.map(|c| c.arn.clone()),
+        ..ForCleanup::default()
+    };
+
+    let recorded = match status.role_arn.as_deref().and_then(naming::parse_role_arn) {
+        Some(prev) => get_role(iam, &prev.name, Some(cluster_name)).await?,
+        None => None,
+    };
+    if found.cluster_arn.is_none() {
+        found.cluster_arn = recorded
+            .as_ref()
+            .and_then(|r| cluster_arn_of_role(&r.role, cluster_name));
+    }
+    let mut role_names: Vec<String> = Vec::new();
+    if binding.spec.role.arn.is_none() {
+        match (&binding.spec.role.name, &found.cluster_arn) {
+            (Some(n), _) => role_names.push(n.clone()),
+            (None, Some(arn)) => {
+                role_names.push(naming::default_role_name(arn, &ns, &binding.name_any()))
+            }
+            (None, None) => {}
+        }
+    }
+    let mut roles: Vec<ObservedRole> = recorded.into_iter().collect();
+    // A name IAM would refuse was never created; asking for it would only fail.
+    let mut asked: Vec<String> = roles.iter().map(|r| r.role.name.clone()).collect();
+    for name in role_names
+        .into_iter()
+        .filter(|n| naming::valid_role_name(n))
+    {
+        if asked.iter().any(|a| a.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
+        asked.push(name.clone());
+        if let Some(r) = get_role(iam, &name, Some(cluster_name)).await? {
+            roles.push(r);
+        }
+    }
+    found.roles = roles;
+    if cluster.is_none() {
+        return Ok(found);
+    }
     for sa in sa_names {
         if let Some(a) = association_for(eks, cluster_name, &ns, &sa).await? {
-            associations.push(a);
+            found.associations.push(a);
         }
     }
     if let Some(id) = &status.association_id
-        && !associations.iter().any(|a| &a.association_id == id)
+        && !found.associations.iter().any(|a| &a.association_id == id)
         && let Some(a) = eks
             .describe_pod_identity_association(cluster_name, id)
             .await?
     {
-        associations.push(a);
+        found.associations.push(a);
     }
-    Ok((roles, associations))
+    Ok(found)
 }

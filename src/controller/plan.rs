@@ -129,7 +129,7 @@ fn blocked(reason: Reason, message: String) -> Plan {
 }
 
 fn owns(d: &Desired, tags: &Tags) -> bool {
-    naming::owned_by(tags, &d.cluster_name, &d.namespace, &d.binding_name)
+    naming::owned_by(tags, &d.cluster_arn, &d.namespace, &d.binding_name)
 }
 
 /// Writes that make `tags` equal `want`: a tag call with what is missing or different,
@@ -345,11 +345,13 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
             return blocked(
                 Reason::RoleConflict,
                 format!(
-                    "role {} exists and was not made by this binding (ownership tags {}={}/{}/{} missing): the operator never modifies it; set role.name to another name, or role.arn to use that role as it is",
+                    "role {} exists and was not made by this binding (ownership tags {}={}, {}={}, {}={} missing): the operator never modifies it; set role.name to another name, or role.arn to use that role as it is",
                     m.name,
-                    naming::TAG_CLUSTER,
-                    d.cluster_name,
+                    naming::TAG_CLUSTER_ARN,
+                    d.cluster_arn,
+                    naming::TAG_NAMESPACE,
                     d.namespace,
+                    naming::TAG_NAME,
                     d.binding_name
                 ),
             );
@@ -493,14 +495,30 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
     }
 }
 
+/// The binding whose resources cleanup removes, and the cluster it belongs to.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    pub cluster: &'a str,
+    /// The cluster's ARN, as the ownership tags carry it; `None` when it cannot be known,
+    /// and then nothing in AWS is recognised as the binding's.
+    pub cluster_arn: Option<&'a str>,
+    pub namespace: &'a str,
+    pub binding: &'a str,
+}
+
+impl Owner<'_> {
+    fn owns(&self, tags: &Tags) -> bool {
+        self.cluster_arn
+            .is_some_and(|arn| naming::owned_by(tags, arn, self.namespace, self.binding))
+    }
+}
+
 /// What to remove when the binding is deleted: its associations (those carrying its
 /// tags and not owned by an add-on), then, under `Delete`, its roles (inline policies,
 /// attached policies, role). Nothing under `Retain`. ServiceAccounts are left to the
 /// garbage collector through their ownerReference.
 pub fn cleanup(
-    cluster: &str,
-    namespace: &str,
-    binding: &str,
+    owner: &Owner,
     policy: DeletionPolicy,
     roles: &[ObservedRole],
     associations: &[Association],
@@ -510,15 +528,15 @@ pub fn cleanup(
         return actions;
     }
     for a in associations {
-        if a.owner_arn.is_none() && naming::owned_by(&a.tags, cluster, namespace, binding) {
+        if a.owner_arn.is_none() && owner.owns(&a.tags) {
             actions.push(Action::DeleteAssociation {
-                cluster: cluster.to_owned(),
+                cluster: owner.cluster.to_owned(),
                 id: a.association_id.clone(),
             });
         }
     }
     for r in roles {
-        if naming::owned_by(&r.role.tags, cluster, namespace, binding) {
+        if owner.owns(&r.role.tags) {
             delete_role(r, &mut actions);
         }
     }
@@ -686,12 +704,12 @@ mod tests {
             unreachable!()
         };
         assert_eq!(r.path, "/pod-identity/prod/");
-        assert!(naming::owned_by(&r.tags, "prod", "team", "app"));
+        assert!(naming::owned_by(&r.tags, &cluster().arn, "team", "app"));
         let Action::CreateAssociation(a) = &p.actions[4] else {
             unreachable!()
         };
         assert_eq!(a.role_arn, managed(&d).arn);
-        assert!(naming::owned_by(&a.tags, "prod", "team", "app"));
+        assert!(naming::owned_by(&a.tags, &cluster().arn, "team", "app"));
         assert!(
             a.client_request_token
                 .as_deref()
@@ -980,9 +998,22 @@ mod tests {
         o.role = Some(r.clone());
         assert_eq!(blocked_reason(&plan(&d, &o)), Reason::RoleConflict);
         // Another binding's role is not ours either.
-        r.role.tags = naming::ownership_tags("prod", "team", "other");
-        o.role = Some(r);
+        r.role.tags = naming::ownership_tags(&cluster().arn, "team", "other");
+        o.role = Some(r.clone());
         assert_eq!(blocked_reason(&plan(&d, &o)), Reason::RoleConflict);
+        // Nor is the role of this binding's namesake in a cluster of the same name in
+        // another region of the account.
+        let west = "arn:aws:eks:us-west-2:111122223333:cluster/prod";
+        r.role.tags = naming::ownership_tags(west, "team", "app");
+        assert_eq!(r.role.tags.get(naming::TAG_CLUSTER), Some(&d.cluster_name));
+        o.role = Some(r);
+        let p = plan(&d, &o);
+        assert_eq!(blocked_reason(&p), Reason::RoleConflict);
+        assert!(
+            p.blocked
+                .as_ref()
+                .is_some_and(|b| b.message.contains(&d.cluster_arn))
+        );
     }
 
     #[test]
@@ -1056,7 +1087,7 @@ mod tests {
         let d = want(json!({}));
         let mut o = converged(&d);
         let a = o.association.as_mut().expect("a");
-        a.tags = naming::ownership_tags("prod", "team", "younger");
+        a.tags = naming::ownership_tags(&cluster().arn, "team", "younger");
         a.role_arn = format!("arn:aws:iam::{ACCOUNT}:role/younger");
         assert_eq!(blocked_reason(&plan(&d, &o)), Reason::AssociationConflict);
         o.association_of_younger_binding = true;
@@ -1078,22 +1109,24 @@ mod tests {
         assert!(plan(&d, &o).actions.is_empty());
     }
 
+    const CLUSTER_ARN: &str = "arn:aws:eks:us-east-1:111122223333:cluster/prod";
+    const OWNER: Owner = Owner {
+        cluster: "prod",
+        cluster_arn: Some(CLUSTER_ARN),
+        namespace: "team",
+        binding: "app",
+    };
+
     #[test]
     fn cleanup_deletes_association_then_role_under_delete_and_nothing_under_retain() {
         let d = want(
             json!({"role": {"managedPolicyArns": [READ_ONLY], "inlinePolicies": {"s3": doc("s3:GetObject")}}}),
         );
+        assert_eq!(d.cluster_arn, CLUSTER_ARN);
         let o = converged(&d);
         let roles = [o.role.clone().expect("role")];
         let assocs = [o.association.clone().expect("a")];
-        let actions = cleanup(
-            "prod",
-            "team",
-            "app",
-            DeletionPolicy::Delete,
-            &roles,
-            &assocs,
-        );
+        let actions = cleanup(&OWNER, DeletionPolicy::Delete, &roles, &assocs);
         assert_eq!(
             kinds(&actions),
             [
@@ -1103,17 +1136,7 @@ mod tests {
                 "DeleteRole"
             ]
         );
-        assert!(
-            cleanup(
-                "prod",
-                "team",
-                "app",
-                DeletionPolicy::Retain,
-                &roles,
-                &assocs
-            )
-            .is_empty()
-        );
+        assert!(cleanup(&OWNER, DeletionPolicy::Retain, &roles, &assocs).is_empty());
     }
 
     #[test]
@@ -1122,14 +1145,7 @@ mod tests {
         let o = converged(&d);
         let roles = [o.role.clone().expect("role")];
         assert_eq!(
-            kinds(&cleanup(
-                "prod",
-                "team",
-                "app",
-                DeletionPolicy::Delete,
-                &roles,
-                &[]
-            )),
+            kinds(&cleanup(&OWNER, DeletionPolicy::Delete, &roles, &[])),
             ["DeleteRole"]
         );
         let mut foreign = o.association.clone().expect("a");
@@ -1137,14 +1153,19 @@ mod tests {
         let mut add_on = o.association.clone().expect("a");
         add_on.owner_arn = Some("arn:aws:eks:::addon".into());
         let mut other_role = o.role.clone().expect("role");
-        other_role.role.tags = naming::ownership_tags("prod", "team", "other");
+        other_role.role.tags = naming::ownership_tags(CLUSTER_ARN, "team", "other");
+        // The same binding's role of a cluster of the same name in another region.
+        let mut namesake = o.role.clone().expect("role");
+        namesake.role.tags = naming::ownership_tags(
+            "arn:aws:eks:eu-west-1:111122223333:cluster/prod",
+            "team",
+            "app",
+        );
         assert!(
             cleanup(
-                "prod",
-                "team",
-                "app",
+                &OWNER,
                 DeletionPolicy::Delete,
-                &[other_role],
+                &[other_role, namesake],
                 &[foreign, add_on]
             )
             .is_empty()
@@ -1153,7 +1174,7 @@ mod tests {
 
     #[test]
     fn cleanup_when_everything_is_already_gone_does_nothing() {
-        assert!(cleanup("prod", "team", "app", DeletionPolicy::Delete, &[], &[]).is_empty());
+        assert!(cleanup(&OWNER, DeletionPolicy::Delete, &[], &[]).is_empty());
     }
 
     /// Carries out an action on the observed state, as AWS and Kubernetes would.

@@ -42,7 +42,7 @@ use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{CreateRole, IamApi, Tags};
 use pod_identity_operator::config::GuardrailConfig;
 use pod_identity_operator::error::ErrorClass;
-use pod_identity_operator::naming::{self, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE};
+use pod_identity_operator::naming::{self, TAG_CLUSTER, TAG_CLUSTER_ARN, TAG_NAME, TAG_NAMESPACE};
 use pod_identity_operator::operator_policy::{self, Installation};
 use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::{Value, json};
@@ -1246,6 +1246,10 @@ fn installed_guardrails() -> GuardrailConfig {
 /// The ownership tags of the role `ours` the operator made for `team-a/app` in `prod`.
 const OURS_TAGS: &[(&str, &str)] = &[
     (TAG_CLUSTER, "prod"),
+    (
+        TAG_CLUSTER_ARN,
+        "arn:aws:eks:us-east-1:111122223333:cluster/prod",
+    ),
     (TAG_NAMESPACE, "team-a"),
     (TAG_NAME, "app"),
     ("team", "payments"),
@@ -1306,10 +1310,14 @@ pub fn installed_policy_table() -> Table {
             "{arn} is not in the servers' account"
         );
     }
-    let ownership: Tags = tags(&OURS_TAGS[..3]);
+    let ownership: Tags = tags(&OURS_TAGS[..4]);
     assert_eq!(
         ownership,
-        naming::ownership_tags("prod", "team-a", "app"),
+        naming::ownership_tags(
+            "arn:aws:eks:us-east-1:111122223333:cluster/prod",
+            "team-a",
+            "app"
+        ),
         "OURS_TAGS starts with the ownership tags"
     );
     const NEW_ROLE_TAGS: &[(&str, &str)] = &[
