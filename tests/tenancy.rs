@@ -1,13 +1,14 @@
 //! Tenants sharing one AWS account: clusters whose names, namespaces and binding names
-//! run into each other never share a role.
+//! run into each other never share a role; a binding deleted under `deletionPolicy:
+//! Retain` leaves its ServiceAccount for the association it keeps.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::Client;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
 use pod_identity_operator::Result;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{
@@ -322,5 +323,88 @@ async fn a_role_tagged_for_a_namesake_cluster_is_a_conflict() {
         .expect("the namesake's role is never deleted");
     assert_eq!(r.role.tags, naming::ownership_tags(&namesake, NS, "app"));
     assert!(r.attached_policy_arns.is_empty());
+    env.stop().await;
+}
+
+/// What a Retain binding leaves once deleted: the role, the association and the
+/// ServiceAccount the operator made, no longer referring to the binding. `admin` writes
+/// the binding.
+async fn retained(env: &Env, admin: &Client, aws: &AwsSim, cluster_arn: &str) -> ServiceAccount {
+    create_in(admin, &env.ns, "kept", json!({"deletionPolicy": "Retain"})).await;
+    let b = env.wait_converged("kept").await;
+    let uid = b.uid().expect("uid");
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &env.ns);
+    let sa = sas.get("kept").await.expect("ServiceAccount created");
+    assert!(sa.owner_references().iter().any(|o| o.uid == uid));
+
+    Api::<PodIdentityBinding>::namespaced(admin.clone(), &env.ns)
+        .delete("kept", &Default::default())
+        .await
+        .expect("delete binding");
+    env.wait_gone("kept").await;
+    let sa = sas.get("kept").await.expect("the ServiceAccount stays");
+    assert!(
+        sa.owner_references().iter().all(|o| o.uid != uid),
+        "{:?}",
+        sa.owner_references()
+    );
+    let inv = aws.inventory();
+    assert!(
+        inv.role(&naming::default_role_name(cluster_arn, &env.ns, "kept"))
+            .is_some()
+    );
+    let assocs = inv.associations_for(&env.ns, "kept");
+    assert_eq!(assocs.len(), 1);
+    sa
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_releases_the_service_account_it_created() {
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    let prod = aws.add_cluster("prod");
+    let env = operator_of("prod", aws.clone(), aws.clone(), |_| {}).await;
+    retained(&env, &env.client, &aws, &prod.arn).await;
+    env.stop().await;
+}
+
+/// On a real API server with the garbage collector: a Delete binding's ServiceAccount
+/// is collected (the collector runs), a Retain binding's stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_keeps_the_service_account_from_the_garbage_collector() {
+    let plane = support::cluster::ControlPlane::start(Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
+    // The operator as installed: its own identity, with the shipped RBAC.
+    let operator =
+        support::cluster::client_from(&support::cluster::install_operator_identity(&plane))
+            .await
+            .expect("operator client");
+    let admin = plane.admin_client().await.expect("admin client");
+    let ns = "tenancy";
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    let prod = aws.add_cluster("prod");
+    let env = Env::start_on(operator, None, ns, "prod", aws.clone(), aws.clone(), |_| {}).await;
+
+    create_in(&admin, ns, "gone", json!({})).await;
+    env.wait_converged("gone").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    Api::<PodIdentityBinding>::namespaced(admin.clone(), ns)
+        .delete("gone", &Default::default())
+        .await
+        .expect("delete binding");
+    env.wait_gone("gone").await;
+    let deadline = Instant::now() + WAIT;
+    while sas.get_opt("gone").await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the garbage collector never removed the ServiceAccount of a deleted binding"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    retained(&env, &admin, &aws, &prod.arn).await;
+    // The collector had time to act on anything still owned by the deleted binding.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sas.get_opt("kept").await.expect("get").is_some());
     env.stop().await;
 }

@@ -29,7 +29,8 @@ impl Action {
         match self {
             CreateServiceAccount { .. }
             | PatchServiceAccount { .. }
-            | DeleteServiceAccount { .. } => Component::ServiceAccount,
+            | DeleteServiceAccount { .. }
+            | ReleaseServiceAccount { .. } => Component::ServiceAccount,
             CreateAssociation(_)
             | UpdateAssociation(_)
             | TagAssociation { .. }
@@ -54,6 +55,12 @@ impl Action {
             DeleteServiceAccount { name } => (
                 "ServiceAccountDeleted",
                 format!("deleted ServiceAccount {name}, no longer used"),
+            ),
+            ReleaseServiceAccount { name } => (
+                "ServiceAccountRetained",
+                format!(
+                    "released ServiceAccount {name} from the binding, so it stays with the retained association"
+                ),
             ),
             CreateRole(r) => (
                 "RoleCreated",
@@ -205,6 +212,7 @@ async fn execute(
                 Err(e) => return Err(e.into()),
             }
         }
+        ReleaseServiceAccount { name } => release_service_account(ctx, binding, name).await?,
         CreateRole(input) => {
             iam.create_role(input).await?;
         }
@@ -268,6 +276,38 @@ async fn execute(
         }
     }
     Ok(None)
+}
+
+/// Removes the binding's ownerReference from a ServiceAccount; one already gone, or not
+/// referring to the binding, is left as it is. The patch tests the references as read,
+/// so a concurrent change fails it (and the pass is retried) instead of being lost.
+async fn release_service_account(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    name: &str,
+) -> Result<()> {
+    let api = sa_api(ctx, binding)?;
+    let Some(sa) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let uid = binding.meta().uid.as_deref().unwrap_or_default();
+    let refs = sa.metadata.owner_references.clone().unwrap_or_default();
+    let kept: Vec<_> = refs.iter().filter(|o| o.uid != uid).collect();
+    if kept.len() == refs.len() {
+        return Ok(());
+    }
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/ownerReferences", "value": refs},
+        {"op": "replace", "path": "/metadata/ownerReferences", "value": kept},
+    ]))?;
+    match api
+        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn sa_api(ctx: &Context, binding: &PodIdentityBinding) -> Result<Api<ServiceAccount>> {

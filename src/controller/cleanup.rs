@@ -1,8 +1,10 @@
 //! Deletion of a binding: remove what it made, in order (association, then the role's
 //! inline and attached policies and the role, under `deletionPolicy: Delete`), then let
 //! the finalizer go. Only resources carrying this binding's ownership tags (its cluster
-//! by ARN included) are touched; an existing role (`role.arn`) never is. A
-//! ServiceAccount the operator created goes with the binding through its ownerReference.
+//! by ARN included) are touched; an existing role (`role.arn`) never is. A ServiceAccount the operator created goes
+//! with the binding through its ownerReference under `Delete`; under `Retain` the
+//! reference is removed first, so the ServiceAccount stays with the retained
+//! association.
 //!
 //! A failure keeps the finalizer: the status says what blocks (`CleanupBlocked` with the
 //! instance profiles holding the role, say) and the pass is retried.
@@ -22,26 +24,26 @@ pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Acti
     let ns = binding.namespace().unwrap_or_default();
     let name = binding.name_any();
     let policy = binding.deletion_policy();
-    if policy == DeletionPolicy::Retain {
-        ctx.publish(
-            binding,
-            EventType::Normal,
-            "Retained",
-            "deletionPolicy is Retain: the role and association are left in AWS".into(),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    // A cluster that no longer exists holds no associations; roles remain to remove.
-    let cluster = ctx.cluster().await?;
-    let found = observe::observe_for_cleanup(ctx, binding, cluster.as_ref()).await?;
+    // Under Retain nothing in AWS is read or written.
+    let cluster = match policy {
+        DeletionPolicy::Retain => None,
+        // A cluster that no longer exists holds no associations; roles remain to remove.
+        DeletionPolicy::Delete => ctx.cluster().await?,
+    };
+    let found = observe::observe_for_cleanup(ctx, binding, cluster.as_ref(), policy).await?;
     let owner = plan::Owner {
         cluster: &cluster_name,
         cluster_arn: found.cluster_arn.as_deref(),
         namespace: &ns,
         binding: &name,
     };
-    let actions = plan::cleanup(&owner, policy, &found.roles, &found.associations);
+    let actions = plan::cleanup(
+        &owner,
+        policy,
+        &found.roles,
+        &found.associations,
+        &found.service_accounts,
+    );
     let applied = apply::apply(ctx, binding, &actions).await;
     if let Some((_, e)) = applied.failure {
         let problem = ctx.problem(&e, false);
@@ -59,7 +61,15 @@ pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Acti
         }
         return Err(e);
     }
-    if !actions.is_empty() {
+    if policy == DeletionPolicy::Retain {
+        ctx.publish(
+            binding,
+            EventType::Normal,
+            "Retained",
+            "deletionPolicy is Retain: the role and association are left in AWS".into(),
+        )
+        .await;
+    } else if !actions.is_empty() {
         ctx.publish(
             binding,
             EventType::Normal,

@@ -237,7 +237,7 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
             namespace: &ns,
             binding: &name,
         };
-        let actions = plan::cleanup(&owner, policy, &roles, &associations);
+        let actions = plan::cleanup(&owner, policy, &roles, &associations, &[]);
         let applied = apply::apply(ctx, &binding, &actions).await;
         if let Some((_, e)) = applied.failure {
             let problem = status::problem_of(&e, false);

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::Result;
 use crate::aws::{Association, Cluster, EksApi, IamApi, Role};
-use crate::crd::PodIdentityBinding;
+use crate::crd::{DeletionPolicy, PodIdentityBinding};
 use crate::naming;
 
 use super::desired::{Desired, DesiredRole};
@@ -244,6 +244,8 @@ pub struct ForCleanup {
     pub cluster_arn: Option<String>,
     pub roles: Vec<ObservedRole>,
     pub associations: Vec<Association>,
+    /// The ServiceAccounts the spec and the status name (read under `Retain` only).
+    pub service_accounts: Vec<ObservedServiceAccount>,
 }
 
 /// The cluster ARN a role's ownership tags name, when it is a cluster called
@@ -257,14 +259,16 @@ fn cluster_arn_of_role(role: &Role, cluster_name: &str) -> Option<String> {
     .then(|| arn.clone())
 }
 
-/// What cleanup needs: the roles the binding may have made, by the name the spec gives
-/// or the derived name, and the role the status recorded, and the associations of its
-/// ServiceAccounts and the one the status recorded; only those carrying its ownership
-/// tags are removed. `cluster` is `None` when the cluster no longer exists.
+/// What cleanup needs under `policy`. Under `Delete`: the roles the binding may have
+/// made, by the name the spec gives or the derived name, and the role the status
+/// recorded, and the associations of its ServiceAccounts and the one the status
+/// recorded; only those carrying its ownership tags are removed. Under `Retain`: the
+/// ServiceAccounts only. `cluster` is `None` when the cluster no longer exists.
 pub async fn observe_for_cleanup(
     ctx: &super::Context,
     binding: &PodIdentityBinding,
     cluster: Option<&Cluster>,
+    policy: DeletionPolicy,
 ) -> Result<ForCleanup> {
     let (iam, eks) = (ctx.iam.as_ref(), ctx.eks.as_ref());
     let cluster_name = ctx.settings.cluster_name.as_str();
@@ -280,6 +284,16 @@ pub async fn observe_for_cleanup(
         cluster_arn: cluster.map(|c| c.arn.clone()),
         ..ForCleanup::default()
     };
+    if policy == DeletionPolicy::Retain {
+        let sas: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+        let uid = binding.uid().unwrap_or_default();
+        for name in &sa_names {
+            if let Some(sa) = sas.get_opt(name).await? {
+                found.service_accounts.push(observed_sa(&sa, &uid));
+            }
+        }
+        return Ok(found);
+    }
 
     let recorded = match status.role_arn.as_deref().and_then(naming::parse_role_arn) {
         Some(prev) => get_role(iam, &prev.name, Some(cluster_name)).await?,

@@ -21,7 +21,7 @@ use crate::naming;
 use crate::policy::{self, documents_equivalent};
 
 use super::desired::{Desired, DesiredRole, ManagedRole};
-use super::observe::{Observed, ObservedRole};
+use super::observe::{Observed, ObservedRole, ObservedServiceAccount};
 use super::status::Reason;
 
 /// One write.
@@ -39,6 +39,11 @@ pub enum Action {
         annotations: BTreeMap<String, String>,
     },
     DeleteServiceAccount {
+        name: String,
+    },
+    /// Removes the binding's ownerReference from a ServiceAccount it created, so the
+    /// ServiceAccount outlives a binding deleted under `deletionPolicy: Retain`.
+    ReleaseServiceAccount {
         name: String,
     },
     CreateRole(CreateRole),
@@ -513,18 +518,26 @@ impl Owner<'_> {
     }
 }
 
-/// What to remove when the binding is deleted: its associations (those carrying its
-/// tags and not owned by an add-on), then, under `Delete`, its roles (inline policies,
-/// attached policies, role). Nothing under `Retain`. ServiceAccounts are left to the
-/// garbage collector through their ownerReference.
+/// What to do when the binding is deleted. Under `Delete`: its associations (those
+/// carrying its tags and not owned by an add-on), then its roles (inline policies,
+/// attached policies, role); its ServiceAccounts are left to the garbage collector
+/// through their ownerReference. Under `Retain`: AWS is left as it is, and the
+/// ServiceAccounts it created are released from their ownerReference, so the retained
+/// association does not name a ServiceAccount the garbage collector removed.
 pub fn cleanup(
     owner: &Owner,
     policy: DeletionPolicy,
     roles: &[ObservedRole],
     associations: &[Association],
+    service_accounts: &[ObservedServiceAccount],
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     if policy == DeletionPolicy::Retain {
+        for sa in service_accounts.iter().filter(|sa| sa.owned) {
+            actions.push(Action::ReleaseServiceAccount {
+                name: sa.name.clone(),
+            });
+        }
         return actions;
     }
     for a in associations {
@@ -550,7 +563,6 @@ mod tests {
     use super::*;
     use crate::aws::{Cluster, Role};
     use crate::controller::desired::desired;
-    use crate::controller::observe::ObservedServiceAccount;
     use crate::crd::{PodIdentityBinding, PodIdentityBindingSpec};
 
     const ACCOUNT: &str = "111122223333";
@@ -650,6 +662,7 @@ mod tests {
                 Action::CreateServiceAccount { .. } => "CreateServiceAccount",
                 Action::PatchServiceAccount { .. } => "PatchServiceAccount",
                 Action::DeleteServiceAccount { .. } => "DeleteServiceAccount",
+                Action::ReleaseServiceAccount { .. } => "ReleaseServiceAccount",
                 Action::CreateRole(_) => "CreateRole",
                 Action::UpdateAssumeRolePolicy { .. } => "UpdateAssumeRolePolicy",
                 Action::UpdateRole { .. } => "UpdateRole",
@@ -1118,7 +1131,7 @@ mod tests {
     };
 
     #[test]
-    fn cleanup_deletes_association_then_role_under_delete_and_nothing_under_retain() {
+    fn cleanup_deletes_association_then_role_under_delete_and_releases_under_retain() {
         let d = want(
             json!({"role": {"managedPolicyArns": [READ_ONLY], "inlinePolicies": {"s3": doc("s3:GetObject")}}}),
         );
@@ -1126,7 +1139,8 @@ mod tests {
         let o = converged(&d);
         let roles = [o.role.clone().expect("role")];
         let assocs = [o.association.clone().expect("a")];
-        let actions = cleanup(&OWNER, DeletionPolicy::Delete, &roles, &assocs);
+        let sas = [sa("app", true), sa("found", false)];
+        let actions = cleanup(&OWNER, DeletionPolicy::Delete, &roles, &assocs, &sas);
         assert_eq!(
             kinds(&actions),
             [
@@ -1136,7 +1150,11 @@ mod tests {
                 "DeleteRole"
             ]
         );
-        assert!(cleanup(&OWNER, DeletionPolicy::Retain, &roles, &assocs).is_empty());
+        let retained = cleanup(&OWNER, DeletionPolicy::Retain, &roles, &assocs, &sas);
+        assert_eq!(
+            retained,
+            [Action::ReleaseServiceAccount { name: "app".into() }]
+        );
     }
 
     #[test]
@@ -1145,7 +1163,7 @@ mod tests {
         let o = converged(&d);
         let roles = [o.role.clone().expect("role")];
         assert_eq!(
-            kinds(&cleanup(&OWNER, DeletionPolicy::Delete, &roles, &[])),
+            kinds(&cleanup(&OWNER, DeletionPolicy::Delete, &roles, &[], &[])),
             ["DeleteRole"]
         );
         let mut foreign = o.association.clone().expect("a");
@@ -1166,7 +1184,8 @@ mod tests {
                 &OWNER,
                 DeletionPolicy::Delete,
                 &[other_role, namesake],
-                &[foreign, add_on]
+                &[foreign, add_on],
+                &[]
             )
             .is_empty()
         );
@@ -1174,7 +1193,17 @@ mod tests {
 
     #[test]
     fn cleanup_when_everything_is_already_gone_does_nothing() {
-        assert!(cleanup(&OWNER, DeletionPolicy::Delete, &[], &[]).is_empty());
+        assert!(cleanup(&OWNER, DeletionPolicy::Delete, &[], &[], &[]).is_empty());
+        assert!(
+            cleanup(
+                &OWNER,
+                DeletionPolicy::Retain,
+                &[],
+                &[],
+                &[sa("app", false)]
+            )
+            .is_empty()
+        );
     }
 
     /// Carries out an action on the observed state, as AWS and Kubernetes would.
@@ -1209,6 +1238,18 @@ mod tests {
                 sa.annotations.extend(annotations.clone());
             }
             Action::DeleteServiceAccount { .. } => o.previous_service_account = None,
+            Action::ReleaseServiceAccount { name } => {
+                for sa in [
+                    o.service_account.as_mut(),
+                    o.previous_service_account.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|sa| &sa.name == name)
+                {
+                    sa.owned = false;
+                }
+            }
             Action::CreateRole(c) => {
                 o.role = Some(ObservedRole {
                     role: Role {
