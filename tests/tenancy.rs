@@ -1,6 +1,8 @@
 //! Tenants sharing one AWS account: clusters whose names, namespaces and binding names
 //! run into each other never share a role; a binding deleted under `deletionPolicy:
-//! Retain` leaves its ServiceAccount for the association it keeps.
+//! Retain` leaves its ServiceAccount for the association it keeps; a binding whose role
+//! got a guardrail's name prefix and never reached the status still has that role
+//! removed when it is deleted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,11 +12,13 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use pod_identity_operator::Result;
+use pod_identity_operator::aws::faults::Fault;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{
     Association, AssociationSummary, Cluster, CreateAssociation, EksApi, IamApi, Tags,
     UpdateAssociation,
 };
+use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::kubesim::KubeSim;
 use pod_identity_operator::naming;
@@ -406,5 +410,57 @@ async fn retain_keeps_the_service_account_from_the_garbage_collector() {
     // The collector had time to act on anything still owned by the deleted binding.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(sas.get_opt("kept").await.expect("get").is_some());
+    env.stop().await;
+}
+
+/// Guardrails placing every role of `default` under the name prefix `t-`.
+fn prefixed_guardrails() -> GuardrailConfig {
+    GuardrailConfig::parse(
+        r#"
+rules:
+- name: tenants
+  namespaces: [default]
+  allowedManagedPolicyArns: ["*"]
+  roleNamePrefix: t-
+"#,
+    )
+    .expect("guardrails")
+}
+
+/// CreateRole makes the prefixed role but its answer is lost, so the status never
+/// records it; the binding is deleted while it waits to retry: the role goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefixed_role_the_status_never_recorded_is_removed_with_its_binding() {
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    let prod = aws.add_cluster("prod");
+    aws.knobs()
+        .fail_next("CreateRole", Fault::timeout().after_effect());
+    let env = operator_of("prod", aws.clone(), aws.clone(), |s| {
+        s.guardrails = Arc::new(GuardrailSource::fixed(prefixed_guardrails()));
+        // Long enough that the binding is deleted before the create is retried.
+        s.retry_base = Duration::from_secs(600);
+        s.retry_max = Duration::from_secs(600);
+    })
+    .await;
+    env.apply(
+        "app",
+        json!({"role": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}}),
+    )
+    .await;
+    let b = env
+        .wait_ready("app", "the CreateRole failure", |_, c| c.status == "False")
+        .await;
+    assert_eq!(b.status.as_ref().and_then(|s| s.role_arn.clone()), None);
+    let name = naming::prefixed_role_name("t-", &prod.arn, NS, "app");
+    let inv = aws.inventory();
+    let made = inv.role(&name).expect("CreateRole made the prefixed role");
+    assert!(naming::owned_by(&made.role.tags, &prod.arn, NS, "app"));
+    assert_eq!(inv.roles.len(), 1);
+
+    env.delete("app").await;
+    env.wait_gone("app").await;
+    let inv = aws.inventory();
+    assert!(inv.roles.is_empty(), "orphaned: {:#?}", inv.roles);
+    assert!(inv.associations.is_empty());
     env.stop().await;
 }

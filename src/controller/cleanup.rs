@@ -1,7 +1,10 @@
 //! Deletion of a binding: remove what it made, in order (association, then the role's
 //! inline and attached policies and the role, under `deletionPolicy: Delete`), then let
 //! the finalizer go. Only resources carrying this binding's ownership tags (its cluster
-//! by ARN included) are touched; an existing role (`role.arn`) never is. A ServiceAccount the operator created goes
+//! by ARN included) are touched; an existing role (`role.arn`) never is. The role is
+//! looked for under every name it can have had: the derived name bare and under each
+//! guardrail role name prefix, and the role the status recorded, so a role whose ARN
+//! never reached the status is found too. A ServiceAccount the operator created goes
 //! with the binding through its ownerReference under `Delete`; under `Retain` the
 //! reference is removed first, so the ServiceAccount stays with the retained
 //! association.

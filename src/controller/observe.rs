@@ -260,8 +260,9 @@ fn cluster_arn_of_role(role: &Role, cluster_name: &str) -> Option<String> {
 }
 
 /// What cleanup needs under `policy`. Under `Delete`: the roles the binding may have
-/// made, by the name the spec gives or the derived name, and the role the status
-/// recorded, and the associations of its ServiceAccounts and the one the status
+/// made, by every name it can have had (the name the spec gives, or the derived name
+/// bare and under each role name prefix of the guardrails in force, and the role the
+/// status recorded) and the associations of its ServiceAccounts and the one the status
 /// recorded; only those carrying its ownership tags are removed. Under `Retain`: the
 /// ServiceAccounts only. `cluster` is `None` when the cluster no longer exists.
 pub async fn observe_for_cleanup(
@@ -309,7 +310,17 @@ pub async fn observe_for_cleanup(
         match (&binding.spec.role.name, &found.cluster_arn) {
             (Some(n), _) => role_names.push(n.clone()),
             (None, Some(arn)) => {
-                role_names.push(naming::default_role_name(arn, &ns, &binding.name_any()))
+                let name = binding.name_any();
+                let config = ctx.settings.guardrails.current();
+                let prefixes = config
+                    .rules
+                    .iter()
+                    .filter_map(|r| r.role_name_prefix.as_deref());
+                role_names.extend(
+                    std::iter::once("")
+                        .chain(prefixes)
+                        .map(|p| naming::prefixed_role_name(p, arn, &ns, &name)),
+                );
             }
             (None, None) => {}
         }
