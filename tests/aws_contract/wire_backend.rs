@@ -76,11 +76,11 @@ mod wire_specific {
     use std::collections::BTreeSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use crate::cases::documents_equivalent;
     use axum::Router;
     use axum::http::{HeaderName, HeaderValue, StatusCode};
     use pod_identity_operator::aws::{CreateRole, EksApi, IamApi};
     use pod_identity_operator::error::ErrorClass;
-    use crate::cases::documents_equivalent;
     use serde_json::{Value, json};
 
     use super::*;
