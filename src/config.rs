@@ -67,7 +67,8 @@ pub struct Rule {
     /// Existing role ARNs (globs) a binding may use as `role.arn`.
     #[serde(default)]
     pub allowed_existing_role_arns: Vec<String>,
-    /// Role ARNs (globs) a binding may chain into with `targetRoleArn`.
+    /// Role ARNs (globs) a binding may chain into with `targetRoleArn`, and the only
+    /// roles its inline and session policies may assume or tag sessions for.
     #[serde(default)]
     pub allowed_target_role_arns: Vec<String>,
     /// Applied to managed roles that name no boundary; another boundary is refused.
@@ -88,6 +89,53 @@ pub struct Rule {
     /// Escalating grants this rule allows in inline and session policies.
     #[serde(default)]
     pub allow_escalation: BTreeSet<Escalation>,
+    /// Bindings may take over an association something else made (`adopt: true`).
+    #[serde(default)]
+    pub allow_adopt: bool,
+    /// Bindings may turn off session tags (`disableSessionTags: true`), and with them
+    /// the trust policy's scoping to the binding's namespace and ServiceAccount.
+    #[serde(default)]
+    pub allow_disable_session_tags: bool,
+    /// Annotation keys (globs) a binding may give the ServiceAccount the operator
+    /// creates. IRSA's role annotation is allowed only when listed exactly, not by a glob.
+    #[serde(default)]
+    pub allowed_service_account_annotations: Vec<String>,
+    /// What a binding that was granted access keeps when this rule starts refusing it.
+    #[serde(default)]
+    pub when_denied: WhenDenied,
+}
+
+/// The annotation that gives a ServiceAccount an IAM role through IRSA.
+pub const IRSA_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// What happens to access already granted when a binding becomes `PolicyDenied`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WhenDenied {
+    /// The association is deleted and the role's policies removed (the role stays, so
+    /// allowing the binding again restores it).
+    #[default]
+    Revoke,
+    /// Everything stays as it was granted.
+    Keep,
+}
+
+impl GuardrailConfig {
+    /// What the rule governing `namespace` says of access a denied binding already has:
+    /// revoked unless that rule keeps it. With no configuration nothing is revoked (an
+    /// operator started without its file must not take everyone's access away).
+    pub fn when_denied(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<WhenDenied> {
+        if self.unconfigured || self.rules.is_empty() {
+            return None;
+        }
+        Some(
+            self.rule_for(namespace, labels)
+                .map_or(WhenDenied::Revoke, |r| r.when_denied),
+        )
+    }
 }
 
 /// A Kubernetes label selector over the namespace's labels: every `matchLabels` pair
@@ -523,6 +571,42 @@ pub fn evaluate(
             &rule.session_policies,
             "sessionPolicies",
         )?;
+    }
+    if spec.adopt == Some(true) && !rule.allow_adopt {
+        return Err(denied(
+            r,
+            "adopt",
+            "taking over an association something else made is not allowed in this namespace: remove adopt, or ask a cluster admin for allowAdopt",
+        ));
+    }
+    if spec.disable_session_tags == Some(true) && !rule.allow_disable_session_tags {
+        return Err(denied(
+            r,
+            "disableSessionTags",
+            "session tags scope the role's trust to this namespace and ServiceAccount and may not be turned off here: remove disableSessionTags, or ask a cluster admin for allowDisableSessionTags",
+        ));
+    }
+    for key in spec.service_account.annotations.keys() {
+        let allowed = if key == IRSA_ROLE_ANNOTATION {
+            rule.allowed_service_account_annotations
+                .iter()
+                .any(|a| a == IRSA_ROLE_ANNOTATION)
+        } else {
+            any_glob(&rule.allowed_service_account_annotations, key)
+        };
+        if !allowed {
+            return Err(denied(
+                r,
+                format!("serviceAccount.annotations[{key:?}]"),
+                if key == IRSA_ROLE_ANNOTATION {
+                    "an IRSA role annotation would give the ServiceAccount a second role outside these guardrails: remove it".to_owned()
+                } else {
+                    format!(
+                        "annotation {key:?} is not in allowedServiceAccountAnnotations: remove it, or ask a cluster admin to allow it"
+                    )
+                },
+            ));
+        }
     }
     Ok(Effects {
         rule: Some(rule.name.clone()),

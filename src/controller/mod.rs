@@ -40,6 +40,7 @@ pub mod observe;
 pub mod pacing;
 pub mod plan;
 pub mod reconcile;
+pub mod revoke;
 pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};

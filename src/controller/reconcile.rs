@@ -175,14 +175,34 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
         Err(problem) if quiet(binding, &problem) => {
             return Ok(ctx.requeue(meta, problem.retry));
         }
-        Err(problem) => {
+        Err(mut problem) => {
+            let mut st = binding.status.clone().unwrap_or_default();
+            if problem.reason == Reason::PolicyDenied {
+                match super::revoke::revoke(binding, ctx).await {
+                    Ok(Some(revoked)) => {
+                        st.association_id = None;
+                        st.association_arn = None;
+                        st.external_id = None;
+                        problem.message = format!("{}; {revoked}", problem.message);
+                        ctx.publish(binding, EventType::Warning, "AccessRevoked", revoked)
+                            .await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        problem.message = format!(
+                            "{}; revoking the access already granted failed ({e}), retrying",
+                            problem.message
+                        );
+                        problem.retry = Retry::Backoff;
+                    }
+                }
+            }
             let conditions = Conditions {
                 ready: State::failed(problem.reason, problem.message.clone()),
                 role: State::unknown(),
                 service_account: State::unknown(),
                 association: State::unknown(),
             };
-            let mut st = binding.status.clone().unwrap_or_default();
             set_conditions(binding, &mut st, &conditions);
             write_status(ctx, binding, st, Some(&problem)).await?;
             return Ok(ctx.requeue(meta, problem.retry));
