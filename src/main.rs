@@ -90,6 +90,11 @@ struct SandboxArgs {
     /// in-memory AWS simulator.
     #[arg(long)]
     wire: bool,
+    /// Run under the guardrails of this file (the format of `run --config`) instead of
+    /// the sandbox's own (config/sandbox-guardrails.yaml); the simulator enforces the
+    /// operator's IAM policy rendered for them.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 /// Options of `iam-policy`.
@@ -442,6 +447,8 @@ fn run_kubesim(port: u16, kubeconfig_out: Option<std::path::PathBuf>) -> anyhow:
 }
 
 fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use pod_identity_operator::config::GuardrailConfig;
     use pod_identity_operator::sandbox::{self, Options};
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -450,7 +457,22 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let (guardrails, guardrails_from) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the guardrails file {}", path.display()))?;
+            let config = GuardrailConfig::parse(&text)
+                .with_context(|| format!("the guardrails in {}", path.display()))?;
+            (config, path.display().to_string())
+        }
+        None => (
+            sandbox::default_guardrails()?,
+            "the sandbox's own (config/sandbox-guardrails.yaml; --config FILE for yours)".into(),
+        ),
+    };
     let options = Options {
+        guardrails,
+        guardrails_from,
         kubeconfig: args.kubeconfig,
         kube_addr: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
         inventory_addr: args.inventory_addr,

@@ -341,3 +341,103 @@ fn wire_mode_without_the_venv_says_how_to_install_it() {
         "{stderr}"
     );
 }
+
+/// `--config FILE`: the sandbox runs under the user's guardrails. Under a file that
+/// allows media's managed policy and session policy but not turning session tags off,
+/// the session-policy example is refused on `disableSessionTags` while billing's
+/// existing role still becomes Ready; the banner names the file.
+#[test]
+fn the_sandbox_runs_under_the_guardrails_file_it_is_given() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let guardrails = dir.path().join("my-guardrails.yaml");
+    std::fs::write(
+        &guardrails,
+        r#"rules:
+- name: mine-billing
+  namespaces: [billing]
+  allowedExistingRoleArns: ["arn:aws:iam::111122223333:role/billing-api"]
+- name: mine-media
+  namespaces: [media]
+  allowedManagedPolicyArns: ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]
+  sessionPolicies: {allowed: true, maxSize: 2048}
+"#,
+    )
+    .expect("guardrails file");
+    let config = guardrails.to_str().expect("utf-8 path");
+    let mut sandbox = Sandbox::start(dir.path(), &["--config", config, "--quiet"]);
+    assert_eq!(sandbox.printed("guardrails:"), config);
+    kubectl(
+        &kubeconfig,
+        &["apply", "-f", &format!("{EXAMPLES}/00-namespaces.yaml")],
+    );
+    for example in ["existing-role.yaml", "session-policy.yaml"] {
+        kubectl(
+            &kubeconfig,
+            &["apply", "-f", &format!("{EXAMPLES}/{example}")],
+        );
+    }
+    let waited = kubectl_command(&kubeconfig)
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "pib/billing-api",
+            "-n",
+            "billing",
+        ])
+        .arg("--timeout=120s")
+        .output()
+        .expect("kubectl wait runs");
+    assert!(
+        waited.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&waited.stderr),
+        sandbox.output()
+    );
+    let reason = "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}";
+    let message = "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}";
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = kubectl(
+            &kubeconfig,
+            &["get", "pib/uploader", "-n", "media", "-o", reason],
+        );
+        if got == "PolicyDenied" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploader's reason stayed {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let said = kubectl(
+        &kubeconfig,
+        &["get", "pib/uploader", "-n", "media", "-o", message],
+    );
+    assert!(
+        said.contains("disableSessionTags") && said.contains("mine-media"),
+        "{said}"
+    );
+    let status = sandbox.stop("-INT");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn a_guardrails_file_that_does_not_parse_stops_the_sandbox_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guardrails = dir.path().join("broken.yaml");
+    std::fs::write(&guardrails, "rules:\n- name: x\n  namespaces: 7\n").expect("file");
+    let out = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+        .args(["sandbox", "--quiet", "--config"])
+        .arg(&guardrails)
+        .arg("--kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the sandbox runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+}

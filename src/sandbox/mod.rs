@@ -14,7 +14,9 @@
 //! simulator's place ([`wire`]); the live view and `/inventory` then read the account
 //! through the AWS APIs, and the port serves `/inventory` only.
 //!
-//! The controller runs under the sandbox's own guardrails ([`GUARDRAILS`]).
+//! The controller runs under the sandbox's own guardrails ([`GUARDRAILS`]), or the file
+//! the user gives ([`Options::guardrails`]); the simulator's operator policy is rendered
+//! for the same guardrails.
 
 pub mod manifests;
 pub mod view;
@@ -69,6 +71,11 @@ pub struct Options {
     pub view_interval: Option<Duration>,
     /// moto and ministack instead of the simulator.
     pub wire: bool,
+    /// The guardrails the controller runs under and the simulator's operator policy is
+    /// rendered for ([`GUARDRAILS`] unless the user gives their own).
+    pub guardrails: GuardrailConfig,
+    /// Where `guardrails` came from, for the banner.
+    pub guardrails_from: String,
 }
 
 /// The AWS side of a running sandbox.
@@ -102,8 +109,8 @@ impl Aws {
 
 /// The simulated account as the sandbox starts it: the cluster, the managed policies
 /// and roles the examples expect, and the operator's IAM policy rendered for the
-/// cluster and the sandbox's guardrails ([`GUARDRAILS`]) enforced on every call.
-pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
+/// cluster and `guardrails` enforced on every call.
+pub async fn simulated_aws(guardrails: &GuardrailConfig) -> crate::Result<Arc<AwsSim>> {
     let aws = Arc::new(AwsSim::new(SimConfig {
         account_id: ACCOUNT_ID.into(),
         region: REGION.into(),
@@ -117,13 +124,12 @@ pub async fn simulated_aws() -> crate::Result<Arc<AwsSim>> {
     create_existing_roles(aws.as_ref()).await?;
     // What exists was made by an administrator; from here on every call is the
     // operator's, allowed only by its IAM policy rendered for this installation. The
-    // controller's guardrails are GUARDRAILS, fixed for the whole run
-    // ([`controller_settings`]), so the policy is rendered once, here, from them.
-    let guardrails = GuardrailConfig::parse(GUARDRAILS)?;
+    // controller's guardrails are fixed for the whole run ([`controller_settings`]), so
+    // the policy is rendered once, here, from them.
     let installation = Installation::new(CLUSTER, ACCOUNT_ID, REGION);
     aws.enforce(Some(&operator_policy::permissions(
         &installation,
-        &guardrails,
+        guardrails,
     )));
     Ok(aws)
 }
@@ -148,17 +154,22 @@ pub async fn create_existing_roles(iam: &dyn IamApi) -> crate::Result<()> {
 /// needs, so anything else shows `PolicyDenied`.
 pub const GUARDRAILS: &str = include_str!("../../config/sandbox-guardrails.yaml");
 
-/// Controller settings for an interactive sandbox: its own guardrails, quick retries, a
+/// The sandbox's own guardrails ([`GUARDRAILS`]).
+pub fn default_guardrails() -> crate::Result<GuardrailConfig> {
+    GuardrailConfig::parse(GUARDRAILS)
+}
+
+/// Controller settings for an interactive sandbox: `guardrails`, quick retries, a
 /// one-minute resync.
-pub fn controller_settings() -> crate::Result<Settings> {
+pub fn controller_settings(guardrails: GuardrailConfig) -> Settings {
     let mut settings = Settings::new(CLUSTER);
-    settings.guardrails = Arc::new(GuardrailSource::fixed(GuardrailConfig::parse(GUARDRAILS)?));
+    settings.guardrails = Arc::new(GuardrailSource::fixed(guardrails));
     settings.resync = Duration::from_secs(60);
     settings.retry_base = Duration::from_millis(200);
     settings.retry_max = Duration::from_secs(10);
     settings.retry_soon = Duration::from_secs(1);
     settings.retry_slow = Duration::from_secs(5);
-    Ok(settings)
+    settings
 }
 
 /// Routes of the inventory port: `GET /inventory`, and the simulator's wire front when
@@ -198,7 +209,7 @@ pub async fn run(
         ))?;
         Aws::Wire(Box::new(wire::WireAws::start(&venv).await?))
     } else {
-        Aws::Sim(simulated_aws().await?)
+        Aws::Sim(simulated_aws(&options.guardrails).await?)
     });
     let stop = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(options.inventory_addr).await?;
@@ -210,7 +221,12 @@ pub async fn run(
             .into_future(),
     );
 
-    let ctx = Context::new(client.clone(), aws.iam(), aws.eks(), controller_settings()?);
+    let ctx = Context::new(
+        client.clone(),
+        aws.iam(),
+        aws.eks(),
+        controller_settings(options.guardrails.clone()),
+    );
     let operator = tokio::spawn(controller::run(ctx, stop.clone().cancelled_owned()));
 
     let kubeconfig = options.kubeconfig.display();
@@ -219,6 +235,7 @@ pub async fn run(
     println!("  kubeconfig:               {kubeconfig}");
     println!("  EKS cluster:              {CLUSTER} (account {ACCOUNT_ID}, {REGION})");
     println!("  AWS inventory (JSON):     {inventory_url}");
+    println!("  guardrails:               {}", options.guardrails_from);
     match aws.as_ref() {
         Aws::Sim(_) => println!("  AWS endpoint (IAM, EKS):  {aws_url}"),
         Aws::Wire(w) => {
