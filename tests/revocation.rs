@@ -1,16 +1,22 @@
 //! The guardrails govern what a binding may take over, turn off or annotate, and take
-//! access away when they tighten: through the real controller, against kubesim and the
-//! AWS simulator (authorizing every call against the operator's shipped IAM policy).
+//! access away when they tighten: through the real controller and the AWS simulator
+//! (authorizing every call against the operator's shipped IAM policy), each case on
+//! kubesim and on a real kube-apiserver.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, PostParams};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{CreateAssociation, EksApi};
 use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
+use pod_identity_operator::controller::Settings;
 use serde_json::json;
 
 mod support;
+use support::cluster::ControlPlane;
 use support::{Env, READ_ONLY};
 
 const CLUSTER: &str = "prod";
@@ -31,6 +37,58 @@ fn rewrite(path: &std::path::Path, text: &str, generation: u64) {
         .expect("mtime");
 }
 
+/// The Kubernetes side of a case.
+enum Kube {
+    Sim,
+    /// A real control plane (kept running for the case) and its admin client.
+    Real(ControlPlane, Client),
+}
+
+impl Kube {
+    async fn real() -> Kube {
+        let plane = ControlPlane::start(Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
+        let client = plane.admin_client().await.expect("admin client");
+        support::install_crd(&client).await;
+        Kube::Real(plane, client)
+    }
+
+    /// The controller over namespace `ns` (made here on the real server, where each
+    /// phase of a case gets its own).
+    async fn env(&self, ns: &str, aws: &Arc<AwsSim>, tune: impl FnOnce(&mut Settings)) -> Env {
+        match self {
+            Kube::Sim => Env::start(CLUSTER, aws.clone(), aws.clone(), tune).await,
+            Kube::Real(_, client) => {
+                let namespace: Namespace =
+                    serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
+                Api::<Namespace>::all(client.clone())
+                    .create(&PostParams::default(), &namespace)
+                    .await
+                    .expect("create namespace");
+                Env::start_on(
+                    client.clone(),
+                    None,
+                    ns,
+                    CLUSTER,
+                    aws.clone(),
+                    aws.clone(),
+                    tune,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The namespace a phase named `ns` runs in: kubesim's Env always uses its own.
+    fn ns<'a>(&self, ns: &'a str) -> &'a str {
+        match self {
+            Kube::Sim => support::NS,
+            Kube::Real(..) => ns,
+        }
+    }
+}
+
 async fn sim() -> Arc<AwsSim> {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     aws.add_cluster(CLUSTER);
@@ -39,15 +97,27 @@ async fn sim() -> Arc<AwsSim> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopt_disabled_session_tags_and_annotations_need_the_rule_to_allow_them() {
+    adopt_session_tags_and_annotations(Kube::Sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_disabled_session_tags_and_annotations_need_the_rule_to_allow_them_on_a_real_apiserver()
+ {
+    adopt_session_tags_and_annotations(Kube::real().await).await;
+}
+
+async fn adopt_session_tags_and_annotations(kube: Kube) {
     let aws = sim().await;
-    let strict = GuardrailConfig::parse(
-        "rules:\n- name: apps\n  namespaces: [default]\n  allowedManagedPolicyArns: [\"*\"]\n  allowedServiceAccountAnnotations: [\"*\"]\n",
-    )
+    let ns = kube.ns("strict");
+    let strict = GuardrailConfig::parse(&format!(
+        "rules:\n- name: apps\n  namespaces: [{ns}]\n  allowedManagedPolicyArns: [\"*\"]\n  allowedServiceAccountAnnotations: [\"*\"]\n",
+    ))
     .expect("guardrails");
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
-        s.guardrails = Arc::new(GuardrailSource::fixed(strict));
-    })
-    .await;
+    let env = kube
+        .env(ns, &aws, |s| {
+            s.guardrails = Arc::new(GuardrailSource::fixed(strict));
+        })
+        .await;
     let cases = [
         ("adopter", json!({"adopt": true}), "spec.adopt"),
         (
@@ -83,24 +153,26 @@ async fn adopt_disabled_session_tags_and_annotations_need_the_rule_to_allow_them
 
     // Where the rule allows them, the same bindings converge.
     let aws = sim().await;
-    let open = GuardrailConfig::parse(
-        "rules:\n- name: apps\n  namespaces: [default]\n  allowAdopt: true\n  allowDisableSessionTags: true\n  allowedServiceAccountAnnotations: [\"eks.amazonaws.com/role-arn\"]\n",
-    )
+    let ns = kube.ns("open");
+    let open = GuardrailConfig::parse(&format!(
+        "rules:\n- name: apps\n  namespaces: [{ns}]\n  allowAdopt: true\n  allowDisableSessionTags: true\n  allowedServiceAccountAnnotations: [\"eks.amazonaws.com/role-arn\"]\n",
+    ))
     .expect("guardrails");
     support::existing_role(&aws).await;
     AwsSim::as_admin(aws.create_pod_identity_association(&CreateAssociation {
         cluster_name: CLUSTER.into(),
-        namespace: "default".into(),
+        namespace: ns.into(),
         service_account: "adopter".into(),
         role_arn: support::EXISTING_ROLE_ARN.into(),
         ..CreateAssociation::default()
     }))
     .await
     .expect("an association made by someone else");
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
-        s.guardrails = Arc::new(GuardrailSource::fixed(open));
-    })
-    .await;
+    let env = kube
+        .env(ns, &aws, |s| {
+            s.guardrails = Arc::new(GuardrailSource::fixed(open));
+        })
+        .await;
     for (name, spec, _) in &cases {
         env.apply(name, spec.clone()).await;
     }
@@ -112,21 +184,32 @@ async fn adopt_disabled_session_tags_and_annotations_need_the_rule_to_allow_them
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tightened_rule_takes_granted_access_away_unless_it_keeps_it() {
+    tightened_rule(Kube::Sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tightened_rule_takes_granted_access_away_unless_it_keeps_it_on_a_real_apiserver() {
+    tightened_rule(Kube::real().await).await;
+}
+
+async fn tightened_rule(kube: Kube) {
+    let ns = kube.ns("tightened");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("guardrails.yaml");
     let rules = |policies: &str, when: &str| {
         format!(
-            "rules:\n- name: apps\n  namespaces: [default]\n  allowedManagedPolicyArns: [{policies}]\n  inlinePolicies: {{allowed: true}}\n  whenDenied: {when}\n"
+            "rules:\n- name: apps\n  namespaces: [{ns}]\n  allowedManagedPolicyArns: [{policies}]\n  inlinePolicies: {{allowed: true}}\n  whenDenied: {when}\n"
         )
     };
     let allow = format!("{READ_ONLY:?}");
     rewrite(&path, &rules(&allow, "Revoke"), 1);
     let source = Arc::new(GuardrailSource::from_file(&path).expect("load"));
     let aws = sim().await;
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), |s| {
-        s.guardrails = source;
-    })
-    .await;
+    let env = kube
+        .env(ns, &aws, |s| {
+            s.guardrails = source;
+        })
+        .await;
     let spec =
         json!({"role": {"managedPolicyArns": [READ_ONLY], "inlinePolicies": {"read": inline()}}});
     env.apply("reader", spec.clone()).await;
