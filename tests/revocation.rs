@@ -41,7 +41,10 @@ fn rewrite(path: &std::path::Path, text: &str, generation: u64) {
 enum Kube {
     Sim,
     /// A real control plane (kept running for the case) and its admin client.
-    Real(ControlPlane, Client),
+    Real {
+        _plane: Box<ControlPlane>,
+        client: Client,
+    },
 }
 
 impl Kube {
@@ -51,7 +54,10 @@ impl Kube {
             .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
         let client = plane.admin_client().await.expect("admin client");
         support::install_crd(&client).await;
-        Kube::Real(plane, client)
+        Kube::Real {
+            _plane: Box::new(plane),
+            client,
+        }
     }
 
     /// The controller over namespace `ns` (made here on the real server, where each
@@ -59,7 +65,7 @@ impl Kube {
     async fn env(&self, ns: &str, aws: &Arc<AwsSim>, tune: impl FnOnce(&mut Settings)) -> Env {
         match self {
             Kube::Sim => Env::start(CLUSTER, aws.clone(), aws.clone(), tune).await,
-            Kube::Real(_, client) => {
+            Kube::Real { client, .. } => {
                 let namespace: Namespace =
                     serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
                 Api::<Namespace>::all(client.clone())
@@ -84,7 +90,7 @@ impl Kube {
     fn ns<'a>(&self, ns: &'a str) -> &'a str {
         match self {
             Kube::Sim => support::NS,
-            Kube::Real(..) => ns,
+            Kube::Real { .. } => ns,
         }
     }
 }
