@@ -2,7 +2,8 @@
 //! run into each other never share a role; a binding deleted under `deletionPolicy:
 //! Retain` leaves its ServiceAccount for the association it keeps; a binding whose role
 //! got a guardrail's name prefix and never reached the status still has that role
-//! removed when it is deleted.
+//! removed when it is deleted. The AWS side is the simulator; each case runs on kubesim
+//! and on a real kube-apiserver.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 
 mod support;
 
+use support::cluster::ControlPlane;
 use support::{Env, NS, WAIT, ready};
 
 const ACCOUNT: &str = "111122223333";
@@ -82,17 +84,69 @@ async fn converged_in(client: &Client, ns: &str, name: &str) -> PodIdentityBindi
     }
 }
 
-/// The controller for `cluster` on a kubesim of its own, watching every namespace.
+/// Where an operator of these tests runs: a kubesim of its own, or a real control plane
+/// of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    Kubesim,
+    Real,
+}
+
+/// A controller for one cluster, watching every namespace of its own API server.
+struct Operator {
+    env: Env,
+    _plane: Option<Box<ControlPlane>>,
+}
+
+impl std::ops::Deref for Operator {
+    type Target = Env;
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+impl Operator {
+    async fn stop(self) {
+        self.env.stop().await;
+    }
+}
+
+/// The controller for `cluster` on an API server of its own (`server`), watching every
+/// namespace.
 async fn operator_of(
+    server: Server,
     cluster: &str,
     iam: Arc<dyn IamApi>,
     eks: Arc<dyn EksApi>,
     tune: impl FnOnce(&mut pod_identity_operator::controller::Settings),
-) -> Env {
-    let kube = KubeSim::new();
-    let client = kube.client();
-    support::install_crd(&client).await;
-    Env::start_on(client, Some(kube), NS, cluster, iam, eks, tune).await
+) -> Operator {
+    match server {
+        Server::Kubesim => {
+            let kube = KubeSim::new();
+            let client = kube.client();
+            support::install_crd(&client).await;
+            Operator {
+                env: Env::start_on(client, Some(kube), NS, cluster, iam, eks, tune).await,
+                _plane: None,
+            }
+        }
+        Server::Real => {
+            let plane = ControlPlane::start(Default::default())
+                .await
+                .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
+            let client = plane.admin_client().await.expect("admin client");
+            support::install_crd(&client).await;
+            let env = Env::start_on(client, None, NS, cluster, iam, eks, |s| {
+                tune(s);
+                s.namespace = None;
+            })
+            .await;
+            Operator {
+                env,
+                _plane: Some(Box::new(plane)),
+            }
+        }
+    }
 }
 
 fn role_name_of(b: &PodIdentityBinding) -> String {
@@ -109,11 +163,20 @@ fn role_name_of(b: &PodIdentityBinding) -> String {
 /// for its own cluster, all Ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_that_run_into_each_other_get_roles_of_their_own() {
+    names_running_into_each_other(Server::Kubesim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_run_into_each_other_get_roles_of_their_own_on_a_real_apiserver() {
+    names_running_into_each_other(Server::Real).await;
+}
+
+async fn names_running_into_each_other(server: Server) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
     let prod_eu = aws.add_cluster("prod-eu");
-    let a = operator_of("prod", aws.clone(), aws.clone(), |_| {}).await;
-    let b = operator_of("prod-eu", aws.clone(), aws.clone(), |_| {}).await;
+    let a = operator_of(server, "prod", aws.clone(), aws.clone(), |_| {}).await;
+    let b = operator_of(server, "prod-eu", aws.clone(), aws.clone(), |_| {}).await;
 
     let in_prod = [("team-a", "b-x"), ("team-a-b", "x"), ("eu-team", "app")];
     for (ns, name) in in_prod {
@@ -250,6 +313,15 @@ impl EksApi for OtherRegion {
 /// the other cluster's role alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_of_one_name_in_two_regions_never_manage_each_others_roles() {
+    namesake_clusters_in_two_regions(Server::Kubesim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_of_one_name_in_two_regions_never_manage_each_others_roles_on_a_real_apiserver() {
+    namesake_clusters_in_two_regions(Server::Real).await;
+}
+
+async fn namesake_clusters_in_two_regions(server: Server) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let east_arn = aws.add_cluster("prod").arn;
     aws.add_cluster("prod-in-us-west-2");
@@ -260,8 +332,8 @@ async fn clusters_of_one_name_in_two_regions_never_manage_each_others_roles() {
         local: "prod-in-us-west-2".into(),
         arn: west_arn.clone(),
     });
-    let a = operator_of("prod", aws.clone(), aws.clone(), |_| {}).await;
-    let b = operator_of("prod", aws.clone(), west, |_| {}).await;
+    let a = operator_of(server, "prod", aws.clone(), aws.clone(), |_| {}).await;
+    let b = operator_of(server, "prod", aws.clone(), west, |_| {}).await;
     a.apply("app", json!({})).await;
     let in_east = a.wait_converged("app").await;
     b.apply("app", json!({})).await;
@@ -296,6 +368,15 @@ async fn clusters_of_one_name_in_two_regions_never_manage_each_others_roles() {
 /// is not this binding's: `RoleConflict`, and it is left as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_tagged_for_a_namesake_cluster_is_a_conflict() {
+    namesake_role_conflict(Server::Kubesim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_tagged_for_a_namesake_cluster_is_a_conflict_on_a_real_apiserver() {
+    namesake_role_conflict(Server::Real).await;
+}
+
+async fn namesake_role_conflict(server: Server) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
     let namesake = format!("arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/prod");
@@ -312,7 +393,7 @@ async fn a_role_tagged_for_a_namesake_cluster_is_a_conflict() {
         .expect("role");
     })
     .await;
-    let env = operator_of("prod", aws.clone(), aws.clone(), |_| {}).await;
+    let env = operator_of(server, "prod", aws.clone(), aws.clone(), |_| {}).await;
     env.apply("app", json!({})).await;
     let b = env
         .wait_ready("app", "RoleConflict", |_, c| c.reason == "RoleConflict")
@@ -366,7 +447,7 @@ async fn retained(env: &Env, admin: &Client, aws: &AwsSim, cluster_arn: &str) ->
 async fn retain_releases_the_service_account_it_created() {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
-    let env = operator_of("prod", aws.clone(), aws.clone(), |_| {}).await;
+    let env = operator_of(Server::Kubesim, "prod", aws.clone(), aws.clone(), |_| {}).await;
     retained(&env, &env.client, &aws, &prod.arn).await;
     env.stop().await;
 }
@@ -431,11 +512,21 @@ rules:
 /// records it; the binding is deleted while it waits to retry: the role goes too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefixed_role_the_status_never_recorded_is_removed_with_its_binding() {
+    prefixed_role_never_recorded(Server::Kubesim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefixed_role_the_status_never_recorded_is_removed_with_its_binding_on_a_real_apiserver()
+{
+    prefixed_role_never_recorded(Server::Real).await;
+}
+
+async fn prefixed_role_never_recorded(server: Server) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
     aws.knobs()
         .fail_next("CreateRole", Fault::timeout().after_effect());
-    let env = operator_of("prod", aws.clone(), aws.clone(), |s| {
+    let env = operator_of(server, "prod", aws.clone(), aws.clone(), |s| {
         s.guardrails = Arc::new(GuardrailSource::fixed(prefixed_guardrails()));
         // Long enough that the binding is deleted before the create is retried.
         s.retry_base = Duration::from_secs(600);
