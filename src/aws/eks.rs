@@ -16,7 +16,8 @@ use serde_json::Value;
 
 use super::classify::{classify, none_if_not_found};
 use super::{
-    Association, AssociationSummary, Cluster, CreateAssociation, EksApi, Tags, UpdateAssociation,
+    Addon, Association, AssociationSummary, Cluster, CreateAssociation, EksApi, Tags,
+    UpdateAssociation,
 };
 use crate::{Error, Result};
 
@@ -267,6 +268,49 @@ impl EksApi for SdkEks {
             .await
             .map_err(|e| classify("UntagResource", &e))?;
         Ok(())
+    }
+
+    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
+        const OP: &str = "DescribeAddon";
+        let out = match self
+            .client
+            .describe_addon()
+            .cluster_name(cluster_name)
+            .addon_name(addon_name)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => return none_if_not_found(classify(OP, &e)),
+        };
+        let a = out
+            .addon()
+            .ok_or_else(|| answer_error(OP, "no add-on in the answer"))?;
+        Ok(Some(Addon {
+            cluster_name: a.cluster_name().unwrap_or(cluster_name).to_string(),
+            name: a.addon_name().unwrap_or(addon_name).to_string(),
+            arn: a.addon_arn().unwrap_or_default().to_string(),
+            status: a.status().map(|s| s.as_str().to_string()),
+            version: non_empty(a.addon_version()),
+            service_account_role_arn: non_empty(a.service_account_role_arn()),
+            pod_identity_association_arns: a.pod_identity_associations().to_vec(),
+        }))
+    }
+
+    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
+        const OP: &str = "ListAddons";
+        let mut pages = self
+            .client
+            .list_addons()
+            .cluster_name(cluster_name)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(OP, &e))?;
+            names.extend(page.addons().iter().cloned());
+        }
+        Ok(names)
     }
 }
 

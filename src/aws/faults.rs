@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{
-    Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
+    Addon, Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
     EksApi, IamApi, Role, Tags, UpdateAssociation,
 };
 use crate::Result;
@@ -607,6 +607,10 @@ where
             self.inner.list_instance_profiles_for_role(name).await,
         )
     }
+    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
+        let admitted = self.knobs.enter(Service::Iam, "ListRoles").await?;
+        admitted.finish("ListRoles", self.inner.list_roles(path_prefix).await)
+    }
 }
 
 #[async_trait]
@@ -701,6 +705,17 @@ where
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
         let admitted = self.knobs.enter(Service::Eks, "UntagResource").await?;
         admitted.finish("UntagResource", self.inner.untag_resource(arn, keys).await)
+    }
+    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
+        let admitted = self.knobs.enter(Service::Eks, "DescribeAddon").await?;
+        admitted.finish(
+            "DescribeAddon",
+            self.inner.describe_addon(cluster_name, addon_name).await,
+        )
+    }
+    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
+        let admitted = self.knobs.enter(Service::Eks, "ListAddons").await?;
+        admitted.finish("ListAddons", self.inner.list_addons(cluster_name).await)
     }
 }
 

@@ -348,4 +348,22 @@ impl IamApi for SdkIam {
         }
         Ok(names)
     }
+
+    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
+        const OP: &str = "ListRoles";
+        let mut pages = self
+            .client
+            .list_roles()
+            .path_prefix(path_prefix)
+            .into_paginator()
+            .send();
+        let mut roles = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(OP, &e))?;
+            for r in page.roles() {
+                roles.push(role_from_sdk(OP, r)?);
+            }
+        }
+        Ok(roles)
+    }
 }

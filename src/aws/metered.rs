@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
+    Addon, Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
     EksApi, IamApi, Role, Tags, UpdateAssociation,
 };
 use crate::Result;
@@ -179,6 +179,10 @@ where
         )
         .await
     }
+    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
+        self.iam("ListRoles", self.inner.list_roles(path_prefix))
+            .await
+    }
 }
 
 #[async_trait]
@@ -254,6 +258,17 @@ where
     }
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
         self.eks("UntagResource", self.inner.untag_resource(arn, keys))
+            .await
+    }
+    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
+        self.eks(
+            "DescribeAddon",
+            self.inner.describe_addon(cluster_name, addon_name),
+        )
+        .await
+    }
+    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
+        self.eks("ListAddons", self.inner.list_addons(cluster_name))
             .await
     }
 }

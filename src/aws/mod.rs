@@ -110,6 +110,22 @@ pub struct AssociationSummary {
     pub owner_arn: Option<String>,
 }
 
+/// An EKS add-on as DescribeAddon reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addon {
+    pub cluster_name: String,
+    pub name: String,
+    pub arn: String,
+    /// `ACTIVE`, `CREATING`, `DEGRADED`, ...
+    pub status: Option<String>,
+    pub version: Option<String>,
+    /// The IAM role of the add-on's ServiceAccount under IRSA (`serviceAccountRoleArn`).
+    pub service_account_role_arn: Option<String>,
+    /// ARNs of the Pod Identity associations the add-on owns (EKS makes them, with the
+    /// add-on's ARN as their `ownerArn`).
+    pub pod_identity_association_arns: Vec<String>,
+}
+
 /// Input of CreatePodIdentityAssociation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateAssociation {
@@ -184,6 +200,23 @@ pub trait IamApi: Send + Sync {
     /// ListInstanceProfilesForRole: names of the instance profiles holding the role, to
     /// explain a DeleteConflict.
     async fn list_instance_profiles_for_role(&self, name: &str) -> Result<Vec<String>>;
+    /// ListRoles under a path prefix, every page. IAM lists neither tags nor
+    /// permissions boundaries here: ask [`IamApi::list_role_tags`] or
+    /// [`IamApi::get_role`] for them. Implementations that do not list roles answer
+    /// `UnsupportedOperation`.
+    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
+        let _ = path_prefix;
+        Err(unsupported("ListRoles"))
+    }
+}
+
+/// The error of an operation an implementation does not provide.
+fn unsupported(operation: &str) -> crate::Error {
+    faults::aws_error(
+        operation,
+        "UnsupportedOperation",
+        &format!("{operation} is not implemented by this client"),
+    )
 }
 
 /// The EKS calls the operator makes. A method's doc names the EKS API it maps to.
@@ -225,4 +258,15 @@ pub trait EksApi: Send + Sync {
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()>;
     /// UntagResource (on an association ARN).
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()>;
+    /// DescribeAddon; `None` when the cluster has no add-on of that name.
+    /// Implementations without add-ons answer `UnsupportedOperation`.
+    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
+        let _ = (cluster_name, addon_name);
+        Err(unsupported("DescribeAddon"))
+    }
+    /// ListAddons: the names of the cluster's add-ons, every page.
+    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
+        let _ = cluster_name;
+        Err(unsupported("ListAddons"))
+    }
 }

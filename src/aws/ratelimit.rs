@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
+    Addon, Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
     EksApi, IamApi, Role, Tags, UpdateAssociation,
 };
 use crate::Result;
@@ -263,6 +263,9 @@ where
         self.call(|| self.inner.list_instance_profiles_for_role(name))
             .await
     }
+    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
+        self.call(|| self.inner.list_roles(path_prefix)).await
+    }
 }
 
 #[async_trait]
@@ -327,6 +330,13 @@ where
     }
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
         self.call(|| self.inner.untag_resource(arn, keys)).await
+    }
+    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
+        self.call(|| self.inner.describe_addon(cluster_name, addon_name))
+            .await
+    }
+    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
+        self.call(|| self.inner.list_addons(cluster_name)).await
     }
 }
 

@@ -7,7 +7,8 @@ use super::{AssociationRecord, AwsSim, ClusterRecord, State, authz, random_id, r
 use crate::Result;
 use crate::aws::faults::{Service, aws_error};
 use crate::aws::{
-    Association, AssociationSummary, Cluster, CreateAssociation, EksApi, Tags, UpdateAssociation,
+    Addon, Association, AssociationSummary, Cluster, CreateAssociation, EksApi, Tags,
+    UpdateAssociation,
 };
 
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -426,5 +427,19 @@ impl EksApi for AwsSim {
             Ok(())
         })
         .await
+    }
+
+    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
+        const OP: &str = "DescribeAddon";
+        self.call(Service::Eks, OP, || {
+            self.describe_addon_now(OP, cluster_name, addon_name)
+        })
+        .await
+    }
+
+    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
+        const OP: &str = "ListAddons";
+        self.call(Service::Eks, OP, || self.list_addons_now(OP, cluster_name))
+            .await
     }
 }

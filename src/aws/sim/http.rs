@@ -4,7 +4,8 @@
 //! simulator through the real SDK clients with an endpoint override, while the test
 //! keeps the [`AwsSim`] to inspect and to turn its knobs.
 //!
-//! Implemented: the 18 IAM and 8 EKS operations of the traits, AWS's error bodies
+//! Implemented: the 19 IAM and 10 EKS operations of the traits (ListRoles, DescribeAddon
+//! and ListAddons included), AWS's error bodies
 //! (`ErrorResponse` XML for IAM; `x-amzn-ErrorType` and a JSON message for EKS), lists
 //! paged as AWS pages them (`MaxItems`/`Marker`, `maxResults`/`nextToken`; the tokens
 //! are offsets); `GET /_sim/inventory` and `GET /_sim/calls` show the simulator's state.
@@ -47,6 +48,8 @@ pub fn router(sim: Arc<AwsSim>) -> Router {
                 .post(update_association)
                 .delete(delete_association),
         )
+        .route("/clusters/{name}/addons", get(list_addons))
+        .route("/clusters/{name}/addons/{addon}", get(describe_addon))
         .route("/tags/{*arn}", post(tag_resource).delete(untag_resource))
         .route("/_sim/inventory", get(inventory))
         .route("/_sim/calls", get(calls))
@@ -404,6 +407,21 @@ async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Opt
                 .collect();
             Ok(Some(iam_page(p, members, "InstanceProfiles")))
         }
+        "ListRoles" => {
+            let roles = sim.list_roles(p.get("PathPrefix").unwrap_or("/")).await?;
+            let members: Vec<String> = roles
+                .iter()
+                .map(|r| {
+                    let inner = role_xml(r);
+                    let inner = inner
+                        .strip_prefix("<Role>")
+                        .and_then(|x| x.strip_suffix("</Role>"))
+                        .unwrap_or_default();
+                    format!("<member>{inner}</member>")
+                })
+                .collect();
+            Ok(Some(iam_page(p, members, "Roles")))
+        }
         other => Err(aws_error(
             action,
             "InvalidAction",
@@ -701,6 +719,67 @@ async fn untag_resource(
                 .collect();
             sim.untag_resource(&arn, &keys).await?;
             Ok(json!({}))
+        }
+        .await,
+    )
+}
+
+fn addon_json(a: &crate::aws::Addon) -> Value {
+    json!({
+        "addonName": a.name,
+        "clusterName": a.cluster_name,
+        "status": a.status,
+        "addonVersion": a.version,
+        "addonArn": a.arn,
+        "serviceAccountRoleArn": a.service_account_role_arn,
+        "podIdentityAssociations": a.pod_identity_association_arns,
+    })
+}
+
+async fn describe_addon(
+    State(sim): State<Arc<AwsSim>>,
+    Path((name, addon)): Path<(String, String)>,
+) -> EksReply {
+    EksReply(
+        async {
+            match sim.describe_addon(&name, &addon).await? {
+                Some(a) => Ok(json!({"addon": addon_json(&a)})),
+                None => Err(aws_error(
+                    "DescribeAddon",
+                    "ResourceNotFoundException",
+                    &format!("No addon: {addon} found in cluster: {name}"),
+                )),
+            }
+        }
+        .await,
+    )
+}
+
+async fn list_addons(
+    State(sim): State<Arc<AwsSim>>,
+    Path(name): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> EksReply {
+    EksReply(
+        async {
+            let find = |key: &str| {
+                query
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            let names = sim.list_addons(&name).await?;
+            let start = find("nextToken")
+                .and_then(|t| t.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(names.len());
+            let max = find("maxResults")
+                .and_then(|m| m.parse::<usize>().ok())
+                .unwrap_or(100)
+                .clamp(1, 100);
+            let end = (start + max).min(names.len());
+            let next = (end < names.len()).then(|| end.to_string());
+            Ok(json!({"addons": names[start..end], "nextToken": next}))
         }
         .await,
     )

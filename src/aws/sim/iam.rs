@@ -78,6 +78,7 @@ impl IamApi for AwsSim {
             )?;
             let now = self.now_utc();
             let mut s = self.lock();
+            super::addons::federated_principals_exist(&s, OP, &input.assume_role_policy)?;
             if let Some(arn) = &input.permissions_boundary_arn {
                 policy_exists(&s, OP, arn)?;
             }
@@ -165,9 +166,10 @@ impl IamApi for AwsSim {
         self.call(Service::Iam, OP, || {
             self.authorize_role(OP, "iam:UpdateAssumeRolePolicy", name, authz::Keys::new())?;
             let mut s = self.lock();
-            let r = role_mut(&mut s, OP, name)?;
+            role_mut(&mut s, OP, name)?;
             rules::trust_policy(OP, document, self.config.trust_policy_max_chars)?;
-            r.role.assume_role_policy = document.clone();
+            super::addons::federated_principals_exist(&s, OP, document)?;
+            role_mut(&mut s, OP, name)?.role.assume_role_policy = document.clone();
             Ok(())
         })
         .await
@@ -444,5 +446,11 @@ impl IamApi for AwsSim {
             Ok(profiles_of(&s, &name.to_ascii_lowercase()))
         })
         .await
+    }
+
+    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
+        const OP: &str = "ListRoles";
+        self.call(Service::Iam, OP, || self.list_roles_now(OP, path_prefix))
+            .await
     }
 }

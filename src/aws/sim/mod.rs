@@ -28,6 +28,7 @@
 //! management, role last-used data, EKS clusters' own lifecycle, and paging (the traits
 //! return whole lists).
 
+mod addons;
 pub mod authz;
 mod eks;
 mod grammar;
@@ -48,7 +49,9 @@ use tokio::time::Instant;
 
 use super::Tags;
 use super::faults::{Knobs, Service};
-use super::{Association, Cluster, Role};
+use super::{Addon, Association, Cluster, Role};
+
+pub use addons::AddonSetup;
 
 /// AWS managed policies the simulator knows from the start (any AWS implementation
 /// has these); add others with [`AwsSim::add_managed_policy`].
@@ -201,6 +204,8 @@ struct ClusterRecord {
     released: BTreeMap<(String, String), (String, Instant)>,
     /// clientRequestToken to the id it created and a fingerprint of the request.
     tokens: BTreeMap<String, (String, String)>,
+    /// Add-ons by name ([`AwsSim::add_addon`]).
+    addons: BTreeMap<String, Addon>,
 }
 
 struct AssociationRecord {
@@ -215,6 +220,8 @@ struct State {
     /// Instance profile name to lower-cased role names.
     instance_profiles: BTreeMap<String, BTreeSet<String>>,
     clusters: BTreeMap<String, ClusterRecord>,
+    /// ARNs of the account's IAM OIDC identity providers ([`AwsSim::add_oidc_provider`]).
+    oidc_providers: BTreeSet<String>,
     rng: StdRng,
     seq: u64,
 }
@@ -243,6 +250,7 @@ impl AwsSim {
                 .collect(),
             instance_profiles: BTreeMap::new(),
             clusters: BTreeMap::new(),
+            oidc_providers: BTreeSet::new(),
             rng: StdRng::seed_from_u64(config.seed),
             seq: 0,
         };
@@ -461,6 +469,7 @@ impl AwsSim {
                 associations: BTreeMap::new(),
                 released: BTreeMap::new(),
                 tokens: BTreeMap::new(),
+                addons: BTreeMap::new(),
             },
         );
         cluster
