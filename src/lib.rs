@@ -3,6 +3,7 @@
 //! The library holds every piece the binary wires together; see `../shared/DESIGN.md`
 //! for how they fit.
 
+pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod controller;
@@ -10,6 +11,7 @@ pub mod crd;
 pub mod error;
 pub mod escalation;
 pub mod kubesim;
+pub mod migrate;
 pub mod naming;
 pub mod operator_policy;
 pub mod policy;

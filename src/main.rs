@@ -61,6 +61,12 @@ enum Command {
     /// Run everything locally: kubesim, the AWS simulator and the operator (no cluster,
     /// no AWS account), until Ctrl-C.
     Sandbox(SandboxArgs),
+    /// Report the cluster's identity wiring (IRSA, associations, roles, bindings, the Pod
+    /// Identity Agent) without changing anything; exit status 2 at --fail-on.
+    Audit(pod_identity_operator::audit::AuditArgs),
+    /// Plan (and with --apply make) the move from IRSA to PodIdentityBindings: writes
+    /// binding YAML to --out, changes AWS or the cluster only with --apply.
+    Migrate(pod_identity_operator::migrate::MigrateArgs),
 }
 
 /// Options of `sandbox`.
@@ -240,6 +246,18 @@ fn main() -> anyhow::Result<()> {
             kubeconfig_out,
         } => run_kubesim(port, kubeconfig_out),
         Command::Sandbox(args) => run_sandbox(args),
+        Command::Audit(args) => {
+            let failed = tokio::runtime::Runtime::new()?
+                .block_on(pod_identity_operator::audit::run(&args))?;
+            if failed {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            Ok(tokio::runtime::Runtime::new()?
+                .block_on(pod_identity_operator::migrate::run(&args))?)
+        }
         Command::IamPolicy(args) => {
             print!("{}", iam_policy(&args)?);
             Ok(())

@@ -595,6 +595,31 @@ const BUILTINS: &[Builtin] = &[
         },
     },
     Builtin {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        status: true,
+        name_rule: NameRule::Subdomain,
+        return_deleted_object: false,
+        normalize: typed::<k8s_openapi::api::apps::v1::DaemonSet>,
+        stored_as: None,
+        checks: None,
+        field_labels: None,
+        generation: true,
+        columns: || {
+            vec![
+                Column::new("Desired", "integer", path(".status.desiredNumberScheduled")),
+                Column::new("Current", "integer", path(".status.currentNumberScheduled")),
+                Column::new("Ready", "integer", path(".status.numberReady")),
+                Column::age(),
+            ]
+        },
+    },
+    Builtin {
         group: "rbac.authorization.k8s.io",
         version: "v1",
         kind: "ClusterRole",
