@@ -112,6 +112,7 @@ mod http;
 mod meta;
 mod patch;
 pub mod rbac;
+mod re2;
 mod resources;
 mod schema;
 mod serve;
