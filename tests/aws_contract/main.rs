@@ -3,6 +3,7 @@
 //! Pod Identity). A case that a wire server is laxer than AWS about says so and checks
 //! the simulator against AWS's documented behaviour instead.
 
+mod addons;
 mod authorization;
 mod backend;
 mod cases;
