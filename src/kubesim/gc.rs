@@ -107,47 +107,61 @@ impl State {
 
     pub(super) fn finish_namespace(&mut self, ns: &str) {
         let key = (String::new(), ns.to_owned());
-        let Some(nsobj) = self
+        // runs after every removal of a namespaced object: decide before copying anything
+        let terminated = self
             .objects
             .get(&ns_gr())
             .and_then(|m| m.get(&key))
-            .cloned()
-        else {
-            return;
-        };
-        if meta_str(&nsobj, "deletionTimestamp").is_none() || !finalizers(&nsobj).is_empty() {
+            .is_some_and(|n| {
+                meta_str(n, "deletionTimestamp").is_some() && finalizers(n).is_empty()
+            });
+        if !terminated {
             return;
         }
         let empty = self
             .objects
             .values()
-            .all(|m| !m.keys().any(|(ons, _)| ons == ns));
-        if empty {
+            .all(|m| in_namespace(m, ns).next().is_none());
+        if empty
+            && let Some(nsobj) = self
+                .objects
+                .get(&ns_gr())
+                .and_then(|m| m.get(&key))
+                .cloned()
+        {
             self.remove(&ns_gr(), &key, nsobj);
         }
     }
 
     pub(super) fn finish_crd(&mut self, name: &str) {
         let key = (String::new(), name.to_owned());
-        let Some(obj) = self
-            .objects
-            .get(&crd_gr())
-            .and_then(|m| m.get(&key))
-            .cloned()
-        else {
+        // runs after every removal of a custom object: decide before copying anything
+        let Some(crd) = self.objects.get(&crd_gr()).and_then(|m| m.get(&key)) else {
             return;
         };
-        if meta_str(&obj, "deletionTimestamp").is_none() || !finalizers(&obj).is_empty() {
+        if meta_str(crd, "deletionTimestamp").is_none() || !finalizers(crd).is_empty() {
             return;
         }
-        let Ok(def) = crd::resource_def(&obj) else {
-            self.remove(&crd_gr(), &key, obj);
-            return;
+        // the resource a registered CRD serves, without compiling its schemas again
+        let registered = GroupResource::new(
+            crd.pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            crd.pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        let served = match self.registry.get(&registered).filter(|d| d.custom) {
+            Some(_) => Some(registered),
+            None => crd::resource_def(crd).ok().map(|d| d.group_resource()),
         };
-        if self
-            .objects
-            .get(&def.group_resource())
-            .is_none_or(BTreeMap::is_empty)
+        let done = served.is_none_or(|gr| self.objects.get(&gr).is_none_or(BTreeMap::is_empty));
+        if done
+            && let Some(obj) = self
+                .objects
+                .get(&crd_gr())
+                .and_then(|m| m.get(&key))
+                .cloned()
         {
             self.remove(&crd_gr(), &key, obj);
         }
@@ -308,7 +322,7 @@ impl State {
     pub(super) fn delete_namespace_content(&mut self, ns: &str) {
         let mut doomed = Vec::new();
         for (gr, map) in &self.objects {
-            for (key, obj) in map.iter().filter(|((ons, _), _)| ons == ns) {
+            for (key, obj) in in_namespace(map, ns) {
                 doomed.push((gr.clone(), key.clone(), obj.clone()));
             }
         }
@@ -359,6 +373,15 @@ impl State {
         }
         Ok(out)
     }
+}
+
+/// The objects of one namespace in a resource's map (keys sort by namespace first).
+pub(super) fn in_namespace<'a>(
+    map: &'a BTreeMap<ObjKey, Value>,
+    ns: &'a str,
+) -> impl Iterator<Item = (&'a ObjKey, &'a Value)> + 'a {
+    map.range((ns.to_owned(), String::new())..)
+        .take_while(move |((ons, _), _)| ons == ns)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! leave in resourceVersion order. Objects are kept as JSON in their storage version.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
@@ -349,14 +350,19 @@ impl State {
         let mut next = None;
         let mut remaining = 0;
         if let Some(map) = self.map(&def.group_resource()) {
-            let scoped = map.iter().filter(|((ons, _), _)| match ns {
-                Some(ns) if def.namespaced => ons == ns,
-                _ => true,
-            });
-            for (key, obj) in scoped {
-                if after.as_ref().is_some_and(|a| key <= a) {
-                    continue;
-                }
+            // keys sort by namespace, then name: a namespace, and what follows a
+            // continue key, are ranges of the map
+            let ns = ns.filter(|_| def.namespaced);
+            let from = match (&after, ns) {
+                (Some(a), Some(ns)) if a.0.as_str() >= ns => Bound::Excluded(a.clone()),
+                (Some(a), None) => Bound::Excluded(a.clone()),
+                (_, Some(ns)) => Bound::Included((ns.to_owned(), String::new())),
+                (None, None) => Bound::Unbounded,
+            };
+            let scoped = map
+                .range((from, Bound::Unbounded))
+                .take_while(|((ons, _), _)| ns.is_none_or(|ns| ons == ns));
+            for obj in scoped.map(|(_, obj)| obj) {
                 if !labels.matches(obj) || !fields.matches(obj) {
                     continue;
                 }
@@ -407,11 +413,11 @@ impl State {
             None => {
                 let initial = self
                     .map(&gr)
-                    .map(|m| {
-                        m.iter()
-                            .filter(|((ons, _), _)| ns.is_none_or(|n| !def.namespaced || ons == n))
+                    .map(|m| match ns.filter(|_| def.namespaced) {
+                        Some(n) => super::gc::in_namespace(m, n)
                             .map(|(_, o)| o.clone())
-                            .collect()
+                            .collect(),
+                        None => m.values().cloned().collect(),
                     })
                     .unwrap_or_default();
                 Ok(WatchStart {
