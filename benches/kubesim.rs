@@ -6,7 +6,8 @@
 //! - `create`: N POSTs;
 //! - `apply`: N server-side applies (field manager `gitops`) that create the objects;
 //! - `re-apply`: the same N applies again with one tag changed (each an update of an
-//!   existing object, the store already holding all N).
+//!   existing object, the store already holding all N);
+//! - `delete`: the N applied objects deleted (as a GitOps prune deletes them).
 //!
 //! Each prints total seconds, writes/s, and writes/s over the first and the last tenth of
 //! the writes (equal when a write costs the same whatever the store holds).
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, CustomResourceExt};
 use pod_identity_operator::crd::PodIdentityBinding;
@@ -41,6 +42,7 @@ enum Scenario {
     Create,
     Apply,
     Reapply,
+    Delete,
 }
 
 impl Scenario {
@@ -49,6 +51,7 @@ impl Scenario {
             Scenario::Create => "create",
             Scenario::Apply => "apply",
             Scenario::Reapply => "re-apply",
+            Scenario::Delete => "delete",
         }
     }
 }
@@ -128,6 +131,12 @@ async fn write_all(
                             .map(|_| ())
                             .map_err(|e| format!("create {ns}/{name}: {e}"))?;
                     }
+                    Scenario::Delete => {
+                        api.delete(&name, &DeleteParams::default())
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| format!("delete {ns}/{name}: {e}"))?;
+                    }
                     Scenario::Apply | Scenario::Reapply => {
                         api.patch(&name, &PatchParams::apply("gitops"), &Patch::Apply(&body))
                             .await
@@ -155,22 +164,35 @@ async fn run(scenario: Scenario, n: usize, concurrency: usize) -> Res<Value> {
     let (sim, server, client) = start().await?;
     // the watcher an operator keeps on the bindings: every write is fanned out to it
     let seen = Arc::new(AtomicUsize::new(0));
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
     let watch = {
         let seen = seen.clone();
         let api = Api::<PodIdentityBinding>::all(client.clone());
         tokio::spawn(async move {
+            let mut listed_tx = Some(listed_tx);
             let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
             while let Some(e) = events.next().await {
-                if let Ok(watcher::Event::Apply(_)) = e {
-                    seen.fetch_add(1, Ordering::Relaxed);
+                match e {
+                    Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = listed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    _ => {}
                 }
             }
         })
     };
-    if scenario == Scenario::Reapply {
+    // writes begin once the watcher has listed, so each one reaches it as an event
+    tokio::time::timeout(Duration::from_secs(30), listed_rx)
+        .await
+        .map_err(|_| "the watcher did not list the bindings")?
+        .map_err(|_| "the watcher ended")?;
+    let expected_events = if matches!(scenario, Scenario::Reapply | Scenario::Delete) {
         write_all(&client, Scenario::Apply, n, concurrency).await?;
-    }
-    let expected_events = if scenario == Scenario::Reapply {
         2 * n
     } else {
         n
@@ -201,12 +223,16 @@ async fn run(scenario: Scenario, n: usize, concurrency: usize) -> Res<Value> {
         .iter()
         .filter(|b| b.spec.tags.get("team").map(String::as_str) == Some(team))
         .count();
+    let kept = if scenario == Scenario::Delete { 0 } else { n };
     server.shutdown().await;
     if writes != n as u64 {
         return Err(format!("{writes} writes counted for {n} requests"));
     }
-    if current != n {
-        return Err(format!("{current} of {n} bindings hold what was written"));
+    if current != kept || listed.items.len() != kept {
+        return Err(format!(
+            "{} bindings listed, {current} holding what was written; {kept} expected",
+            listed.items.len()
+        ));
     }
     if watched < expected_events {
         return Err(format!(
@@ -281,7 +307,12 @@ fn main() {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for &n in &sizes {
-        for scenario in [Scenario::Create, Scenario::Apply, Scenario::Reapply] {
+        for scenario in [
+            Scenario::Create,
+            Scenario::Apply,
+            Scenario::Reapply,
+            Scenario::Delete,
+        ] {
             match runtime.block_on(run(scenario, n, concurrency)) {
                 Ok(row) => {
                     println!(
