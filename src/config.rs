@@ -57,7 +57,11 @@ pub struct Rule {
     /// Managed policy ARNs (globs) that may be attached.
     #[serde(default)]
     pub allowed_managed_policy_arns: Vec<String>,
-    /// Managed policy ARNs (globs) refused even when allowed above.
+    /// Presets (names, globs) bindings may use: their managed policies count as allowed,
+    /// their inline documents still go through the escalation analysis.
+    #[serde(default)]
+    pub allowed_presets: Vec<String>,
+    /// Managed policy ARNs (globs) refused even when allowed above (or by a preset).
     #[serde(default)]
     pub denied_managed_policy_arns: Vec<String>,
     #[serde(default)]
@@ -397,6 +401,13 @@ fn check_document(
             format!("{size} characters is above this namespace's limit of {max}"),
         ));
     }
+    check_escalation(rule, field, doc)
+}
+
+/// The escalation analysis of a permissions policy under `rule`: escalating grants the
+/// rule does not allow, and roles outside its allowed target roles, are refused.
+fn check_escalation(rule: &Rule, field: &str, doc: &serde_json::Value) -> Result<()> {
+    let r = rule.name.as_str();
     for f in escalation::find(doc) {
         if !rule.allow_escalation.contains(&f.kind) {
             return Err(denied(
@@ -511,6 +522,42 @@ pub fn evaluate(
                     "managed policy {arn} is not allowed in this namespace: use an allowed policy or an inline policy"
                 ),
             ));
+        }
+    }
+    for (i, p) in spec.role.presets.iter().enumerate() {
+        if !any_glob(&rule.allowed_presets, &p.name) {
+            return Err(denied(
+                r,
+                format!("role.presets[{i}].name"),
+                format!(
+                    "preset {} is not in allowedPresets: ask a cluster admin to allow it",
+                    p.name
+                ),
+            ));
+        }
+    }
+    if spec.role.arn.is_none() && !spec.role.presets.is_empty() {
+        // Rendered for any cluster (the guardrails come before the cluster is known):
+        // resources reach at least as far as on the binding's own cluster.
+        let rendered =
+            crate::presets::resolve(&spec.role.presets, &crate::presets::Context::any())?;
+        for (i, p) in rendered.iter().enumerate() {
+            let field = format!("role.presets[{i}]");
+            for arn in &p.managed_policy_arns {
+                if any_glob(&rule.denied_managed_policy_arns, arn) {
+                    return Err(denied(
+                        r,
+                        &field,
+                        format!(
+                            "preset {} attaches {arn}, which deniedManagedPolicyArns refuses in this namespace",
+                            p.name
+                        ),
+                    ));
+                }
+            }
+            if let Some((_, doc)) = &p.inline_policy {
+                check_escalation(rule, &field, doc)?;
+            }
         }
     }
     let mut boundary = None;

@@ -41,7 +41,8 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".status.roleArn"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Presets","type":"string","priority":1,"jsonPath":".spec.role.presets[*].name"}"#
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.sessionPolicy) || (has(self.disableSessionTags) && self.disableSessionTags == true)"
@@ -102,8 +103,8 @@ pub struct ServiceAccountSpec {
 /// The role part of a binding: `arn`, or the fields of a managed role.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new(
-    "!has(self.arn) || !(has(self.name) || has(self.description) || has(self.maxSessionDuration) || has(self.permissionsBoundaryArn) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0) || (has(self.inlinePolicies) && size(self.inlinePolicies) > 0))"
-).message("role.arn names an existing role: it excludes name, description, maxSessionDuration, permissionsBoundaryArn, managedPolicyArns and inlinePolicies"))]
+    "!has(self.arn) || !(has(self.name) || has(self.description) || has(self.maxSessionDuration) || has(self.permissionsBoundaryArn) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0) || (has(self.inlinePolicies) && size(self.inlinePolicies) > 0) || (has(self.presets) && size(self.presets) > 0))"
+).message("role.arn names an existing role: it excludes name, description, maxSessionDuration, permissionsBoundaryArn, managedPolicyArns, inlinePolicies and presets"))]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSpec {
     /// An existing role to use; the operator never modifies it.
@@ -131,6 +132,41 @@ pub struct RoleSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "inline_policies_schema")]
     pub inline_policies: BTreeMap<String, Value>,
+    /// Policy presets for well-known add-ons (`pod-identity-operator presets` lists
+    /// them): their managed policies and inline documents join the role's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub presets: Vec<PresetReference>,
+}
+
+/// One preset a managed role carries, with its parameters.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresetReference {
+    /// The preset's name (the add-on's chart or EKS add-on name).
+    #[schemars(schema_with = "preset_name_schema")]
+    pub name: String,
+    /// Parameter name to value; lists are comma-separated.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 10))]
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl crate::presets::PresetRef for PresetReference {
+    fn preset_name(&self) -> &str {
+        &self.name
+    }
+    fn preset_parameters(&self) -> &BTreeMap<String, String> {
+        &self.parameters
+    }
+}
+
+fn preset_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": crate::presets::names(),
+    })
 }
 
 /// What happens to AWS resources when a binding is deleted.
@@ -271,7 +307,14 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["ServiceAccount", "Role", "Ready", "Reason", "Age"]
+            [
+                "ServiceAccount",
+                "Role",
+                "Ready",
+                "Reason",
+                "Age",
+                "Presets"
+            ]
         );
     }
 }

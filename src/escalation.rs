@@ -18,6 +18,12 @@
 //!
 //! Conditions are not evaluated: a `Condition` block never removes or narrows a finding,
 //! since whether it holds at request time (source IP, tags, MFA ...) is not known here.
+//! One exception: `iam:CreateServiceLinkedRole`, written exactly, in a statement whose
+//! condition limits `iam:AWSServiceName` (`StringEquals` or `StringLike`) to named
+//! service principals without wildcards, as add-ons document it (the load balancer
+//! controller's `elasticloadbalancing.amazonaws.com`). The role it makes is trusted by
+//! that service only and carries the policy AWS defines for it, so the holder gains
+//! nothing; the same action without that condition is an IAM write.
 //!
 //! A resource counts as any resource when it is `*` or a pattern naming every role of
 //! an account (`arn:aws:iam::111122223333:role/*`, `arn:aws:iam::*:role/*`).
@@ -362,6 +368,33 @@ fn covers_every_role(pattern: &str) -> bool {
         && glob_match(resource, "role/zq-9/Deep/Path-x")
 }
 
+/// True when the statement's condition limits `iam:AWSServiceName` to service
+/// principals named without wildcards.
+fn for_named_services(st: &Value) -> bool {
+    let Some(Value::Object(condition)) = st.get("Condition") else {
+        return false;
+    };
+    condition.iter().any(|(op, block)| {
+        (op == "StringEquals" || op == "StringLike")
+            && block.as_object().is_some_and(|keys| {
+                keys.iter().any(|(k, v)| {
+                    let names = strings(Some(v));
+                    k.eq_ignore_ascii_case("iam:AWSServiceName")
+                        && !names.is_empty()
+                        && names.iter().all(|n| {
+                            (n.ends_with(".amazonaws.com") || n.ends_with(".amazonaws.com.cn"))
+                                && n.chars().all(|c| {
+                                    c.is_ascii_lowercase()
+                                        || c.is_ascii_digit()
+                                        || c == '.'
+                                        || c == '-'
+                                })
+                        })
+                })
+            })
+    })
+}
+
 /// Every escalating grant of the document, in statement order.
 pub fn find(doc: &Value) -> Vec<Finding> {
     let mut found = Vec::new();
@@ -400,6 +433,9 @@ pub fn find(doc: &Value) -> Vec<Finding> {
             }
             if any_resource && glob_match(&a, "sts:assumerole") {
                 push(Escalation::AssumeRoleAnyResource, &action);
+            }
+            if a == "iam:createservicelinkedrole" && for_named_services(st) {
+                continue;
             }
             if could_be_iam_write(&a) {
                 push(Escalation::IamWrite, &action);
@@ -507,6 +543,48 @@ mod tests {
             [IamWrite]
         );
         assert_eq!(kinds(allow(json!("iam:*Policy"), json!("*"))), [IamWrite]);
+    }
+
+    #[test]
+    fn service_linked_roles_for_named_services_only_are_not_escalations() {
+        let slr = |condition: Value| {
+            kinds(
+                json!({"Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
+                "Resource": "*", "Condition": condition}),
+            )
+        };
+        let named =
+            json!({"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}});
+        assert_eq!(slr(named), []);
+        let like = json!({"StringLike": {"iam:AWSServiceName": ["vpc-lattice.amazonaws.com"]}});
+        assert_eq!(slr(like), []);
+        use Escalation::IamWrite;
+        assert_eq!(
+            slr(json!({"StringLike": {"iam:AWSServiceName": "*"}})),
+            [IamWrite]
+        );
+        assert_eq!(
+            slr(json!({"StringNotEquals": {"iam:AWSServiceName": "x.amazonaws.com"}})),
+            [IamWrite]
+        );
+        assert_eq!(
+            slr(json!({"StringEquals": {"aws:RequestedRegion": "eu-west-1"}})),
+            [IamWrite]
+        );
+        assert_eq!(
+            kinds(
+                json!({"Effect": "Allow", "Action": "iam:CreateServiceLinkedRole", "Resource": "*"})
+            ),
+            [IamWrite]
+        );
+        // A pattern reaching other IAM writes is not let through by the condition.
+        assert_eq!(
+            kinds(
+                json!({"Effect": "Allow", "Action": "iam:Create*", "Resource": "*",
+                "Condition": {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}})
+            ),
+            [IamWrite]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod naming;
 pub mod operator_policy;
 pub mod policy;
+pub mod presets;
 pub mod runtime;
 pub mod sandbox;
 

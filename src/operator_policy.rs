@@ -152,9 +152,27 @@ pub fn mandatory_boundaries(config: &GuardrailConfig) -> Option<Vec<String>> {
         .map(|set| set.into_iter().cloned().collect())
 }
 
+/// The managed policy ARNs (globs) a rule lets bindings attach: those it lists and
+/// those of the presets it allows, in `partition`.
+fn rule_policies(rule: &crate::config::Rule, partition: &str) -> Vec<String> {
+    let mut out = rule.allowed_managed_policy_arns.clone();
+    for preset in crate::presets::all() {
+        if rule
+            .allowed_presets
+            .iter()
+            .any(|g| crate::config::glob_match(g, &preset.name))
+        {
+            out.extend(crate::presets::possible_managed_policy_arns(
+                preset, partition,
+            ));
+        }
+    }
+    out
+}
+
 /// Managed policies a rule refuses that no rule allows (matching each pattern as a
 /// policy ARN against the rules' globs).
-fn denied_everywhere(config: &GuardrailConfig) -> Vec<String> {
+fn denied_everywhere(config: &GuardrailConfig, partition: &str) -> Vec<String> {
     let matches =
         |patterns: &[String], arn: &str| patterns.iter().any(|p| crate::config::glob_match(p, arn));
     config
@@ -163,7 +181,7 @@ fn denied_everywhere(config: &GuardrailConfig) -> Vec<String> {
         .flat_map(|r| r.denied_managed_policy_arns.iter())
         .filter(|arn| {
             !config.rules.iter().any(|r| {
-                matches(&r.allowed_managed_policy_arns, arn)
+                matches(&rule_policies(r, partition), arn)
                     && !matches(&r.denied_managed_policy_arns, arn)
             })
         })
@@ -252,7 +270,13 @@ pub fn permissions(inst: &Installation, config: &GuardrailConfig) -> Value {
         ));
     }
 
-    let allowed_policies = union(config, |r| &r.allowed_managed_policy_arns);
+    let allowed_policies: Vec<String> = config
+        .rules
+        .iter()
+        .flat_map(|r| rule_policies(r, &inst.partition))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if !allowed_policies.is_empty() {
         let mut cond = owned.clone();
         if !allowed_policies.iter().any(|p| p == "*") {
@@ -353,7 +377,7 @@ pub fn permissions(inst: &Installation, config: &GuardrailConfig) -> Value {
         ),
         json!({"ForAnyValue:StringLike": {"aws:TagKeys": ["podidentity.dev/*"]}}),
     ));
-    let denied = denied_everywhere(config);
+    let denied = denied_everywhere(config, &inst.partition);
     if !denied.is_empty() {
         statements.push(with_condition(
             statement(

@@ -16,6 +16,7 @@ use crate::config::Effects;
 use crate::crd::{DeletionPolicy, PodIdentityBinding};
 use crate::naming;
 use crate::policy::{self, DocumentKind, TrustScope};
+use crate::presets;
 use crate::{Error, Result};
 
 /// The inline policy the operator adds to a managed role for `targetRoleArn`.
@@ -125,7 +126,15 @@ fn check_policy_arn(field: &str, arn: &str) -> Result<()> {
 /// quota: 10 by default, which AWS support can raise), before any AWS call.
 pub fn check_managed_policy_count(binding: &PodIdentityBinding, limit: usize) -> Result<()> {
     let r = &binding.spec.role;
-    let count = r.managed_policy_arns.iter().collect::<BTreeSet<_>>().len();
+    let mut arns: BTreeSet<&str> = r.managed_policy_arns.iter().map(String::as_str).collect();
+    // Presets that do not render are reported by `desired`; here they add nothing.
+    let rendered = presets::resolve(&r.presets, &presets::Context::any()).unwrap_or_default();
+    arns.extend(
+        rendered
+            .iter()
+            .flat_map(|p| p.managed_policy_arns.iter().map(String::as_str)),
+    );
+    let count = arns.len();
     if r.arn.is_none() && count > limit {
         return Err(invalid(
             "role.managedPolicyArns",
@@ -232,11 +241,12 @@ pub fn desired_with(
             || r.max_session_duration.is_some()
             || r.permissions_boundary_arn.is_some()
             || !r.managed_policy_arns.is_empty()
-            || !r.inline_policies.is_empty();
+            || !r.inline_policies.is_empty()
+            || !r.presets.is_empty();
         if managed_fields {
             return Err(invalid(
                 "role.arn",
-                "an existing role excludes name, description, maxSessionDuration, permissionsBoundaryArn, managedPolicyArns and inlinePolicies",
+                "an existing role excludes name, description, maxSessionDuration, permissionsBoundaryArn, managedPolicyArns, inlinePolicies and presets",
             ));
         }
         let parsed = naming::parse_role_arn(arn)
@@ -329,6 +339,35 @@ pub fn desired_with(
             check_document(&field, doc, DocumentKind::Identity)?;
             inline.insert(pname.clone(), doc.clone());
         }
+        let mut managed_policy_arns: BTreeSet<String> =
+            r.managed_policy_arns.iter().cloned().collect();
+        if !r.presets.is_empty() {
+            let ctx = presets::Context::of_cluster_arn(&cluster.arn).ok_or_else(|| {
+                invalid(
+                    "role.presets",
+                    format!(
+                        "the cluster ARN {} does not name an EKS cluster",
+                        cluster.arn
+                    ),
+                )
+            })?;
+            for (i, p) in presets::resolve(&r.presets, &ctx)?.into_iter().enumerate() {
+                managed_policy_arns.extend(p.managed_policy_arns);
+                if let Some((pname, doc)) = p.inline_policy {
+                    let field = format!("role.presets[{i}]");
+                    if inline.contains_key(&pname) {
+                        return Err(invalid(
+                            &field,
+                            format!(
+                                "role.inlinePolicies already has a policy named {pname}, the name this preset's policy takes: rename that one"
+                            ),
+                        ));
+                    }
+                    check_document(&field, &doc, DocumentKind::Identity)?;
+                    inline.insert(pname, doc);
+                }
+            }
+        }
         if let Some(t) = &spec.target_role_arn {
             inline.insert(TARGET_ROLE_POLICY.to_owned(), policy::target_role_policy(t));
         }
@@ -364,7 +403,7 @@ pub fn desired_with(
                 .permissions_boundary_arn
                 .clone()
                 .or_else(|| effects.permissions_boundary_arn.clone()),
-            managed_policy_arns: r.managed_policy_arns.iter().cloned().collect(),
+            managed_policy_arns,
             inline_policies: inline,
             tags: tags.clone(),
         })

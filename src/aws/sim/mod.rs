@@ -55,7 +55,7 @@ pub use addons::AddonSetup;
 
 /// AWS managed policies the simulator knows from the start (any AWS implementation
 /// has these); add others with [`AwsSim::add_managed_policy`].
-pub const DEFAULT_MANAGED_POLICIES: [&str; 14] = [
+pub const DEFAULT_MANAGED_POLICIES: [&str; 22] = [
     "arn:aws:iam::aws:policy/ReadOnlyAccess",
     "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
     "arn:aws:iam::aws:policy/AmazonS3FullAccess",
@@ -70,6 +70,15 @@ pub const DEFAULT_MANAGED_POLICIES: [&str; 14] = [
     "arn:aws:iam::aws:policy/AmazonVPCReadOnlyAccess",
     "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
     "arn:aws:iam::aws:policy/PowerUserAccess",
+    // Published by AWS for add-ons.
+    "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+    "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicyV2",
+    "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy",
+    "arn:aws:iam::aws:policy/AmazonFSxFullAccess",
+    "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/AmazonPrometheusRemoteWriteAccess",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
 ];
 
 /// How the simulated account behaves.
