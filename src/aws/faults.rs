@@ -6,13 +6,15 @@
 //! answers `Throttling` for IAM and `ThrottlingException` for EKS), faults (fail the
 //! k-th call of an operation, or a seeded random fraction of calls; either before the
 //! call acts, or after it acted with the answer lost, as when a timeout hides a write
-//! that happened), and counters per operation of calls and of throttled answers. Every call is counted, failed ones included, as AWS bills and rate-limits
+//! that happened), counters per operation of calls and of throttled answers, and a gauge
+//! of the calls in flight (all, and writes). Every call is counted, failed ones included, as AWS bills and rate-limits
 //! them. The simulator consults its own `Knobs`; [`Faulty`] consults one in front of
 //! another implementation (the SDK adapters, say). Time is tokio's, so
 //! `tokio::time::pause` makes latency and refill deterministic.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -238,6 +240,45 @@ pub fn is_write(operation: &str) -> bool {
 #[derive(Default)]
 pub struct Knobs {
     state: Mutex<KnobState>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Calls between [`Knobs::enter`] and the end of their [`Admitted`]: all, and writes
+/// ([`is_write`]).
+#[derive(Default)]
+struct InFlight {
+    calls: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// One call counted in [`InFlight`] until it is dropped: when the call answers, fails,
+/// or is abandoned (its future dropped, as when the caller hangs up).
+struct Flight {
+    gauge: Arc<InFlight>,
+    write: bool,
+}
+
+impl Flight {
+    fn start(gauge: &Arc<InFlight>, operation: &str) -> Flight {
+        let write = is_write(operation);
+        gauge.calls.fetch_add(1, Ordering::SeqCst);
+        if write {
+            gauge.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        Flight {
+            gauge: gauge.clone(),
+            write,
+        }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.gauge.calls.fetch_sub(1, Ordering::SeqCst);
+        if self.write {
+            self.gauge.writes.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Knobs {
@@ -360,6 +401,17 @@ impl Knobs {
         self.lock().throttled_ops.clone()
     }
 
+    /// Calls in flight now: entered (waiting out their latency, or acting) and not yet
+    /// answered. A test that kills a client reads it to know whether a call was cut.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.calls.load(Ordering::SeqCst)
+    }
+
+    /// Writes ([`is_write`]) in flight now.
+    pub fn writes_in_flight(&self) -> u64 {
+        self.in_flight.writes.load(Ordering::SeqCst)
+    }
+
     /// Forgets counted calls and throttled answers.
     pub fn reset_calls(&self) {
         let mut s = self.lock();
@@ -373,6 +425,7 @@ impl Knobs {
     /// service's bucket is empty or a fault matches. A matching after-effect fault is
     /// handed back in the [`Admitted`], to fail the call once it has taken effect.
     pub async fn enter(&self, service: Service, operation: &str) -> Result<Admitted> {
+        let flight = Flight::start(&self.in_flight, operation);
         let (latency, n) = {
             let mut s = self.lock();
             *s.service_calls.entry(service).or_insert(0) += 1;
@@ -422,16 +475,20 @@ impl Knobs {
         }
         match fault {
             Some(f) if !f.after_effect => Err(f.to_error(operation)),
-            after => Ok(Admitted { after }),
+            after => Ok(Admitted {
+                after,
+                _flight: flight,
+            }),
         }
     }
 }
 
 /// A call that passed [`Knobs::enter`]; [`finish`](Self::finish) it with the call's
-/// result.
+/// result. The call stays in flight ([`Knobs::in_flight`]) until then.
 #[must_use]
 pub struct Admitted {
     after: Option<Fault>,
+    _flight: Flight,
 }
 
 impl Admitted {
@@ -737,5 +794,48 @@ mod tests {
         assert!(admitted.finish("DeleteRole", Ok(())).is_err());
         assert_eq!(knobs.injected_faults(), 2);
         assert_eq!(knobs.total_calls(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_in_flight_from_enter_until_answered_failed_or_abandoned() {
+        let knobs = Knobs::new();
+        knobs.set_latency(Duration::from_secs(1));
+        // Waiting out its latency.
+        let waiting = tokio::spawn({
+            let knobs = knobs.clone();
+            async move { knobs.enter(Service::Iam, "CreateRole").await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!((knobs.in_flight(), knobs.writes_in_flight()), (1, 1));
+        // Acting: admitted, not yet finished.
+        let admitted = waiting.await.expect("task").expect("admitted");
+        assert_eq!((knobs.in_flight(), knobs.writes_in_flight()), (1, 1));
+        let reading = knobs
+            .enter(Service::Iam, "GetRole")
+            .await
+            .expect("admitted");
+        assert_eq!((knobs.in_flight(), knobs.writes_in_flight()), (2, 1));
+        assert!(admitted.finish("CreateRole", Ok(())).is_ok());
+        assert_eq!((knobs.in_flight(), knobs.writes_in_flight()), (1, 0));
+        assert!(reading.finish("GetRole", Ok(())).is_ok());
+        assert_eq!(knobs.in_flight(), 0);
+        // Failed before acting.
+        knobs.fail_next("DeleteRole", Fault::timeout());
+        assert!(knobs.enter(Service::Iam, "DeleteRole").await.is_err());
+        assert_eq!(knobs.in_flight(), 0);
+        // Abandoned during its latency: the caller hung up.
+        let abandoned = tokio::spawn({
+            let knobs = knobs.clone();
+            async move {
+                knobs
+                    .enter(Service::Eks, "CreatePodIdentityAssociation")
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(knobs.writes_in_flight(), 1);
+        abandoned.abort();
+        assert!(abandoned.await.is_err());
+        assert_eq!((knobs.in_flight(), knobs.writes_in_flight()), (0, 0));
     }
 }
