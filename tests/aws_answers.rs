@@ -3,6 +3,7 @@
 //! spec (a managed policy that does not exist, a cross-account role, a trust policy not
 //! yet propagated, quotas and sizes known in advance), the association's `externalId`
 //! in the status, and per-binding bookkeeping (backoff entries, the pass deadline).
+//! Each case through the controller runs on kubesim and on a real kube-apiserver.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,8 @@ use serde_json::json;
 
 mod support;
 
-use support::{Env, NS, ready};
+use support::apiserver::{self, ApiServer, Running};
+use support::{NS, ready};
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
@@ -35,10 +37,14 @@ fn ready_message(b: &PodIdentityBinding) -> String {
 
 const CLUSTER: &str = "prod";
 
-async fn start(config: SimConfig, tune: impl FnOnce(&mut Settings)) -> (Env, Arc<AwsSim>) {
+async fn start(
+    server: ApiServer,
+    config: SimConfig,
+    tune: impl FnOnce(&mut Settings),
+) -> (Running, Arc<AwsSim>) {
     let aws = Arc::new(AwsSim::new(config));
     aws.add_cluster(CLUSTER);
-    let env = Env::start(CLUSTER, aws.clone(), aws.clone(), tune).await;
+    let env = apiserver::start(server, CLUSTER, aws.clone(), aws.clone(), tune).await;
     (env, aws)
 }
 
@@ -54,9 +60,16 @@ fn associated_trust(aws: &AwsSim, sa: &str) -> serde_json::Value {
         .expect("the associated role exists")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_session_tags_the_trust_still_names_the_source_account_and_cluster() {
-    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+crate::both!(
+    without_session_tags_the_trust_still_names_the_source_account_and_cluster,
+    without_session_tags_the_trust_still_names_the_source_account_and_cluster_on_a_real_apiserver,
+    without_session_tags_the_trust_still_names_the_source_account_and_cluster_on
+);
+
+async fn without_session_tags_the_trust_still_names_the_source_account_and_cluster_on(
+    server: ApiServer,
+) {
+    let (env, aws) = start(server, SimConfig::default(), |_| {}).await;
     env.apply("untagged", json!({"disableSessionTags": true}))
         .await;
     let b = env.wait_converged("untagged").await;
@@ -79,9 +92,14 @@ async fn without_session_tags_the_trust_still_names_the_source_account_and_clust
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_managed_policy_that_does_not_exist_stalls_naming_its_entry() {
-    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+crate::both!(
+    a_managed_policy_that_does_not_exist_stalls_naming_its_entry,
+    a_managed_policy_that_does_not_exist_stalls_naming_its_entry_on_a_real_apiserver,
+    a_managed_policy_that_does_not_exist_stalls_naming_its_entry_on
+);
+
+async fn a_managed_policy_that_does_not_exist_stalls_naming_its_entry_on(server: ApiServer) {
+    let (env, aws) = start(server, SimConfig::default(), |_| {}).await;
     let typo = "arn:aws:iam::aws:policy/ReadOnlyAcess";
     env.apply(
         "typo",
@@ -112,9 +130,16 @@ async fn a_managed_policy_that_does_not_exist_stalls_naming_its_entry() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cross_account_pass_role_answered_as_access_denied_is_the_specs_problem() {
-    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+crate::both!(
+    cross_account_pass_role_answered_as_access_denied_is_the_specs_problem,
+    cross_account_pass_role_answered_as_access_denied_is_the_specs_problem_on_a_real_apiserver,
+    cross_account_pass_role_answered_as_access_denied_is_the_specs_problem_on
+);
+
+async fn cross_account_pass_role_answered_as_access_denied_is_the_specs_problem_on(
+    server: ApiServer,
+) {
+    let (env, aws) = start(server, SimConfig::default(), |_| {}).await;
     aws.knobs().fail_random(
         7,
         1.0,
@@ -140,10 +165,16 @@ async fn cross_account_pass_role_answered_as_access_denied_is_the_specs_problem(
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_trust_policy_is_propagation_only_right_after_the_operator_wrote_it() {
+crate::both!(an_invalid_trust_policy_is_propagation_only_right_after_the_operator_wrote_it, an_invalid_trust_policy_is_propagation_only_right_after_the_operator_wrote_it_on_a_real_apiserver, an_invalid_trust_policy_is_propagation_only_right_after_the_operator_wrote_it_on);
+
+async fn an_invalid_trust_policy_is_propagation_only_right_after_the_operator_wrote_it_on(
+    server: ApiServer,
+) {
     let window = Duration::from_secs(2);
-    let (env, aws) = start(SimConfig::default(), |s| s.propagation_window = window).await;
+    let (env, aws) = start(server, SimConfig::default(), |s| {
+        s.propagation_window = window
+    })
+    .await;
     let trust_invalid = || {
         Fault::new(
             "InvalidParameterException",
@@ -197,9 +228,16 @@ async fn an_invalid_trust_policy_is_propagation_only_right_after_the_operator_wr
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn more_managed_policies_than_the_quota_are_refused_before_any_aws_write() {
-    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+crate::both!(
+    more_managed_policies_than_the_quota_are_refused_before_any_aws_write,
+    more_managed_policies_than_the_quota_are_refused_before_any_aws_write_on_a_real_apiserver,
+    more_managed_policies_than_the_quota_are_refused_before_any_aws_write_on
+);
+
+async fn more_managed_policies_than_the_quota_are_refused_before_any_aws_write_on(
+    server: ApiServer,
+) {
+    let (env, aws) = start(server, SimConfig::default(), |_| {}).await;
     let arns: Vec<String> = (0..11)
         .map(|i| format!("arn:aws:iam::111122223333:policy/p{i}"))
         .collect();
@@ -217,9 +255,16 @@ async fn more_managed_policies_than_the_quota_are_refused_before_any_aws_write()
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_policy_over_2048_characters_is_refused_before_any_aws_write() {
-    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+crate::both!(
+    a_session_policy_over_2048_characters_is_refused_before_any_aws_write,
+    a_session_policy_over_2048_characters_is_refused_before_any_aws_write_on_a_real_apiserver,
+    a_session_policy_over_2048_characters_is_refused_before_any_aws_write_on
+);
+
+async fn a_session_policy_over_2048_characters_is_refused_before_any_aws_write_on(
+    server: ApiServer,
+) {
+    let (env, aws) = start(server, SimConfig::default(), |_| {}).await;
     let resources: Vec<String> = (0..120)
         .map(|i| format!("arn:aws:s3:::bucket-{i:04}/*"))
         .collect();
@@ -245,9 +290,14 @@ async fn a_session_policy_over_2048_characters_is_refused_before_any_aws_write()
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_external_id_of_a_chained_association_is_in_the_status() {
-    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+crate::both!(
+    the_external_id_of_a_chained_association_is_in_the_status,
+    the_external_id_of_a_chained_association_is_in_the_status_on_a_real_apiserver,
+    the_external_id_of_a_chained_association_is_in_the_status_on
+);
+
+async fn the_external_id_of_a_chained_association_is_in_the_status_on(server: ApiServer) {
+    let (env, aws) = start(server, SimConfig::default(), |_| {}).await;
     let target = "arn:aws:iam::444455556666:role/data-reader";
     env.apply("chained", json!({"targetRoleArn": target})).await;
     let b = env.wait_converged("chained").await;
@@ -271,9 +321,14 @@ async fn the_external_id_of_a_chained_association_is_in_the_status() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_existing_role_chaining_into_a_target_is_told_what_it_must_allow() {
-    let (env, aws) = start(SimConfig::default(), |_| {}).await;
+crate::both!(
+    an_existing_role_chaining_into_a_target_is_told_what_it_must_allow,
+    an_existing_role_chaining_into_a_target_is_told_what_it_must_allow_on_a_real_apiserver,
+    an_existing_role_chaining_into_a_target_is_told_what_it_must_allow_on
+);
+
+async fn an_existing_role_chaining_into_a_target_is_told_what_it_must_allow_on(server: ApiServer) {
+    let (env, aws) = start(server, SimConfig::default(), |_| {}).await;
     support::existing_role(&aws).await;
     let target = "arn:aws:iam::444455556666:role/data-reader";
     env.apply(
@@ -381,9 +436,16 @@ async fn a_deleted_binding_leaves_no_retry_state_behind() {
     let _ = tokio::time::timeout(support::WAIT, task).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pass_past_its_deadline_fails_as_retrying_and_the_next_one_converges() {
-    let (env, aws) = start(SimConfig::default(), |s| {
+crate::both!(
+    a_pass_past_its_deadline_fails_as_retrying_and_the_next_one_converges,
+    a_pass_past_its_deadline_fails_as_retrying_and_the_next_one_converges_on_a_real_apiserver,
+    a_pass_past_its_deadline_fails_as_retrying_and_the_next_one_converges_on
+);
+
+async fn a_pass_past_its_deadline_fails_as_retrying_and_the_next_one_converges_on(
+    server: ApiServer,
+) {
+    let (env, aws) = start(server, SimConfig::default(), |s| {
         s.pass_deadline = Duration::from_millis(400);
     })
     .await;

@@ -54,6 +54,7 @@ impl Kube {
             .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
         let client = plane.admin_client().await.expect("admin client");
         support::install_crd(&client).await;
+        support::apiserver::served(&client).await;
         Kube::Real {
             _plane: Box::new(plane),
             client,
@@ -262,18 +263,16 @@ async fn tightened_rule(kube: Kube) {
         "{note}"
     );
     assert_eq!(granted(&aws), (0, Some((0, 0, role_name.clone()))));
-    let b = env.bindings().get("reader").await.expect("binding");
-    let st = b.status.expect("status");
-    assert_eq!(st.association_id, None);
-    let ready = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("Ready");
-    assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "PolicyDenied")
-    );
+    // The status written after the Event drops the association it no longer has.
+    let b = env
+        .wait_ready("reader", "the association gone from its status", |b, c| {
+            b.status
+                .as_ref()
+                .is_some_and(|s| s.association_id.is_none())
+                && (c.status.as_str(), c.reason.as_str()) == ("False", "PolicyDenied")
+        })
+        .await;
+    assert_eq!(b.status.and_then(|s| s.association_arn), None);
 
     // Allowed again, the binding gets everything back.
     rewrite(&path, &rules(&allow, "Revoke"), 4);

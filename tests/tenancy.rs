@@ -21,13 +21,12 @@ use pod_identity_operator::aws::{
 };
 use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::crd::PodIdentityBinding;
-use pod_identity_operator::kubesim::KubeSim;
 use pod_identity_operator::naming;
 use serde_json::{Value, json};
 
 mod support;
 
-use support::cluster::ControlPlane;
+use support::apiserver::{self, ApiServer, Running};
 use support::{Env, NS, WAIT, ready};
 
 const ACCOUNT: &str = "111122223333";
@@ -84,69 +83,16 @@ async fn converged_in(client: &Client, ns: &str, name: &str) -> PodIdentityBindi
     }
 }
 
-/// Where an operator of these tests runs: a kubesim of its own, or a real control plane
-/// of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Server {
-    Kubesim,
-    Real,
-}
-
-/// A controller for one cluster, watching every namespace of its own API server.
-struct Operator {
-    env: Env,
-    _plane: Option<Box<ControlPlane>>,
-}
-
-impl std::ops::Deref for Operator {
-    type Target = Env;
-    fn deref(&self) -> &Env {
-        &self.env
-    }
-}
-
-impl Operator {
-    async fn stop(self) {
-        self.env.stop().await;
-    }
-}
-
 /// The controller for `cluster` on an API server of its own (`server`), watching every
 /// namespace.
 async fn operator_of(
-    server: Server,
+    server: ApiServer,
     cluster: &str,
     iam: Arc<dyn IamApi>,
     eks: Arc<dyn EksApi>,
     tune: impl FnOnce(&mut pod_identity_operator::controller::Settings),
-) -> Operator {
-    match server {
-        Server::Kubesim => {
-            let kube = KubeSim::new();
-            let client = kube.client();
-            support::install_crd(&client).await;
-            Operator {
-                env: Env::start_on(client, Some(kube), NS, cluster, iam, eks, tune).await,
-                _plane: None,
-            }
-        }
-        Server::Real => {
-            let plane = ControlPlane::start(Default::default())
-                .await
-                .unwrap_or_else(|e| panic!("the real control plane did not start: {e}"));
-            let client = plane.admin_client().await.expect("admin client");
-            support::install_crd(&client).await;
-            let env = Env::start_on(client, None, NS, cluster, iam, eks, |s| {
-                tune(s);
-                s.namespace = None;
-            })
-            .await;
-            Operator {
-                env,
-                _plane: Some(Box::new(plane)),
-            }
-        }
-    }
+) -> Running {
+    apiserver::start(server, cluster, iam, eks, tune).await
 }
 
 fn role_name_of(b: &PodIdentityBinding) -> String {
@@ -158,20 +104,16 @@ fn role_name_of(b: &PodIdentityBinding) -> String {
     naming::parse_role_arn(&arn).expect("a role ARN").name
 }
 
+crate::both!(
+    names_that_run_into_each_other_get_roles_of_their_own,
+    names_that_run_into_each_other_get_roles_of_their_own_on_a_real_apiserver,
+    names_running_into_each_other
+);
+
 /// Clusters `prod` and `prod-eu` of one account, and in `prod` two namespaces and names
 /// that join with dashes into the same string: four bindings, four roles, each tagged
 /// for its own cluster, all Ready.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_that_run_into_each_other_get_roles_of_their_own() {
-    names_running_into_each_other(Server::Kubesim).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_that_run_into_each_other_get_roles_of_their_own_on_a_real_apiserver() {
-    names_running_into_each_other(Server::Real).await;
-}
-
-async fn names_running_into_each_other(server: Server) {
+async fn names_running_into_each_other(server: ApiServer) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
     let prod_eu = aws.add_cluster("prod-eu");
@@ -308,20 +250,16 @@ impl EksApi for OtherRegion {
     }
 }
 
+crate::both!(
+    clusters_of_one_name_in_two_regions_never_manage_each_others_roles,
+    clusters_of_one_name_in_two_regions_never_manage_each_others_roles_on_a_real_apiserver,
+    namesake_clusters_in_two_regions
+);
+
 /// Two clusters named `prod` in two regions of one account share IAM: each makes its
 /// own role for the same namespace and binding name, and deleting one binding leaves
 /// the other cluster's role alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clusters_of_one_name_in_two_regions_never_manage_each_others_roles() {
-    namesake_clusters_in_two_regions(Server::Kubesim).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clusters_of_one_name_in_two_regions_never_manage_each_others_roles_on_a_real_apiserver() {
-    namesake_clusters_in_two_regions(Server::Real).await;
-}
-
-async fn namesake_clusters_in_two_regions(server: Server) {
+async fn namesake_clusters_in_two_regions(server: ApiServer) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let east_arn = aws.add_cluster("prod").arn;
     aws.add_cluster("prod-in-us-west-2");
@@ -364,19 +302,15 @@ async fn namesake_clusters_in_two_regions(server: Server) {
     b.stop().await;
 }
 
+crate::both!(
+    a_role_tagged_for_a_namesake_cluster_is_a_conflict,
+    a_role_tagged_for_a_namesake_cluster_is_a_conflict_on_a_real_apiserver,
+    namesake_role_conflict
+);
+
 /// A role under this cluster's name whose tags name a cluster of the same name elsewhere
 /// is not this binding's: `RoleConflict`, and it is left as it is.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_role_tagged_for_a_namesake_cluster_is_a_conflict() {
-    namesake_role_conflict(Server::Kubesim).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_role_tagged_for_a_namesake_cluster_is_a_conflict_on_a_real_apiserver() {
-    namesake_role_conflict(Server::Real).await;
-}
-
-async fn namesake_role_conflict(server: Server) {
+async fn namesake_role_conflict(server: ApiServer) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
     let namesake = format!("arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/prod");
@@ -447,7 +381,7 @@ async fn retained(env: &Env, admin: &Client, aws: &AwsSim, cluster_arn: &str) ->
 async fn retain_releases_the_service_account_it_created() {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
-    let env = operator_of(Server::Kubesim, "prod", aws.clone(), aws.clone(), |_| {}).await;
+    let env = operator_of(ApiServer::Kubesim, "prod", aws.clone(), aws.clone(), |_| {}).await;
     retained(&env, &env.client, &aws, &prod.arn).await;
     env.stop().await;
 }
@@ -512,16 +446,16 @@ rules:
 /// records it; the binding is deleted while it waits to retry: the role goes too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefixed_role_the_status_never_recorded_is_removed_with_its_binding() {
-    prefixed_role_never_recorded(Server::Kubesim).await;
+    prefixed_role_never_recorded(ApiServer::Kubesim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefixed_role_the_status_never_recorded_is_removed_with_its_binding_on_a_real_apiserver()
 {
-    prefixed_role_never_recorded(Server::Real).await;
+    prefixed_role_never_recorded(ApiServer::Real).await;
 }
 
-async fn prefixed_role_never_recorded(server: Server) {
+async fn prefixed_role_never_recorded(server: ApiServer) {
     let aws = Arc::new(AwsSim::new(SimConfig::default()));
     let prod = aws.add_cluster("prod");
     aws.knobs()
