@@ -293,6 +293,62 @@ async fn a_role_not_yet_visible_to_eks_reports_role_propagating_then_ready() {
     env.stop().await;
 }
 
+/// A role already gone when the operator's DeleteRole lands (an earlier DeleteRole whose
+/// answer was lost and that the SDK sent again, or one a killed operator left in flight):
+/// IAM authorizes a call on a role it does not find by `role/<name>`, outside the path
+/// the operator's policy allows DeleteRole on, and answers AccessDenied. The operator
+/// reads the role again, finds it gone, and lets the binding go in that same pass rather
+/// than waiting out the slow retry of an AccessDenied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_gone_before_its_delete_lands_answers_access_denied_and_the_cleanup_ends() {
+    let (env, aws) = start(SimConfig::default(), |s| {
+        s.retry_slow = Duration::from_secs(3600);
+    })
+    .await;
+    env.apply(
+        "doomed",
+        json!({"role": {"managedPolicyArns": [READ_ONLY]}}),
+    )
+    .await;
+    env.wait_converged("doomed").await;
+    let role = naming::default_role_name(CLUSTER_ARN, NS, "doomed");
+    let arn = aws.inventory().role(&role).expect("role").role.arn.clone();
+    aws.record_authorizations();
+    aws.knobs()
+        .set_operation_latency("DeleteRole", Duration::from_millis(500));
+    env.delete("doomed").await;
+    let deadline = Instant::now() + WAIT;
+    while aws.knobs().writes_in_flight() == 0 || aws.knobs().calls_of("DeleteRole") == 0 {
+        assert!(Instant::now() < deadline, "DeleteRole never sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The operator's DeleteRole waits out its latency; the role goes before it lands.
+    aws.knobs()
+        .set_operation_latency("DeleteRole", Duration::ZERO);
+    AwsSim::as_admin(pod_identity_operator::aws::IamApi::delete_role(
+        aws.as_ref(),
+        &role,
+    ))
+    .await
+    .expect("the role deleted under the operator");
+    env.wait_gone("doomed").await;
+    let bare = format!("arn:aws:iam::111122223333:role/{role}");
+    let decided: Vec<_> = aws
+        .authorizations()
+        .into_iter()
+        .filter(|(action, _, _)| action == "iam:DeleteRole")
+        .map(|(_, resource, allowed)| (resource, allowed))
+        .collect();
+    assert_eq!(
+        decided,
+        [(bare, false)],
+        "the operator's DeleteRole met the gone role as AccessDenied (the role was {arn})"
+    );
+    assert_eq!(owned_roles(&aws, "doomed"), 0);
+    assert!(aws.inventory().associations_for(NS, "doomed").is_empty());
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_then_recreate_during_the_association_release_window_converges() {
     let config = SimConfig {

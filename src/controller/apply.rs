@@ -261,6 +261,16 @@ async fn execute(
                 }
                 return Err(Error::Aws(e));
             }
+            // IAM authorizes a call on a role it cannot find by `role/<name>`, without
+            // the path the operator's policy is scoped to, so deleting a role that is
+            // already gone (a DeleteRole whose answer was lost and that the SDK sent
+            // again, or one a killed operator left to land) answers AccessDenied. GetRole
+            // is allowed on every role name: a role it finds gone is what was wanted.
+            Err(Error::Aws(e)) if e.class == crate::error::ErrorClass::AccessDenied => {
+                if !matches!(iam.get_role(role).await, Ok(None)) {
+                    return Err(Error::Aws(e));
+                }
+            }
             other => ignore_not_found(other)?,
         },
         CreateAssociation(input) => {
