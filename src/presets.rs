@@ -584,6 +584,10 @@ mod tests {
                     p.name,
                     param.name
                 );
+                if let Some(example) = &param.example {
+                    let checked = check_value(param, "f", example);
+                    assert!(checked.is_ok(), "{}: example {checked:?}", p.name);
+                }
             }
         }
     }
