@@ -33,6 +33,11 @@ pub enum Error {
     #[error("invalid spec.{field}: {message}")]
     InvalidSpec { field: String, message: String },
 
+    /// A preset asked for by name (`pod-identity-operator presets show`) that does not
+    /// exist, or parameters it does not take.
+    #[error("preset {name}: {message}")]
+    Preset { name: String, message: String },
+
     /// A manifest file the sandbox cannot apply.
     #[error("manifest {path}: {message}")]
     Manifest { path: String, message: String },

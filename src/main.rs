@@ -67,6 +67,45 @@ enum Command {
     /// Plan (and with --apply make) the move from IRSA to PodIdentityBindings: writes
     /// binding YAML to --out, changes AWS or the cluster only with --apply.
     Migrate(pod_identity_operator::migrate::MigrateArgs),
+    /// List the policy presets (`spec.role.presets`): what each grants, its parameters
+    /// and the upstream release it was written from; `presets show NAME` renders one.
+    Presets(PresetsArgs),
+}
+
+/// Options of `presets`.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct PresetsArgs {
+    #[command(subcommand)]
+    command: Option<PresetsCommand>,
+    /// Output format of the list.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: ListFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum PresetsCommand {
+    /// Print a preset rendered for a cluster and parameters, as JSON: the managed
+    /// policy ARNs it attaches and its inline policy document.
+    Show {
+        /// The preset's name.
+        name: String,
+        /// A parameter, KEY=VALUE (lists comma-separated); repeat for several.
+        #[arg(long = "param", value_name = "KEY=VALUE",
+              value_parser = pod_identity_operator::presets::parse_parameter)]
+        params: Vec<(String, String)>,
+        /// The cluster to render for (its partition, region, account and name), as
+        /// `arn:aws:eks:REGION:ACCOUNT:cluster/NAME`; without it region, account and
+        /// cluster name are `*`.
+        #[arg(long)]
+        cluster_arn: Option<String>,
+    },
 }
 
 /// Options of `sandbox`.
@@ -261,6 +300,44 @@ fn main() -> anyhow::Result<()> {
         Command::IamPolicy(args) => {
             print!("{}", iam_policy(&args)?);
             Ok(())
+        }
+        Command::Presets(args) => {
+            print!("{}", presets(&args)?);
+            Ok(())
+        }
+    }
+}
+
+/// What `presets` prints.
+fn presets(args: &PresetsArgs) -> anyhow::Result<String> {
+    use pod_identity_operator::presets::{self, Context};
+    match &args.command {
+        None => Ok(match args.output {
+            ListFormat::Table => presets::table(),
+            ListFormat::Json => format!("{}\n", serde_json::to_string_pretty(&presets::listing())?),
+        }),
+        Some(PresetsCommand::Show {
+            name,
+            params,
+            cluster_arn,
+        }) => {
+            let ctx = match cluster_arn {
+                Some(arn) => Context::of_cluster_arn(arn).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--cluster-arn {arn:?} is not an EKS cluster ARN (arn:aws:eks:REGION:ACCOUNT:cluster/NAME)"
+                    )
+                })?,
+                None => Context::any(),
+            };
+            let mut parameters = std::collections::BTreeMap::new();
+            for (k, v) in params {
+                anyhow::ensure!(
+                    parameters.insert(k.clone(), v.clone()).is_none(),
+                    "--param {k} is given twice"
+                );
+            }
+            let shown = presets::show(name, &parameters, &ctx)?;
+            Ok(format!("{}\n", serde_json::to_string_pretty(&shown)?))
         }
     }
 }

@@ -485,10 +485,8 @@ pub fn render(
     })
 }
 
-/// Every managed policy ARN `preset` can attach in `partition`, whatever its
-/// parameters (a parameter with allowed values is expanded to each): what a guardrail
-/// rule allowing the preset lets the operator attach.
-pub fn possible_managed_policy_arns(preset: &Preset, partition: &str) -> Vec<String> {
+/// Each parameter at each of its allowed values, `*` for one without.
+fn every_value(preset: &Preset) -> Values {
     let mut values = Values::new();
     for p in &preset.parameters {
         let items = if p.values.is_empty() {
@@ -498,6 +496,14 @@ pub fn possible_managed_policy_arns(preset: &Preset, partition: &str) -> Vec<Str
         };
         values.insert(p.name.clone(), items);
     }
+    values
+}
+
+/// Every managed policy ARN `preset` can attach in `partition`, whatever its
+/// parameters (a parameter with allowed values is expanded to each): what a guardrail
+/// rule allowing the preset lets the operator attach.
+pub fn possible_managed_policy_arns(preset: &Preset, partition: &str) -> Vec<String> {
+    let values = every_value(preset);
     let ctx = Context {
         partition: partition.to_owned(),
         ..Context::any()
@@ -540,6 +546,154 @@ pub fn resolve<R: PresetRef>(refs: &[R], ctx: &Context) -> Result<Vec<Rendered>>
         out.push(render(preset, r.preset_parameters(), ctx, &field)?);
     }
     Ok(out)
+}
+
+/// A preset as `pod-identity-operator presets -o json` lists it: its file, and the
+/// managed policies it can attach in the `aws` partition.
+pub fn listing() -> Value {
+    Value::Array(
+        all()
+            .iter()
+            .map(|p| {
+                let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.insert(
+                        "possibleManagedPolicyArns".into(),
+                        Value::from(possible_managed_policy_arns(p, "aws")),
+                    );
+                    m.insert("inline".into(), Value::from(!p.statements.is_empty()));
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// The managed policies of a preset by name (the ARN after `policy/`), `inline` when it
+/// has an inline document: what the listing's POLICIES column shows.
+pub fn grants_summary(p: &Preset) -> String {
+    let values = every_value(p);
+    let ctx = Context::any();
+    let mut parts: Vec<String> = p
+        .managed_policies
+        .iter()
+        .map(|m| {
+            let names: Vec<String> = expand(&m.arn, &values, &ctx)
+                .unwrap_or_else(|_| vec![m.arn.clone()])
+                .iter()
+                .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_owned())
+                .collect();
+            let name = names.join("|");
+            match &m.when {
+                Some(w) => format!("{name} (when {w})"),
+                None => name,
+            }
+        })
+        .collect();
+    if !p.statements.is_empty() {
+        parts.push("inline".into());
+    }
+    parts.join(", ")
+}
+
+/// A preset's parameters for the listing: `name` when required, `name=default`
+/// otherwise (`name=` for an empty default), `-` when it takes none.
+pub fn parameters_summary(p: &Preset) -> String {
+    if p.parameters.is_empty() {
+        return "-".into();
+    }
+    p.parameters
+        .iter()
+        .map(|x| match &x.default {
+            None => format!("{} (required)", x.name),
+            Some(d) => format!("{}={d}", x.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The presets as a table: name, what they grant, parameters, upstream release.
+pub fn table() -> String {
+    let rows: Vec<[String; 4]> = all()
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                grants_summary(p),
+                parameters_summary(p),
+                format!("{}@{}", p.source.repository, p.source.release),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME".to_owned(),
+        "POLICIES".to_owned(),
+        "PARAMETERS".to_owned(),
+        "SOURCE".to_owned(),
+    ];
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Splits a `KEY=VALUE` command-line parameter.
+pub fn parse_parameter(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+/// What `pod-identity-operator presets show` prints: the preset rendered for `ctx` with
+/// `parameters`, its managed policy ARNs and its inline document.
+pub fn show(name: &str, parameters: &BTreeMap<String, String>, ctx: &Context) -> Result<Value> {
+    let Some(preset) = get(name) else {
+        return Err(Error::Preset {
+            name: name.to_owned(),
+            message: format!("no such preset; there are {}", names().join(", ")),
+        });
+    };
+    let r = render(preset, parameters, ctx, "").map_err(|e| match e {
+        Error::InvalidSpec { field, message } => Error::Preset {
+            name: name.to_owned(),
+            message: match field.trim_start_matches('.') {
+                "" => message,
+                field => format!("{field}: {message}"),
+            },
+        },
+        other => other,
+    })?;
+    let (inline_name, document) = match r.inline_policy {
+        Some((n, d)) => (Value::from(n), d),
+        None => (Value::Null, Value::Null),
+    };
+    Ok(serde_json::json!({
+        "name": r.name,
+        "cluster": {
+            "partition": ctx.partition,
+            "region": ctx.region,
+            "accountId": ctx.account_id,
+            "name": ctx.cluster,
+        },
+        "parameters": parameters,
+        "managedPolicyArns": r.managed_policy_arns,
+        "inlinePolicyName": inline_name,
+        "inlinePolicy": document,
+    }))
 }
 
 #[cfg(test)]
