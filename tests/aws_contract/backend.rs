@@ -4,18 +4,13 @@ use std::sync::Arc;
 
 use pod_identity_operator::aws::{EksApi, IamApi};
 
-/// Which implementation answers; cases use it only to note where a wire server is
-/// laxer than AWS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendKind {
-    Simulator,
-    /// SDK adapters against moto (IAM) and ministack (EKS).
-    #[allow(dead_code)] // constructed by the wire backend module
-    Wire,
-}
+pub use crate::known_differences::Server;
 
 pub struct Backend {
-    pub kind: BackendKind,
+    /// Which implementation answers IAM, and which EKS: cases look up the server's
+    /// known differences from AWS by it (`known_differences`).
+    pub iam_server: Server,
+    pub eks_server: Server,
     pub iam: Arc<dyn IamApi>,
     pub eks: Arc<dyn EksApi>,
     /// An existing EKS cluster the cases may use.

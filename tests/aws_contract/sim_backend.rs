@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig, administrator_policy};
 
-use crate::backend::{Backend, BackendKind};
+use crate::backend::{Backend, Server};
 
 /// How long a new role stays invisible to EKS, and a deleted association keeps
 /// blocking its ServiceAccount, in this backend.
@@ -25,7 +25,8 @@ pub async fn start() -> Backend {
     }));
     let cluster = sim.add_cluster("contract");
     Backend {
-        kind: BackendKind::Simulator,
+        iam_server: Server::Simulator,
+        eks_server: Server::Simulator,
         iam: sim.clone(),
         eks: sim.clone(),
         cluster_name: cluster.name,
