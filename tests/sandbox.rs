@@ -177,11 +177,20 @@ fn check_inventory(inv: &Inventory) {
         inv.role(&naming::default_role_name(&cluster_arn, ns, name))
             .expect("role")
     };
+    // The load balancer controller's role carries its preset: the controller's policy
+    // rendered for the sandbox's cluster, inline, and nothing else.
+    let lb = role("kube-system", "aws-load-balancer-controller");
+    let preset = pod_identity_operator::presets::render(
+        pod_identity_operator::presets::get("aws-load-balancer-controller").expect("preset"),
+        &Default::default(),
+        &pod_identity_operator::presets::Context::of_cluster_arn(&cluster_arn).expect("ARN"),
+        "role.presets[0]",
+    )
+    .expect("renders");
+    assert!(lb.attached_policy_arns.is_empty(), "{lb:#?}");
     assert_eq!(
-        role("kube-system", "aws-load-balancer-controller").attached_policy_arns,
-        [format!(
-            "arn:aws:iam::{ACCOUNT_ID}:policy/AWSLoadBalancerControllerIAMPolicy"
-        )]
+        lb.inline_policies,
+        preset.inline_policy.into_iter().collect()
     );
     assert!(
         role("external-dns", "external-dns")
