@@ -198,6 +198,23 @@ pub struct PodIdentityBindingStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// What the operator noticed beside the binding's AWS state, which `Ready` does not
+    /// depend on: the Pod Identity Agent not running, an IRSA annotation on the
+    /// ServiceAccount, running pods holding credentials of a role the association left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["reason"]))]
+    pub warnings: Vec<StatusWarning>,
+}
+
+/// One thing the operator noticed, by a reason of its own.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusWarning {
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339 time of the event the warning is about, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 /// The ServiceAccount the binding is for, and whether the operator created it.

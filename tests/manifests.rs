@@ -70,6 +70,10 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     ),
     // Guardrail rules may select namespaces by label: the binding's namespace is read.
     ("", "namespaces", &["get"]),
+    // Whether the Pod Identity Agent runs: kube-system/eks-pod-identity-agent only.
+    ("apps", "daemonsets", &["get"]),
+    // Pods of a ServiceAccount that keep an old role's credentials, counted.
+    ("", "pods", &["list"]),
     // kube-runtime's Recorder writes events.k8s.io/v1 Events only.
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
@@ -520,7 +524,15 @@ fn rbac_grants_exactly_what_the_controller_uses() {
         !text.contains('*'),
         "no wildcard in the ClusterRole: {text}"
     );
-    assert!(!text.contains("resourceNames") && !text.contains("nonResourceURLs"));
+    assert!(!text.contains("nonResourceURLs"));
+    // resourceNames only where the controller reads one object by name.
+    for rule in cr["rules"].as_array().expect("rules") {
+        if let Some(names) = rule.get("resourceNames") {
+            assert_eq!(rule["resources"], json!(["daemonsets"]), "{rule}");
+            assert_eq!(names, &json!(["eks-pod-identity-agent"]), "{rule}");
+            assert_eq!(rule["verbs"], json!(["get"]), "{rule}");
+        }
+    }
     assert_eq!(
         grants(&cr["rules"]),
         expected_grants(CLUSTER_RULES),
@@ -857,7 +869,41 @@ fn trait_apis(src: &str, trait_name: &str) -> BTreeSet<String> {
 
 fn aws_apis() -> (BTreeSet<String>, BTreeSet<String>) {
     let src = read("src/aws/mod.rs");
-    (trait_apis(&src, "IamApi"), trait_apis(&src, "EksApi"))
+    let operators = |apis: BTreeSet<String>| -> BTreeSet<String> {
+        apis.into_iter()
+            .filter(|api| !USER_ONLY_APIS.iter().any(|(a, _)| a == api))
+            .collect()
+    };
+    (
+        operators(trait_apis(&src, "IamApi")),
+        operators(trait_apis(&src, "EksApi")),
+    )
+}
+
+/// APIs of the traits that only `audit` and `migrate` call, with the credentials of the
+/// user who runs them; the operator never does (the controller's sources name none of
+/// their methods), so its policy does not allow them.
+const USER_ONLY_APIS: [(&str, &str); 3] = [
+    ("ListRoles", "list_roles"),
+    ("DescribeAddon", "describe_addon"),
+    ("ListAddons", "list_addons"),
+];
+
+#[test]
+fn the_controller_calls_none_of_the_apis_left_to_audit_and_migrate() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/controller"))
+        .expect("src/controller")
+    {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("source");
+        for (api, method) in USER_ONLY_APIS {
+            assert!(
+                !text.contains(&format!(".{method}(")),
+                "{} calls {api}, which the operator's policy does not allow",
+                path.display()
+            );
+        }
+    }
 }
 
 /// The resource an EKS API is authorized on.

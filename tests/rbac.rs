@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
@@ -98,6 +98,18 @@ async fn the_controller_works_with_exactly_the_shipped_rbac_and_not_with_less() 
     );
     assert_eq!(aws.inventory().roles.len(), 1);
     assert_eq!(aws.inventory().associations.len(), 1);
+    // The operator's identity could not install the agent's DaemonSet; the shipped
+    // rights let it see that none runs.
+    let reader = bindings.get("reader").await.expect("binding");
+    assert_eq!(
+        reader
+            .status
+            .iter()
+            .flat_map(|s| &s.warnings)
+            .map(|w| w.reason.as_str())
+            .collect::<Vec<_>>(),
+        ["PodIdentityAgentMissing"]
+    );
 
     // A rename makes a new ServiceAccount and deletes the one the operator made.
     bindings
@@ -175,6 +187,40 @@ async fn the_controller_works_with_exactly_the_shipped_rbac_and_not_with_less() 
         &["apply", "-n", "pod-identity-system", "-k", rbac],
     );
     env.wait_converged("writer").await;
+
+    // The shipped rights let it count the pods that keep an old role's credentials.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "writer-pod", "namespace": NS},
+            "spec": {"serviceAccountName": "writer", "automountServiceAccountToken": false,
+                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}))
+        .expect("pod"),
+    )
+    .await
+    .expect("pod created");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    support::existing_role(&aws).await;
+    bindings
+        .patch(
+            "writer",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"role": {
+                "arn": support::EXISTING_ROLE_ARN, "managedPolicyArns": null}}})),
+        )
+        .await
+        .expect("role switched");
+    wait_until("the moved association's pods counted", || async {
+        bindings
+            .get("writer")
+            .await
+            .expect("binding")
+            .status
+            .iter()
+            .flat_map(|s| &s.warnings)
+            .any(|w| w.message.contains("1 running pod(s) of it (writer-pod)"))
+    })
+    .await;
     env.stop().await;
 }
 

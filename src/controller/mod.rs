@@ -36,6 +36,7 @@ pub mod cleanup;
 pub mod confirmed;
 pub mod desired;
 pub mod malformed;
+pub mod notices;
 pub mod observe;
 pub mod pacing;
 pub mod plan;
@@ -146,6 +147,8 @@ pub struct Context {
     /// The running controller's cache of bindings, where a pass finds the other
     /// bindings of its namespace; `None` before [`run`] starts (then they are listed).
     bindings_cache: Mutex<Option<(Store<DynamicObject>, Arc<AtomicBool>)>>,
+    /// Whether the Pod Identity Agent runs, asked once per resync interval.
+    agent: notices::AgentCheck,
 }
 
 impl Context {
@@ -169,6 +172,7 @@ impl Context {
             backoffs: backoff::Backoffs::default(),
             confirmed: confirmed::Confirmed::default(),
             bindings_cache: Mutex::new(None),
+            agent: notices::AgentCheck::default(),
         })
     }
 
@@ -252,6 +256,15 @@ impl Context {
         if let Err(e) = recorder.publish(&ev, &binding.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
+    }
+
+    /// Whether the Pod Identity Agent runs (`None`: unknown), noted in the metrics.
+    pub async fn agent_running(&self) -> Option<bool> {
+        let running = self.agent.running(&self.client, self.settings.resync).await;
+        if let (Some(m), Some(r)) = (&self.settings.metrics, running) {
+            m.set_agent_running(r);
+        }
+        running
     }
 
     /// When a converged binding whose passes read `reads` is due again: the resync

@@ -23,7 +23,9 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use tokio::time::Instant;
 
 use crate::config;
-use crate::crd::{FINALIZER, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus};
+use crate::crd::{
+    FINALIZER, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus, StatusWarning,
+};
 use crate::{Error, Result};
 
 use super::apply::{self, Component};
@@ -32,7 +34,7 @@ use super::observe::{self, Observed};
 use super::pacing::PassReads;
 use super::plan::{self, Plan};
 use super::status::{self, Conditions, Problem, Reason, Retry, State};
-use super::{Context, cleanup};
+use super::{Context, cleanup, notices};
 
 /// The controller's reconcile function.
 pub async fn reconcile(binding: Arc<PodIdentityBinding>, ctx: Arc<Context>) -> Result<Action> {
@@ -280,7 +282,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
     {
         return Ok(ctx.requeue(meta, p.retry));
     }
-    let st = outcome_status(
+    let mut st = outcome_status(
         binding,
         &desired,
         &observed,
@@ -288,6 +290,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
         &applied,
         problem.as_ref(),
     );
+    st.warnings = warnings(binding, ctx, &desired, &observed, &plan.actions[..done]).await;
     let ready = status::ready_of(Some(&st)).is_some_and(|c| c.status == "True");
     write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
     match problem {
@@ -302,6 +305,73 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             Ok(Action::requeue(resync))
         }
     }
+}
+
+/// The warnings a full pass leaves on the status; `done` are the actions it carried out.
+async fn warnings(
+    binding: &PodIdentityBinding,
+    ctx: &Context,
+    desired: &Desired,
+    observed: &Observed,
+    done: &[plan::Action],
+) -> Vec<StatusWarning> {
+    let old = binding
+        .status
+        .as_ref()
+        .map(|s| s.warnings.as_slice())
+        .unwrap_or_default();
+    let kept = |reason: &str| old.iter().find(|w| w.reason == reason).cloned();
+    let ns = &desired.namespace;
+    let sa = &desired.service_account.name;
+    let mut warnings = Vec::new();
+    match ctx.agent_running().await {
+        Some(true) => {}
+        Some(false) => warnings.push(notices::agent_missing()),
+        None => warnings.extend(kept(notices::AGENT_MISSING)),
+    }
+    let mut annotations = observed
+        .service_account
+        .as_ref()
+        .map(|s| s.annotations.clone())
+        .unwrap_or_default();
+    annotations.extend(desired.service_account.annotations.clone());
+    warnings.extend(notices::irsa(ns, sa, &annotations));
+
+    let moved_now = done.iter().find_map(|a| match a {
+        plan::Action::UpdateAssociation(u) => u.role_arn.clone(),
+        _ => None,
+    });
+    let from_now = observed.association.as_ref().map(|a| a.role_arn.clone());
+    let moved = match (moved_now, from_now) {
+        (Some(to), Some(from)) if to != from => Some((Utc::now(), from, to, true)),
+        _ => notices::moved_at(old).and_then(|(since, w)| {
+            notices::moved_roles(w).map(|(from, to)| (since, from, to, false))
+        }),
+    };
+    if let Some((since, from, to, now)) = moved {
+        match notices::pods_started_before(&ctx.client, ns, sa, since).await {
+            Ok(pods) => {
+                let warning = notices::old_role_credentials(ns, sa, &from, &to, &pods, since);
+                if now {
+                    ctx.publish(
+                        binding,
+                        EventType::Warning,
+                        "AssociationRoleChanged",
+                        warning.message.clone(),
+                    )
+                    .await;
+                }
+                if !pods.is_empty() {
+                    warnings.push(warning);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the pods of the ServiceAccount");
+                warnings.extend(kept(notices::OLD_ROLE_CREDENTIALS));
+            }
+        }
+    }
+    warnings
 }
 
 fn outcome_status(
@@ -446,6 +516,16 @@ pub(super) async fn write_status(
     if status::unchanged(old, &new) {
         return Ok(());
     }
+    let old_warnings = old.map(|s| s.warnings.as_slice()).unwrap_or_default();
+    for w in &new.warnings {
+        // The association's move is announced by the pass that made it.
+        if w.reason != notices::OLD_ROLE_CREDENTIALS
+            && !old_warnings.iter().any(|o| o.reason == w.reason)
+        {
+            ctx.publish(binding, EventType::Warning, &w.reason, w.message.clone())
+                .await;
+        }
+    }
     if let Some(p) = problem.filter(|p| p.reason != Reason::Throttled) {
         let was = status::ready_of(old).map(|c| c.reason.as_str());
         if was != Some(p.reason.as_str()) {
@@ -469,6 +549,7 @@ pub(super) async fn write_status(
             "externalId",
             "serviceAccount",
             "conditions",
+            "warnings",
         ] {
             map.entry(key).or_insert(Value::Null);
         }

@@ -157,6 +157,7 @@ pub struct Metrics {
     bindings: Family<ReadyLabels, Gauge>,
     leader: Gauge,
     in_flight: Gauge,
+    agent_running: Gauge,
     cache: Mutex<Option<Store<DynamicObject>>>,
     health: Arc<Health>,
 }
@@ -207,6 +208,13 @@ impl Metrics {
             "Reconcile passes running now",
             in_flight.clone(),
         );
+        let agent_running = Gauge::default();
+        agent_running.set(-1);
+        registry.register(
+            "pod_identity_agent_running",
+            "1 when the DaemonSet kube-system/eks-pod-identity-agent exists, 0 when it does not, -1 until the operator could tell",
+            agent_running.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -222,6 +230,7 @@ impl Metrics {
             bindings,
             leader,
             in_flight,
+            agent_running,
             cache: Mutex::new(None),
             health,
         })
@@ -284,6 +293,10 @@ impl Metrics {
             })
             .inc();
         result
+    }
+
+    pub fn set_agent_running(&self, running: bool) {
+        self.agent_running.set(i64::from(running));
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -191,6 +191,31 @@ fn inventory_router(aws: Arc<Aws>) -> Router {
 }
 
 /// Runs the sandbox until `shutdown` resolves, then stops everything.
+/// The Pod Identity Agent's DaemonSet, as the EKS add-on installs it: the sandbox is a
+/// cluster where the agent runs.
+async fn install_agent(client: &kube::Client) -> crate::Result<()> {
+    use crate::controller::notices::{AGENT_NAME, AGENT_NAMESPACE};
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    let labels = serde_json::json!({"app.kubernetes.io/name": AGENT_NAME});
+    let ds: DaemonSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": AGENT_NAME, "namespace": AGENT_NAMESPACE},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{
+                    "name": AGENT_NAME,
+                    "image": "public.ecr.aws/eks/eks-pod-identity-agent:v0.1.29",
+                }]},
+            },
+        },
+    }))?;
+    Api::<DaemonSet>::namespaced(client.clone(), AGENT_NAMESPACE)
+        .create(&PostParams::default(), &ds)
+        .await?;
+    Ok(())
+}
+
 pub async fn run(
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
@@ -202,6 +227,7 @@ pub async fn run(
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(&PostParams::default(), &PodIdentityBinding::crd())
         .await?;
+    install_agent(&client).await?;
 
     let aws = Arc::new(if options.wire {
         let venv = wire::pick_venv(&wire::venv_candidates(

@@ -213,6 +213,10 @@ impl Env {
         settings.guardrails = Arc::new(GuardrailSource::fixed(permissive_guardrails()));
         settings.guardrails_poll = Duration::from_millis(100);
         tune(&mut settings);
+        // A cluster with the Pod Identity Agent, unless the client may not create it.
+        if let Err(e) = install_agent(&client).await {
+            tracing::info!(error = %e, "the agent's DaemonSet was not created");
+        }
         let ctx = Context::new(client.clone(), iam, eks, settings);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(controller::run(ctx, async {
@@ -377,4 +381,39 @@ pub fn ready(b: &PodIdentityBinding) -> Option<&Condition> {
         .conditions
         .iter()
         .find(|c| c.type_ == "Ready")
+}
+
+/// Creates `kube-system/eks-pod-identity-agent`, the DaemonSet the EKS add-on installs
+/// (one already there is fine).
+pub async fn install_agent(client: &Client) -> kube::Result<()> {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "eks-pod-identity-agent", "namespace": "kube-system"},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "eks-pod-identity-agent"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "eks-pod-identity-agent"}},
+                "spec": {"containers": [{
+                    "name": "eks-pod-identity-agent",
+                    "image": "public.ecr.aws/eks/eks-pod-identity-agent:v0.1.29",
+                }]},
+            },
+        },
+    }))
+    .expect("DaemonSet");
+    match daemonsets.create(&PostParams::default(), &ds).await {
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Deletes the agent's DaemonSet ([`install_agent`]).
+pub async fn remove_agent(client: &Client) {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    daemonsets
+        .delete("eks-pod-identity-agent", &DeleteParams::default())
+        .await
+        .expect("agent DaemonSet deleted");
 }
