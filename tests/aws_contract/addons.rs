@@ -4,10 +4,10 @@
 //! creates the add-on its own way (the simulator as its administrator, ministack through
 //! the SDK's CreateAddon), then every check goes through the traits.
 //!
-//! Not here: add-ons owning Pod Identity associations and IAM's refusal of a trust
-//! policy naming an OIDC provider the account lacks. ministack makes no association for
-//! an add-on created with `podIdentityAssociations`, and moto accepts any federated
-//! principal, so both are the simulator's own tests (`src/aws/sim/addons.rs`).
+//! Not here: add-ons owning Pod Identity associations. ministack makes no association
+//! for an add-on created with `podIdentityAssociations`, so that is the simulator's own
+//! test (`src/aws/sim/addons.rs`). IAM's refusal of a trust policy naming an OIDC
+//! provider the account lacks is a contract case (`trust_policy_oidc_provider_must_exist`).
 
 use std::sync::Arc;
 

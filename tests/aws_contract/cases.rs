@@ -60,6 +60,7 @@ macro_rules! all_cases {
             inline_policy_statement_forms,
             inline_policy_element_formats,
             trust_policy_grammar,
+            trust_policy_oidc_provider_must_exist,
             inline_policy_size_limit,
             trust_policy_size_on_create,
             policy_document_characters,
@@ -1126,6 +1127,37 @@ pub async fn trust_policy_grammar(b: &Backend) {
         documents_equivalent(&got.assume_role_policy, &accepted),
         "unchanged"
     );
+}
+
+/// A trust policy whose `Federated` principal names an IAM OIDC provider the account
+/// does not have (an IRSA trust policy of a cluster whose provider was never created)
+/// is refused: MalformedPolicyDocument "Invalid principal in policy" (CreateRole and
+/// UpdateAssumeRolePolicy).
+pub async fn trust_policy_oidc_provider_must_exist(b: &Backend) {
+    let provider = format!(
+        "arn:aws:iam::{}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/{}",
+        b.account_id,
+        suffix().to_uppercase()
+    );
+    let irsa = doc_of(
+        json!({"Effect": "Allow", "Principal": {"Federated": provider},
+        "Action": "sts:AssumeRoleWithWebIdentity"}),
+    );
+    let rule = &["trust-policy-oidc-provider"][..];
+    let mut input = role_input(&unique("pi-irsa"));
+    input.assume_role_policy = irsa.clone();
+    let r = b.iam.create_role(&input).await;
+    if let Err(e) = &r {
+        assert!(
+            e.aws()
+                .is_some_and(|a| a.message.starts_with("Invalid principal in policy")),
+            "{e}"
+        );
+    }
+    refused_unless(b.iam_server, rule, r, "MalformedPolicyDocument", &irsa);
+    let role = new_role(b, "pi-irsa").await;
+    let r = b.iam.update_assume_role_policy(&role.name, &irsa).await;
+    refused_unless(b.iam_server, rule, r, "MalformedPolicyDocument", &irsa);
 }
 
 /// One inline policy alone at the 10,240-character role total, whitespace not counted

@@ -161,6 +161,15 @@ pub const KNOWN: &[Difference] = &[
         answer: Answer::Accepts,
     },
     Difference {
+        id: "trust-policy-oidc-provider",
+        servers: BOTH,
+        operation: "CreateRole, UpdateAssumeRolePolicy",
+        aws: "`MalformedPolicyDocument` \"Invalid principal in policy\" for a Federated \
+              principal naming an OIDC provider the account lacks (CreateRole errors)",
+        server_answers: "accepts it",
+        answer: Answer::Accepts,
+    },
+    Difference {
         id: "trust-policy-size-quota",
         servers: BOTH,
         operation: "CreateRole, UpdateAssumeRolePolicy",

@@ -599,6 +599,7 @@ pub mod iam_on_ministack {
         inline_policy_statement_forms,
         inline_policy_element_formats,
         trust_policy_grammar,
+        trust_policy_oidc_provider_must_exist,
         inline_policy_size_limit,
         trust_policy_size_on_create,
         policy_document_characters,
