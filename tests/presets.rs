@@ -831,6 +831,7 @@ fn what_cloudsplaining_flags_in_a_preset_the_operator_refuses_unless_the_preset_
     let answers = judge("flag.py", &policies);
     let mut found: BTreeMap<(String, String), (bool, String)> = BTreeMap::new();
     let (mut both, mut neither) = (0, 0);
+    let mut flagged_and_refused = BTreeSet::new();
     for ((v, doc), a) in docs.iter().zip(&answers) {
         let flagged_for: Vec<String> = list(a, "privilege_escalation")
             .into_iter()
@@ -860,7 +861,10 @@ fn what_cloudsplaining_flags_in_a_preset_the_operator_refuses_unless_the_preset_
             v.id()
         );
         match (refused, flagged) {
-            (Some(_), true) => both += 1,
+            (Some(_), true) => {
+                both += 1;
+                flagged_and_refused.insert(v.id());
+            }
             (None, false) => neither += 1,
             (Some((field, message)), false) => {
                 found.insert(
@@ -883,6 +887,12 @@ fn what_cloudsplaining_flags_in_a_preset_the_operator_refuses_unless_the_preset_
         docs.len(),
         found.values().filter(|(f, _)| *f).count(),
         found.values().filter(|(f, _)| !*f).count(),
+    );
+    // Both judge karpenter's instance profile management and node role passing as
+    // escalating (the README says so).
+    assert_eq!(
+        flagged_and_refused.into_iter().collect::<Vec<_>>(),
+        ["karpenter (required)"]
     );
     let listed: BTreeMap<(String, String), bool> = CLOUDSPLAINING_DISAGREEMENTS
         .iter()
@@ -1112,5 +1122,45 @@ fn presets_show_prints_what_the_operator_renders_for_the_cluster_and_parameters(
         assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn the_readme_table_lists_every_preset_with_its_parameters_and_release() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("\n## Policy presets\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Policy presets section");
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
+    assert_eq!(rows.len(), presets::all().len(), "{rows:#?}");
+    for (row, p) in rows.iter().zip(presets::all()) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        assert_eq!(cells[0], format!("| `{}`", p.name), "{row}");
+        assert!(row.contains(&p.source.release), "{row}");
+        assert!(row.contains(&p.source.repository), "{row}");
+        for param in &p.parameters {
+            assert!(
+                cells[2].contains(&format!("`{}`", param.name)),
+                "{row}: {}",
+                param.name
+            );
+            assert_eq!(
+                cells[2].contains(&format!("`{}` (required)", param.name)),
+                param.required(),
+                "{row}: {}",
+                param.name
+            );
+        }
+        for arn in presets::possible_managed_policy_arns(p, "aws") {
+            let name = arn.rsplit('/').next().unwrap_or(&arn);
+            assert!(cells[1].contains(&format!("`{name}`")), "{row}: {name}");
+        }
+        assert_eq!(
+            cells[1].contains("inline"),
+            !p.statements.is_empty(),
+            "{row}"
+        );
     }
 }
