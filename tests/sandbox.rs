@@ -200,9 +200,18 @@ fn check_inventory(inv: &Inventory) {
     // The existing role is used, not changed and not made again.
     let existing = inv.role("billing-api").expect("the existing role stays");
     assert!(!naming::has_ownership_tags(&existing.role.tags));
-    assert_eq!(inv.roles.len(), managed.len() + 1, "roles: {inv:#?}");
-
-    assert_eq!(inv.associations.len(), 6, "associations: {inv:#?}");
+    // Beside what the examples made: the wiring `audit` and `migrate` start from, on
+    // the simulator.
+    use pod_identity_operator::sandbox::legacy;
+    let legacy_role = |name: &str| {
+        name == legacy::ADDON_ROLE || legacy::IRSA.iter().any(|(_, role)| *role == name)
+    };
+    let roles = inv.roles.iter().filter(|r| !legacy_role(&r.role.name));
+    assert_eq!(roles.count(), managed.len() + 1, "roles: {inv:#?}");
+    let associations = inv.associations.iter().filter(|a| {
+        a.namespace != legacy::NAMESPACE && a.service_account != "ebs-csi-controller-sa"
+    });
+    assert_eq!(associations.count(), 6, "associations: {inv:#?}");
     let assoc = |ns, sa| {
         let found = inv.associations_for(ns, sa);
         assert_eq!(found.len(), 1, "associations of {ns}/{sa}");
@@ -449,4 +458,140 @@ fn a_guardrails_file_that_does_not_parse_stops_the_sandbox_naming_the_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("broken.yaml"), "{stderr}");
+}
+
+/// The sandbox's IRSA wiring (namespace `legacy`) taken through the README's walk:
+/// `audit`, `migrate --apply --update-trust` writing bindings, `kubectl apply` and
+/// `kubectl wait`, `migrate --apply --remove-irsa --remove-oidc-trust`, `audit` again.
+#[test]
+fn the_sandbox_holds_irsa_wiring_that_audit_and_migrate_move_to_bindings() {
+    use pod_identity_operator::audit::{Kind, Report};
+    use pod_identity_operator::aws::sim::http::ADMIN_ACCESS_KEY_ID;
+    use pod_identity_operator::sandbox::legacy;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let out = dir.path().join("bindings");
+    let mut sandbox = Sandbox::start(dir.path(), &["--quiet"]);
+    let url = sandbox.printed("AWS endpoint (IAM, EKS):");
+    assert!(
+        sandbox
+            .printed("IRSA to migrate:")
+            .contains(ADMIN_ACCESS_KEY_ID)
+    );
+    let tool = |command: &str, args: &[&str], key: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+            .arg(command)
+            .args(["--cluster-name", CLUSTER, "--region", REGION])
+            .args(["--aws-endpoint-url", &url])
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("the binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let audit = || {
+        let (_, stdout, stderr) = tool("audit", &["-o", "json"], ADMIN_ACCESS_KEY_ID);
+        serde_json::from_str::<Report>(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+            .findings
+    };
+    let about = |findings: &[pod_identity_operator::audit::Finding], kind: Kind| {
+        let mut subjects: Vec<String> = findings
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.subject.clone())
+            .collect();
+        subjects.sort();
+        subjects
+    };
+
+    // Any other access key is the operator's, whose policy has no ListRoles.
+    let (code, _, stderr) = tool("audit", &[], "AKIAOPERATORSKEY");
+    assert_ne!(code, Some(0), "the operator's identity audited: {stderr}");
+    assert!(stderr.contains("AccessDenied"), "{stderr}");
+
+    let before = audit();
+    assert_eq!(
+        about(&before, Kind::IrsaServiceAccount),
+        ["legacy/cart", "legacy/checkout"],
+        "{before:#?}"
+    );
+    assert_eq!(
+        about(&before, Kind::IrsaAndAssociation),
+        ["legacy/checkout"]
+    );
+    assert_eq!(
+        about(&before, Kind::IrsaRoleWithoutPodIdentityTrust).len(),
+        2
+    );
+    assert!(
+        before
+            .iter()
+            .any(|f| f.kind == Kind::UnmanagedAssociation && f.message.contains(legacy::ADDON)),
+        "{before:#?}"
+    );
+    assert!(about(&before, Kind::PodIdentityAgentMissing).is_empty());
+
+    let out_dir = out.to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = tool(
+        "migrate",
+        &["--out", out_dir, "--apply", "--update-trust"],
+        ADMIN_ACCESS_KEY_ID,
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    eprintln!("migrate:\n{stdout}");
+    assert!(stdout.contains("aws eks update-addon"), "{stdout}");
+    kubectl(&kubeconfig, &["apply", "-f", out_dir]);
+    let waited = kubectl_command(&kubeconfig)
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "pib",
+            "--all",
+            "-n",
+            "legacy",
+        ])
+        .arg("--timeout=120s")
+        .output()
+        .expect("kubectl wait runs");
+    assert!(
+        waited.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&waited.stderr),
+        kubectl(&kubeconfig, &["get", "pib", "-n", "legacy", "-o", "yaml"])
+    );
+    let (code, stdout, stderr) = tool(
+        "migrate",
+        &["--apply", "--remove-irsa", "--remove-oidc-trust"],
+        ADMIN_ACCESS_KEY_ID,
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+
+    let after = audit();
+    for kind in [
+        Kind::IrsaServiceAccount,
+        Kind::IrsaAndAssociation,
+        Kind::IrsaRoleWithoutPodIdentityTrust,
+        Kind::BindingNotReady,
+    ] {
+        assert!(about(&after, kind).is_empty(), "{kind:?}: {after:#?}");
+    }
+    // What is left is the add-on's association, which only the add-on may change.
+    assert!(
+        after
+            .iter()
+            .filter(|f| f.kind == Kind::UnmanagedAssociation)
+            .all(|f| f.message.contains(legacy::ADDON)),
+        "{after:#?}"
+    );
+    let status = sandbox.stop("-INT");
+    assert!(status.success(), "exit status {status}");
 }

@@ -18,6 +18,7 @@
 //! the user gives ([`Options::guardrails`]); the simulator's operator policy is rendered
 //! for the same guardrails.
 
+pub mod legacy;
 pub mod manifests;
 pub mod view;
 pub mod wire;
@@ -122,6 +123,7 @@ pub async fn simulated_aws(guardrails: &GuardrailConfig) -> crate::Result<Arc<Aw
         aws.add_managed_policy(arn);
     }
     create_existing_roles(aws.as_ref()).await?;
+    legacy::create_in_aws(aws.as_ref()).await?;
     // What exists was made by an administrator; from here on every call is the
     // operator's, allowed only by its IAM policy rendered for this installation. The
     // controller's guardrails are fixed for the whole run ([`controller_settings`]), so
@@ -237,6 +239,9 @@ pub async fn run(
     } else {
         Aws::Sim(simulated_aws(&options.guardrails).await?)
     });
+    if let Aws::Sim(_) = aws.as_ref() {
+        legacy::create_in_kubernetes(&client).await?;
+    }
     let stop = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(options.inventory_addr).await?;
     let inventory_url = format!("http://{}/inventory", listener.local_addr()?);
@@ -263,7 +268,14 @@ pub async fn run(
     println!("  AWS inventory (JSON):     {inventory_url}");
     println!("  guardrails:               {}", options.guardrails_from);
     match aws.as_ref() {
-        Aws::Sim(_) => println!("  AWS endpoint (IAM, EKS):  {aws_url}"),
+        Aws::Sim(_) => {
+            println!("  AWS endpoint (IAM, EKS):  {aws_url}");
+            println!(
+                "  IRSA to migrate:          namespace {} (audit and migrate as the account's administrator: AWS_ACCESS_KEY_ID={})",
+                legacy::NAMESPACE,
+                crate::aws::sim::http::ADMIN_ACCESS_KEY_ID
+            );
+        }
         Aws::Wire(w) => {
             println!("  AWS endpoint (IAM, moto): {}", w.iam_url());
             println!("  AWS endpoint (EKS, ministack): {}", w.eks_url());

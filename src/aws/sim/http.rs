@@ -9,6 +9,8 @@
 //! (`ErrorResponse` XML for IAM; `x-amzn-ErrorType` and a JSON message for EKS), lists
 //! paged as AWS pages them (`MaxItems`/`Marker`, `maxResults`/`nextToken`; the tokens
 //! are offsets); `GET /_sim/inventory` and `GET /_sim/calls` show the simulator's state.
+//! Requests signed with [`ADMIN_ACCESS_KEY_ID`] act as the account's administrator,
+//! every other one as the operator (authorized when the simulator enforces a policy).
 //! Not implemented: request signing checks (any credentials are accepted), any
 //! operation outside the traits (answered 400 `InvalidAction` / 404). Faults without an
 //! HTTP status (timeouts) are answered 504.
@@ -53,7 +55,27 @@ pub fn router(sim: Arc<AwsSim>) -> Router {
         .route("/tags/{*arn}", post(tag_resource).delete(untag_resource))
         .route("/_sim/inventory", get(inventory))
         .route("/_sim/calls", get(calls))
+        .layer(axum::middleware::from_fn(administrator))
         .with_state(sim)
+}
+
+/// The access key ID whose requests the front serves as the account's administrator,
+/// unauthorized ([`AwsSim::as_admin`]): the user running `audit` and `migrate` against
+/// a simulator that holds the operator to its policy. Other requests are the operator's.
+pub const ADMIN_ACCESS_KEY_ID: &str = "AKIASIMADMINISTRATOR";
+
+async fn administrator(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let credential = format!("Credential={ADMIN_ACCESS_KEY_ID}/");
+    let admin = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(&credential));
+    if admin {
+        AwsSim::as_admin(next.run(req)).await
+    } else {
+        next.run(req).await
+    }
 }
 
 /// `GET /_sim/inventory`: the simulator's [`Inventory`](super::Inventory) as JSON, for
