@@ -163,6 +163,7 @@ fn check_inventory(inv: &Inventory) {
     let managed = [
         ("kube-system", "aws-load-balancer-controller"),
         ("external-dns", "external-dns"),
+        ("kube-system", "ebs-csi-controller"),
         ("analytics", "reporting"),
         ("media", "uploader"),
         ("shop", "checkout"),
@@ -192,11 +193,36 @@ fn check_inventory(inv: &Inventory) {
         lb.inline_policies,
         preset.inline_policy.into_iter().collect()
     );
-    assert!(
-        role("external-dns", "external-dns")
-            .inline_policies
-            .contains_key("route53")
+    let rendered = |name: &str, parameters: &[(&str, &str)]| {
+        pod_identity_operator::presets::render(
+            pod_identity_operator::presets::get(name).expect("preset"),
+            &parameters
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            &pod_identity_operator::presets::Context::of_cluster_arn(&cluster_arn).expect("ARN"),
+            "role.presets[0]",
+        )
+        .expect("renders")
+    };
+    let dns = role("external-dns", "external-dns");
+    let preset = rendered(
+        "external-dns",
+        &[("hostedZoneIds", "Z0123456789ABCDEFGHIJ")],
     );
+    assert!(dns.attached_policy_arns.is_empty(), "{dns:#?}");
+    assert_eq!(
+        dns.inline_policies,
+        preset.inline_policy.into_iter().collect()
+    );
+    // The EBS CSI driver's preset: AWS's managed policy and nothing else.
+    let ebs = role("kube-system", "ebs-csi-controller");
+    assert_eq!(
+        ebs.attached_policy_arns,
+        ["arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"],
+        "{ebs:#?}"
+    );
+    assert!(ebs.inline_policies.is_empty(), "{ebs:#?}");
     // The existing role is used, not changed and not made again.
     let existing = inv.role("billing-api").expect("the existing role stays");
     assert!(!naming::has_ownership_tags(&existing.role.tags));
@@ -209,9 +235,9 @@ fn check_inventory(inv: &Inventory) {
     let roles = inv.roles.iter().filter(|r| !legacy_role(&r.role.name));
     assert_eq!(roles.count(), managed.len() + 1, "roles: {inv:#?}");
     let associations = inv.associations.iter().filter(|a| {
-        a.namespace != legacy::NAMESPACE && a.service_account != "ebs-csi-controller-sa"
+        a.namespace != legacy::NAMESPACE && a.service_account != "efs-csi-controller-sa"
     });
-    assert_eq!(associations.count(), 6, "associations: {inv:#?}");
+    assert_eq!(associations.count(), 7, "associations: {inv:#?}");
     let assoc = |ns, sa| {
         let found = inv.associations_for(ns, sa);
         assert_eq!(found.len(), 1, "associations of {ns}/{sa}");
@@ -227,6 +253,7 @@ fn check_inventory(inv: &Inventory) {
     assoc("shop", "checkout");
     assoc("kube-system", "aws-load-balancer-controller");
     assoc("external-dns", "external-dns");
+    assoc("kube-system", "ebs-csi-controller-sa");
 }
 
 #[test]
@@ -253,7 +280,7 @@ fn the_sandbox_runs_the_examples_applied_with_kubectl_and_stops_on_ctrl_c() {
     let table = kubectl(&kubeconfig, &["get", "pib", "-A"]);
     assert_eq!(
         table.lines().filter(|l| l.contains("Reconciled")).count(),
-        6,
+        7,
         "{table}"
     );
 

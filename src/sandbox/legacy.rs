@@ -1,8 +1,8 @@
 //! The identity wiring the sandbox cluster has before the operator, to try `audit` and
 //! `migrate` on: namespace `legacy` with two IRSA ServiceAccounts (`cart`, and
 //! `checkout`, which also has an association made by hand), their roles trusting only
-//! the cluster's OIDC provider, and the `aws-ebs-csi-driver` add-on owning the
-//! association of `kube-system/ebs-csi-controller-sa`.
+//! the cluster's OIDC provider, and the `aws-efs-csi-driver` add-on owning the
+//! association of `kube-system/efs-csi-controller-sa`.
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
@@ -16,8 +16,8 @@ pub const NAMESPACE: &str = "legacy";
 /// The IRSA ServiceAccounts of [`NAMESPACE`] and their roles.
 pub const IRSA: [(&str, &str); 2] = [("cart", "cart-irsa"), ("checkout", "checkout-irsa")];
 /// The add-on whose association EKS made and owns.
-pub const ADDON: &str = "aws-ebs-csi-driver";
-pub const ADDON_ROLE: &str = "ebs-csi-driver";
+pub const ADDON: &str = "aws-efs-csi-driver";
+pub const ADDON_ROLE: &str = "efs-csi-driver";
 
 fn issuer() -> String {
     format!("oidc.eks.{REGION}.amazonaws.com/id/5A4D8B0C1E2F3A4B5C6D7E8F9A0B1C2D")
@@ -76,7 +76,7 @@ pub async fn create_in_aws(aws: &AwsSim) -> crate::Result<()> {
             name: ADDON.into(),
             pod_identity_associations: vec![(
                 "kube-system".into(),
-                "ebs-csi-controller-sa".into(),
+                "efs-csi-controller-sa".into(),
                 role_arn(ADDON_ROLE),
             )],
             ..AddonSetup::default()
