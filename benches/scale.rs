@@ -18,6 +18,17 @@
 //! (writes per second, every size), `PIO_BENCH_RESYNC` (seconds) and
 //! `PIO_BENCH_OPERATOR_ARGS` (extra flags for the operator, space separated) change
 //! the settings.
+//!
+//! `PIO_BENCH_TARGETS=kubesim,apiserver` (or `--targets kubesim,apiserver`) picks the
+//! Kubernetes API servers each size runs against (default `kubesim`): `apiserver` is a
+//! real etcd and kube-apiserver, started as the tests start them (`tests/support/cluster.rs`)
+//! from the binaries in `$PIO_CONTROL_PLANE` (or `$KUBEBUILDER_ASSETS`); asking for it
+//! without either set fails before anything runs. There the operator runs with the
+//! admin kubeconfig, and Kubernetes writes are the API server's `apiserver_request_total`
+//! for POST, PUT, PATCH, APPLY, DELETE and DELETECOLLECTION (every answer code; Leases,
+//! which kube-apiserver writes for itself, left out). Rows of earlier runs in
+//! `target/bench/scale.json` for other (target, N) pairs are kept, each with its date
+//! and commit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +51,10 @@ use pod_identity_operator::kubesim::KubeSim;
 use pod_identity_operator::naming;
 use pod_identity_operator::operator_policy::{Installation, permissions};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
 
 const CLUSTER: &str = "bench";
 const REGION: &str = "us-east-1";
@@ -116,6 +131,7 @@ impl BindingSpec {
 struct Plan {
     smoke: bool,
     sizes: Vec<usize>,
+    targets: Vec<Target>,
     concurrency: u16,
     latency: Duration,
     /// IAM writes per second by size; `None`: not limited.
@@ -131,7 +147,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn from_env() -> Plan {
+    fn from_env() -> Res<Plan> {
         let args: Vec<String> = std::env::args().collect();
         let smoke = !args.iter().any(|a| a == "--bench");
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -148,6 +164,14 @@ impl Plan {
                     vec![100, 1000, 5000]
                 }
             });
+        let targets = args
+            .iter()
+            .position(|a| a == "--targets")
+            .and_then(|i| args.get(i + 1).cloned())
+            .or_else(|| env("PIO_BENCH_TARGETS"))
+            .map_or(Ok(vec![Target::Kubesim]), |s| {
+                s.split(',').map(|t| Target::parse(t.trim())).collect()
+            })?;
         let num = |k: &str| env(k).and_then(|v| v.parse::<f64>().ok());
         let fixed_rate = num("PIO_BENCH_IAM_RATE");
         let iam_rate: Box<dyn Fn(usize) -> Option<f64>> = match (smoke, fixed_rate) {
@@ -162,9 +186,10 @@ impl Plan {
                 })
             }),
         };
-        Plan {
+        Ok(Plan {
             smoke,
             sizes,
+            targets,
             concurrency: num("PIO_BENCH_CONCURRENCY").map_or(16, |c| c as u16),
             latency: Duration::from_millis(
                 num("PIO_BENCH_LATENCY_MS").map_or(if smoke { 5 } else { 50 }, |l| l as u64),
@@ -184,13 +209,14 @@ impl Plan {
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect(),
-        }
+        })
     }
 
     fn settings_json(&self) -> Value {
         json!({
             "mode": if self.smoke { "smoke" } else { "bench" },
             "sizes": self.sizes,
+            "targets": self.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
             "operator_concurrency": self.concurrency,
             "aws_latency_ms_per_call": self.latency.as_millis() as u64,
             "iam_write_rate_per_s": self.sizes.iter().map(|n| json!({"n": n, "rate": (self.iam_rate)(*n)})).collect::<Vec<_>>(),
@@ -206,9 +232,60 @@ impl Plan {
     }
 }
 
-/// kubesim and the AWS simulator served on loopback, plus the operator process.
+/// The Kubernetes API server a row runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Kubesim,
+    /// etcd and kube-apiserver, as the tests start them.
+    Apiserver,
+}
+
+impl Target {
+    fn parse(name: &str) -> Res<Target> {
+        match name {
+            "kubesim" => Ok(Target::Kubesim),
+            "apiserver" => {
+                // Fail now, not after the kubesim rows: no silent skip.
+                let set = |v: &str| std::env::var_os(v).is_some_and(|d| !d.is_empty());
+                if !set("PIO_CONTROL_PLANE") && !set("KUBEBUILDER_ASSETS") {
+                    return Err(
+                        "target apiserver needs PIO_CONTROL_PLANE (a folder holding etcd and \
+                         kube-apiserver, as `bash scripts/build-control-plane` prints), and it is \
+                         not set"
+                            .into(),
+                    );
+                }
+                Ok(Target::Apiserver)
+            }
+            other => Err(format!(
+                "unknown target {other:?} (PIO_BENCH_TARGETS / --targets: kubesim, apiserver)"
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::Kubesim => "kubesim",
+            Target::Apiserver => "apiserver",
+        }
+    }
+}
+
+/// The Kubernetes side of a stack.
+enum Kube {
+    Sim(KubeSim),
+    Real {
+        /// Held for its processes, stopped when the stack is dropped.
+        _plane: Box<cluster::ControlPlane>,
+        /// `apiserver_request_total` writes at the last reset.
+        baseline: AtomicU64,
+    },
+}
+
+/// The AWS simulator served on loopback, a Kubernetes API server (kubesim over TCP or a
+/// real one), plus the operator process.
 struct Stack {
-    kube: KubeSim,
+    kube: Kube,
     client: Client,
     aws: Arc<AwsSim>,
     aws_url: String,
@@ -218,7 +295,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(dir: PathBuf) -> Res<Stack> {
+    async fn start(target: Target, dir: PathBuf) -> Res<Stack> {
         let aws = Arc::new(AwsSim::new(SimConfig::default()));
         aws.add_cluster(CLUSTER);
         // The operator's policy rendered for the cluster and the guardrails it runs with.
@@ -237,25 +314,52 @@ impl Stack {
             aws.clone(),
             listener,
         ));
-        let kube = KubeSim::new();
-        let server = kube
-            .serve_tcp("127.0.0.1:0".parse().map_err(|_| "address")?)
-            .await
-            .map_err(|e| format!("kubesim: {e}"))?;
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let kubeconfig = dir.join("kubeconfig");
-        server
-            .write_kubeconfig(&kubeconfig)
-            .map_err(|e| e.to_string())?;
-        // The server runs until the process ends.
-        std::mem::forget(server);
+        let (kube, client, kubeconfig) = match target {
+            Target::Kubesim => {
+                let kube = KubeSim::new();
+                let server = kube
+                    .serve_tcp("127.0.0.1:0".parse().map_err(|_| "address")?)
+                    .await
+                    .map_err(|e| format!("kubesim: {e}"))?;
+                let kubeconfig = dir.join("kubeconfig");
+                server
+                    .write_kubeconfig(&kubeconfig)
+                    .map_err(|e| e.to_string())?;
+                // The server runs until the process ends.
+                std::mem::forget(server);
+                let client = kube.client();
+                (Kube::Sim(kube), client, kubeconfig)
+            }
+            Target::Apiserver => {
+                let binaries = cluster::Binaries::locate()?;
+                // Without kube-controller-manager: nothing but the operator and the
+                // benchmark writes, as on kubesim.
+                let plane = cluster::ControlPlane::start_in(
+                    binaries,
+                    dir.join("control-plane"),
+                    false,
+                    cluster::Options {
+                        controller_manager: false,
+                    },
+                )
+                .await?;
+                let client = plane.admin_client().await?;
+                let kubeconfig = plane.kubeconfig().to_owned();
+                let kube = Kube::Real {
+                    _plane: Box::new(plane),
+                    baseline: AtomicU64::new(0),
+                };
+                (kube, client, kubeconfig)
+            }
+        };
         let guardrails = dir.join("guardrails.yaml");
         std::fs::write(&guardrails, GUARDRAILS).map_err(|e| e.to_string())?;
-        let client = kube.client();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &PodIdentityBinding::crd())
             .await
             .map_err(|e| format!("CRD: {e}"))?;
+        wait_established(&crds).await?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         for i in 0..NAMESPACES {
             let ns: Namespace =
@@ -318,13 +422,37 @@ impl Stack {
         self.aws.knobs().total_calls() - self.aws_writes()
     }
 
-    fn kube_writes(&self) -> u64 {
-        self.kube.write_counts().total()
+    /// Kubernetes writes since the last reset; on a real API server, from its metrics.
+    async fn kube_writes(&self) -> u64 {
+        match &self.kube {
+            Kube::Sim(kube) => kube.write_counts().total(),
+            Kube::Real { baseline, .. } => self
+                .apiserver_writes()
+                .await
+                .saturating_sub(baseline.load(Ordering::Relaxed)),
+        }
     }
 
-    fn reset_counters(&self) {
+    /// The API server's write requests so far (0 when the metrics cannot be read: the
+    /// row then shows it, and the run goes on).
+    async fn apiserver_writes(&self) -> u64 {
+        match apiserver_writes(&self.client).await {
+            Ok(n) => n,
+            Err(e) => {
+                println!("apiserver metrics: {e}");
+                0
+            }
+        }
+    }
+
+    async fn reset_counters(&self) {
         self.aws.knobs().reset_calls();
-        self.kube.reset_write_counts();
+        match &self.kube {
+            Kube::Sim(kube) => kube.reset_write_counts(),
+            Kube::Real { baseline, .. } => {
+                baseline.store(self.apiserver_writes().await, Ordering::Relaxed)
+            }
+        }
     }
 
     /// Waits, watching the bindings, until `n` of them are Ready for their generation;
@@ -370,11 +498,16 @@ impl Stack {
     /// Waits until no AWS call and no Kubernetes write happened for `plan.quiet`;
     /// returns the time of the last one (measured from `since`).
     async fn wait_quiet(&self, plan: &Plan, since: Instant, limit: Duration) -> Duration {
-        let mut last = (self.aws.knobs().total_calls(), self.kube_writes());
+        let mut last = (self.aws.knobs().total_calls(), self.kube_writes().await);
         let mut changed = Instant::now();
+        // A scrape of a real API server's metrics costs it some CPU: fewer of them.
+        let poll = match self.kube {
+            Kube::Sim(_) => plan.poll.min(Duration::from_millis(100)),
+            Kube::Real { .. } => Duration::from_millis(500),
+        };
         while changed.elapsed() < plan.quiet && since.elapsed() < limit {
-            tokio::time::sleep(plan.poll.min(Duration::from_millis(100))).await;
-            let now = (self.aws.knobs().total_calls(), self.kube_writes());
+            tokio::time::sleep(poll).await;
+            let now = (self.aws.knobs().total_calls(), self.kube_writes().await);
             if now != last {
                 last = now;
                 changed = Instant::now();
@@ -437,6 +570,67 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until the API server serves the CRD (at once on kubesim).
+async fn wait_established(crds: &Api<CustomResourceDefinition>) -> Res<()> {
+    let name = PodIdentityBinding::crd_name();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let crd = crds
+            .get(name)
+            .await
+            .map_err(|e| format!("CRD {name}: {e}"))?;
+        let established = crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if established {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("CRD {name} not Established within 60 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Write requests a real API server has served: the sum of `apiserver_request_total`
+/// over the write verbs, every answer code, Leases left out (kube-apiserver renews its
+/// own every 10 s).
+async fn apiserver_writes(client: &Client) -> Res<u64> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("GET /metrics: {e}"))?;
+    let mut total = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |key: &str| {
+            labels.split(',').find_map(|kv| {
+                kv.strip_prefix(key)?
+                    .strip_prefix("=\"")?
+                    .strip_suffix('"')
+                    .map(str::to_owned)
+            })
+        };
+        let write = matches!(
+            label("verb").as_deref(),
+            Some("POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION")
+        );
+        if write && label("resource").as_deref() != Some("leases") {
+            total += value.trim().parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    Ok(total as u64)
 }
 
 /// Ready is True for the binding's current generation.
@@ -503,9 +697,9 @@ fn mib(bytes: u64) -> f64 {
 }
 
 /// All scenarios at one size; returns the row.
-async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
+async fn run_size(plan: &Plan, target: Target, n: usize, dir: PathBuf) -> Res<Value> {
     let spec = BindingSpec::typical();
-    let stack = Stack::start(dir).await?;
+    let stack = Stack::start(target, dir).await?;
     let knobs = stack.aws.knobs().clone();
     knobs.set_latency(plan.latency);
     let rate = (plan.iam_rate)(n);
@@ -520,7 +714,7 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     op1.alive()?;
     let (_, idle_rss) = op1.memory()?;
-    stack.reset_counters();
+    stack.reset_counters().await;
     let start = Instant::now();
     apply_bindings(&stack.client, n, &spec.json()).await?;
     let applied = start.elapsed();
@@ -531,7 +725,7 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     stack.wait_quiet(plan, start, limit).await;
     let calls = knobs.calls();
     let throttled = knobs.throttled_by_operation();
-    let cold_kube_writes = stack.kube_writes();
+    let cold_kube_writes = stack.kube_writes().await;
     let (cold_hwm, _) = op1.memory()?;
     let minimum = spec.minimum_calls(n);
     let min_total: f64 = minimum.values().sum();
@@ -540,7 +734,7 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     op1.stop().await;
 
     // 3. Restart over N converged bindings, at the default resync.
-    stack.reset_counters();
+    stack.reset_counters().await;
     let start = Instant::now();
     let mut op2 =
         stack.spawn_operator(plan, DEFAULT_RESYNC, &format!("operator-{n}-restart.log"))?;
@@ -556,13 +750,13 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     }
     let restart = stack.wait_quiet(plan, start, limit).await;
     let restart_aws_writes = stack.aws_writes();
-    let restart_kube_writes = stack.kube_writes();
+    let restart_kube_writes = stack.kube_writes().await;
     let restart_reads = stack.aws_reads();
     let (restart_hwm, _) = op2.memory()?;
     op2.stop().await;
 
     // 4. Steady state: a scaled resync, measured after the start-up pass.
-    stack.reset_counters();
+    stack.reset_counters().await;
     let start = Instant::now();
     let mut op3 = stack.spawn_operator(plan, plan.resync, &format!("operator-{n}-steady.log"))?;
     while knobs.calls_of("GetRole") < n as u64 {
@@ -576,14 +770,14 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
         tokio::time::sleep(plan.poll).await;
     }
     tokio::time::sleep(plan.resync).await;
-    stack.reset_counters();
+    stack.reset_counters().await;
     let window = plan.resync * plan.steady_periods;
     tokio::time::sleep(window).await;
     op3.alive()?;
     let steady_reads = stack.aws_reads();
     let steady_reconciles = knobs.calls_of("GetRole");
     let steady_aws_writes = stack.aws_writes();
-    let steady_kube_writes = stack.kube_writes();
+    let steady_kube_writes = stack.kube_writes().await;
     let reads_per_reconcile = steady_reads as f64 / steady_reconciles.max(1) as f64;
     let resyncs_per_hour = 3600.0 / DEFAULT_RESYNC.as_secs_f64();
 
@@ -608,7 +802,7 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
             .await
             .map_err(|e| format!("drift {role}: {e}"))?;
     }
-    stack.reset_counters();
+    stack.reset_counters().await;
     loop {
         let inv = stack.aws.inventory();
         let repaired = drifted
@@ -648,12 +842,13 @@ async fn run_size(plan: &Plan, n: usize, dir: PathBuf) -> Res<Value> {
     // Writes are counted until the repairs' own follow-ups are done, within a resync.
     tokio::time::sleep(plan.quiet).await;
     let drift_aws_writes = stack.aws_writes();
-    let drift_kube_writes = stack.kube_writes();
+    let drift_kube_writes = stack.kube_writes().await;
     let (steady_hwm, _) = op3.memory()?;
     op3.stop().await;
 
     let peak = cold_hwm.max(restart_hwm).max(steady_hwm);
     Ok(json!({
+        "target": target.name(),
         "n": n,
         "cold_start": {
             "apply_s": secs(applied),
@@ -725,7 +920,7 @@ fn f(v: &Value, path: &str) -> String {
 
 fn print_row(row: &Value) {
     let n = f(row, "/n");
-    println!("\n== N = {n}");
+    println!("\n== N = {n} on {}", f(row, "/target").trim_matches('"'));
     println!(
         "cold start   : all Ready in {} s (apply {} s); bound N x {} IAM writes / {} per s = {} s; ratio {}",
         f(row, "/cold_start/all_ready_s"),
@@ -822,8 +1017,41 @@ fn smoke_failures(row: &Value) -> Vec<String> {
     failures
 }
 
+/// The machine: cores and memory.
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map_or(0, |c| c.get());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    json!({"cores": cores, "memory_gib": (mem_kib as f64 / 1_048_576.0 * 10.0).round() / 10.0})
+}
+
+/// The commit the benchmark was built from, `-dirty` when the tree has changes.
+fn commit() -> String {
+    Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn main() {
-    let plan = Plan::from_env();
+    let plan = match Plan::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("scale benchmark: {e}");
+            std::process::exit(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -839,65 +1067,105 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
         .join("bench");
-    let cores = std::thread::available_parallelism().map_or(0, |c| c.get());
+    let machine = machine();
+    let commit = commit();
     let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let settings = plan.settings_json();
     println!(
-        "scale benchmark ({}) {date}, {cores} cores",
+        "scale benchmark ({}) {date}, commit {commit}, machine {machine}",
         settings["mode"]
     );
     println!("settings: {settings}");
     println!(
-        "method: the operator binary runs as a child process against kubesim over TCP and the AWS \
-         simulator's HTTP front; memory is its VmHWM/VmRSS from /proc (the benchmark's own servers \
-         are not counted). Steady state is time scaled: a {} s resync measured over {} periods, \
-         reported per simulated hour at the default 300 s resync.",
+        "method: the operator binary runs as a child process against the Kubernetes API server \
+         (kubesim over TCP, or etcd and kube-apiserver) and the AWS simulator's HTTP front; \
+         memory is its VmHWM/VmRSS from /proc (the benchmark's own servers are not counted). \
+         Steady state is time scaled: a {} s resync measured over {} periods, reported per \
+         simulated hour at the default 300 s resync.",
         plan.resync.as_secs(),
         plan.steady_periods
     );
+    let runs: Vec<(Target, usize)> = plan
+        .sizes
+        .iter()
+        .flat_map(|&n| plan.targets.iter().map(move |&t| (t, n)))
+        .collect();
     let rows: Vec<Res<Value>> = runtime.block_on(async {
         let mut rows = Vec::new();
-        for &n in &plan.sizes {
+        for &(t, n) in &runs {
             let dir = target.join(format!(
-                "scale-{}-{n}",
-                if plan.smoke { "smoke" } else { "run" }
+                "scale-{}-{}-{n}",
+                if plan.smoke { "smoke" } else { "run" },
+                t.name()
             ));
-            let row = run_size(&plan, n, dir).await;
+            let row = run_size(&plan, t, n, dir).await;
             match &row {
                 Ok(r) => print_row(r),
-                Err(e) => println!("\n== N = {n}: FAILED: {e}"),
+                Err(e) => println!("\n== N = {n} on {}: FAILED: {e}", t.name()),
             }
             rows.push(row);
         }
         rows
     });
     let mut failures: Vec<String> = Vec::new();
-    let table: Vec<Value> = rows
+    let mut table: Vec<Value> = rows
         .into_iter()
-        .zip(&plan.sizes)
-        .map(|(r, n)| match r {
-            Ok(v) => {
-                if plan.smoke {
-                    failures.extend(
-                        smoke_failures(&v)
-                            .into_iter()
-                            .map(|e| format!("N={n}: {e}")),
-                    );
+        .zip(&runs)
+        .map(|(r, (t, n))| {
+            let mut v = match r {
+                Ok(v) => {
+                    if plan.smoke {
+                        failures.extend(
+                            smoke_failures(&v)
+                                .into_iter()
+                                .map(|e| format!("N={n} on {}: {e}", t.name())),
+                        );
+                    }
+                    v
                 }
-                v
-            }
-            Err(e) => {
-                failures.push(format!("N={n}: {e}"));
-                json!({"n": n, "error": e})
-            }
+                Err(e) => {
+                    failures.push(format!("N={n} on {}: {e}", t.name()));
+                    json!({"target": t.name(), "n": n, "error": e})
+                }
+            };
+            v["date"] = json!(date);
+            v["commit"] = json!(commit);
+            v["settings"] = settings.clone();
+            v
         })
         .collect();
-    let out = json!({"date": date, "cores": cores, "settings": settings, "rows": table});
     let file = target.join(if plan.smoke {
         "scale-smoke.json"
     } else {
         "scale.json"
     });
+    // Rows of earlier runs for the (target, N) pairs this run did not measure stay.
+    if !plan.smoke
+        && let Some(Value::Array(old)) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map(|v| v["rows"].clone())
+    {
+        for row in old {
+            let key = (
+                row["target"].as_str().unwrap_or("kubesim").to_owned(),
+                row["n"].as_u64().unwrap_or(0) as usize,
+            );
+            if !runs
+                .iter()
+                .any(|(t, n)| (t.name(), *n) == (key.0.as_str(), key.1))
+            {
+                table.push(row);
+            }
+        }
+    }
+    table.sort_by_key(|r| {
+        (
+            r["n"].as_u64().unwrap_or(0),
+            r["target"].as_str().unwrap_or("").to_owned(),
+        )
+    });
+    let out = json!({"date": date, "commit": commit, "machine": machine, "settings": settings, "rows": table});
     match std::fs::create_dir_all(&target)
         .and_then(|()| std::fs::write(&file, format!("{out:#}\n")))
     {
