@@ -19,6 +19,7 @@
 //!
 //! Not implemented: reading a ConfigMap through the API (mount it as a file instead).
 
+use crate::glob::glob_match;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -227,29 +228,6 @@ pub struct Effects {
 
 /// IAM's range for a role's maximum session duration.
 pub const SESSION_DURATION_RANGE: std::ops::RangeInclusive<i32> = 3600..=43200;
-
-/// `*` matches any run of characters, `?` one; everything else matches itself.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
 
 fn any_glob(patterns: &[String], text: &str) -> bool {
     patterns.iter().any(|p| glob_match(p, text))

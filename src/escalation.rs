@@ -37,7 +37,7 @@ use std::collections::{HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::glob_match;
+use crate::glob::glob_match;
 
 /// A kind of grant that escalates; a guardrail rule may allow each explicitly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod escalation;
+pub mod glob;
 pub mod kubesim;
 pub mod migrate;
 pub mod naming;

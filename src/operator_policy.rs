@@ -160,7 +160,7 @@ fn rule_policies(rule: &crate::config::Rule, partition: &str) -> Vec<String> {
         if rule
             .allowed_presets
             .iter()
-            .any(|g| crate::config::glob_match(g, &preset.name))
+            .any(|g| crate::glob::glob_match(g, &preset.name))
         {
             out.extend(crate::presets::possible_managed_policy_arns(
                 preset, partition,
@@ -174,7 +174,7 @@ fn rule_policies(rule: &crate::config::Rule, partition: &str) -> Vec<String> {
 /// policy ARN against the rules' globs).
 fn denied_everywhere(config: &GuardrailConfig, partition: &str) -> Vec<String> {
     let matches =
-        |patterns: &[String], arn: &str| patterns.iter().any(|p| crate::config::glob_match(p, arn));
+        |patterns: &[String], arn: &str| patterns.iter().any(|p| crate::glob::glob_match(p, arn));
     config
         .rules
         .iter()
@@ -436,12 +436,12 @@ fn applies(st: &Value, action: &str, resource: &str) -> bool {
     let act = |key| {
         strings(st.get(key))
             .iter()
-            .any(|p| crate::config::glob_match(&p.to_ascii_lowercase(), &action))
+            .any(|p| crate::glob::glob_match(&p.to_ascii_lowercase(), &action))
     };
     let res = |key| {
         strings(st.get(key))
             .iter()
-            .any(|p| crate::config::glob_match(p, resource))
+            .any(|p| crate::glob::glob_match(p, resource))
     };
     let action_ok = if st.get("NotAction").is_some() {
         !act("NotAction")

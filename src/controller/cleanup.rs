@@ -59,7 +59,7 @@ pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Acti
             association: State::unknown(),
         };
         st.conditions = status::merge(&st.conditions, &conditions, binding.metadata.generation);
-        if let Err(write) = super::reconcile::write_status(ctx, binding, st, Some(&problem)).await {
+        if let Err(write) = super::report::write_status(ctx, binding, st, Some(&problem)).await {
             tracing::warn!(error = %write, "cannot report cleanup failure");
         }
         return Err(e);

@@ -41,8 +41,10 @@ pub mod observe;
 pub mod pacing;
 pub mod plan;
 pub mod reconcile;
+pub mod report;
 pub mod revoke;
 pub mod status;
+pub mod typed;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -344,7 +346,7 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     let pass = async {
         tracing::debug!("reconcile pass started");
         let run = async {
-            match malformed::typed(&obj) {
+            match typed::typed(&obj) {
                 Ok(b) => reconcile::reconcile(Arc::new(b), ctx.clone()).await,
                 Err((field, why)) => malformed::handle(&obj, &field, &why, &ctx).await,
             }
@@ -383,7 +385,7 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
 async fn pass_timed_out(obj: &DynamicObject, ctx: &Context, deadline: Duration) -> Error {
     let err = Error::PassTimeout(deadline);
     tracing::warn!(binding = %obj.name_any(), ?deadline, "reconcile pass stopped at its deadline");
-    if let Ok(binding) = malformed::typed(obj) {
+    if let Ok(binding) = typed::typed(obj) {
         let problem = status::problem_of(&err, false);
         let mut st = binding.status.clone().unwrap_or_default();
         let conditions = status::Conditions {
@@ -394,7 +396,7 @@ async fn pass_timed_out(obj: &DynamicObject, ctx: &Context, deadline: Duration) 
         };
         st.conditions = status::merge(&st.conditions, &conditions, binding.metadata.generation);
         st.observed_generation = binding.metadata.generation;
-        if let Err(e) = reconcile::write_status(ctx, &binding, st, Some(&problem)).await {
+        if let Err(e) = report::write_status(ctx, &binding, st, Some(&problem)).await {
             tracing::warn!(error = %e, "cannot report the pass deadline");
         }
     }

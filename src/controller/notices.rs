@@ -2,7 +2,7 @@
 //! depend on: the Pod Identity Agent not running, an IRSA annotation on the binding's
 //! ServiceAccount, and running pods still holding credentials of the role the
 //! association left. They go to `status.warnings`; a newly raised one is also a Warning
-//! Event (see `reconcile::write_status`).
+//! Event (see [`super::report::write_status`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -203,7 +203,7 @@ pub async fn observe(
             .state()
             .iter()
             .filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && same_sa(o))
-            .filter_map(|o| super::malformed::typed(o).ok())
+            .filter_map(|o| super::typed::typed(o).ok())
             .collect(),
         None => bindings
             .list(&ListParams::default())
@@ -211,7 +211,7 @@ pub async fn observe(
             .items
             .iter()
             .filter(|o| same_sa(o))
-            .filter_map(|o| super::malformed::typed(o).ok())
+            .filter_map(|o| super::typed::typed(o).ok())
             .collect(),
     };
     observed.older_binding = others

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use serde_json::{Value, json};
 
 use std::collections::BTreeMap;
 
@@ -34,7 +33,7 @@ use super::observe::{self, Observed};
 use super::pacing::PassReads;
 use super::plan::{self, Plan};
 use super::status::{self, Conditions, Problem, Reason, Retry, State};
-use super::{Context, cleanup, notices};
+use super::{Context, cleanup, notices, report};
 
 /// The controller's reconcile function.
 pub async fn reconcile(binding: Arc<PodIdentityBinding>, ctx: Arc<Context>) -> Result<Action> {
@@ -206,7 +205,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
                 association: State::unknown(),
             };
             set_conditions(binding, &mut st, &conditions);
-            write_status(ctx, binding, st, Some(&problem)).await?;
+            report::write_status(ctx, binding, st, Some(&problem)).await?;
             return Ok(ctx.requeue(meta, problem.retry));
         }
     };
@@ -238,7 +237,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             message: b.message.clone(),
             retry: Retry::Slow,
         };
-        write_status(ctx, binding, st, Some(&problem)).await?;
+        report::write_status(ctx, binding, st, Some(&problem)).await?;
         return Ok(ctx.requeue(meta, Retry::Slow));
     }
 
@@ -292,7 +291,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
     );
     st.warnings = warnings(binding, ctx, &desired, &observed, &plan.actions[..done]).await;
     let ready = status::ready_of(Some(&st)).is_some_and(|c| c.status == "True");
-    write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
+    report::write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
     match problem {
         Some((_, p)) => Ok(ctx.requeue(meta, p.retry)),
         None => {
@@ -498,71 +497,6 @@ fn set_conditions(binding: &PodIdentityBinding, st: &mut PodIdentityBindingStatu
     let generation = binding.metadata.generation;
     st.conditions = status::merge(&st.conditions, c, generation);
     st.observed_generation = generation;
-}
-
-/// Patches the status when it changed; publishes a Warning Event when the binding
-/// newly reports a problem (so a resync of a stuck binding does not repeat it), except
-/// throttling, which is a normal step under load.
-pub(super) async fn write_status(
-    ctx: &Context,
-    binding: &PodIdentityBinding,
-    new: PodIdentityBindingStatus,
-    problem: Option<&Problem>,
-) -> Result<()> {
-    if let Some(ready) = status::ready_of(Some(&new)) {
-        crate::runtime::metrics::note_reason(&ready.reason);
-    }
-    let old = binding.status.as_ref();
-    if status::unchanged(old, &new) {
-        return Ok(());
-    }
-    let old_warnings = old.map(|s| s.warnings.as_slice()).unwrap_or_default();
-    for w in &new.warnings {
-        // The association's move is announced by the pass that made it.
-        if w.reason != notices::OLD_ROLE_CREDENTIALS
-            && !old_warnings.iter().any(|o| o.reason == w.reason)
-        {
-            ctx.publish(binding, EventType::Warning, &w.reason, w.message.clone())
-                .await;
-        }
-    }
-    if let Some(p) = problem.filter(|p| p.reason != Reason::Throttled) {
-        let was = status::ready_of(old).map(|c| c.reason.as_str());
-        if was != Some(p.reason.as_str()) {
-            ctx.publish(
-                binding,
-                EventType::Warning,
-                p.reason.as_str(),
-                p.message.clone(),
-            )
-            .await;
-        }
-    }
-    let mut value = serde_json::to_value(&new)?;
-    // Merge patch: fields the new status lacks are cleared explicitly.
-    if let Value::Object(map) = &mut value {
-        for key in [
-            "observedGeneration",
-            "roleArn",
-            "associationArn",
-            "associationId",
-            "externalId",
-            "serviceAccount",
-            "conditions",
-            "warnings",
-        ] {
-            map.entry(key).or_insert(Value::Null);
-        }
-    }
-    let api: Api<PodIdentityBinding> =
-        Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
-    api.patch_status(
-        &binding.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": value })),
-    )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 use serde_json::Value;
 
 use super::failure::Cause;
+use super::kinds::NameRule;
 use super::meta::{check_name, is_qualified_name};
-use super::resources::NameRule;
 
 const REPORTING_INSTANCE_LIMIT: usize = 128;
 const ACTION_LIMIT: usize = 128;

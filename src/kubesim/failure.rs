@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::resources::{GroupResource, ResourceDef};
+use super::kinds::GroupResource;
 
 /// One entry of `details.causes`.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,10 +178,6 @@ impl Failure {
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
             ),
         )
-    }
-
-    pub fn invalid(def: &ResourceDef, name: &str, causes: Vec<Cause>) -> Self {
-        Self::invalid_kind(&def.group, &def.kind, name, causes)
     }
 
     /// 422 about an object of `kind` in `group` (a request's options, say).

@@ -12,7 +12,7 @@ use super::meta::{FieldSelector, LabelSelector, now};
 use super::resources::{GroupResource, ResourceDef};
 use super::store::{
     DeleteOpts, Deleted, FOREGROUND, ObjKey, Propagation, State, comparable, crd_gr, finalizers,
-    is_crd, is_namespace, meta_mut, meta_str, ns_gr, owner_uids,
+    in_namespace, is_crd, is_namespace, meta_mut, meta_str, ns_gr, owner_uids,
 };
 
 impl State {
@@ -373,15 +373,6 @@ impl State {
         }
         Ok(out)
     }
-}
-
-/// The objects of one namespace in a resource's map (keys sort by namespace first).
-pub(super) fn in_namespace<'a>(
-    map: &'a BTreeMap<ObjKey, Value>,
-    ns: &'a str,
-) -> impl Iterator<Item = (&'a ObjKey, &'a Value)> + 'a {
-    map.range((ns.to_owned(), String::new())..)
-        .take_while(move |((ons, _), _)| ons == ns)
 }
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ mod failure;
 mod faults;
 mod gc;
 mod http;
+mod kinds;
 mod meta;
 mod patch;
 pub mod rbac;

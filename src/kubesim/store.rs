@@ -414,9 +414,7 @@ impl State {
                 let initial = self
                     .map(&gr)
                     .map(|m| match ns.filter(|_| def.namespaced) {
-                        Some(n) => super::gc::in_namespace(m, n)
-                            .map(|(_, o)| o.clone())
-                            .collect(),
+                        Some(n) => in_namespace(m, n).map(|(_, o)| o.clone()).collect(),
                         None => m.values().cloned().collect(),
                     })
                     .unwrap_or_default();
@@ -567,6 +565,15 @@ fn items_last_key(items: &[Value]) -> ObjKey {
             )
         })
         .unwrap_or_default()
+}
+
+/// The objects of one namespace in a resource's map (keys sort by namespace first).
+pub(super) fn in_namespace<'a>(
+    map: &'a BTreeMap<ObjKey, Value>,
+    ns: &'a str,
+) -> impl Iterator<Item = (&'a ObjKey, &'a Value)> + 'a {
+    map.range((ns.to_owned(), String::new())..)
+        .take_while(move |((ons, _), _)| ons == ns)
 }
 
 #[cfg(test)]

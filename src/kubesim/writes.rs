@@ -104,7 +104,7 @@ impl State {
         if causes.is_empty() {
             Ok(())
         } else {
-            Err(Failure::invalid(def, &name, causes))
+            Err(def.invalid(&name, causes))
         }
     }
 
@@ -173,8 +173,7 @@ impl State {
             match meta_str(&body, "generateName") {
                 Some(prefix) if !prefix.is_empty() => name = generate_name(prefix),
                 _ => {
-                    return Err(Failure::invalid(
-                        def,
+                    return Err(def.invalid(
                         "",
                         vec![
                             Cause::required("metadata.name")
@@ -186,7 +185,7 @@ impl State {
         }
         let causes = check_name(def.name_rule, &name, "metadata.name");
         if !causes.is_empty() {
-            return Err(Failure::invalid(def, &name, causes));
+            return Err(def.invalid(&name, causes));
         }
         let ns = if def.namespaced {
             let ns = ns
@@ -307,8 +306,7 @@ impl State {
             }
             Some(_) => {}
             None if def.custom && !from_patch => {
-                return Err(Failure::invalid(
-                    def,
+                return Err(def.invalid(
                     name,
                     vec![Cause::invalid(
                         "metadata.resourceVersion",
@@ -329,8 +327,7 @@ impl State {
         let actual_uid = meta_str(&old, "uid").unwrap_or_default();
         if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty() && *u != actual_uid) {
             if from_patch {
-                return Err(Failure::invalid(
-                    def,
+                return Err(def.invalid(
                     name,
                     vec![Cause::invalid(
                         "metadata.uid",
@@ -424,8 +421,7 @@ impl State {
                 .filter(|f| !before.contains(f))
                 .collect();
             if !added.is_empty() {
-                return Err(Failure::invalid(
-                    def,
+                return Err(def.invalid(
                     name,
                     vec![Cause::forbidden(
                         "metadata.finalizers",

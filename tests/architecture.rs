@@ -1,0 +1,287 @@
+//! The library's modules depend on one another without cycles: the module graph, read
+//! from the sources, has no strongly connected component of two or more modules once a
+//! module's uses of its own ancestors (whose items it is part of) and a parent's uses
+//! of its own children are set aside. A module depends on another when its code (not
+//! its comments, not its unit tests) names it through `crate::`, `super::`, `self::` or,
+//! from a parent, a child's name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+type Module = Vec<String>;
+
+/// Every module file of `src/`, by module path (`controller::plan`), with its code.
+fn modules() -> BTreeMap<Module, String> {
+    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<Module, String>) {
+        for entry in std::fs::read_dir(dir).expect("src directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(root).expect("under src");
+                let mut module: Module = rel
+                    .with_extension("")
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                if matches!(
+                    module.last().map(String::as_str),
+                    Some("mod" | "lib" | "main")
+                ) {
+                    module.pop();
+                }
+                let text = std::fs::read_to_string(&path).expect("source");
+                out.insert(module, code_of(&text));
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = BTreeMap::new();
+    walk(&root, &root, &mut out);
+    out
+}
+
+/// The code of a file: without comment lines and without its unit-test module.
+fn code_of(text: &str) -> String {
+    let body = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    body.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The paths written in `code` that start with `crate`, `super` or `self`, as segments.
+fn rooted_paths(code: &str) -> Vec<Vec<String>> {
+    let bytes: Vec<char> = code.chars().collect();
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut paths = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_ident(bytes[i]) && (i == 0 || !(is_ident(bytes[i - 1]) || bytes[i - 1] == ':')) {
+            let mut segs = Vec::new();
+            let mut j = i;
+            loop {
+                let start = j;
+                while j < bytes.len() && is_ident(bytes[j]) {
+                    j += 1;
+                }
+                segs.push(bytes[start..j].iter().collect::<String>());
+                if j + 2 < bytes.len() && bytes[j] == ':' && bytes[j + 1] == ':' {
+                    j += 2;
+                    // `use a::{b, c::d}`: each member is a path of its own.
+                    if bytes[j] == '{' {
+                        let mut depth = 0;
+                        let mut k = j;
+                        while k < bytes.len() {
+                            match bytes[k] {
+                                '{' => depth += 1,
+                                '}' => {
+                                    depth -= 1;
+                                    if depth == 0 {
+                                        break;
+                                    }
+                                }
+                                _ => {}
+                            }
+                            k += 1;
+                        }
+                        let inner: String = bytes[j + 1..k.min(bytes.len())].iter().collect();
+                        for member in split_top_level(&inner) {
+                            let member = member.trim();
+                            if member.is_empty() {
+                                continue;
+                            }
+                            for tail in rooted_paths(&format!("x::{member}")) {
+                                let mut full = segs.clone();
+                                full.extend(tail.into_iter().skip(1));
+                                paths.push(full);
+                            }
+                        }
+                        j = k;
+                        break;
+                    }
+                    if j < bytes.len() && is_ident(bytes[j]) {
+                        continue;
+                    }
+                }
+                break;
+            }
+            paths.push(segs);
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    paths
+}
+
+fn split_top_level(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth) = (Vec::new(), String::new(), 0);
+    for c in s.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out
+}
+
+/// The module a path written in `from` leads to: the longest prefix that is a module.
+fn resolve(from: &Module, path: &[String], modules: &BTreeMap<Module, String>) -> Option<Module> {
+    let (mut base, rest): (Module, &[String]) = match path.first().map(String::as_str) {
+        Some("crate") => (Vec::new(), &path[1..]),
+        Some("self") => (from.clone(), &path[1..]),
+        Some("super") => {
+            let mut base = from.clone();
+            let mut rest = path;
+            while rest.first().map(String::as_str) == Some("super") {
+                base.pop();
+                rest = &rest[1..];
+            }
+            (base, rest)
+        }
+        Some(first) => {
+            // A child's name, written bare.
+            let mut child = from.clone();
+            child.push(first.to_owned());
+            if !modules.contains_key(&child) {
+                return None;
+            }
+            (child, &path[1..])
+        }
+        None => return None,
+    };
+    for seg in rest {
+        let mut next = base.clone();
+        next.push(seg.clone());
+        if modules.contains_key(&next) {
+            base = next;
+        } else {
+            break;
+        }
+    }
+    Some(base)
+}
+
+fn graph() -> BTreeMap<Module, BTreeSet<Module>> {
+    let modules = modules();
+    let mut edges = BTreeMap::new();
+    for (module, code) in &modules {
+        let mut deps = BTreeSet::new();
+        for path in rooted_paths(code) {
+            let Some(target) = resolve(module, &path, &modules) else {
+                continue;
+            };
+            let related = target.starts_with(module) || module.starts_with(&target);
+            if !related {
+                deps.insert(target);
+            }
+        }
+        edges.insert(module.clone(), deps);
+    }
+    edges
+}
+
+/// Strongly connected components of two or more modules (Tarjan).
+fn cycles(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<Module>> {
+    struct Walk<'a> {
+        edges: &'a BTreeMap<Module, BTreeSet<Module>>,
+        index: BTreeMap<Module, usize>,
+        low: BTreeMap<Module, usize>,
+        stack: Vec<Module>,
+        on_stack: BTreeSet<Module>,
+        found: Vec<Vec<Module>>,
+    }
+    impl Walk<'_> {
+        fn visit(&mut self, v: &Module) {
+            let n = self.index.len();
+            self.index.insert(v.clone(), n);
+            self.low.insert(v.clone(), n);
+            self.stack.push(v.clone());
+            self.on_stack.insert(v.clone());
+            for w in self.edges.get(v).into_iter().flatten() {
+                if !self.index.contains_key(w) {
+                    self.visit(w);
+                    let low = self.low[v].min(self.low[w]);
+                    self.low.insert(v.clone(), low);
+                } else if self.on_stack.contains(w) {
+                    let low = self.low[v].min(self.index[w]);
+                    self.low.insert(v.clone(), low);
+                }
+            }
+            if self.low[v] == self.index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = self.stack.pop() {
+                    self.on_stack.remove(&w);
+                    let done = &w == v;
+                    component.push(w);
+                    if done {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    self.found.push(component);
+                }
+            }
+        }
+    }
+    let mut walk = Walk {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        found: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !walk.index.contains_key(v) {
+            walk.visit(v);
+        }
+    }
+    walk.found
+}
+
+#[test]
+fn the_module_graph_has_no_cycle() {
+    let edges = graph();
+    let deps: usize = edges.values().map(BTreeSet::len).sum();
+    eprintln!("{} modules, {deps} dependencies between them", edges.len());
+    let found: Vec<Vec<String>> = cycles(&edges)
+        .into_iter()
+        .map(|c| c.iter().map(|m| m.join("::")).collect())
+        .collect();
+    assert!(found.is_empty(), "import cycles: {found:?}");
+}
+
+#[test]
+fn the_checker_finds_a_cycle_and_reads_use_lists() {
+    let m = |s: &str| -> Module { s.split("::").map(str::to_owned).collect() };
+    let edges = BTreeMap::from([
+        (m("a"), BTreeSet::from([m("b")])),
+        (m("b"), BTreeSet::from([m("c")])),
+        (m("c"), BTreeSet::from([m("a")])),
+        (m("d"), BTreeSet::from([m("a")])),
+    ]);
+    let found = cycles(&edges);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].len(), 3);
+    let paths =
+        rooted_paths("use super::{plan::{self, Action}, observe};\nlet x = crate::naming::f();");
+    assert!(paths.contains(&vec!["super".into(), "plan".into(), "self".into()]));
+    assert!(paths.contains(&vec!["super".into(), "observe".into()]));
+    assert!(paths.contains(&vec!["crate".into(), "naming".into(), "f".into()]));
+    // The real graph knows a dependency that exists.
+    let edges = graph();
+    assert!(edges[&m("controller::plan")].contains(&m("controller::observe")));
+    assert!(edges[&m("escalation")].contains(&m("glob")));
+}
