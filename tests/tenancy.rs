@@ -489,3 +489,73 @@ async fn prefixed_role_never_recorded(server: ApiServer) {
     assert!(inv.associations.is_empty());
     env.stop().await;
 }
+
+crate::both!(
+    inline_grants_that_walk_around_the_escalation_check_are_refused,
+    inline_grants_that_walk_around_the_escalation_check_are_refused_on_a_real_apiserver,
+    escalation_walkarounds_refused
+);
+
+/// A tenant allowed inline policies, but not roles to assume, cannot assume a named role
+/// of the account (a deploy or break-glass role trusting it) nor reach IAM writes through
+/// action patterns that do not start with `iam:`; each binding is `PolicyDenied` naming
+/// its statement and gets no role, while a harmless inline policy is made.
+async fn escalation_walkarounds_refused(server: ApiServer) {
+    let aws = Arc::new(AwsSim::new(SimConfig::default()));
+    aws.add_cluster("prod");
+    let rules = GuardrailConfig::parse(
+        r#"rules:
+- name: tenants
+  namespaces: ["*"]
+  inlinePolicies: {allowed: true}
+  allowedTargetRoleArns: ["arn:aws:iam::444455556666:role/analytics-*"]
+"#,
+    )
+    .expect("guardrails");
+    let env = operator_of(server, "prod", aws.clone(), aws.clone(), |s| {
+        s.guardrails = Arc::new(GuardrailSource::fixed(rules));
+    })
+    .await;
+    let inline = |action: &str, resource: &str| {
+        json!({"role": {"inlinePolicies": {"p": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": action, "Resource": resource}]}}}})
+    };
+    let refused = [
+        (
+            "assume",
+            inline(
+                "sts:AssumeRole",
+                &format!("arn:aws:iam::{ACCOUNT}:role/break-glass"),
+            ),
+        ),
+        ("pattern", inline("i*:*", "*")),
+        ("anyservice", inline("*:AttachRolePolicy", "*")),
+    ];
+    for (name, spec) in &refused {
+        env.apply(name, spec.clone()).await;
+    }
+    env.apply("harmless", inline("s3:GetObject", "arn:aws:s3:::bucket/*"))
+        .await;
+    for (name, _) in &refused {
+        let b = env
+            .wait_ready(name, "PolicyDenied", |_, c| c.reason == "PolicyDenied")
+            .await;
+        let message = ready(&b).map(|c| c.message.clone()).unwrap_or_default();
+        assert!(
+            message.contains("spec.role.inlinePolicies.p"),
+            "{name}: {message}"
+        );
+    }
+    env.wait_converged("harmless").await;
+    let inv = aws.inventory();
+    assert_eq!(inv.roles.len(), 1, "{:#?}", inv.roles);
+    assert_eq!(
+        inv.roles[0]
+            .role
+            .tags
+            .get(naming::TAG_NAME)
+            .map(String::as_str),
+        Some("harmless")
+    );
+    env.stop().await;
+}
