@@ -2,6 +2,10 @@
 //!
 //! The library holds every piece the binary wires together; see `../shared/DESIGN.md`
 //! for how they fit.
+//!
+//! The test and local-run infrastructure (`kubesim`, the AWS simulator `aws::sim` with
+//! `aws::faults`, and `sandbox`) is compiled only with the `sandbox` Cargo feature, on by
+//! default; the production image is built without it (`--no-default-features`).
 
 pub mod audit;
 pub mod aws;
@@ -11,6 +15,7 @@ pub mod crd;
 pub mod error;
 pub mod escalation;
 pub mod glob;
+#[cfg(feature = "sandbox")]
 pub mod kubesim;
 pub mod migrate;
 pub mod naming;
@@ -18,6 +23,7 @@ pub mod operator_policy;
 pub mod policy;
 pub mod presets;
 pub mod runtime;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 
 pub use error::{Error, Result};

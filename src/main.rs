@@ -48,6 +48,7 @@ enum Command {
     /// Print the PodIdentityBinding CustomResourceDefinition as YAML.
     Crd,
     /// Serve a local Kubernetes API server (kubesim) on 127.0.0.1 until interrupted.
+    #[cfg_attr(not(feature = "sandbox"), command(hide = true))]
     Kubesim {
         /// Port to listen on (0 picks a free one).
         #[arg(long, default_value_t = 6443)]
@@ -60,6 +61,7 @@ enum Command {
     IamPolicy(IamPolicyArgs),
     /// Run everything locally: kubesim, the AWS simulator and the operator (no cluster,
     /// no AWS account), until Ctrl-C.
+    #[cfg_attr(not(feature = "sandbox"), command(hide = true))]
     Sandbox(SandboxArgs),
     /// Report the cluster's identity wiring (IRSA, associations, roles, bindings, the Pod
     /// Identity Agent) without changing anything; exit status 2 at --fail-on.
@@ -110,6 +112,7 @@ enum PresetsCommand {
 
 /// Options of `sandbox`.
 #[derive(clap::Args, Debug)]
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
 struct SandboxArgs {
     /// Write the kubeconfig pointing at the sandbox here.
     #[arg(long, default_value = "./sandbox.kubeconfig")]
@@ -521,6 +524,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     })
 }
 
+#[cfg(feature = "sandbox")]
 fn run_kubesim(port: u16, kubeconfig_out: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -541,6 +545,7 @@ fn run_kubesim(port: u16, kubeconfig_out: Option<std::path::PathBuf>) -> anyhow:
     })
 }
 
+#[cfg(feature = "sandbox")]
 fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use pod_identity_operator::config::GuardrailConfig;
@@ -591,6 +596,27 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         sandbox::run(options, stop).await?;
         anyhow::Ok(())
     })
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn run_kubesim(_port: u16, _kubeconfig_out: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    Err(not_in_this_build("kubesim"))
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn run_sandbox(_args: SandboxArgs) -> anyhow::Result<()> {
+    Err(not_in_this_build("sandbox"))
+}
+
+/// The answer of `kubesim` and `sandbox` in a binary built without the `sandbox` feature,
+/// as the production image is.
+#[cfg(not(feature = "sandbox"))]
+fn not_in_this_build(command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`{command}` is not in this build: this binary was built without the Cargo feature \
+         `sandbox` (kubesim and the AWS simulator), as the production image is; build one \
+         with the default features for it: `cargo run --release -- {command}`"
+    )
 }
 
 #[cfg(test)]
@@ -750,8 +776,11 @@ mod tests {
             assert_eq!(err.kind(), kind, "{args:?}");
         }
         let help = parse(&["--help"]).expect_err("help").to_string();
-        assert!(
-            help.contains("sandbox") && help.contains("`run` is meant"),
+        assert!(help.contains("`run` is meant"), "{help}");
+        // `sandbox` and `kubesim` are listed only in builds that have them.
+        assert_eq!(
+            help.contains("sandbox"),
+            cfg!(feature = "sandbox"),
             "{help}"
         );
         let run_help = parse(&["run", "--help"]).expect_err("help").to_string();
@@ -916,6 +945,29 @@ mod tests {
         assert_eq!(args.inventory_addr.port(), 8099);
         assert_eq!(args.apply, Some(std::path::PathBuf::from("examples/")));
         assert!(args.quiet && args.wire);
+    }
+
+    #[cfg(not(feature = "sandbox"))]
+    #[test]
+    fn sandbox_and_kubesim_say_they_are_not_in_this_build() {
+        for name in ["sandbox", "kubesim"] {
+            let err = match parse(&[name]).expect(name).command {
+                Command::Sandbox(args) => run_sandbox(args),
+                Command::Kubesim {
+                    port,
+                    kubeconfig_out,
+                } => run_kubesim(port, kubeconfig_out),
+                other => panic!("{name}: {other:?}"),
+            }
+            .expect_err(name)
+            .to_string();
+            assert!(
+                err.contains("not in this build")
+                    && err.contains("feature `sandbox`")
+                    && err.contains(&format!("cargo run --release -- {name}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -24,12 +24,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub use super::classify::aws_error;
 use super::{
     Addon, Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
     EksApi, IamApi, Role, Tags, UpdateAssociation,
 };
 use crate::Result;
-use crate::error::{AwsError, ErrorClass};
 
 /// The two services, which throttle separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,64 +38,8 @@ pub enum Service {
     Eks,
 }
 
-/// The class, HTTP status and throttling flag AWS gives an error code, by the same
-/// table of codes the SDK adapters' classification uses. `InvalidParameterException`
-/// about a role that does not exist (yet) is the one code whose class depends on the
-/// message. Local codes for answers that never came (`Timeout`, `DispatchFailure`) have
-/// no status.
-pub fn classify(code: &str, message: &str) -> (ErrorClass, Option<u16>, bool) {
-    use ErrorClass::*;
-    let (class, status, throttled) = match code {
-        "Timeout" | "DispatchFailure" => return (Transient, None, false),
-        "Throttling" | "RequestLimitExceeded" | "RequestThrottled" => (Transient, 400, true),
-        "ThrottlingException"
-        | "ThrottledException"
-        | "RequestThrottledException"
-        | "TooManyRequestsException"
-        | "SlowDown" => (Transient, 429, true),
-        "ServiceFailure"
-        | "ServerException"
-        | "InternalFailure"
-        | "InternalError"
-        | "InternalServerError" => (Transient, 500, false),
-        "ServiceUnavailableException" | "ServiceUnavailable" => (Transient, 503, false),
-        "ConcurrentModification" | "ConcurrentModificationException" => (Transient, 409, false),
-        "RequestTimeout" | "RequestTimeoutException" => (Transient, 408, false),
-        "NoSuchEntity" => (NotFound, 404, false),
-        "ResourceNotFoundException" | "NotFoundException" => (NotFound, 404, false),
-        "EntityAlreadyExists"
-        | "DeleteConflict"
-        | "ResourceInUseException"
-        | "ResourceInUse"
-        | "UnmodifiableEntity" => (Conflict, 409, false),
-        "LimitExceeded" | "LimitExceededException" => (Quota, 409, false),
-        "ResourceLimitExceededException"
-        | "ServiceQuotaExceeded"
-        | "ServiceQuotaExceededException" => (Quota, 400, false),
-        "AccessDenied"
-        | "AccessDeniedException"
-        | "UnauthorizedOperation"
-        | "UnauthorizedException"
-        | "NotAuthorized" => (AccessDenied, 403, false),
-        "ExpiredToken"
-        | "ExpiredTokenException"
-        | "InvalidClientTokenId"
-        | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "MissingAuthenticationToken" => (AccessDenied, 403, false),
-        "InvalidParameterException"
-            if message.contains("Role provided in the request does not exist") =>
-        {
-            (Propagation, 400, false)
-        }
-        _ => (UserInput, 400, false),
-    };
-    (class, Some(status), throttled)
-}
-
 /// An error to inject: a service error code and message; class and status follow from
-/// the code as [`classify`] gives them.
+/// the code as [`code_class`](super::classify::code_class) gives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub code: String,
@@ -151,21 +95,6 @@ impl Fault {
     pub fn to_error(&self, operation: &str) -> crate::Error {
         aws_error(operation, &self.code, &self.message)
     }
-}
-
-/// An [`AwsError`] for `code`, classified as the SDK adapters would, with a fresh
-/// request id.
-pub fn aws_error(operation: &str, code: &str, message: &str) -> crate::Error {
-    let (class, http_status, throttled) = classify(code, message);
-    crate::Error::Aws(AwsError {
-        class,
-        operation: operation.to_owned(),
-        code: code.to_owned(),
-        message: message.to_owned(),
-        throttled,
-        http_status,
-        request_id: Some(uuid::Uuid::new_v4().to_string()),
-    })
 }
 
 struct TokenBucket {

@@ -1,7 +1,7 @@
 //! A wrapper that counts every IAM and EKS call in the operator's metrics
 //! (`pod_identity_operator_aws_calls_total{service, operation, outcome}`, see
 //! [`crate::runtime::metrics`]) and marks AWS reached for `/readyz` at its first answer.
-//! It wraps any shared implementation, as [`super::faults::Faulty`] does, and changes no
+//! It wraps any shared implementation, as `faults::Faulty` does, and changes no
 //! call or result.
 
 use std::ops::Deref;
@@ -273,7 +273,8 @@ where
     }
 }
 
-#[cfg(test)]
+// On the AWS simulator, which only the `sandbox` feature compiles.
+#[cfg(all(test, feature = "sandbox"))]
 mod tests {
     use super::*;
     use crate::aws::faults::Service;

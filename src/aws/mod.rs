@@ -3,16 +3,19 @@
 //! The controller talks to IAM and EKS only through [`IamApi`] and [`EksApi`], with the
 //! domain types of this module at the boundary: no SDK type leaks out. Two
 //! implementations exist: the SDK adapters (`iam`, `eks`) and the in-memory simulator
-//! (`sim`). Every failure is an [`AwsError`](crate::error::AwsError) carrying its
+//! (`sim`, with the fault injection of `faults`; both only with the `sandbox` feature).
+//! Every failure is an [`AwsError`](crate::error::AwsError) carrying its
 //! [`ErrorClass`](crate::error::ErrorClass), so callers decide retries by class, never by
 //! string matching.
 //!
 //! Policy documents travel as parsed JSON ([`serde_json::Value`]); adapters encode and
 //! decode them at the wire, and comparisons go through [`crate::policy`].
 
+#[cfg(feature = "sandbox")]
 pub mod faults;
 pub mod metered;
 pub mod ratelimit;
+#[cfg(feature = "sandbox")]
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -212,7 +215,7 @@ pub trait IamApi: Send + Sync {
 
 /// The error of an operation an implementation does not provide.
 fn unsupported(operation: &str) -> crate::Error {
-    faults::aws_error(
+    classify::aws_error(
         operation,
         "UnsupportedOperation",
         &format!("{operation} is not implemented by this client"),

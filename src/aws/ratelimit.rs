@@ -340,7 +340,8 @@ where
     }
 }
 
-#[cfg(test)]
+// On the AWS simulator, which only the `sandbox` feature compiles.
+#[cfg(all(test, feature = "sandbox"))]
 mod tests {
     use super::*;
     use crate::aws::sim::{AwsSim, SimConfig, administrator_policy};

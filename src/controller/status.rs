@@ -454,7 +454,7 @@ pub fn ready_of(status: Option<&PodIdentityBindingStatus>) -> Option<&Condition>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::faults::aws_error;
+    use crate::aws::classify::aws_error;
 
     #[test]
     fn error_classes_map_to_the_design_reasons() {
