@@ -234,7 +234,7 @@ async fn legacy_cluster(client: &Client) {
 /// The controller for the cluster, under the operator's policy rendered for it, watching
 /// every namespace.
 async fn controller(client: &Client, sim: Option<KubeSim>, aws: &Arc<AwsSim>) -> Env {
-    Env::start_on(
+    let env = Env::start_on(
         client.clone(),
         sim,
         "apps",
@@ -243,7 +243,10 @@ async fn controller(client: &Client, sim: Option<KubeSim>, aws: &Arc<AwsSim>) ->
         aws.clone(),
         support::under_rendered_policy(aws, CLUSTER, |s| s.namespace = None),
     )
-    .await
+    .await;
+    // The legacy cluster runs no Pod Identity Agent (the Env installs one).
+    support::remove_agent(client).await;
+    env
 }
 
 /// The audit as the account's administrator would run it (the user's credentials, not
