@@ -9,6 +9,7 @@ WORKDIR /src
 # benches/ only because Cargo.toml names its targets; presets/ is compiled in.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY presets ./presets
 COPY benches ./benches
 # Without the default `sandbox` feature: no kubesim, AWS simulator or sandbox command.

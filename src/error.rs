@@ -20,6 +20,11 @@ pub enum Error {
     #[error("AWS {0}")]
     Aws(AwsError),
 
+    /// kubesim could not serve or hand out a client (sandbox and tests only).
+    #[cfg(feature = "sandbox")]
+    #[error("kubesim: {0}")]
+    KubeSim(#[from] kubesim::Error),
+
     /// The AWS client could not be configured (no region, bad endpoint).
     #[error("AWS configuration: {0}")]
     AwsConfig(String),

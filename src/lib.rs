@@ -9,14 +9,11 @@
 
 pub mod audit;
 pub mod aws;
-pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod error;
-pub mod escalation;
 pub mod glob;
-#[cfg(feature = "sandbox")]
-pub mod kubesim;
+pub mod guardrails;
 pub mod migrate;
 pub mod naming;
 pub mod operator_policy;
@@ -27,3 +24,7 @@ pub mod runtime;
 pub mod sandbox;
 
 pub use error::{Error, Result};
+/// The local Kubernetes API server (its own crate, `crates/kubesim`), re-exported for the
+/// sandbox and the tests.
+#[cfg(feature = "sandbox")]
+pub use kubesim;

@@ -1,7 +1,7 @@
 //! kubesim and the real API server against kube-rs, with the same assertions: every
 //! scenario runs on kubesim in-process, over TCP, and on a real kube-apiserver
 //! (`support/differential.rs`). Where kubesim deliberately differs, the scenario asserts
-//! each server's answer and `src/kubesim/README.md` lists the difference.
+//! each server's answer and `crates/kubesim/README.md` lists the difference.
 
 #[path = "support/cluster.rs"]
 mod cluster;

@@ -2,7 +2,7 @@
 //! request options, preconditions, malformed parameters and patches, paging, and the
 //! metadata the server keeps. Every scenario runs on kubesim in-process, over TCP, and
 //! on a real kube-apiserver (`support/differential.rs`); where kubesim deliberately
-//! differs, each server's answer is asserted and `src/kubesim/README.md` lists it.
+//! differs, each server's answer is asserted and `crates/kubesim/README.md` lists it.
 
 #[path = "support/cluster.rs"]
 mod cluster;

@@ -9,8 +9,8 @@
 //! runs either in-process behind a [`kube::Client`] (no sockets) or on 127.0.0.1.
 //!
 //! ```no_run
-//! # async fn demo() -> pod_identity_operator::Result<()> {
-//! use pod_identity_operator::kubesim::KubeSim;
+//! # async fn demo() -> kubesim::Result<()> {
+//! use kubesim::KubeSim;
 //! let sim = KubeSim::new();
 //! let client = sim.client(); // in-process
 //! let server = sim.serve_tcp("127.0.0.1:0".parse().expect("literal address")).await?;
@@ -104,6 +104,7 @@
 mod apply;
 mod crd;
 mod discovery;
+mod error;
 mod events;
 mod failure;
 mod faults;
@@ -125,6 +126,7 @@ mod writes;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::{Error, Result};
 pub use faults::{Faults, Verb, WriteCounts};
 pub use serve::{ServerHandle, kubeconfig_yaml};
 

@@ -379,14 +379,14 @@ impl State {
 mod tests {
     use serde_json::{Value, json};
 
-    use crate::kubesim::resources::GroupResource;
-    use crate::kubesim::store::{Addr, DeleteOpts, Deleted, State, Store, WriteOpts};
+    use crate::resources::GroupResource;
+    use crate::store::{Addr, DeleteOpts, Deleted, State, Store, WriteOpts};
 
     fn def(
         s: &State,
         group: &str,
         resource: &str,
-    ) -> std::sync::Arc<crate::kubesim::resources::ResourceDef> {
+    ) -> std::sync::Arc<crate::resources::ResourceDef> {
         s.registry
             .get(&GroupResource::new(group, resource))
             .unwrap()

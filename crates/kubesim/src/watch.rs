@@ -189,7 +189,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubesim::resources::{GroupResource, Registry};
+    use crate::resources::{GroupResource, Registry};
 
     fn params(labels: &str) -> WatchParams {
         let def = Registry::default()
