@@ -4,8 +4,8 @@
 //! process or behind its HTTP front) the case holds the answer to AWS's documented one,
 //! and where it has one the case asserts the server's own answer through
 //! [`Difference::holds`], so an entry fails as soon as its server starts behaving like
-//! AWS. The README's contract section shows this table (`readme_lists_them` keeps the
-//! two alike).
+//! AWS. docs/testing.md's contract section shows this table (`the_testing_page_lists_them`
+//! keeps the two alike).
 //!
 //! References are to the IAM API reference
 //! (https://docs.aws.amazon.com/IAM/latest/APIReference/API_<Operation>.html), the IAM
@@ -422,7 +422,7 @@ impl Difference {
     fn stale(&self, detail: impl Display) -> ! {
         panic!(
             "known difference `{}` ({} {}: {}) no longer holds: {detail}. If the server now \
-             answers as AWS does ({}), remove it from known_differences.rs and the README",
+             answers as AWS does ({}), remove it from known_differences.rs and docs/testing.md",
             self.id,
             self.servers
                 .iter()
@@ -436,7 +436,7 @@ impl Difference {
     }
 }
 
-/// The table as the README shows it.
+/// The table as docs/testing.md shows it.
 pub fn markdown() -> String {
     let mut out = String::from(
         "| Server | Operation | AWS answers | The server answers |\n|---|---|---|---|\n",
@@ -483,13 +483,13 @@ fn entries_are_distinct_and_every_one_is_consulted() {
 }
 
 #[test]
-fn readme_lists_them() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+fn the_testing_page_lists_them() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/testing.md"))
+        .expect("docs/testing.md");
     let table = markdown();
     assert!(
-        readme.contains(&table),
-        "the README's contract section must hold the known differences as \
+        page.contains(&table),
+        "docs/testing.md's contract section must hold the known differences as \
          known_differences::markdown() renders them:\n{table}"
     );
 }
