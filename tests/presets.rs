@@ -1126,13 +1126,13 @@ fn presets_show_prints_what_the_operator_renders_for_the_cluster_and_parameters(
 }
 
 #[test]
-fn the_readme_table_lists_every_preset_with_its_parameters_and_release() {
-    let readme = include_str!("../README.md");
-    let section = readme
-        .split("\n## Policy presets\n")
+fn the_docs_table_lists_every_preset_with_its_parameters_and_release() {
+    let page = include_str!("../docs/presets.md");
+    let section = page
+        .split("\n## The presets\n")
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
-        .expect("README has a Policy presets section");
+        .expect("docs/presets.md has a section The presets");
     let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
     assert_eq!(rows.len(), presets::all().len(), "{rows:#?}");
     for (row, p) in rows.iter().zip(presets::all()) {
