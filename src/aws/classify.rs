@@ -108,69 +108,97 @@ pub fn none_if_not_found<T>(err: AwsError) -> crate::Result<Option<T>> {
     }
 }
 
+/// Every AWS error code the operator knows: its class, whether it means throttling, and
+/// the HTTP status AWS answers it with. The one table of codes: the SDK adapters'
+/// classification reads the class ([`class_of_code`]), and the simulator and fault
+/// injection read class and status to answer as AWS would ([`code_class`]).
+const CODES: &[(&str, ErrorClass, bool, u16)] = {
+    use ErrorClass::*;
+    &[
+        // Throttling: IAM's query protocol answers 400, EKS's REST-JSON 429.
+        ("Throttling", Transient, true, 400),
+        ("RequestLimitExceeded", Transient, true, 400),
+        ("RequestThrottled", Transient, true, 400),
+        ("ThrottlingException", Transient, true, 429),
+        ("ThrottledException", Transient, true, 429),
+        ("RequestThrottledException", Transient, true, 429),
+        ("TooManyRequestsException", Transient, true, 429),
+        ("SlowDown", Transient, true, 429),
+        ("ServiceFailure", Transient, false, 500),
+        ("ServerException", Transient, false, 500),
+        ("InternalFailure", Transient, false, 500),
+        ("InternalError", Transient, false, 500),
+        ("InternalServerError", Transient, false, 500),
+        ("ServiceUnavailableException", Transient, false, 503),
+        ("ServiceUnavailable", Transient, false, 503),
+        ("ConcurrentModification", Transient, false, 409),
+        ("ConcurrentModificationException", Transient, false, 409),
+        ("RequestTimeout", Transient, false, 408),
+        ("RequestTimeoutException", Transient, false, 408),
+        ("NoSuchEntity", NotFound, false, 404),
+        ("ResourceNotFoundException", NotFound, false, 404),
+        ("NotFoundException", NotFound, false, 404),
+        ("EntityAlreadyExists", Conflict, false, 409),
+        ("DeleteConflict", Conflict, false, 409),
+        ("ResourceInUseException", Conflict, false, 409),
+        ("ResourceInUse", Conflict, false, 409),
+        ("UnmodifiableEntity", Conflict, false, 409),
+        ("MalformedPolicyDocument", UserInput, false, 400),
+        ("InvalidInput", UserInput, false, 400),
+        ("ValidationError", UserInput, false, 400),
+        ("ValidationException", UserInput, false, 400),
+        ("InvalidParameterException", UserInput, false, 400),
+        ("InvalidParameterValue", UserInput, false, 400),
+        ("InvalidParameterCombination", UserInput, false, 400),
+        ("InvalidRequestException", UserInput, false, 400),
+        ("PolicyNotAttachable", UserInput, false, 400),
+        ("PackedPolicyTooLarge", UserInput, false, 400),
+        ("MissingParameter", UserInput, false, 400),
+        ("LimitExceeded", Quota, false, 409),
+        ("LimitExceededException", Quota, false, 409),
+        ("ResourceLimitExceededException", Quota, false, 400),
+        ("ServiceQuotaExceeded", Quota, false, 400),
+        ("ServiceQuotaExceededException", Quota, false, 400),
+        ("AccessDenied", AccessDenied, false, 403),
+        ("AccessDeniedException", AccessDenied, false, 403),
+        ("UnauthorizedOperation", AccessDenied, false, 403),
+        ("UnauthorizedException", AccessDenied, false, 403),
+        ("NotAuthorized", AccessDenied, false, 403),
+        ("ExpiredToken", AccessDenied, false, 403),
+        ("ExpiredTokenException", AccessDenied, false, 403),
+        ("InvalidClientTokenId", AccessDenied, false, 403),
+        ("UnrecognizedClientException", AccessDenied, false, 403),
+        ("SignatureDoesNotMatch", AccessDenied, false, 403),
+        ("IncompleteSignature", AccessDenied, false, 403),
+        ("MissingAuthenticationToken", AccessDenied, false, 403),
+    ]
+};
+
+/// The row of [`CODES`] for `code`.
+fn known(code: &str) -> Option<(ErrorClass, bool, u16)> {
+    CODES
+        .iter()
+        .find(|(c, ..)| *c == code)
+        .map(|&(_, class, throttled, status)| (class, throttled, status))
+}
+
 /// The class of a service error code, and whether it means throttling; `None` for a
-/// code this table does not know, which then goes by HTTP status.
+/// code `CODES` does not know, which then goes by HTTP status. Two messages say more
+/// than their code: EKS's `InvalidParameterException` about a role not yet visible
+/// (propagation), and a cross-account pass role, bad input whatever the code (EKS
+/// answers it as `InvalidParameterException` or as `AccessDeniedException`); neither
+/// overrides a code that means throttling, a transient failure, a conflict or a missing
+/// resource.
 pub fn class_of_code(code: &str, message: &str) -> Option<(ErrorClass, bool)> {
     use ErrorClass::*;
-    let class = match code {
-        "Throttling"
-        | "ThrottlingException"
-        | "ThrottledException"
-        | "RequestLimitExceeded"
-        | "RequestThrottled"
-        | "RequestThrottledException"
-        | "TooManyRequestsException"
-        | "SlowDown" => return Some((Transient, true)),
-        "ServiceUnavailable"
-        | "ServiceUnavailableException"
-        | "InternalFailure"
-        | "InternalError"
-        | "InternalServerError"
-        | "ServerException"
-        | "ServiceFailure"
-        | "ConcurrentModification"
-        | "ConcurrentModificationException"
-        | "RequestTimeout"
-        | "RequestTimeoutException" => Transient,
-        "EntityAlreadyExists"
-        | "ResourceInUseException"
-        | "DeleteConflict"
-        | "UnmodifiableEntity"
-        | "ResourceInUse" => Conflict,
-        "NoSuchEntity" | "ResourceNotFoundException" | "NotFoundException" => NotFound,
-        "InvalidParameterException" if message.contains(ROLE_NOT_VISIBLE) => Propagation,
-        _ if message.contains(CROSS_ACCOUNT_PASS_ROLE) => UserInput,
-        "MalformedPolicyDocument"
-        | "InvalidInput"
-        | "ValidationError"
-        | "ValidationException"
-        | "InvalidParameterException"
-        | "InvalidParameterValue"
-        | "InvalidParameterCombination"
-        | "InvalidRequestException"
-        | "PolicyNotAttachable"
-        | "PackedPolicyTooLarge"
-        | "MissingParameter" => UserInput,
-        "LimitExceeded"
-        | "LimitExceededException"
-        | "ServiceQuotaExceeded"
-        | "ServiceQuotaExceededException"
-        | "ResourceLimitExceededException" => Quota,
-        "AccessDenied"
-        | "AccessDeniedException"
-        | "UnauthorizedOperation"
-        | "UnauthorizedException"
-        | "ExpiredToken"
-        | "ExpiredTokenException"
-        | "InvalidClientTokenId"
-        | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "MissingAuthenticationToken"
-        | "NotAuthorized" => AccessDenied,
-        _ => return None,
-    };
-    Some((class, false))
+    match known(code) {
+        Some((class @ (Transient | Conflict | NotFound), throttled, _)) => Some((class, throttled)),
+        _ if code == "InvalidParameterException" && message.contains(ROLE_NOT_VISIBLE) => {
+            Some((Propagation, false))
+        }
+        _ if message.contains(CROSS_ACCOUNT_PASS_ROLE) => Some((UserInput, false)),
+        found => found.map(|(class, throttled, _)| (class, throttled)),
+    }
 }
 
 /// The class of an HTTP status when no known error code says more.
@@ -186,59 +214,18 @@ pub fn class_of_status(status: u16) -> (ErrorClass, bool) {
     }
 }
 
-/// The class, HTTP status and throttling flag AWS gives an error code, by the same
-/// table of codes the SDK adapters' classification uses. `InvalidParameterException`
-/// about a role that does not exist (yet) is the one code whose class depends on the
-/// message. Local codes for answers that never came (`Timeout`, `DispatchFailure`) have
-/// no status.
+/// The class, HTTP status and throttling flag AWS gives an error code: the status from
+/// `CODES` (400 for a code it does not know), the class and flag as the SDK adapters'
+/// classification reads that answer ([`class_of_code`], else [`class_of_status`]).
+/// Local codes for answers that never came (`Timeout`, `DispatchFailure`) have no
+/// status.
 pub fn code_class(code: &str, message: &str) -> (ErrorClass, Option<u16>, bool) {
-    use ErrorClass::*;
-    let (class, status, throttled) = match code {
-        "Timeout" | "DispatchFailure" => return (Transient, None, false),
-        "Throttling" | "RequestLimitExceeded" | "RequestThrottled" => (Transient, 400, true),
-        "ThrottlingException"
-        | "ThrottledException"
-        | "RequestThrottledException"
-        | "TooManyRequestsException"
-        | "SlowDown" => (Transient, 429, true),
-        "ServiceFailure"
-        | "ServerException"
-        | "InternalFailure"
-        | "InternalError"
-        | "InternalServerError" => (Transient, 500, false),
-        "ServiceUnavailableException" | "ServiceUnavailable" => (Transient, 503, false),
-        "ConcurrentModification" | "ConcurrentModificationException" => (Transient, 409, false),
-        "RequestTimeout" | "RequestTimeoutException" => (Transient, 408, false),
-        "NoSuchEntity" => (NotFound, 404, false),
-        "ResourceNotFoundException" | "NotFoundException" => (NotFound, 404, false),
-        "EntityAlreadyExists"
-        | "DeleteConflict"
-        | "ResourceInUseException"
-        | "ResourceInUse"
-        | "UnmodifiableEntity" => (Conflict, 409, false),
-        "LimitExceeded" | "LimitExceededException" => (Quota, 409, false),
-        "ResourceLimitExceededException"
-        | "ServiceQuotaExceeded"
-        | "ServiceQuotaExceededException" => (Quota, 400, false),
-        "AccessDenied"
-        | "AccessDeniedException"
-        | "UnauthorizedOperation"
-        | "UnauthorizedException"
-        | "NotAuthorized" => (AccessDenied, 403, false),
-        "ExpiredToken"
-        | "ExpiredTokenException"
-        | "InvalidClientTokenId"
-        | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "MissingAuthenticationToken" => (AccessDenied, 403, false),
-        "InvalidParameterException"
-            if message.contains("Role provided in the request does not exist") =>
-        {
-            (Propagation, 400, false)
-        }
-        _ => (UserInput, 400, false),
-    };
+    if matches!(code, "Timeout" | "DispatchFailure") {
+        return (ErrorClass::Transient, None, false);
+    }
+    let status = known(code).map_or(400, |(.., status)| status);
+    let (class, throttled) =
+        class_of_code(code, message).unwrap_or_else(|| class_of_status(status));
     (class, Some(status), throttled)
 }
 
@@ -627,6 +614,43 @@ mod tests {
         );
         assert_eq!(eks.class, AccessDenied);
         assert_eq!(eks.request_id.as_deref(), Some("eks-req-1"));
+    }
+
+    #[test]
+    fn an_error_made_for_a_code_is_what_the_adapters_read_from_its_answer() {
+        let messages = [
+            "from AWS",
+            ROLE_NOT_VISIBLE,
+            "Cross-account pass role is not allowed.",
+        ];
+        let codes = CODES.iter().map(|(c, ..)| *c).chain(["SomethingNew"]);
+        for code in codes {
+            for message in messages {
+                let made = aws_error("CreatePodIdentityAssociation", code, message);
+                let made = made.aws().expect("an AWS error");
+                let status = made.http_status.expect("a status");
+                let read = classify(
+                    "CreatePodIdentityAssociation",
+                    &eks_generic(code, message, status),
+                );
+                assert_eq!(
+                    (made.class, made.throttled),
+                    (read.class, read.throttled),
+                    "{code}: {message}"
+                );
+            }
+        }
+        for local in ["Timeout", "DispatchFailure"] {
+            assert_eq!(code_class(local, ""), (ErrorClass::Transient, None, false));
+        }
+        assert_eq!(
+            code_class("ThrottlingException", ""),
+            (ErrorClass::Transient, Some(429), true)
+        );
+        assert_eq!(
+            code_class("SomethingNew", ""),
+            (ErrorClass::UserInput, Some(400), false)
+        );
     }
 
     #[test]
