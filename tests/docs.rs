@@ -62,15 +62,8 @@ const SESSIONS: &[Session] = &[
         blocks: &[
             ("docs/operating.md", "pod-identity-operator run --help"),
             ("docs/presets.md", "pod-identity-operator presets"),
-            (
-                "docs/guardrails.md",
-                "pod-identity-operator iam-policy --cluster-name prod --account 111122223333 \
-                 --region eu-west-1 --config config/guardrails.example.yaml > operator-policy.json",
-            ),
-            (
-                "docs/installing.md",
-                "pod-identity-operator crd | diff - crds/podidentitybindings.yaml",
-            ),
+            ("docs/guardrails.md", "pod-identity-operator iam-policy"),
+            ("docs/installing.md", "pod-identity-operator crd"),
         ],
         shows: &[
             "--cluster-name",
@@ -88,21 +81,15 @@ const SESSIONS: &[Session] = &[
         }),
         blocks: &[
             ("README.md", "cargo run --release -- sandbox"),
-            (
-                "README.md",
-                "kubectl apply -n shop -f config/samples/s3_reader.yaml",
-            ),
+            ("README.md", "kubectl apply -n shop"),
             ("docs/testing.md", "curl -s http://127.0.0.1:PORT/inventory"),
             (
                 "docs/monitoring.md",
                 "kubectl get pib -A -o custom-columns=",
             ),
-            (
-                "docs/migration.md",
-                "export KUBECONFIG=$PWD/sandbox.kubeconfig",
-            ),
+            ("docs/migration.md", "export KUBECONFIG="),
         ],
-        // The README's first binding: its role's name and the ServiceAccount made.
+        // The role the README's first binding makes, in the inventory.
         shows: &["pi-sandbox-shop-s3-reader-"],
     },
     Session {
@@ -112,10 +99,7 @@ const SESSIONS: &[Session] = &[
             ready: "kubesim serving on",
             port_from: None,
         }),
-        blocks: &[(
-            "docs/testing.md",
-            "cargo run -- kubesim --port 0 --kubeconfig-out kubesim.kubeconfig",
-        )],
+        blocks: &[("docs/testing.md", "cargo run -- kubesim")],
         shows: &["podidentitybindings.podidentity.dev created"],
     },
 ];
