@@ -1,5 +1,6 @@
 //! The README and `docs/`: the README stays under 10 KiB, every relative link points at a
-//! file (and heading) that exists, and every shell command is run by a test or by CI.
+//! file (and heading) that exists, every repository path they name exists, and every
+//! shell command is run by a test or by CI.
 //!
 //! Each fenced `sh`/`bash` block of `README.md` and `docs/*.md` is preceded by a comment
 //! saying what runs it:
@@ -447,6 +448,54 @@ fn every_relative_link_points_at_a_file_and_heading_that_exist() {
     assert!(
         problems.is_empty(),
         "broken links:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The repository paths a Markdown text names (`src/...`, `tests/...`, `config/...`),
+/// in prose, code spans and blocks alike, cut at the first character no path of the
+/// repository holds (so `presets/<name>.yaml` names `presets/`).
+fn repository_paths(text: &str) -> Vec<(usize, String)> {
+    const TOP: &str = "src/ tests/ config/ scripts/ crates/ charts/ examples/ crds/ benches/ \
+                       docs/ presets/";
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for (at, _) in line.char_indices() {
+            let before = line[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || "/.-_$".contains(c))
+                || !TOP.split(' ').any(|t| line[at..].starts_with(t))
+            {
+                continue;
+            }
+            let path: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+                .collect();
+            out.push((n + 1, path.trim_end_matches(['.', ',']).to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_repository_path_the_docs_name_exists() {
+    let mut problems = Vec::new();
+    for doc in documents() {
+        let text = read(&doc);
+        for (line, path) in repository_paths(&text) {
+            // The presets table names files of the add-ons' own repositories.
+            let row = text.lines().nth(line - 1).unwrap_or_default();
+            if doc == "docs/presets.md" && row.starts_with("| `") {
+                continue;
+            }
+            if !Path::new(ROOT).join(&path).exists() {
+                problems.push(format!("{doc}:{line}: {path}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "paths the docs name that do not exist:\n{}",
         problems.join("\n")
     );
 }
