@@ -5,7 +5,7 @@
 //! Each fenced `sh`/`bash` block of `README.md` and `docs/*.md` is preceded by a comment
 //! saying what runs it:
 //!
-//! - `<!-- run by: tests/docs.rs -->`: one of the [`SESSIONS`] below runs the block as
+//! - `<!-- run by: tests/docs/ -->`: one of the [`SESSIONS`] below runs the block as
 //!   the docs give it, in a scratch folder holding the repository's `examples/`,
 //!   `crds/` and `config/`, with the compiled binary on `PATH` as `pod-identity-operator`
 //!   (`cargo run --release --` and `cargo run --` stand for it) and the sandbox's AWS
@@ -20,19 +20,29 @@
 //!
 //! Needs the kubectl client, curl and diff.
 
+mod markdown;
+mod run;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use markdown::{
+    Marker, anchor, anchors, commands, documents, find_block, holds, links, marker, normalize,
+    read, repository_paths, shell_blocks,
+};
+use run::run_session;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
 const BIN: &str = env!("CARGO_BIN_EXE_pod-identity-operator");
+
 /// What this file runs, in the marker of a block it runs.
-const HERE: &str = "tests/docs.rs";
+const HERE: &str = "tests/docs/";
+
 /// GitHub shows a README up to here without asking to scroll through a manual.
 const README_MAX_BYTES: usize = 10 * 1024;
+
 /// How long a session or its server may take.
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -171,179 +181,7 @@ const NOT_RUN: &[&str] = &[
 ];
 
 // ---------------------------------------------------------------------------------------
-// Reading the docs
-
-/// README.md and every page of docs/, as paths relative to the repository.
-fn documents() -> Vec<String> {
-    let mut docs: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("docs"))
-        .expect("docs/")
-        .map(|e| {
-            e.expect("docs/ entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|n| n.ends_with(".md"))
-        .map(|n| format!("docs/{n}"))
-        .collect();
-    docs.sort();
-    docs.insert(0, "README.md".into());
-    docs
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(ROOT).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-/// What the comment before a block says about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Marker {
-    RunBy(String),
-    NotRun(String),
-    Missing,
-}
-
-#[derive(Debug)]
-struct Block {
-    doc: String,
-    /// 1-based line of the opening fence.
-    line: usize,
-    marker: Marker,
-    text: String,
-}
-
-impl Block {
-    fn commands(&self) -> Vec<String> {
-        commands(&self.text)
-    }
-
-    fn first(&self) -> String {
-        self.commands().into_iter().next().unwrap_or_default()
-    }
-}
-
-/// The fenced shell blocks of one document.
-fn shell_blocks(doc: &str) -> Vec<Block> {
-    let text = read(doc);
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let Some(info) = lines[i].strip_prefix("```") else {
-            i += 1;
-            continue;
-        };
-        let lang = info.trim();
-        let start = i;
-        i += 1;
-        let body_start = i;
-        while i < lines.len() && !lines[i].starts_with("```") {
-            i += 1;
-        }
-        let body = lines[body_start..i.min(lines.len())].join("\n");
-        i += 1;
-        if !matches!(lang, "sh" | "bash" | "shell" | "console") {
-            continue;
-        }
-        let before = lines[..start].iter().rev().find(|l| !l.trim().is_empty());
-        out.push(Block {
-            doc: doc.to_owned(),
-            line: start + 1,
-            marker: before.map_or(Marker::Missing, |l| marker(l)),
-            text: body,
-        });
-    }
-    out
-}
-
-fn marker(line: &str) -> Marker {
-    let Some(inner) = line
-        .trim()
-        .strip_prefix("<!--")
-        .and_then(|l| l.strip_suffix("-->"))
-    else {
-        return Marker::Missing;
-    };
-    let inner = inner.trim();
-    if let Some(file) = inner.strip_prefix("run by:") {
-        Marker::RunBy(file.trim().to_owned())
-    } else if let Some(why) = inner.strip_prefix("not run:") {
-        Marker::NotRun(why.trim().to_owned())
-    } else {
-        Marker::Missing
-    }
-}
-
-/// Whitespace runs (line continuations included) as one space.
-fn normalize(text: &str) -> String {
-    text.replace("\\\n", " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `line` without a trailing `# comment` (a `#` after a blank, outside quotes).
-fn strip_comment(line: &str) -> &str {
-    let (mut single, mut double) = (false, false);
-    let mut prev = ' ';
-    for (i, c) in line.char_indices() {
-        match c {
-            '\'' if !double => single = !single,
-            '"' if !single => double = !double,
-            '#' if !single && !double && prev.is_whitespace() => return &line[..i],
-            _ => {}
-        }
-        prev = c;
-    }
-    line
-}
-
-/// The heredoc terminator a command opens (`<<EOF`, `<<'EOF'`, `<<-JSON`), if any.
-fn heredoc(command: &str) -> Option<String> {
-    let at = command.find("<<")?;
-    let word: String = command[at + 2..]
-        .trim_start_matches('-')
-        .trim_start_matches(['\'', '"'])
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    (!word.is_empty()).then_some(word)
-}
-
-/// The commands of a shell block, each normalized: comments and blank lines dropped,
-/// continuation lines joined, a heredoc's body taken as data of its command.
-fn commands(block: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut lines = block.lines();
-    while let Some(line) = lines.next() {
-        let mut command = strip_comment(line).trim_end().to_owned();
-        if command.trim().is_empty() {
-            continue;
-        }
-        while command.ends_with('\\') {
-            command.pop();
-            match lines.next() {
-                Some(next) => {
-                    command.push(' ');
-                    command.push_str(strip_comment(next).trim_end());
-                }
-                None => break,
-            }
-        }
-        if let Some(end) = heredoc(&command) {
-            for body in lines.by_ref() {
-                if body.trim() == end {
-                    break;
-                }
-            }
-        }
-        out.push(normalize(&command));
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------
-// The README's size and the links
+// The README's size, the links and the paths
 
 #[test]
 fn the_readme_stays_under_ten_kib() {
@@ -352,65 +190,6 @@ fn the_readme_stays_under_ten_kib() {
         size < README_MAX_BYTES,
         "README.md has {size} bytes, {README_MAX_BYTES} at most: move detail into docs/"
     );
-}
-
-/// GitHub's anchor of a heading: lower case, punctuation dropped, blanks as `-`.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
-        .map(|c| if c == ' ' { '-' } else { c })
-        .collect()
-}
-
-/// The anchors of a Markdown file's headings (outside code blocks).
-fn anchors(text: &str) -> BTreeSet<String> {
-    let mut in_code = false;
-    let mut out = BTreeSet::new();
-    for line in text.lines() {
-        if line.starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        let level = line.chars().take_while(|c| *c == '#').count();
-        if !in_code && level > 0 && line[level..].starts_with(' ') {
-            out.insert(anchor(&line[level..]));
-        }
-    }
-    out
-}
-
-/// The link targets of a Markdown text, outside code blocks and code spans.
-fn links(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut in_code = false;
-    for (n, line) in text.lines().enumerate() {
-        if line.starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            continue;
-        }
-        // Code spans hold no links.
-        let prose: String = line
-            .split('`')
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 0)
-            .map(|(_, s)| s)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut rest = prose.as_str();
-        while let Some(at) = rest.find("](") {
-            let after = &rest[at + 2..];
-            let Some(end) = after.find(')') else { break };
-            out.push((n + 1, after[..end].trim().to_owned()));
-            rest = &after[end..];
-        }
-    }
-    out
 }
 
 #[test]
@@ -452,31 +231,6 @@ fn every_relative_link_points_at_a_file_and_heading_that_exist() {
     );
 }
 
-/// The repository paths a Markdown text names (`src/...`, `tests/...`, `config/...`),
-/// in prose, code spans and blocks alike, cut at the first character no path of the
-/// repository holds (so `presets/<name>.yaml` names `presets/`).
-fn repository_paths(text: &str) -> Vec<(usize, String)> {
-    const TOP: &str = "src/ tests/ config/ scripts/ crates/ charts/ examples/ crds/ benches/ \
-                       docs/ presets/";
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        for (at, _) in line.char_indices() {
-            let before = line[..at].chars().next_back();
-            if before.is_some_and(|c| c.is_alphanumeric() || "/.-_$".contains(c))
-                || !TOP.split(' ').any(|t| line[at..].starts_with(t))
-            {
-                continue;
-            }
-            let path: String = line[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
-                .collect();
-            out.push((n + 1, path.trim_end_matches(['.', ',']).to_owned()));
-        }
-    }
-    out
-}
-
 #[test]
 fn every_repository_path_the_docs_name_exists() {
     let mut problems = Vec::new();
@@ -503,17 +257,6 @@ fn every_repository_path_the_docs_name_exists() {
 // ---------------------------------------------------------------------------------------
 // Every command is run
 
-/// `text` as a file holding commands is compared: continuations joined, whitespace
-/// normalized, and once more with string escapes undone.
-fn holds(file_text: &str, command: &str) -> bool {
-    let plain = normalize(file_text);
-    plain.contains(command)
-        || plain
-            .replace("\\\"", "\"")
-            .replace("\\\\", "\\")
-            .contains(command)
-}
-
 #[test]
 fn every_shell_command_is_run_by_a_test_or_by_ci() {
     let mut problems = Vec::new();
@@ -530,8 +273,8 @@ fn every_shell_command_is_run_by_a_test_or_by_ci() {
             }
             match &block.marker {
                 Marker::Missing => problems.push(format!(
-                    "{at}: say what runs this block: `<!-- run by: tests/docs.rs -->` with a \
-                     session in tests/docs.rs, `<!-- run by: FILE -->` naming the test or \
+                    "{at}: say what runs this block: `<!-- run by: tests/docs/ -->` with a \
+                     session in tests/docs/main.rs, `<!-- run by: FILE -->` naming the test or \
                      script that runs it, or `<!-- not run: WHY -->` with its commands in \
                      NOT_RUN"
                 )),
@@ -548,7 +291,7 @@ fn every_shell_command_is_run_by_a_test_or_by_ci() {
                         .collect();
                     if sessions.len() != 1 {
                         problems.push(format!(
-                            "{at}: marked as run here, but {} sessions of tests/docs.rs run \
+                            "{at}: marked as run here, but {} sessions of tests/docs/main.rs run \
                              a block of {} starting {first:?}",
                             sessions.len(),
                             block.doc
@@ -578,7 +321,7 @@ fn every_shell_command_is_run_by_a_test_or_by_ci() {
                         } else {
                             problems.push(format!(
                                 "{at}: {c:?} is run by nothing: run it in a session of \
-                                 tests/docs.rs or a test, or, if no test machine can, add it \
+                                 tests/docs/main.rs or a test, or, if no test machine can, add it \
                                  to NOT_RUN"
                             ));
                         }
@@ -658,223 +401,7 @@ fn the_block_reader_keeps_commands_and_drops_comments_and_heredoc_bodies() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Running the sessions
-
-fn find_block(doc: &str, first: &str) -> Block {
-    let first = normalize(first);
-    let mut found: Vec<Block> = shell_blocks(doc)
-        .into_iter()
-        .filter(|b| b.first().starts_with(&first))
-        .collect();
-    assert_eq!(found.len(), 1, "{doc}: one shell block starting {first:?}");
-    found.remove(0)
-}
-
-/// The docs' way of naming the binary, replaced by the binary on PATH.
-fn as_run_here(text: &str, port: Option<u16>) -> String {
-    let text = text
-        .replace("cargo run --release -- ", "pod-identity-operator ")
-        .replace("cargo run -- ", "pod-identity-operator ");
-    match port {
-        Some(p) => text.replace("127.0.0.1:PORT", &format!("127.0.0.1:{p}")),
-        None => text,
-    }
-}
-
-/// A scratch folder laid out as the repository for the docs' relative paths, with the
-/// binary on PATH.
-struct Scratch {
-    dir: tempfile::TempDir,
-    path: String,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = tempfile::tempdir().expect("scratch folder");
-        for sub in ["examples", "crds", "config"] {
-            std::os::unix::fs::symlink(Path::new(ROOT).join(sub), dir.path().join(sub))
-                .expect("link into the repository");
-        }
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).expect("bin folder");
-        std::os::unix::fs::symlink(BIN, bin.join("pod-identity-operator")).expect("link binary");
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
-        );
-        Scratch { dir, path }
-    }
-
-    /// A command with the scratch folder as its directory and home, and nothing of the
-    /// caller's Kubernetes or AWS settings.
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env("PATH", &self.path)
-            .env("HOME", self.dir.path())
-            .env("LANG", "C.UTF-8")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        cmd
-    }
-}
-
-/// A server process, its output collected as it comes; killed when dropped.
-struct Running {
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(scratch: &Scratch, command: &str) -> Running {
-        let line = as_run_here(strip_comment(command), None);
-        let mut words = line.split_whitespace();
-        let program = words.next().expect("a server command");
-        let mut child = scratch
-            .command("bash")
-            .arg("-c")
-            .arg(format!(
-                "exec {program} {}",
-                words.collect::<Vec<_>>().join(" ")
-            ))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the server starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let sink = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut text = sink.lock().expect("output");
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            });
-        }
-        Running { child, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().expect("output").clone()
-    }
-
-    fn wait_for(&mut self, text: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.output().contains(text) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the server exited ({status}):\n{}", self.output());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server never printed {text:?}:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The port of the URL on the printed line starting with `label`.
-    fn port(&self, label: &str) -> u16 {
-        let output = self.output();
-        let line = output
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(label))
-            .unwrap_or_else(|| panic!("no line {label:?}:\n{output}"));
-        let url = line[label.len()..].trim();
-        let authority = url
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_else(|| panic!("no URL in {line:?}"));
-        authority
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a session's blocks as the docs give them, in one shell, and returns its output.
-fn run_session(name: &str) -> String {
-    let session = SESSIONS
-        .iter()
-        .find(|s| s.name == name)
-        .expect("a session of that name");
-    let scratch = Scratch::new();
-    let mut server = None;
-    let mut port = None;
-    let mut script = String::from("set -euo pipefail\n");
-    for (i, (doc, first)) in session.blocks.iter().enumerate() {
-        let block = find_block(doc, first);
-        let mut text = block.text.clone();
-        if i == 0
-            && let Some(s) = &session.server
-        {
-            let opening = text.lines().next().unwrap_or_default().to_owned();
-            assert_eq!(
-                normalize(strip_comment(&opening)),
-                normalize(s.command),
-                "{doc}: the block starts its server as the session does"
-            );
-            let mut running = Running::start(&scratch, s.command);
-            running.wait_for(s.ready);
-            port = s.port_from.map(|label| running.port(label));
-            server = Some(running);
-            text = text.lines().skip(1).collect::<Vec<_>>().join("\n");
-        }
-        script.push_str(&format!("# {doc}:{}\n", block.line));
-        script.push_str(&as_run_here(&text, port));
-        script.push('\n');
-    }
-    let mut child = scratch
-        .command("bash")
-        .arg("-c")
-        .arg(&script)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bash runs");
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().expect("the shell's state").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("the shell's output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let server_output = server.as_ref().map(Running::output).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "session {name} failed ({}):\n--- script\n{script}\n--- output\n{text}\n--- server\n{server_output}",
-        out.status
-    );
-    for shown in session.shows {
-        assert!(
-            text.contains(shown),
-            "session {name}: the docs say {shown:?} shows:\n{text}"
-        );
-    }
-    text
-}
+// The sessions
 
 #[test]
 fn the_local_commands_run() {
