@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aws::{Addon, Association, EksApi, IamApi, Role, Tags};
-use crate::config::IRSA_ROLE_ANNOTATION;
 use crate::crd::PodIdentityBinding;
+use crate::guardrails::IRSA_ROLE_ANNOTATION;
 use crate::naming;
 use crate::policy::{POD_IDENTITY_PRINCIPAL, trust_admits_pod_identity};
 use crate::{Error, Result};

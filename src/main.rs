@@ -360,7 +360,7 @@ fn iam_policy(args: &IamPolicyArgs) -> anyhow::Result<String> {
             )?;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let guardrails = pod_identity_operator::config::GuardrailConfig::parse(&text)
+            let guardrails = pod_identity_operator::guardrails::GuardrailConfig::parse(&text)
                 .with_context(|| format!("{} is not a valid guardrail file", path.display()))?;
             operator_policy::permissions(&inst, &guardrails)
         }
@@ -427,7 +427,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         match &args.config {
             Some(path) => {
                 settings.guardrails = Arc::new(
-                    pod_identity_operator::config::GuardrailSource::from_file(path)?,
+                    pod_identity_operator::guardrails::GuardrailSource::from_file(path)?,
                 );
                 tracing::info!(config = %path.display(), "guardrail configuration loaded");
             }
@@ -548,7 +548,7 @@ fn run_kubesim(port: u16, kubeconfig_out: Option<std::path::PathBuf>) -> anyhow:
 #[cfg(feature = "sandbox")]
 fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    use pod_identity_operator::config::GuardrailConfig;
+    use pod_identity_operator::guardrails::GuardrailConfig;
     use pod_identity_operator::sandbox::{self, Options};
     tracing_subscriber::fmt()
         .with_env_filter(

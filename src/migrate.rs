@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use crate::Result;
 use crate::audit::{self, Observed, Output, Owner, Selection};
 use crate::aws::IamApi;
-use crate::config::IRSA_ROLE_ANNOTATION;
+use crate::guardrails::IRSA_ROLE_ANNOTATION;
 use crate::naming;
 use crate::policy::{POD_IDENTITY_PRINCIPAL, TrustScope, trust_admits_pod_identity};
 

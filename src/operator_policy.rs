@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::aws::Cluster;
-use crate::config::GuardrailConfig;
+use crate::guardrails::GuardrailConfig;
 use crate::naming::{self, TAG_CLUSTER};
 use crate::policy::{POD_IDENTITY_PRINCIPAL, TrustScope};
 
@@ -135,7 +135,7 @@ fn with_condition(mut st: Value, condition: Value) -> Value {
 /// The union of a rule list over every rule, without duplicates, in a stable order.
 fn union(
     config: &GuardrailConfig,
-    list: impl Fn(&crate::config::Rule) -> &[String],
+    list: impl Fn(&crate::guardrails::Rule) -> &[String],
 ) -> Vec<String> {
     let set: BTreeSet<&String> = config.rules.iter().flat_map(|r| list(r).iter()).collect();
     set.into_iter().cloned().collect()
@@ -154,7 +154,7 @@ pub fn mandatory_boundaries(config: &GuardrailConfig) -> Option<Vec<String>> {
 
 /// The managed policy ARNs (globs) a rule lets bindings attach: those it lists and
 /// those of the presets it allows, in `partition`.
-fn rule_policies(rule: &crate::config::Rule, partition: &str) -> Vec<String> {
+fn rule_policies(rule: &crate::guardrails::Rule, partition: &str) -> Vec<String> {
     let mut out = rule.allowed_managed_policy_arns.clone();
     for preset in crate::presets::all() {
         if rule

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::escalation::Escalation;
+use crate::guardrails::escalation::Escalation;
 use crate::{Error, Result};
 
 /// The preset files, by name.

@@ -283,5 +283,5 @@ fn the_checker_finds_a_cycle_and_reads_use_lists() {
     // The real graph knows a dependency that exists.
     let edges = graph();
     assert!(edges[&m("controller::plan")].contains(&m("controller::observe")));
-    assert!(edges[&m("escalation")].contains(&m("glob")));
+    assert!(edges[&m("guardrails::escalation")].contains(&m("glob")));
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{CreateAssociation, CreateRole, EksApi, IamApi, Tags};
-use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
+use pod_identity_operator::guardrails::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::operator_policy::{self, Installation};
 use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::{Value, json};

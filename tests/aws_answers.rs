@@ -361,8 +361,8 @@ async fn an_existing_role_chaining_into_a_target_is_told_what_it_must_allow_on(s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_binding_leaves_no_retry_state_behind() {
     use kube::api::{Api, DeleteParams, PostParams};
-    use pod_identity_operator::config::GuardrailSource;
     use pod_identity_operator::controller::{self, Context};
+    use pod_identity_operator::guardrails::GuardrailSource;
     use pod_identity_operator::kubesim::KubeSim;
 
     // The controller run here rather than through `Env`, to look at its context.

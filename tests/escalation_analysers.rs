@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use pod_identity_operator::Error;
-use pod_identity_operator::config::{GuardrailConfig, evaluate};
 use pod_identity_operator::crd::{PodIdentityBinding, PodIdentityBindingSpec};
+use pod_identity_operator::guardrails::{GuardrailConfig, evaluate};
 use serde_json::{Value, json};
 
 const INSTALL: &str = "bash scripts/install-test-servers";

@@ -13,8 +13,8 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::{Client, CustomResourceExt};
 use pod_identity_operator::aws::faults::{Fault, Service};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
-use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::crd::PodIdentityBinding;
+use pod_identity_operator::guardrails::{GuardrailConfig, GuardrailSource};
 use serde_json::{Value, json};
 
 mod support;

@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use pod_identity_operator::Error;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
-use pod_identity_operator::config::{GuardrailConfig, GuardrailSource, evaluate};
 use pod_identity_operator::crd::{PodIdentityBinding, PodIdentityBindingSpec};
-use pod_identity_operator::escalation::{self, Escalation};
+use pod_identity_operator::guardrails::escalation::{self, Escalation};
+use pod_identity_operator::guardrails::{GuardrailConfig, GuardrailSource, evaluate};
 use pod_identity_operator::presets::{self, Context, Preset, Rendered};
 use serde_json::{Value, json};
 
@@ -804,8 +804,8 @@ fn policy_sentry_knows_every_action_of_every_preset_and_a_resource_type_each_can
 /// Why cloudsplaining and the operator judge a preset document differently.
 const SERVICE_LINKED_ROLE: &str = "iam:CreateServiceLinkedRole limited by iam:AWSServiceName to \
     a named service: cloudsplaining counts it an IAM write whatever the condition (asked to flag \
-    conditional statements); the operator admits it (src/escalation.rs: the role it makes is \
-    trusted by that service only and carries AWS's policy for it)";
+    conditional statements); the operator admits it (src/guardrails/escalation.rs: the role it \
+    makes is trusted by that service only and carries AWS's policy for it)";
 
 /// Every preset document (by preset, variant label) the two judge differently, with
 /// the reason. `true`: flagged by cloudsplaining, admitted by the operator.

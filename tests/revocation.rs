@@ -11,8 +11,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{CreateAssociation, EksApi};
-use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::controller::Settings;
+use pod_identity_operator::guardrails::{GuardrailConfig, GuardrailSource};
 use serde_json::json;
 
 mod support;

@@ -347,11 +347,12 @@ async fn one_process_reports_health_metrics_and_logs() {
     let start = op.wait_log("the startup line", |l| {
         l["message"] == "pod-identity-operator starting"
     });
-    let rules = pod_identity_operator::config::GuardrailSource::from_file(Path::new(GUARDRAILS))
-        .expect("guardrails")
-        .current()
-        .rules
-        .len();
+    let rules =
+        pod_identity_operator::guardrails::GuardrailSource::from_file(Path::new(GUARDRAILS))
+            .expect("guardrails")
+            .current()
+            .rules
+            .len();
     assert_eq!(start["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(start["cluster"], CLUSTER);
     assert_eq!(start["region"], REGION);

@@ -19,8 +19,8 @@ use pod_identity_operator::aws::{
     Association, AssociationSummary, Cluster, CreateAssociation, EksApi, IamApi, Tags,
     UpdateAssociation,
 };
-use pod_identity_operator::config::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::crd::PodIdentityBinding;
+use pod_identity_operator::guardrails::{GuardrailConfig, GuardrailSource};
 use pod_identity_operator::naming;
 use serde_json::{Value, json};
 

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::aws::{Cluster, Tags};
-use crate::config::Effects;
 use crate::crd::{DeletionPolicy, PodIdentityBinding};
+use crate::guardrails::Effects;
 use crate::naming;
 use crate::policy::{self, DocumentKind, TrustScope};
 use crate::presets;
@@ -632,10 +632,10 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::config::{GuardrailConfig, evaluate};
     use crate::controller::observe::Observed;
     use crate::controller::plan;
     use crate::crd::PodIdentityBindingSpec;
+    use crate::guardrails::{GuardrailConfig, evaluate};
     use proptest::prelude::*;
     use serde_json::json;
 

@@ -17,7 +17,7 @@
 //! per service ([`crate::aws::ratelimit`], `Settings::iam_rate`/`eks_rate`), and at most
 //! `Settings::concurrency` bindings are reconciled at once.
 //!
-//! Guardrails ([`crate::config`]) are evaluated after validation and before any AWS
+//! Guardrails ([`crate::guardrails`]) are evaluated after validation and before any AWS
 //! call; a guardrail file is polled for changes and every binding is reconciled again
 //! when it changes.
 //!
@@ -61,8 +61,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::aws::ratelimit::{Rate, RateLimited};
 use crate::aws::{Cluster, EksApi, IamApi};
-use crate::config::GuardrailSource;
 use crate::crd::PodIdentityBinding;
+use crate::guardrails::GuardrailSource;
 use crate::{Error, Result};
 
 /// How the controller runs.

@@ -21,10 +21,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use tokio::time::Instant;
 
-use crate::config;
 use crate::crd::{
     FINALIZER, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus, StatusWarning,
 };
+use crate::guardrails::{Effects, effects_unchecked, evaluate, not_the_operators_role};
 use crate::{Error, Result};
 
 use super::apply::{self, Component};
@@ -64,7 +64,7 @@ async fn prepare(
     // call (the cluster lookup below is one).
     let config = ctx.settings.guardrails.current();
     if config.unconfigured || config.rules.is_empty() {
-        let denial = config::evaluate(binding, &BTreeMap::new(), &config)
+        let denial = evaluate(binding, &BTreeMap::new(), &config)
             .err()
             .unwrap_or_else(|| Error::PolicyDenied {
                 rule: "(none)".into(),
@@ -111,7 +111,7 @@ async fn prepare(
 
 /// The guardrail rule's verdict; the binding's namespace is read only when a rule
 /// selects namespaces by label.
-async fn guardrails(binding: &PodIdentityBinding, ctx: &Context) -> Result<config::Effects> {
+async fn guardrails(binding: &PodIdentityBinding, ctx: &Context) -> Result<Effects> {
     let config = ctx.settings.guardrails.current();
     let mut labels = BTreeMap::new();
     if config.uses_labels() {
@@ -124,12 +124,12 @@ async fn guardrails(binding: &PodIdentityBinding, ctx: &Context) -> Result<confi
         }
     }
     if !ctx.settings.guardrail_checks {
-        return Ok(config::effects_unchecked(binding, &labels, &config));
+        return Ok(effects_unchecked(binding, &labels, &config));
     }
     if let Some(own) = &ctx.settings.operator_role_arn {
-        config::not_the_operators_role(binding, own)?;
+        not_the_operators_role(binding, own)?;
     }
-    config::evaluate(binding, &labels, &config)
+    evaluate(binding, &labels, &config)
 }
 
 /// True when a throttled pass is to leave the status alone: the binding is Ready for

@@ -11,8 +11,8 @@ use kube::api::Api;
 
 use super::Context;
 use crate::Result;
-use crate::config::WhenDenied;
 use crate::crd::PodIdentityBinding;
+use crate::guardrails::WhenDenied;
 use crate::naming;
 
 /// Revokes what the denied `binding` still holds; what was removed, if anything.

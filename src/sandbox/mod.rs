@@ -39,9 +39,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::sim::{AwsSim, Inventory, SimConfig};
 use crate::aws::{CreateRole, IamApi};
-use crate::config::{GuardrailConfig, GuardrailSource};
 use crate::controller::{self, Context, Settings};
 use crate::crd::PodIdentityBinding;
+use crate::guardrails::{GuardrailConfig, GuardrailSource};
 use crate::kubesim::KubeSim;
 use crate::operator_policy::{self, Installation};
 use crate::policy::pod_identity_trust_policy;
@@ -335,7 +335,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::evaluate;
+    use crate::guardrails::evaluate;
 
     fn example_bindings() -> Vec<PodIdentityBinding> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");

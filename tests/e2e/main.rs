@@ -84,9 +84,9 @@ const E2E_GUARDRAILS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e-gua
 
 /// The guardrails of [`E2E_GUARDRAILS`]: the simulators the operator binary calls
 /// enforce its policy rendered for them.
-fn e2e_guardrails() -> pod_identity_operator::config::GuardrailConfig {
+fn e2e_guardrails() -> pod_identity_operator::guardrails::GuardrailConfig {
     let text = std::fs::read_to_string(E2E_GUARDRAILS).expect("tests/e2e-guardrails.yaml");
-    pod_identity_operator::config::GuardrailConfig::parse(&text).expect("e2e guardrails parse")
+    pod_identity_operator::guardrails::GuardrailConfig::parse(&text).expect("e2e guardrails parse")
 }
 
 /// Starts the operator binary with its output appended to `log`; `namespace` limits it
