@@ -184,6 +184,29 @@ const NOT_RUN: &[&str] = &[
 // The README's size, the links and the paths
 
 #[test]
+fn the_flags_table_of_operating_lists_every_flag_of_run() {
+    let help = std::process::Command::new(BIN)
+        .args(["run", "--help"])
+        .output()
+        .expect("the binary runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let table: String = read("docs/operating.md")
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .collect();
+    let missing: Vec<&str> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && *w != "--help")
+        .map(|w| w.trim_end_matches(','))
+        .filter(|flag| !table.contains(&format!("`{flag}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/operating.md's flags table lacks {missing:?}"
+    );
+}
+
+#[test]
 fn the_readme_stays_under_ten_kib() {
     let size = read("README.md").len();
     assert!(
