@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aws::{Addon, Association, EksApi, IamApi, Role, Tags};
+use crate::cli::connection::{Connection, Output};
 use crate::crd::PodIdentityBinding;
 use crate::guardrails::IRSA_ROLE_ANNOTATION;
 use crate::naming;
@@ -764,22 +765,6 @@ pub async fn audit(
     })
 }
 
-/// How `audit` and `migrate` reach the cluster and AWS: the connection flags of `run`
-/// (the kubeconfig comes from the usual places: `KUBECONFIG`, `~/.kube/config`, or the
-/// in-cluster ServiceAccount).
-#[derive(clap::Args, Clone, Debug)]
-pub struct Connection {
-    /// Name of the EKS cluster.
-    #[arg(long, env = "PIO_CLUSTER_NAME")]
-    pub cluster_name: String,
-    /// AWS region (default: from the AWS environment or profile).
-    #[arg(long, env = "PIO_REGION")]
-    pub region: Option<String>,
-    /// Send every AWS call to this URL (local servers).
-    #[arg(long, env = "PIO_AWS_ENDPOINT_URL")]
-    pub aws_endpoint_url: Option<String>,
-}
-
 /// The clients of a [`Connection`]: Kubernetes, IAM and EKS through the SDK.
 pub struct Clients {
     pub kube: Client,
@@ -787,14 +772,15 @@ pub struct Clients {
     pub eks: crate::aws::eks::SdkEks,
 }
 
-impl Connection {
-    pub async fn connect(&self) -> Result<Clients> {
+impl Clients {
+    /// The clients the connection flags of `audit` and `migrate` name.
+    pub async fn connect(connection: &Connection) -> Result<Clients> {
         use crate::aws::config::{AwsSettings, load_sdk_config};
         // kube's TLS needs a process-wide rustls provider; one already installed is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let sdk = load_sdk_config(&AwsSettings {
-            region: self.region.clone(),
-            endpoint_url: self.aws_endpoint_url.clone(),
+            region: connection.region.clone(),
+            endpoint_url: connection.aws_endpoint_url.clone(),
             ..AwsSettings::default()
         })
         .await?;
@@ -806,36 +792,15 @@ impl Connection {
     }
 }
 
-/// Output formats of `audit` and `migrate`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Output {
-    #[default]
-    Table,
-    Json,
-}
-
-/// Options of `audit`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct AuditArgs {
-    #[command(flatten)]
-    pub connection: Connection,
-    /// Output: a table for people, or JSON for scripts.
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: Output,
-    /// Exit with status 2 when a finding is at or above this severity.
-    #[arg(long, value_enum, default_value = "error")]
-    pub fail_on: Severity,
-}
-
-/// Runs `audit`: prints the report and returns whether it fails `--fail-on`.
-pub async fn run(args: &AuditArgs) -> Result<bool> {
-    let c = args.connection.connect().await?;
-    let report = audit(&c.kube, &c.iam, &c.eks, &args.connection.cluster_name).await?;
-    match args.output {
+/// Runs `audit`: prints the report and returns whether it fails `fail_on`.
+pub async fn run(connection: &Connection, output: Output, fail_on: Severity) -> Result<bool> {
+    let c = Clients::connect(connection).await?;
+    let report = audit(&c.kube, &c.iam, &c.eks, &connection.cluster_name).await?;
+    match output {
         Output::Table => print!("{}", render_table(&report)),
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(report.fails(args.fail_on))
+    Ok(report.fails(fail_on))
 }
 
 #[cfg(test)]

@@ -75,6 +75,28 @@ pub enum Error {
     /// Adding or removing the binding's finalizer failed, or its reconcile did.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    /// A command's arguments ask for what it cannot do (a flag missing or malformed for
+    /// this use, a result over a limit); the message names the flag and the fix.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A failure, with what was being done when it happened (`cannot read FILE`).
+    #[error("{context}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A command this binary was built without: `kubesim` and `sandbox` need the Cargo
+    /// feature `sandbox`, which the production image leaves out.
+    #[error(
+        "`{0}` is not in this build: this binary was built without the Cargo feature \
+         `sandbox` (kubesim and the AWS simulator), as the production image is; build one \
+         with the default features for it: `cargo run --release -- {0}`"
+    )]
+    NotInThisBuild(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -86,6 +108,17 @@ impl From<AwsError> for Error {
 }
 
 impl Error {
+    /// `source`, with what was being done when it happened.
+    pub fn context(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// The AWS failure inside, if this is one.
     pub fn aws(&self) -> Option<&AwsError> {
         match self {

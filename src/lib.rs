@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -25,8 +25,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::audit::{self, Observed, Output, Owner, Selection};
+use crate::audit::{self, Observed, Owner, Selection};
 use crate::aws::IamApi;
+use crate::cli::connection::Output;
+use crate::cli::migrate::MigrateArgs;
 use crate::guardrails::IRSA_ROLE_ANNOTATION;
 use crate::naming;
 use crate::policy::{POD_IDENTITY_PRINCIPAL, TrustScope, trust_admits_pod_identity};
@@ -542,40 +544,9 @@ pub fn render_plan(plan: &Plan, written: &[PathBuf], applied: bool) -> String {
     out
 }
 
-/// Options of `migrate`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct MigrateArgs {
-    #[command(flatten)]
-    pub connection: audit::Connection,
-    /// Only ServiceAccounts of this namespace.
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Only ServiceAccounts matching this label selector.
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
-    /// Write one PodIdentityBinding YAML per ServiceAccount into this folder.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Make the planned changes (without it nothing in AWS or the cluster changes).
-    #[arg(long)]
-    pub apply: bool,
-    /// Add a scoped Pod Identity statement to each IRSA role's trust policy.
-    #[arg(long)]
-    pub update_trust: bool,
-    /// Remove the IRSA annotation of ServiceAccounts whose binding is Ready.
-    #[arg(long)]
-    pub remove_irsa: bool,
-    /// With --remove-irsa: also remove the role's OIDC statement for that ServiceAccount.
-    #[arg(long, requires = "remove_irsa")]
-    pub remove_oidc_trust: bool,
-    /// Output: a table for people, or JSON for scripts.
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: Output,
-}
-
 /// Runs `migrate`.
 pub async fn run(args: &MigrateArgs) -> Result<()> {
-    let c = args.connection.connect().await?;
+    let c = audit::Clients::connect(&args.connection).await?;
     let selection = Selection {
         namespace: args.namespace.clone(),
         selector: args.selector.clone(),

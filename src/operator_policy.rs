@@ -11,6 +11,7 @@
 //! role is denied outright.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -18,6 +19,7 @@ use crate::aws::Cluster;
 use crate::guardrails::GuardrailConfig;
 use crate::naming::{self, TAG_CLUSTER};
 use crate::policy::{POD_IDENTITY_PRINCIPAL, TrustScope};
+use crate::{Error, Result};
 
 /// Where the operator runs: what its permissions are scoped to.
 #[derive(Clone, Debug, PartialEq)]
@@ -539,6 +541,49 @@ pub fn template_installation() -> Installation {
     inst.with_operator_role(Some(
         "arn:${PARTITION}:iam::${ACCOUNT}:role/pod-identity-operator".into(),
     ))
+}
+
+/// Which document of the operator's role `iam-policy` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyDocument {
+    Permissions,
+    Trust,
+}
+
+/// What `pod-identity-operator iam-policy` prints: the installation's permissions policy,
+/// under the guardrails of the file `guardrails` (the one the operator runs with), or
+/// its trust policy, as JSON. A policy over IAM's managed-policy size is refused.
+pub fn command(
+    inst: &Installation,
+    document: PolicyDocument,
+    guardrails: Option<&Path>,
+) -> Result<String> {
+    let doc = match document {
+        PolicyDocument::Permissions => {
+            let path = guardrails.ok_or_else(|| {
+                Error::Usage(
+                    "the permissions depend on the guardrails: pass --config FILE, the file the operator runs with".into(),
+                )
+            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::context(format!("cannot read {}", path.display()), e))?;
+            let guardrails = GuardrailConfig::parse(&text).map_err(|e| {
+                Error::context(
+                    format!("{} is not a valid guardrail file", path.display()),
+                    e,
+                )
+            })?;
+            permissions(inst, &guardrails)
+        }
+        PolicyDocument::Trust => trust(inst),
+    };
+    let size = crate::policy::size_chars(&doc);
+    if size > MANAGED_POLICY_MAX_CHARS {
+        return Err(Error::Usage(format!(
+            "the rendered policy has {size} characters, over IAM's {MANAGED_POLICY_MAX_CHARS} for a managed policy: merge the guardrails' ARN lists into fewer globs"
+        )));
+    }
+    Ok(format!("{}\n", serde_json::to_string_pretty(&doc)?))
 }
 
 #[cfg(test)]

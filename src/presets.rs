@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::cli::presets::{ListFormat, PresetsArgs, PresetsCommand};
 use crate::guardrails::escalation::Escalation;
 use crate::{Error, Result};
 
@@ -650,11 +651,36 @@ pub fn table() -> String {
     out
 }
 
-/// Splits a `KEY=VALUE` command-line parameter.
-pub fn parse_parameter(text: &str) -> std::result::Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("{text:?} is not KEY=VALUE")),
+/// What `pod-identity-operator presets` prints: the list, as a table or JSON, or with
+/// `show` one preset rendered ([`show`]) as JSON.
+pub fn command(args: &PresetsArgs) -> Result<String> {
+    match &args.command {
+        None => Ok(match args.output {
+            ListFormat::Table => table(),
+            ListFormat::Json => format!("{}\n", serde_json::to_string_pretty(&listing())?),
+        }),
+        Some(PresetsCommand::Show {
+            name,
+            params,
+            cluster_arn,
+        }) => {
+            let ctx = match cluster_arn {
+                Some(arn) => Context::of_cluster_arn(arn).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--cluster-arn {arn:?} is not an EKS cluster ARN (arn:aws:eks:REGION:ACCOUNT:cluster/NAME)"
+                    ))
+                })?,
+                None => Context::any(),
+            };
+            let mut parameters = BTreeMap::new();
+            for (k, v) in params {
+                if parameters.insert(k.clone(), v.clone()).is_some() {
+                    return Err(Error::Usage(format!("--param {k} is given twice")));
+                }
+            }
+            let shown = show(name, &parameters, &ctx)?;
+            Ok(format!("{}\n", serde_json::to_string_pretty(&shown)?))
+        }
     }
 }
 
