@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod files;
 pub mod kubectl;
 pub mod target;
 
