@@ -7,9 +7,8 @@
 //! Environment variables are process-wide, so this binary holds this one test, which
 //! sets them before any other thread exists.
 
-#[path = "aws_contract/servers.rs"]
-#[allow(dead_code)] // shared with the contract suite, which uses all of it
-mod servers;
+#[path = "support/aws_servers.rs"]
+mod aws_servers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -58,7 +57,7 @@ fn credentials_endpoint(seen: Seen) -> Router {
                     "AccessKeyId": ACCESS_KEY,
                     "SecretAccessKey": "pod-identity-secret",
                     "Token": SESSION_TOKEN,
-                    "AccountId": servers::ACCOUNT_ID,
+                    "AccountId": aws_servers::ACCOUNT_ID,
                     "Expiration": expiration,
                 });
                 (StatusCode::OK, document.to_string())
@@ -140,7 +139,7 @@ fn pod_identity_container_credentials_sign_the_calls() {
         let seen: Seen = Arc::default();
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
         tokio::spawn(axum::serve(listener, credentials_endpoint(seen.clone())).into_future());
-        let moto = servers::lease(servers::Kind::Moto).await;
+        let moto = aws_servers::lease(aws_servers::Kind::Moto).await;
         let settings = AwsSettings {
             region: Some("us-east-1".into()),
             endpoint_url: Some(moto.url()),
@@ -160,7 +159,7 @@ fn pod_identity_container_credentials_sign_the_calls() {
         assert_eq!(credentials.session_token(), Some(SESSION_TOKEN));
         assert_eq!(
             credentials.account_id().map(|a| a.as_str()),
-            Some(servers::ACCOUNT_ID)
+            Some(aws_servers::ACCOUNT_ID)
         );
 
         // The adapter's calls to moto are signed with them.
@@ -188,7 +187,7 @@ fn pod_identity_container_credentials_sign_the_calls() {
             created.arn,
             format!(
                 "arn:aws:iam::{}:role/signed-by-pod-identity",
-                servers::ACCOUNT_ID
+                aws_servers::ACCOUNT_ID
             )
         );
         let fetched = iam

@@ -9,6 +9,9 @@
 //! by the operator under a rule allowing inline policies and no escalation. Every policy
 //! the two judge differently is listed in [`DISAGREEMENTS`] with the reason.
 
+#[path = "support/aws_servers.rs"]
+mod aws_servers;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use pod_identity_operator::crd::{PodIdentityBinding, PodIdentityBindingSpec};
 use pod_identity_operator::guardrails::{GuardrailConfig, evaluate};
 use serde_json::{Value, json};
 
-const INSTALL: &str = "bash scripts/install-test-servers";
+use aws_servers::INSTALL;
 
 /// The rule every corpus policy is judged under.
 const RULE: &str = r#"
@@ -237,20 +240,6 @@ fn corpus() -> Vec<Value> {
         .collect()
 }
 
-/// The test venv, found as tests/aws_contract/servers.rs finds it.
-fn venv() -> PathBuf {
-    let dir = std::env::var_os("PIO_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    assert!(
-        dir.join("bin/python").is_file(),
-        "the test venv {} has no Python: run `{INSTALL}` (or set PIO_TEST_VENV to a venv made \
-         by it)",
-        dir.display()
-    );
-    dir
-}
-
 /// cloudsplaining's verdicts, one per policy in corpus order.
 #[derive(Debug)]
 struct Verdict {
@@ -265,7 +254,7 @@ impl Verdict {
 }
 
 fn analyse(policies: &[Value]) -> Vec<Verdict> {
-    let python = venv().join("bin/python");
+    let python = aws_servers::venv_file("bin/python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/analysers/flag.py");
     let mut child = Command::new(&python)
         .arg(&script)

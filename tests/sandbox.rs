@@ -332,14 +332,8 @@ fn the_sandbox_applies_a_directory_itself_and_stops_on_sigterm() {
 /// through the AWS APIs shows what they made.
 #[test]
 fn the_sandbox_in_wire_mode_runs_the_examples_on_moto_and_ministack() {
-    let venv = std::env::var_os("PIO_TEST_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    assert!(
-        venv.join("bin/moto_server").is_file() && venv.join("bin/ministack").is_file(),
-        "moto and ministack are missing from {}: run `bash scripts/install-test-servers`",
-        venv.display()
-    );
+    // The sandbox starts moto and ministack from the test venv: without them, fail here.
+    support::aws_servers::venv();
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = dir.path().join("kubeconfig");
     let mut sandbox = Sandbox::start(dir.path(), &["--wire"]);

@@ -15,8 +15,8 @@ use pod_identity_operator::aws::sim::{AddonSetup, AwsSim, SimConfig, administrat
 use pod_identity_operator::aws::{CreateRole, EksApi, IamApi};
 use pod_identity_operator::policy::pod_identity_trust_policy;
 
+use crate::aws_servers::{self, ACCOUNT_ID, Kind};
 use crate::cases::documents_equivalent;
-use crate::servers::{self, ACCOUNT_ID, Kind};
 use crate::wire_backend::sdk_config;
 
 const CLUSTER: &str = "contract";
@@ -163,7 +163,7 @@ async fn adapters_on_simulator_list_roles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ministack_addons() {
-    let ministack = servers::lease(Kind::Ministack).await;
+    let ministack = aws_servers::lease(Kind::Ministack).await;
     let config = sdk_config(&ministack.url()).await;
     let client = aws_sdk_eks::Client::new(&config);
     client
@@ -189,7 +189,7 @@ async fn ministack_addons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_list_roles() {
-    let moto = servers::lease(Kind::Moto).await;
+    let moto = aws_servers::lease(Kind::Moto).await;
     let config = sdk_config(&moto.url()).await;
     roles_listed_by_path(&pod_identity_operator::aws::iam::SdkIam::new(&config)).await;
     drop(moto);

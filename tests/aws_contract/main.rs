@@ -4,6 +4,9 @@
 //! documented answers, and where moto or ministack answers otherwise the case asserts
 //! that server's answer as `known_differences` records it.
 
+#[path = "../support/aws_servers.rs"]
+mod aws_servers;
+
 mod addons;
 mod authorization;
 mod backend;
@@ -13,7 +16,6 @@ mod known_differences;
 // here with `mod module;`, and ends with `crate::cases::all_cases!();`, which puts one
 // test per case in its `contract` submodule (a macro invoked here could not declare a
 // second module of the backend's name next to the file module).
-mod servers;
 mod sim_backend;
 mod wire_backend;
 

@@ -15,8 +15,8 @@ use pod_identity_operator::aws::config::{AwsSettings, config_loader};
 use pod_identity_operator::aws::eks::SdkEks;
 use pod_identity_operator::aws::iam::SdkIam;
 
+use crate::aws_servers::{self, ACCOUNT_ID, Kind};
 use crate::backend::{Backend, Server};
-use crate::servers::{self, ACCOUNT_ID, Kind};
 
 pub const REGION: &str = "us-east-1";
 const CLUSTER: &str = "contract";
@@ -53,8 +53,10 @@ async fn create_cluster(config: &SdkConfig, name: &str) {
 }
 
 pub async fn start() -> Backend {
-    let (moto, ministack) =
-        tokio::join!(servers::lease(Kind::Moto), servers::lease(Kind::Ministack));
+    let (moto, ministack) = tokio::join!(
+        aws_servers::lease(Kind::Moto),
+        aws_servers::lease(Kind::Ministack)
+    );
     let iam_config = sdk_config(&moto.url()).await;
     let eks_config = sdk_config(&ministack.url()).await;
     create_cluster(&eks_config, CLUSTER).await;
@@ -111,7 +113,7 @@ mod wire_specific {
     }
 
     async fn policies_round_trip(kind: Kind) {
-        let server = servers::lease(kind).await;
+        let server = aws_servers::lease(kind).await;
         let config = sdk_config(&server.url()).await;
         let iam = SdkIam::new(&config);
         let name = "encoded-trust";
@@ -182,7 +184,7 @@ mod wire_specific {
     /// second page possible here at all.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn attached_policies_are_listed_across_pages_on_moto() {
-        let moto = servers::lease(Kind::Moto).await;
+        let moto = aws_servers::lease(Kind::Moto).await;
         let config = sdk_config(&moto.url()).await;
         let iam = SdkIam::new(&config);
         iam.create_role(&CreateRole {
@@ -224,7 +226,7 @@ mod wire_specific {
     /// that holds it. (The operator never puts roles in instance profiles, so only the
     /// wire cases can set this up, with the SDK client directly.)
     async fn instance_profile_holds_role(kind: Kind) {
-        let server = servers::lease(kind).await;
+        let server = aws_servers::lease(kind).await;
         let config = sdk_config(&server.url()).await;
         let iam = SdkIam::new(&config);
         iam.create_role(&CreateRole {
@@ -279,7 +281,7 @@ mod wire_specific {
     /// with keys moto never issued, are both `AccessDenied` class.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refused_permissions_and_unknown_keys_are_access_denied_on_moto() {
-        let moto = servers::lease(Kind::Moto).await;
+        let moto = aws_servers::lease(Kind::Moto).await;
         let admin = aws_sdk_iam::Client::new(&sdk_config(&moto.url()).await);
         // Three set-up calls go through unchecked; every later one is checked.
         moto.enforce_moto_auth(3).await;
@@ -560,7 +562,7 @@ pub mod iam_on_ministack {
     use super::*;
 
     pub async fn start() -> Backend {
-        let ministack = servers::lease(Kind::Ministack).await;
+        let ministack = aws_servers::lease(Kind::Ministack).await;
         let config = sdk_config(&ministack.url()).await;
         create_cluster(&config, CLUSTER).await;
         Backend {

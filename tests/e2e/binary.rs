@@ -8,7 +8,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     let target = Target::from_env();
     let cluster = target.cluster("e2e");
     let ministack = match target.aws {
-        AwsTarget::Local => Some(servers::lease(Kind::Ministack).await),
+        AwsTarget::Local => Some(aws_servers::lease(Kind::Ministack).await),
         _ => None,
     };
     let access = target.aws_access(ministack.as_ref().map(|m| m.url()));

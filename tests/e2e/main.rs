@@ -24,10 +24,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-#[allow(dead_code)]
-#[path = "../aws_contract/servers.rs"]
-mod servers;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -45,7 +41,7 @@ use pod_identity_operator::naming;
 use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::json;
 
-use servers::{ACCOUNT_ID, Kind};
+use support::aws_servers::{self, ACCOUNT_ID, Kind};
 use support::kubectl::{kubectl, kubectl_command};
 use support::target::{AwsAccess, AwsTarget, Kube, Target};
 use support::{Env, NS, WAIT, serve_simulator, write_calls};

@@ -8,8 +8,10 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     let cluster = target.cluster("wire");
     let (iam_access, eks_access, servers) = match target.aws {
         AwsTarget::Local => {
-            let (moto, ministack) =
-                tokio::join!(servers::lease(Kind::Moto), servers::lease(Kind::Ministack));
+            let (moto, ministack) = tokio::join!(
+                aws_servers::lease(Kind::Moto),
+                aws_servers::lease(Kind::Ministack)
+            );
             (
                 local(&moto.url()),
                 local(&ministack.url()),

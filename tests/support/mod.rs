@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod aws_servers;
 pub mod cluster;
 pub mod files;
 pub mod kubectl;

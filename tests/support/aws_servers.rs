@@ -1,5 +1,8 @@
-//! The wire-protocol test servers: moto (IAM) and ministack (EKS Pod Identity, IAM),
-//! run from the Python venv that `bash scripts/install-test-servers` makes.
+//! The test venv and the wire-protocol AWS servers in it: moto (IAM) and ministack (EKS
+//! Pod Identity, IAM), run from the Python venv that `bash scripts/install-test-servers`
+//! makes at the versions pinned in `tests/servers/requirements.txt`. Every test that
+//! runs moto or ministack, or another tool of the venv, finds it here; a missing server
+//! or tool fails the test with the install command, never skips it.
 //!
 //! A test takes a [`Lease`] on a server of one kind: an idle one from this process's
 //! pool, reset to empty, or a new one started on a free 127.0.0.1 port. Dropping the
@@ -7,6 +10,8 @@
 //! server while they use it. Servers are stopped when the lease is dropped for good (a
 //! failed reset) or, for pooled ones, when the test process exits: each server watches
 //! a pipe from this process and terminates itself when the pipe closes.
+
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,7 +27,7 @@ pub const ACCOUNT_ID: &str = "111122223333";
 
 /// How long a server may take to answer after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-const INSTALL: &str = "bash scripts/install-test-servers";
+pub const INSTALL: &str = "bash scripts/install-test-servers";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -82,12 +87,31 @@ impl Kind {
     }
 }
 
+/// The test venv's folder: `$PIO_TEST_VENV`, else `<crate>/.venv`; not checked.
+pub fn venv_dir() -> PathBuf {
+    std::env::var_os("PIO_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
+}
+
+/// The file `rel` of the test venv (`bin/python`, say). Panics, naming the install
+/// command, when it is not there.
+pub fn venv_file(rel: &str) -> PathBuf {
+    let dir = venv_dir();
+    let file = dir.join(rel);
+    assert!(
+        file.is_file(),
+        "the test venv {} has no {rel}: run `{INSTALL}` (or set PIO_TEST_VENV to a venv made \
+         by it)",
+        dir.display()
+    );
+    file
+}
+
 /// The venv holding the servers: `$PIO_TEST_VENV`, else `<crate>/.venv`. Panics, naming
 /// the install command, when the servers are not there.
 pub fn venv() -> PathBuf {
-    let dir = std::env::var_os("PIO_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let dir = venv_dir();
     for bin in ["bin/moto_server", "bin/ministack"] {
         assert!(
             dir.join(bin).is_file(),
