@@ -31,15 +31,11 @@ use serde_json::Value;
 const CLUSTER: &str = "prod";
 
 const ACCOUNT: &str = "111122223333";
-
 const OPERATOR_ROLE: &str = "arn:aws:iam::111122223333:role/pod-identity-operator";
-
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/boundary";
-
 const OTHER_BOUNDARY: &str = "arn:aws:iam::111122223333:policy/lenient";
 
 const UNLISTED: &str = "arn:aws:iam::111122223333:policy/unlisted";
-
 const ALLOWED_EXISTING: &str = "arn:aws:iam::111122223333:role/allowed-app";
 
 /// A platform team's guardrails: one managed policy, a mandatory boundary, existing

@@ -34,7 +34,6 @@ use support::{Env, NS};
 // Shared by the scenarios: the cluster, and the controller started against the simulator.
 
 const CLUSTER: &str = "prod";
-
 /// The ARN the simulator gives the cluster `prod`.
 const CLUSTER_ARN: &str = "arn:aws:eks:us-east-1:111122223333:cluster/prod";
 

@@ -34,7 +34,6 @@ use support::{Env, WAIT};
 // permissive schema, and the captured log.
 
 const CLUSTER: &str = "prod";
-
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/boundary";
 
 const GUARDRAILS: &str = r#"

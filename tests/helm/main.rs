@@ -39,12 +39,9 @@ use crate::files::{read, root, yaml_docs};
 // Shared by the scenarios: the chart's place and release, and the pinned helm.
 
 const CHART: &str = "charts/pod-identity-operator";
-
 /// The release and namespace that give the names of `config/default`.
 const RELEASE: &str = "pod-identity-operator";
-
 const NAMESPACE: &str = "pod-identity-system";
-
 /// `config/manager/config.yaml`'s values, set when comparing with `config/default`.
 const SETTINGS: &[&str] = &[
     "--set",

@@ -9,7 +9,6 @@ use crate::CHART;
 use crate::files::{read, root, yaml};
 
 const TABLE_START: &str = "<!-- values:start";
-
 const TABLE_END: &str = "<!-- values:end -->";
 
 /// One documented key of values.yaml.

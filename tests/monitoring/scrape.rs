@@ -22,11 +22,8 @@ use crate::support;
 use crate::support::{NS, WAIT};
 
 const CLUSTER: &str = "monitored";
-
 const REGION: &str = "us-east-1";
-
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
-
 const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 
 /// The operator process; killed when dropped.

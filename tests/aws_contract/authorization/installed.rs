@@ -15,9 +15,7 @@ use crate::wire_backend::REGION;
 /// The customer-managed policy the installed guardrails demand as a permissions
 /// boundary, and another one (in [`ACCOUNT_ID`]).
 const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/boundary";
-
 const OTHER_BOUNDARY: &str = "arn:aws:iam::111122223333:policy/other-boundary";
-
 /// The operator's own role in the installed policy's account.
 const OPERATOR_ROLE: &str = "pod-identity-operator";
 

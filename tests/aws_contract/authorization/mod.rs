@@ -62,9 +62,7 @@ use statements::{action_pattern_table, explicit_deny_table, not_action_table, no
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
 const ADMINISTRATOR: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
-
 const POWER_USER: &str = "arn:aws:iam::aws:policy/PowerUserAccess";
-
 const CLUSTER_TAG: &str = TAG_CLUSTER;
 
 fn all_tables() -> Vec<Table> {
