@@ -5,14 +5,14 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use serde_json::json;
 
 use crate::aws::Association;
 use crate::crd::PodIdentityBinding;
 use crate::{Error, Result};
 
-use super::Context;
+use super::context::Context;
 use super::plan::Action;
 
 /// Which resource an action writes; status conditions are per resource.
@@ -337,16 +337,5 @@ fn ignore_not_found(r: Result<()>) -> Result<()> {
     match r {
         Err(Error::Aws(e)) if e.class == crate::error::ErrorClass::NotFound => Ok(()),
         other => other,
-    }
-}
-
-/// Event helper kept here so callers need not build `Event`s.
-pub fn event(type_: EventType, reason: &str, note: String) -> Event {
-    Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note.chars().take(1000).collect()),
-        action: reason.to_owned(),
-        secondary: None,
     }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Settings;
+use super::settings::Settings;
 use super::status::{self, Retry};
 
 /// What a binding's backoff is about: its generation, and whether it is being deleted.

@@ -19,8 +19,9 @@ use kube::runtime::events::EventType;
 use crate::Result;
 use crate::crd::{DeletionPolicy, PodIdentityBinding};
 
+use super::context::Context;
 use super::status::{self, Conditions, State};
-use super::{Context, apply, observe, plan};
+use super::{apply, observe, plan};
 
 pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
     let cluster_name = ctx.settings.cluster_name.clone();

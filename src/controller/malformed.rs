@@ -26,7 +26,7 @@ use crate::crd::{
 use crate::naming;
 use crate::{Error, Result};
 
-use super::Context;
+use super::context::Context;
 use super::status::{self, Conditions, Reason, State};
 use super::{apply, observe, plan};
 

@@ -29,11 +29,16 @@
 //!
 //! A pass still running at [`Settings::pass_deadline`] is stopped and fails as
 //! `Retrying`; the pass that ends a deleted binding forgets its retry state.
+//!
+//! What every pass shares is the [`context`] ([`Context`], with its [`settings`]); the
+//! children take it from there, never from this file, which only declares them and
+//! wires the controller ([`run`]).
 
 pub mod apply;
 pub mod backoff;
 pub mod cleanup;
 pub mod confirmed;
+pub mod context;
 pub mod desired;
 pub mod malformed;
 pub mod notices;
@@ -43,268 +48,28 @@ pub mod plan;
 pub mod reconcile;
 pub mod report;
 pub mod revoke;
+pub mod settings;
 pub mod status;
 pub mod typed;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 
-use crate::aws::ratelimit::{Rate, RateLimited};
-use crate::aws::{Cluster, EksApi, IamApi};
+pub use context::Context;
+pub use settings::Settings;
+use typed::{previous_sa_of, sa_name_of};
+
 use crate::crd::PodIdentityBinding;
-use crate::guardrails::GuardrailSource;
 use crate::{Error, Result};
-
-/// How the controller runs.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The EKS cluster this operator runs in.
-    pub cluster_name: String,
-    /// Watch one namespace only; `None` watches all.
-    pub namespace: Option<String>,
-    /// Requeue of a converged binding, to repair AWS drift.
-    pub resync: Duration,
-    /// Bindings reconciled at the same time.
-    pub concurrency: u16,
-    /// How long after a role's creation EKS not seeing it is `RolePropagating`.
-    pub propagation_window: Duration,
-    /// First delay of the exponential backoff of transient failures.
-    pub retry_base: Duration,
-    /// Longest backoff delay.
-    pub retry_max: Duration,
-    /// Delay while waiting for propagation or an association's release.
-    pub retry_soon: Duration,
-    /// Delay after conflicts and environment problems.
-    pub retry_slow: Duration,
-    /// The guardrails in force.
-    pub guardrails: Arc<GuardrailSource>,
-    /// How often a guardrail file is checked for changes.
-    pub guardrails_poll: Duration,
-    /// Where reconciles are counted; `None` counts nothing.
-    pub metrics: Option<Arc<crate::runtime::metrics::Metrics>>,
-    /// Client-side limit of IAM calls; `None`: unlimited.
-    pub iam_rate: Option<Rate>,
-    /// Client-side limit of EKS calls; `None`: unlimited.
-    pub eks_rate: Option<Rate>,
-    /// The operator's own IAM role, which no binding may name.
-    pub operator_role_arn: Option<String>,
-    /// False only in tests that show what the operator's IAM policy stops on its own:
-    /// then the guardrails still place roles (path, prefix) but refuse nothing.
-    pub guardrail_checks: bool,
-    /// Managed policies a role may hold (IAM's `PoliciesPerRole` quota, 10 unless AWS
-    /// raised it); a binding asking for more is refused before any AWS call.
-    pub max_managed_policies_per_role: usize,
-    /// The longest one reconcile pass may take; a pass still running then is stopped
-    /// and fails as `Retrying`.
-    pub pass_deadline: Duration,
-}
-
-impl Settings {
-    pub fn new(cluster_name: impl Into<String>) -> Self {
-        Settings {
-            cluster_name: cluster_name.into(),
-            namespace: None,
-            resync: Duration::from_secs(300),
-            concurrency: 4,
-            propagation_window: Duration::from_secs(120),
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(300),
-            retry_soon: Duration::from_secs(5),
-            retry_slow: Duration::from_secs(120),
-            guardrails: Arc::new(GuardrailSource::unconfigured()),
-            guardrails_poll: Duration::from_secs(10),
-            metrics: None,
-            iam_rate: Some(Rate::IAM_DEFAULT),
-            eks_rate: Some(Rate::EKS_DEFAULT),
-            operator_role_arn: None,
-            guardrail_checks: true,
-            max_managed_policies_per_role: 10,
-            pass_deadline: Duration::from_secs(300),
-        }
-    }
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: kube::Client,
-    pub iam: Arc<dyn IamApi>,
-    pub eks: Arc<dyn EksApi>,
-    pub settings: Settings,
-    /// Who the Events say they come from.
-    reporter: Reporter,
-    cluster: tokio::sync::OnceCell<Cluster>,
-    backoffs: backoff::Backoffs,
-    /// Bindings a full pass confirmed within the resync interval.
-    pub confirmed: confirmed::Confirmed,
-    /// The running controller's cache of bindings, where a pass finds the other
-    /// bindings of its namespace; `None` before [`run`] starts (then they are listed).
-    bindings_cache: Mutex<Option<(Store<DynamicObject>, Arc<AtomicBool>)>>,
-    /// Whether the Pod Identity Agent runs, asked once per resync interval.
-    agent: notices::AgentCheck,
-}
-
-impl Context {
-    pub fn new(
-        client: kube::Client,
-        iam: Arc<dyn IamApi>,
-        eks: Arc<dyn EksApi>,
-        settings: Settings,
-    ) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "pod-identity-operator".into(),
-            instance: std::env::var("HOSTNAME").ok(),
-        };
-        Arc::new(Context {
-            reporter,
-            client,
-            iam: Arc::new(RateLimited::new(iam, settings.iam_rate)),
-            eks: Arc::new(RateLimited::new(eks, settings.eks_rate)),
-            settings,
-            cluster: tokio::sync::OnceCell::new(),
-            backoffs: backoff::Backoffs::default(),
-            confirmed: confirmed::Confirmed::default(),
-            bindings_cache: Mutex::new(None),
-            agent: notices::AgentCheck::default(),
-        })
-    }
-
-    fn set_bindings_cache(&self, store: Store<DynamicObject>, synced: Arc<AtomicBool>) {
-        *self
-            .bindings_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((store, synced));
-    }
-
-    /// The controller's cache of bindings once it has synced, if it runs.
-    pub fn synced_bindings_cache(&self) -> Option<Store<DynamicObject>> {
-        let (store, synced) = self
-            .bindings_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
-        synced.load(Ordering::Acquire).then_some(store)
-    }
-
-    /// The cluster, described once; `None` when it does not exist.
-    pub async fn cluster(&self) -> Result<Option<Cluster>> {
-        if let Some(c) = self.cluster.get() {
-            return Ok(Some(c.clone()));
-        }
-        match self
-            .eks
-            .describe_cluster(&self.settings.cluster_name)
-            .await?
-        {
-            Some(c) => Ok(Some(self.cluster.get_or_init(|| async { c }).await.clone())),
-            None => Ok(None),
-        }
-    }
-
-    /// How the status reports a failure. A refusal by IAM names the statement of this
-    /// installation's policy (`operator_policy`) that would allow the call, or says that
-    /// the operator should not need it.
-    pub fn problem(&self, err: &Error, role_within_propagation_window: bool) -> status::Problem {
-        let mut problem = status::problem_of(err, role_within_propagation_window);
-        if problem.reason != status::Reason::AccessDenied {
-            return problem;
-        }
-        let (Error::Aws(aws), Some(cluster)) = (err, self.cluster.get()) else {
-            return problem;
-        };
-        let (Some(inst), Some((action, resource))) = (
-            crate::operator_policy::Installation::of_cluster(cluster),
-            crate::operator_policy::denied_request(&aws.message),
-        ) else {
-            return problem;
-        };
-        let inst = inst.with_operator_role(self.settings.operator_role_arn.clone());
-        let policy =
-            crate::operator_policy::permissions(&inst, &self.settings.guardrails.current());
-        problem.message = format!(
-            "{} failed: {}: {}",
-            aws.operation,
-            aws.code,
-            crate::operator_policy::explain_denial(&policy, &action, &resource)
-        );
-        problem
-    }
-
-    /// Publishes an Event on the binding; a failure to publish is logged, not fatal.
-    ///
-    /// A `Recorder` is made for each Event: a long-lived one keeps every Event it sent
-    /// for six minutes, to count repeats into a series: at a cold start of a thousand
-    /// bindings (five Events each) that cache added some 16 MiB to the operator's peak
-    /// memory (`benches/scale.rs`). Repeats are rare here: a problem's Warning is
-    /// published only when the problem is new.
-    pub async fn publish(
-        &self,
-        binding: &PodIdentityBinding,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let ev = apply::event(type_, reason, note);
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = recorder.publish(&ev, &binding.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
-    }
-
-    /// Whether the Pod Identity Agent runs (`None`: unknown), noted in the metrics.
-    pub async fn agent_running(&self) -> Option<bool> {
-        let running = self.agent.running(&self.client, self.settings.resync).await;
-        if let (Some(m), Some(r)) = (&self.settings.metrics, running) {
-            m.set_agent_running(r);
-        }
-        running
-    }
-
-    /// When a converged binding whose passes read `reads` is due again: the resync
-    /// interval, stretched to the count of bindings and the AWS rates ([`pacing`]).
-    pub fn resync_after(&self, reads: pacing::PassReads) -> Duration {
-        let bindings = self
-            .synced_bindings_cache()
-            .map_or(1, |store| store.len().max(1));
-        pacing::jittered(pacing::resync_interval(
-            self.settings.resync,
-            bindings,
-            reads,
-            self.settings.iam_rate,
-            self.settings.eks_rate,
-        ))
-    }
-
-    pub fn record_success(&self, uid: &str) {
-        self.backoffs.succeeded(uid);
-    }
-
-    /// Bindings whose retry state or recent trust write is remembered.
-    pub fn tracked_bindings(&self) -> usize {
-        self.backoffs.tracked()
-    }
-
-    /// The requeue for a problem of this binding (see [`backoff`]).
-    pub fn requeue(&self, meta: &kube::api::ObjectMeta, retry: status::Retry) -> Action {
-        let uid = meta.uid.as_deref().unwrap_or_default();
-        match self
-            .backoffs
-            .failed(&self.settings, uid, backoff::Phase::of(meta), retry)
-        {
-            Some(delay) => Action::requeue(delay),
-            None => Action::await_change(),
-        }
-    }
-}
 
 fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(binding = %obj.name_any(), %error, "reconcile failed");
@@ -423,22 +188,6 @@ fn slim(obj: &mut DynamicObject) {
     if let Some(a) = obj.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-}
-
-/// The ServiceAccount a watched binding names, read without typing the whole object.
-pub(crate) fn sa_name_of(obj: &DynamicObject) -> String {
-    obj.data
-        .pointer("/spec/serviceAccount/name")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| obj.name_any())
-}
-
-fn previous_sa_of(obj: &DynamicObject) -> Option<String> {
-    obj.data
-        .pointer("/status/serviceAccount/name")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
 }
 
 /// Runs the controller until `shutdown` resolves.

@@ -197,7 +197,7 @@ pub async fn observe(
     // binding when it arrives. Only the bindings naming the same ServiceAccount matter,
     // and only those are read whole: reading every binding of the namespace in every
     // pass cost memory and time in proportion to the namespace's size.
-    let same_sa = |o: &DynamicObject| super::sa_name_of(o) == desired.service_account.name;
+    let same_sa = |o: &DynamicObject| super::typed::sa_name_of(o) == desired.service_account.name;
     let others: Vec<PodIdentityBinding> = match cache {
         Some(store) => store
             .state()
@@ -266,7 +266,7 @@ fn cluster_arn_of_role(role: &Role, cluster_name: &str) -> Option<String> {
 /// recorded; only those carrying its ownership tags are removed. Under `Retain`: the
 /// ServiceAccounts only. `cluster` is `None` when the cluster no longer exists.
 pub async fn observe_for_cleanup(
-    ctx: &super::Context,
+    ctx: &super::context::Context,
     binding: &PodIdentityBinding,
     cluster: Option<&Cluster>,
     policy: DeletionPolicy,

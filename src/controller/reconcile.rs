@@ -28,12 +28,13 @@ use crate::guardrails::{Effects, effects_unchecked, evaluate, not_the_operators_
 use crate::{Error, Result};
 
 use super::apply::{self, Component};
+use super::context::Context;
 use super::desired::{self, Desired, DesiredRole};
 use super::observe::{self, Observed};
 use super::pacing::PassReads;
 use super::plan::{self, Plan};
 use super::status::{self, Conditions, Problem, Reason, Retry, State};
-use super::{Context, cleanup, notices, report};
+use super::{cleanup, notices, report};
 
 /// The controller's reconcile function.
 pub async fn reconcile(binding: Arc<PodIdentityBinding>, ctx: Arc<Context>) -> Result<Action> {

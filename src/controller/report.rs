@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use crate::Result;
 use crate::crd::{PodIdentityBinding, PodIdentityBindingStatus};
 
+use super::context::Context;
+use super::notices;
 use super::status::{self, Problem, Reason};
-use super::{Context, notices};
 
 /// Patches the status when it changed; publishes a Warning Event when the binding
 /// newly reports a problem (so a resync of a stuck binding does not repeat it), except

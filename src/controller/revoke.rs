@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::Context;
+use super::context::Context;
 use crate::Result;
 use crate::crd::PodIdentityBinding;
 use crate::guardrails::WhenDenied;

@@ -1,5 +1,7 @@
-//! A watched object read as a binding, or the first field of its spec that cannot be.
+//! A watched object read as a binding, or the first field of its spec that cannot be;
+//! and the ServiceAccount names it gives, read without typing it.
 
+use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
@@ -42,6 +44,23 @@ fn locate(spec: Option<&Value>) -> Option<(String, String)> {
         _ => None,
     };
     Some(nested.unwrap_or((field, message)))
+}
+
+/// The ServiceAccount a watched binding names, read without typing the whole object.
+pub fn sa_name_of(obj: &DynamicObject) -> String {
+    obj.data
+        .pointer("/spec/serviceAccount/name")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| obj.name_any())
+}
+
+/// The ServiceAccount a watched binding's status says it had, read without typing it.
+pub fn previous_sa_of(obj: &DynamicObject) -> Option<String> {
+    obj.data
+        .pointer("/status/serviceAccount/name")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
