@@ -1,42 +1,33 @@
-//! Knobs that make an AWS implementation slow, rate limited or failing, and a wrapper
-//! that puts them in front of any [`IamApi`]/[`EksApi`].
+//! Knobs that make an AWS implementation slow, rate limited or failing, as a [`Layer`]
+//! that goes in front of any [`IamApi`](super::IamApi)/[`EksApi`](super::EksApi).
 //!
 //! [`Knobs`] holds: latency per call (a default and per-operation overrides), a token
-//! bucket per service over all calls and one over its writes only (an empty bucket
-//! answers `Throttling` for IAM and `ThrottlingException` for EKS), faults (fail the
-//! k-th call of an operation, or a seeded random fraction of calls; either before the
-//! call acts, or after it acted with the answer lost, as when a timeout hides a write
-//! that happened), counters per operation of calls and of throttled answers, and a gauge
-//! of the calls in flight (all, and writes). Every call is counted, failed ones included, as AWS bills and rate-limits
-//! them. The simulator consults its own `Knobs`; [`Faulty`] consults one in front of
-//! another implementation (the SDK adapters, say). Time is tokio's, so
+//! bucket ([`TokenBucket`], taken from with `try_take`) per service over all calls and
+//! one over its writes only (an empty bucket answers `Throttling` for IAM and
+//! `ThrottlingException` for EKS), faults (fail the k-th call of an operation, or a
+//! seeded random fraction of calls; either before the call acts, or after it acted
+//! with the answer lost, as when a timeout hides a write that happened), counters per
+//! operation of calls and of throttled answers, and a gauge of the calls in flight
+//! (all, and writes). Every call is counted, failed ones included, as AWS bills and
+//! rate-limits them. The simulator consults its own `Knobs`; [`Faulty`] consults one in
+//! front of another implementation (the SDK adapters, say). Time is tokio's, so
 //! `tokio::time::pause` makes latency and refill deterministic.
 
 use std::collections::BTreeMap;
-use std::ops::Deref;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 use tokio::time::Instant;
 
+use super::bucket::TokenBucket;
 pub use super::classify::aws_error;
-use super::{
-    Addon, Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
-    EksApi, IamApi, Role, Tags, UpdateAssociation,
-};
+pub use super::layer::Service;
+use super::layer::{Call, Layer, Layered};
 use crate::Result;
-
-/// The two services, which throttle separately.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Service {
-    Iam,
-    Eks,
-}
 
 /// An error to inject: a service error code and message; class and status follow from
 /// the code as [`code_class`](super::classify::code_class) gives them.
@@ -94,36 +85,6 @@ impl Fault {
     /// The error as the operation would have returned it.
     pub fn to_error(&self, operation: &str) -> crate::Error {
         aws_error(operation, &self.code, &self.message)
-    }
-}
-
-struct TokenBucket {
-    capacity: f64,
-    per_second: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn full(burst: u32, per_second: f64) -> Self {
-        TokenBucket {
-            capacity: f64::from(burst),
-            per_second,
-            tokens: f64::from(burst),
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -236,7 +197,7 @@ impl Knobs {
     pub fn set_throttle(&self, service: Service, burst: u32, per_second: f64) {
         self.lock()
             .buckets
-            .insert(service, TokenBucket::full(burst, per_second));
+            .insert(service, TokenBucket::full(f64::from(burst), per_second));
     }
 
     /// Rate limit a service's writes only ([`is_write`]), as IAM's mutating APIs have
@@ -245,7 +206,7 @@ impl Knobs {
     pub fn set_write_throttle(&self, service: Service, burst: u32, per_second: f64) {
         self.lock()
             .write_buckets
-            .insert(service, TokenBucket::full(burst, per_second));
+            .insert(service, TokenBucket::full(f64::from(burst), per_second));
     }
 
     /// Removes a service's rate limits (all calls and writes-only).
@@ -375,11 +336,11 @@ impl Knobs {
         }
         let mut s = self.lock();
         let now = Instant::now();
-        let admitted = s.buckets.get_mut(&service).is_none_or(|b| b.take(now))
+        let admitted = s.buckets.get_mut(&service).is_none_or(|b| b.try_take(now))
             && (!is_write(operation)
                 || s.write_buckets
                     .get_mut(&service)
-                    .is_none_or(|b| b.take(now)));
+                    .is_none_or(|b| b.try_take(now)));
         if !admitted {
             s.injected += 1;
             *s.throttled.entry(service).or_insert(0) += 1;
@@ -431,277 +392,31 @@ impl Admitted {
     }
 }
 
-/// A shared AWS implementation (`Arc<dyn IamApi>`, `Arc<AwsSim>`, ...) with [`Knobs`]
-/// in front: each call goes through [`Knobs::enter`] first and reaches the inner
-/// implementation only if that passes.
-pub struct Faulty<T> {
-    inner: T,
-    knobs: Arc<Knobs>,
+/// The knobs as a [`Layer`]: each call goes through [`Knobs::enter`] first and is made
+/// only if that passes, then [`Admitted::finish`]es.
+impl Layer for Knobs {
+    async fn call<'a, R, F, Fut>(&'a self, call: Call, f: F) -> Result<R>
+    where
+        F: Fn() -> Fut + Send + Sync + 'a,
+        Fut: Future<Output = Result<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        let admitted = self.enter(call.service, call.operation).await?;
+        admitted.finish(call.operation, f().await)
+    }
 }
+
+/// A shared AWS implementation (`Arc<dyn IamApi>`, `Arc<AwsSim>`, ...) with [`Knobs`]
+/// in front.
+pub type Faulty<T> = Layered<T, Arc<Knobs>>;
 
 impl<T> Faulty<T> {
     pub fn new(inner: T, knobs: Arc<Knobs>) -> Self {
-        Self { inner, knobs }
+        Layered::wrap(inner, knobs)
     }
 
     pub fn knobs(&self) -> &Arc<Knobs> {
-        &self.knobs
-    }
-
-    pub fn inner(&self) -> &T {
-        &self.inner
-    }
-}
-
-#[async_trait]
-impl<T> IamApi for Faulty<T>
-where
-    T: Deref + Send + Sync,
-    T::Target: IamApi,
-{
-    async fn create_role(&self, input: &CreateRole) -> Result<Role> {
-        let admitted = self.knobs.enter(Service::Iam, "CreateRole").await?;
-        admitted.finish("CreateRole", self.inner.create_role(input).await)
-    }
-    async fn get_role(&self, name: &str) -> Result<Option<Role>> {
-        let admitted = self.knobs.enter(Service::Iam, "GetRole").await?;
-        admitted.finish("GetRole", self.inner.get_role(name).await)
-    }
-    async fn update_role(
-        &self,
-        name: &str,
-        description: Option<&str>,
-        max_session_duration: Option<i32>,
-    ) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "UpdateRole").await?;
-        admitted.finish(
-            "UpdateRole",
-            self.inner
-                .update_role(name, description, max_session_duration)
-                .await,
-        )
-    }
-    async fn update_assume_role_policy(&self, name: &str, document: &Value) -> Result<()> {
-        let admitted = self
-            .knobs
-            .enter(Service::Iam, "UpdateAssumeRolePolicy")
-            .await?;
-        admitted.finish(
-            "UpdateAssumeRolePolicy",
-            self.inner.update_assume_role_policy(name, document).await,
-        )
-    }
-    async fn put_role_permissions_boundary(&self, name: &str, policy_arn: &str) -> Result<()> {
-        let admitted = self
-            .knobs
-            .enter(Service::Iam, "PutRolePermissionsBoundary")
-            .await?;
-        admitted.finish(
-            "PutRolePermissionsBoundary",
-            self.inner
-                .put_role_permissions_boundary(name, policy_arn)
-                .await,
-        )
-    }
-    async fn delete_role_permissions_boundary(&self, name: &str) -> Result<()> {
-        let admitted = self
-            .knobs
-            .enter(Service::Iam, "DeleteRolePermissionsBoundary")
-            .await?;
-        admitted.finish(
-            "DeleteRolePermissionsBoundary",
-            self.inner.delete_role_permissions_boundary(name).await,
-        )
-    }
-    async fn attach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "AttachRolePolicy").await?;
-        admitted.finish(
-            "AttachRolePolicy",
-            self.inner.attach_role_policy(name, policy_arn).await,
-        )
-    }
-    async fn detach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "DetachRolePolicy").await?;
-        admitted.finish(
-            "DetachRolePolicy",
-            self.inner.detach_role_policy(name, policy_arn).await,
-        )
-    }
-    async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>> {
-        let admitted = self
-            .knobs
-            .enter(Service::Iam, "ListAttachedRolePolicies")
-            .await?;
-        admitted.finish(
-            "ListAttachedRolePolicies",
-            self.inner.list_attached_role_policies(name).await,
-        )
-    }
-    async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "PutRolePolicy").await?;
-        admitted.finish(
-            "PutRolePolicy",
-            self.inner
-                .put_role_policy(name, policy_name, document)
-                .await,
-        )
-    }
-    async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>> {
-        let admitted = self.knobs.enter(Service::Iam, "GetRolePolicy").await?;
-        admitted.finish(
-            "GetRolePolicy",
-            self.inner.get_role_policy(name, policy_name).await,
-        )
-    }
-    async fn delete_role_policy(&self, name: &str, policy_name: &str) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "DeleteRolePolicy").await?;
-        admitted.finish(
-            "DeleteRolePolicy",
-            self.inner.delete_role_policy(name, policy_name).await,
-        )
-    }
-    async fn list_role_policies(&self, name: &str) -> Result<Vec<String>> {
-        let admitted = self.knobs.enter(Service::Iam, "ListRolePolicies").await?;
-        admitted.finish(
-            "ListRolePolicies",
-            self.inner.list_role_policies(name).await,
-        )
-    }
-    async fn tag_role(&self, name: &str, tags: &Tags) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "TagRole").await?;
-        admitted.finish("TagRole", self.inner.tag_role(name, tags).await)
-    }
-    async fn untag_role(&self, name: &str, keys: &[String]) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "UntagRole").await?;
-        admitted.finish("UntagRole", self.inner.untag_role(name, keys).await)
-    }
-    async fn list_role_tags(&self, name: &str) -> Result<Tags> {
-        let admitted = self.knobs.enter(Service::Iam, "ListRoleTags").await?;
-        admitted.finish("ListRoleTags", self.inner.list_role_tags(name).await)
-    }
-    async fn delete_role(&self, name: &str) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Iam, "DeleteRole").await?;
-        admitted.finish("DeleteRole", self.inner.delete_role(name).await)
-    }
-    async fn list_instance_profiles_for_role(&self, name: &str) -> Result<Vec<String>> {
-        let admitted = self
-            .knobs
-            .enter(Service::Iam, "ListInstanceProfilesForRole")
-            .await?;
-        admitted.finish(
-            "ListInstanceProfilesForRole",
-            self.inner.list_instance_profiles_for_role(name).await,
-        )
-    }
-    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
-        let admitted = self.knobs.enter(Service::Iam, "ListRoles").await?;
-        admitted.finish("ListRoles", self.inner.list_roles(path_prefix).await)
-    }
-}
-
-#[async_trait]
-impl<T> EksApi for Faulty<T>
-where
-    T: Deref + Send + Sync,
-    T::Target: EksApi,
-{
-    async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
-        let admitted = self.knobs.enter(Service::Eks, "DescribeCluster").await?;
-        admitted.finish("DescribeCluster", self.inner.describe_cluster(name).await)
-    }
-    async fn create_pod_identity_association(
-        &self,
-        input: &CreateAssociation,
-    ) -> Result<Association> {
-        let admitted = self
-            .knobs
-            .enter(Service::Eks, "CreatePodIdentityAssociation")
-            .await?;
-        admitted.finish(
-            "CreatePodIdentityAssociation",
-            self.inner.create_pod_identity_association(input).await,
-        )
-    }
-    async fn describe_pod_identity_association(
-        &self,
-        cluster_name: &str,
-        association_id: &str,
-    ) -> Result<Option<Association>> {
-        let admitted = self
-            .knobs
-            .enter(Service::Eks, "DescribePodIdentityAssociation")
-            .await?;
-        admitted.finish(
-            "DescribePodIdentityAssociation",
-            self.inner
-                .describe_pod_identity_association(cluster_name, association_id)
-                .await,
-        )
-    }
-    async fn update_pod_identity_association(
-        &self,
-        input: &UpdateAssociation,
-    ) -> Result<Association> {
-        let admitted = self
-            .knobs
-            .enter(Service::Eks, "UpdatePodIdentityAssociation")
-            .await?;
-        admitted.finish(
-            "UpdatePodIdentityAssociation",
-            self.inner.update_pod_identity_association(input).await,
-        )
-    }
-    async fn delete_pod_identity_association(
-        &self,
-        cluster_name: &str,
-        association_id: &str,
-    ) -> Result<()> {
-        let admitted = self
-            .knobs
-            .enter(Service::Eks, "DeletePodIdentityAssociation")
-            .await?;
-        admitted.finish(
-            "DeletePodIdentityAssociation",
-            self.inner
-                .delete_pod_identity_association(cluster_name, association_id)
-                .await,
-        )
-    }
-    async fn list_pod_identity_associations(
-        &self,
-        cluster_name: &str,
-        namespace: Option<&str>,
-        service_account: Option<&str>,
-    ) -> Result<Vec<AssociationSummary>> {
-        let admitted = self
-            .knobs
-            .enter(Service::Eks, "ListPodIdentityAssociations")
-            .await?;
-        admitted.finish(
-            "ListPodIdentityAssociations",
-            self.inner
-                .list_pod_identity_associations(cluster_name, namespace, service_account)
-                .await,
-        )
-    }
-    async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Eks, "TagResource").await?;
-        admitted.finish("TagResource", self.inner.tag_resource(arn, tags).await)
-    }
-    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
-        let admitted = self.knobs.enter(Service::Eks, "UntagResource").await?;
-        admitted.finish("UntagResource", self.inner.untag_resource(arn, keys).await)
-    }
-    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
-        let admitted = self.knobs.enter(Service::Eks, "DescribeAddon").await?;
-        admitted.finish(
-            "DescribeAddon",
-            self.inner.describe_addon(cluster_name, addon_name).await,
-        )
-    }
-    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
-        let admitted = self.knobs.enter(Service::Eks, "ListAddons").await?;
-        admitted.finish("ListAddons", self.inner.list_addons(cluster_name).await)
+        self.layer()
     }
 }
 

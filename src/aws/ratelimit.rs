@@ -2,10 +2,11 @@
 //! [`IamApi`]/[`EksApi`], so the operator paces itself instead of learning its limits
 //! from `Throttling` answers.
 //!
-//! [`RateLimited`] waits for a token before each call; one instance holds one bucket,
-//! so IAM and EKS are paced apart, as AWS throttles them. The bucket ([`Bucket`]) lets
-//! `burst` calls through at once, then one every `1 / per_second` seconds; it runs on
-//! tokio's clock, like every other delay of the operator.
+//! [`RateLimit`], a [`Layer`] ([`RateLimited`] with an implementation behind it),
+//! waits for a token before each call; one instance holds one bucket, so IAM and EKS
+//! are paced apart, as AWS throttles them. The bucket ([`TokenBucket`]) lets `burst`
+//! calls through at once, then one every `1 / per_second` seconds; it runs on tokio's
+//! clock, like every other delay of the operator.
 //!
 //! When AWS throttles a call anyway (the budget is shared with the account's other
 //! clients), the call is retried here, up to [`THROTTLE_ATTEMPTS`] attempts in all,
@@ -32,17 +33,13 @@
 //! after throttling (the SDK's adaptive retry mode does that for real AWS).
 
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde_json::Value;
+use tokio::time::Instant;
 
-use super::{
-    Addon, Association, AssociationSummary, AttachedPolicy, Cluster, CreateAssociation, CreateRole,
-    EksApi, IamApi, Role, Tags, UpdateAssociation,
-};
+use super::bucket::TokenBucket;
+use super::layer::{Call, Layer, Layered};
 use crate::Result;
 
 /// Attempts of a call AWS throttles, the first included.
@@ -72,57 +69,23 @@ impl Rate {
         (per_second > 0.0).then_some(Rate { per_second, burst })
     }
 
-    fn bucket(self) -> Option<Bucket> {
-        (self.per_second.is_finite() && self.per_second > 0.0).then(|| Bucket {
-            per_second: self.per_second,
-            burst: f64::from(self.burst.max(1)),
-            state: Mutex::new((f64::from(self.burst.max(1)), tokio::time::Instant::now())),
-        })
+    /// The bucket of this rate (a burst of 0 is a burst of 1), none for a rate that is
+    /// not a positive number. Callers reserve their tokens from it
+    /// ([`TokenBucket::reserve`]): the tokens go negative, and each caller sleeps until
+    /// the bucket has refilled to its own, so waiting callers are served in the order
+    /// they came.
+    fn bucket(self) -> Option<TokenBucket> {
+        (self.per_second.is_finite() && self.per_second > 0.0)
+            .then(|| TokenBucket::full(f64::from(self.burst.max(1)), self.per_second))
     }
 }
 
-/// A token bucket whose tokens may go negative: each caller reserves its token at once
-/// and sleeps until the bucket has refilled to it, so waiting callers are served in
-/// the order they came.
-struct Bucket {
-    per_second: f64,
-    burst: f64,
-    /// Tokens at the instant, before refill since then.
-    state: Mutex<(f64, tokio::time::Instant)>,
-}
-
-impl Bucket {
-    /// How long the caller waits for the token it takes now.
-    fn reserve(&self) -> Duration {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = tokio::time::Instant::now();
-        let (tokens, at) = *state;
-        let refilled = (tokens + now.saturating_duration_since(at).as_secs_f64() * self.per_second)
-            .min(self.burst);
-        let left = refilled - 1.0;
-        *state = (left, now);
-        if left >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-left / self.per_second)
-        }
-    }
-
-    async fn acquire(&self) {
-        let wait = self.reserve();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// An AWS implementation behind a token bucket (`None`: no bucket), retrying throttled
-/// calls.
-pub struct RateLimited<T> {
-    inner: T,
-    limiter: Option<Bucket>,
+/// The rate-limiting layer of one service: a token bucket (`None`: no bucket), and
+/// throttled calls retried.
+pub struct RateLimit {
+    limiter: Option<Mutex<TokenBucket>>,
     /// No call starts before this instant: the service throttled us.
-    paused_until: Mutex<tokio::time::Instant>,
+    paused_until: Mutex<Instant>,
 }
 
 fn throttled(result: &Result<impl Sized>) -> bool {
@@ -136,207 +99,67 @@ fn throttle_delay(attempt: u32) -> Duration {
     exp.mul_f64(1.0 - rand::random::<f64>() * 0.5)
 }
 
-impl<T> RateLimited<T> {
-    pub fn new(inner: T, rate: Option<Rate>) -> Self {
-        RateLimited {
-            inner,
-            limiter: rate.and_then(Rate::bucket),
-            paused_until: Mutex::new(tokio::time::Instant::now()),
-        }
-    }
+/// A lock on plain data (tokens, an instant): a panic while holding it leaves it
+/// usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    fn paused_until(&self) -> std::sync::MutexGuard<'_, tokio::time::Instant> {
-        // An instant only; a panic while holding it leaves it usable.
-        self.paused_until.lock().unwrap_or_else(|e| e.into_inner())
+impl RateLimit {
+    pub fn new(rate: Option<Rate>) -> Self {
+        RateLimit {
+            limiter: rate.and_then(Rate::bucket).map(Mutex::new),
+            paused_until: Mutex::new(Instant::now()),
+        }
     }
 
     async fn token(&self) {
         loop {
-            let until = *self.paused_until();
-            if until <= tokio::time::Instant::now() {
+            let until = *lock(&self.paused_until);
+            if until <= Instant::now() {
                 break;
             }
             tokio::time::sleep_until(until).await;
         }
         if let Some(b) = &self.limiter {
-            b.acquire().await;
+            let wait = lock(b).reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
     }
+}
 
-    /// Runs `call` after a token, again after a delay while AWS throttles it.
-    async fn call<R, F, Fut>(&self, call: F) -> Result<R>
+/// Runs a call after a token, again after a delay while AWS throttles it.
+impl Layer for RateLimit {
+    async fn call<'a, R, F, Fut>(&'a self, _call: Call, f: F) -> Result<R>
     where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<R>>,
+        F: Fn() -> Fut + Send + Sync + 'a,
+        Fut: Future<Output = Result<R>> + Send + 'a,
+        R: Send + 'a,
     {
         let mut attempt = 0;
         loop {
             self.token().await;
-            let result = call().await;
+            let result = f().await;
             attempt += 1;
             if !throttled(&result) || attempt >= THROTTLE_ATTEMPTS {
                 return result;
             }
-            let resume = tokio::time::Instant::now() + throttle_delay(attempt - 1);
-            let mut until = self.paused_until();
+            let resume = Instant::now() + throttle_delay(attempt - 1);
+            let mut until = lock(&self.paused_until);
             *until = (*until).max(resume);
         }
     }
 }
 
-#[async_trait]
-impl<T> IamApi for RateLimited<T>
-where
-    T: Deref + Send + Sync,
-    T::Target: IamApi,
-{
-    async fn create_role(&self, input: &CreateRole) -> Result<Role> {
-        self.call(|| self.inner.create_role(input)).await
-    }
-    async fn get_role(&self, name: &str) -> Result<Option<Role>> {
-        self.call(|| self.inner.get_role(name)).await
-    }
-    async fn update_role(
-        &self,
-        name: &str,
-        description: Option<&str>,
-        max_session_duration: Option<i32>,
-    ) -> Result<()> {
-        self.call(|| {
-            self.inner
-                .update_role(name, description, max_session_duration)
-        })
-        .await
-    }
-    async fn update_assume_role_policy(&self, name: &str, document: &Value) -> Result<()> {
-        self.call(|| self.inner.update_assume_role_policy(name, document))
-            .await
-    }
-    async fn put_role_permissions_boundary(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.call(|| self.inner.put_role_permissions_boundary(name, policy_arn))
-            .await
-    }
-    async fn delete_role_permissions_boundary(&self, name: &str) -> Result<()> {
-        self.call(|| self.inner.delete_role_permissions_boundary(name))
-            .await
-    }
-    async fn attach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.call(|| self.inner.attach_role_policy(name, policy_arn))
-            .await
-    }
-    async fn detach_role_policy(&self, name: &str, policy_arn: &str) -> Result<()> {
-        self.call(|| self.inner.detach_role_policy(name, policy_arn))
-            .await
-    }
-    async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<AttachedPolicy>> {
-        self.call(|| self.inner.list_attached_role_policies(name))
-            .await
-    }
-    async fn put_role_policy(&self, name: &str, policy_name: &str, document: &Value) -> Result<()> {
-        self.call(|| self.inner.put_role_policy(name, policy_name, document))
-            .await
-    }
-    async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<Option<Value>> {
-        self.call(|| self.inner.get_role_policy(name, policy_name))
-            .await
-    }
-    async fn delete_role_policy(&self, name: &str, policy_name: &str) -> Result<()> {
-        self.call(|| self.inner.delete_role_policy(name, policy_name))
-            .await
-    }
-    async fn list_role_policies(&self, name: &str) -> Result<Vec<String>> {
-        self.call(|| self.inner.list_role_policies(name)).await
-    }
-    async fn tag_role(&self, name: &str, tags: &Tags) -> Result<()> {
-        self.call(|| self.inner.tag_role(name, tags)).await
-    }
-    async fn untag_role(&self, name: &str, keys: &[String]) -> Result<()> {
-        self.call(|| self.inner.untag_role(name, keys)).await
-    }
-    async fn list_role_tags(&self, name: &str) -> Result<Tags> {
-        self.call(|| self.inner.list_role_tags(name)).await
-    }
-    async fn delete_role(&self, name: &str) -> Result<()> {
-        self.call(|| self.inner.delete_role(name)).await
-    }
-    async fn list_instance_profiles_for_role(&self, name: &str) -> Result<Vec<String>> {
-        self.call(|| self.inner.list_instance_profiles_for_role(name))
-            .await
-    }
-    async fn list_roles(&self, path_prefix: &str) -> Result<Vec<Role>> {
-        self.call(|| self.inner.list_roles(path_prefix)).await
-    }
-}
+/// An AWS implementation behind a token bucket (`None`: no bucket), retrying throttled
+/// calls.
+pub type RateLimited<T> = Layered<T, RateLimit>;
 
-#[async_trait]
-impl<T> EksApi for RateLimited<T>
-where
-    T: Deref + Send + Sync,
-    T::Target: EksApi,
-{
-    async fn describe_cluster(&self, name: &str) -> Result<Option<Cluster>> {
-        self.call(|| self.inner.describe_cluster(name)).await
-    }
-    async fn create_pod_identity_association(
-        &self,
-        input: &CreateAssociation,
-    ) -> Result<Association> {
-        self.call(|| self.inner.create_pod_identity_association(input))
-            .await
-    }
-    async fn describe_pod_identity_association(
-        &self,
-        cluster_name: &str,
-        association_id: &str,
-    ) -> Result<Option<Association>> {
-        self.call(|| {
-            self.inner
-                .describe_pod_identity_association(cluster_name, association_id)
-        })
-        .await
-    }
-    async fn update_pod_identity_association(
-        &self,
-        input: &UpdateAssociation,
-    ) -> Result<Association> {
-        self.call(|| self.inner.update_pod_identity_association(input))
-            .await
-    }
-    async fn delete_pod_identity_association(
-        &self,
-        cluster_name: &str,
-        association_id: &str,
-    ) -> Result<()> {
-        self.call(|| {
-            self.inner
-                .delete_pod_identity_association(cluster_name, association_id)
-        })
-        .await
-    }
-    async fn list_pod_identity_associations(
-        &self,
-        cluster_name: &str,
-        namespace: Option<&str>,
-        service_account: Option<&str>,
-    ) -> Result<Vec<AssociationSummary>> {
-        self.call(|| {
-            self.inner
-                .list_pod_identity_associations(cluster_name, namespace, service_account)
-        })
-        .await
-    }
-    async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<()> {
-        self.call(|| self.inner.tag_resource(arn, tags)).await
-    }
-    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
-        self.call(|| self.inner.untag_resource(arn, keys)).await
-    }
-    async fn describe_addon(&self, cluster_name: &str, addon_name: &str) -> Result<Option<Addon>> {
-        self.call(|| self.inner.describe_addon(cluster_name, addon_name))
-            .await
-    }
-    async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
-        self.call(|| self.inner.list_addons(cluster_name)).await
+impl<T> RateLimited<T> {
+    pub fn new(inner: T, rate: Option<Rate>) -> Self {
+        Layered::wrap(inner, RateLimit::new(rate))
     }
 }
 
@@ -344,6 +167,7 @@ where
 #[cfg(all(test, feature = "sandbox"))]
 mod tests {
     use super::*;
+    use crate::aws::IamApi;
     use crate::aws::sim::{AwsSim, SimConfig, administrator_policy};
     use std::sync::Arc;
 
@@ -368,20 +192,21 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_serves_its_burst_then_one_token_per_period() {
-        let b = Rate {
+        let mut b = Rate {
             per_second: 4.0,
             burst: 0,
         }
         .bucket()
         .expect("bucket");
+        let mut reserve = || b.reserve(Instant::now());
         // A burst of 0 is a burst of 1.
-        assert_eq!(b.reserve(), Duration::ZERO);
-        assert_eq!(b.reserve(), Duration::from_millis(250));
-        assert_eq!(b.reserve(), Duration::from_millis(500));
+        assert_eq!(reserve(), Duration::ZERO);
+        assert_eq!(reserve(), Duration::from_millis(250));
+        assert_eq!(reserve(), Duration::from_millis(500));
         tokio::time::advance(Duration::from_secs(10)).await;
         // Refilled, but never beyond the burst.
-        assert_eq!(b.reserve(), Duration::ZERO);
-        assert_eq!(b.reserve(), Duration::from_millis(250));
+        assert_eq!(reserve(), Duration::ZERO);
+        assert_eq!(reserve(), Duration::from_millis(250));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

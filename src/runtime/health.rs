@@ -9,7 +9,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Readiness inputs, set by the controller, the AWS wrapper and leader election.
+/// Readiness inputs, set by the controller, the metrics (as the AWS metering layer's
+/// observer) and leader election.
 #[derive(Debug, Default)]
 pub struct Health {
     synced: AtomicBool,

@@ -9,8 +9,9 @@
 //!   pass that reported none. A pass aborted (lost lease, shutdown deadline) is not
 //!   counted.
 //! - `reconcile_duration_seconds`: histogram of the same passes' wall time.
-//! - `aws_calls_total{service, operation, outcome}`: every IAM and EKS call
-//!   ([`crate::aws::metered::Metered`]); `outcome` is `ok`, `throttled`, or the error
+//! - `aws_calls_total{service, operation, outcome}`: every IAM and EKS call, as the
+//!   metering layer ([`crate::aws::metered`]) reports it to these metrics, its
+//!   [`CallObserver`]; `outcome` is `ok`, `throttled`, or the error
 //!   class (`transient`, `propagation`, `user_input`, `conflict`, `access_denied`,
 //!   `not_found`, `quota`), or `bad_answer` (an answer the operator could not use).
 //! - `bindings{ready, reason}`: bindings in the controller's cache by their `Ready`
@@ -42,6 +43,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::health::Health;
+use crate::aws::Service;
+use crate::aws::layer::{Call, CallObserver};
 use crate::error::ErrorClass;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,22 +69,6 @@ struct ReadyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
-}
-
-/// The two AWS services the operator calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AwsService {
-    Iam,
-    Eks,
-}
-
-impl AwsService {
-    fn label(self) -> &'static str {
-        match self {
-            AwsService::Iam => "iam",
-            AwsService::Eks => "eks",
-        }
-    }
 }
 
 /// The `outcome` label of an AWS call: `ok`, `throttled`, the error class, or
@@ -243,7 +230,7 @@ impl Metrics {
     /// Counts one AWS call; any answer from AWS, an error included, shows AWS is reached.
     pub fn aws_call(
         &self,
-        service: AwsService,
+        service: Service,
         operation: &'static str,
         error: Option<&crate::Error>,
     ) {
@@ -357,6 +344,14 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The metering layer's reports: each call counted, and AWS marked reached for
+/// `/readyz` at its first answer.
+impl CallObserver for Metrics {
+    fn finished(&self, call: Call, error: Option<&crate::Error>) {
+        self.aws_call(call.service, call.operation, error);
     }
 }
 
@@ -482,5 +477,78 @@ mod tests {
     #[test]
     fn note_reason_outside_a_pass_does_nothing() {
         note_reason("Reconciled");
+    }
+}
+
+// The metering layer reporting to these metrics, on the AWS simulator, which only the
+// `sandbox` feature compiles.
+#[cfg(all(test, feature = "sandbox"))]
+mod metered_tests {
+    use super::*;
+    use crate::aws::metered::Metered;
+    use crate::aws::sim::{AwsSim, SimConfig, administrator_policy};
+    use crate::aws::{EksApi, IamApi};
+
+    fn sim() -> Arc<AwsSim> {
+        let sim = Arc::new(AwsSim::new(SimConfig {
+            identity_policy: Some(administrator_policy()),
+            ..SimConfig::default()
+        }));
+        sim.add_cluster("prod");
+        sim
+    }
+
+    #[tokio::test]
+    async fn every_call_is_counted_by_service_operation_and_outcome() {
+        let health = Health::new();
+        let metrics = Metrics::new(health.clone());
+        let aws = sim();
+        let iam = Metered::new(aws.clone(), metrics.clone());
+        let eks = Metered::new(aws.clone(), metrics.clone());
+        assert!(!health.aws_reached());
+        assert!(iam.get_role("nobody").await.expect("GetRole").is_none());
+        assert!(health.aws_reached(), "an answer marks AWS reached");
+        assert!(
+            eks.describe_cluster("prod")
+                .await
+                .expect("describe")
+                .is_some()
+        );
+        let err = iam
+            .attach_role_policy("nobody", "arn:aws:iam::aws:policy/ReadOnlyAccess")
+            .await
+            .expect_err("no such role");
+        assert_eq!(err.aws().map(|e| e.code.as_str()), Some("NoSuchEntity"));
+        aws.knobs().set_throttle(Service::Eks, 0, 0.0);
+        eks.describe_cluster("prod").await.expect_err("throttled");
+
+        let text = metrics.encode();
+        for line in [
+            r#"pod_identity_operator_aws_calls_total{service="iam",operation="GetRole",outcome="ok"} 1"#,
+            r#"pod_identity_operator_aws_calls_total{service="eks",operation="DescribeCluster",outcome="ok"} 1"#,
+            r#"pod_identity_operator_aws_calls_total{service="iam",operation="AttachRolePolicy",outcome="not_found"} 1"#,
+            r#"pod_identity_operator_aws_calls_total{service="eks",operation="DescribeCluster",outcome="throttled"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_call_does_not_mark_aws_reached() {
+        use crate::aws::faults::{Fault, Faulty, Knobs};
+        let health = Health::new();
+        let metrics = Metrics::new(health.clone());
+        let knobs = Knobs::new();
+        knobs.fail_next("GetRole", Fault::timeout());
+        let iam = Metered::new(Arc::new(Faulty::new(sim(), knobs)), metrics.clone());
+        iam.get_role("x").await.expect_err("timeout");
+        assert!(!health.aws_reached());
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"operation="GetRole",outcome="transient"} 1"#)
+        );
+        iam.get_role("x").await.expect("answered");
+        assert!(health.aws_reached());
     }
 }
