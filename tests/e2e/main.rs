@@ -71,6 +71,7 @@ async fn create_cluster(config: &SdkConfig, name: &str) {
 
 mod binary;
 mod crash_checks;
+mod crash_harness;
 mod crash_safety;
 mod sdk;
 mod stack;
