@@ -48,6 +48,8 @@ mod statements;
 
 use std::collections::BTreeSet;
 
+use pod_identity_operator::naming::TAG_CLUSTER;
+
 use conditions::{
     boundary_condition_table, policy_arn_condition_table, request_tag_condition_table,
     resource_tag_condition_table,
@@ -55,7 +57,6 @@ use conditions::{
 use harness::{Table, moto_decision};
 use installed::installed_policy_table;
 use moto_partial::MOTO_PARTIAL;
-use pod_identity_operator::naming::TAG_CLUSTER;
 use shipped::shipped_policy_table;
 use statements::{action_pattern_table, explicit_deny_table, not_action_table, not_resource_table};
 
