@@ -17,19 +17,9 @@ use serde_json::json;
 mod support;
 
 use support::apiserver::{self, ApiServer, Running};
-use support::{NS, ready};
+use support::{NS, kstatus_of, ready};
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
-
-/// The kstatus conditions of a binding: (type, reason) of `Reconciling` and `Stalled`.
-fn kstatus_of(b: &PodIdentityBinding) -> Vec<(String, String)> {
-    b.status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .filter(|c| c.type_ == "Reconciling" || c.type_ == "Stalled")
-        .map(|c| (c.type_.clone(), c.reason.clone()))
-        .collect()
-}
 
 fn ready_message(b: &PodIdentityBinding) -> String {
     ready(b).map(|c| c.message.clone()).unwrap_or_default()

@@ -21,9 +21,8 @@ use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::kubesim::{KubeSim, ServerHandle};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use support::{NS, WAIT};
+use support::{NS, WAIT, http_get};
 
 const REGION: &str = "eu-west-1";
 const SECRET: &str = "runtime-secret-never-logged";
@@ -285,23 +284,6 @@ fn sum_of(text: &str, prefix: &str) -> f64 {
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// A plain HTTP/1.0 GET; `None` when nothing answers.
-async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw))
-        .await
-        .ok()?
-        .ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
 }
 
 fn write_calls(metrics: &str) -> f64 {

@@ -165,16 +165,8 @@ async fn adapters_on_simulator_list_roles() {
 async fn ministack_addons() {
     let ministack = aws_servers::lease(Kind::Ministack).await;
     let config = sdk_config(&ministack.url()).await;
-    let client = aws_sdk_eks::Client::new(&config);
-    client
-        .create_cluster()
-        .name(CLUSTER)
-        .role_arn(format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster"))
-        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateCluster on ministack: {e:?}"));
-    client
+    aws_servers::create_eks_cluster(&config, CLUSTER).await;
+    aws_sdk_eks::Client::new(&config)
         .create_addon()
         .cluster_name(CLUSTER)
         .addon_name("vpc-cni")

@@ -40,18 +40,6 @@ pub async fn sdk_config(url: &str) -> SdkConfig {
         .await
 }
 
-/// Creates the EKS cluster the cases use (set-up only: the operator never creates one).
-async fn create_cluster(config: &SdkConfig, name: &str) {
-    let eks = aws_sdk_eks::Client::new(config);
-    eks.create_cluster()
-        .name(name)
-        .role_arn(format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster"))
-        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateCluster on ministack: {e:?}"));
-}
-
 pub async fn start() -> Backend {
     let (moto, ministack) = tokio::join!(
         aws_servers::lease(Kind::Moto),
@@ -59,7 +47,7 @@ pub async fn start() -> Backend {
     );
     let iam_config = sdk_config(&moto.url()).await;
     let eks_config = sdk_config(&ministack.url()).await;
-    create_cluster(&eks_config, CLUSTER).await;
+    aws_servers::create_eks_cluster(&eks_config, CLUSTER).await;
     Backend {
         iam_server: Server::Moto,
         eks_server: Server::Ministack,
@@ -564,7 +552,7 @@ pub mod iam_on_ministack {
     pub async fn start() -> Backend {
         let ministack = aws_servers::lease(Kind::Ministack).await;
         let config = sdk_config(&ministack.url()).await;
-        create_cluster(&config, CLUSTER).await;
+        aws_servers::create_eks_cluster(&config, CLUSTER).await;
         Backend {
             iam_server: Server::Ministack,
             eks_server: Server::Ministack,

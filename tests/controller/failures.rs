@@ -9,8 +9,9 @@ use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use serde_json::json;
 
 use crate::support;
+use crate::support::kstatus_of;
 use crate::support::{Env, WAIT, ready};
-use crate::{CLUSTER, kstatus_of, owned_roles, start, write_calls};
+use crate::{CLUSTER, owned_roles, start, write_calls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_problems_are_reported_and_recovered_from() {

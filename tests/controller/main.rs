@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::controller::Settings;
-use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::naming;
 
 use support::{Env, NS};
@@ -66,13 +65,3 @@ fn write_calls(aws: &AwsSim) -> u64 {
 }
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
-
-/// The kstatus conditions of a binding: (type, reason) of `Reconciling` and `Stalled`.
-fn kstatus_of(b: &PodIdentityBinding) -> Vec<(String, String)> {
-    b.status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .filter(|c| c.type_ == "Reconciling" || c.type_ == "Stalled")
-        .map(|c| (c.type_.clone(), c.reason.clone()))
-        .collect()
-}

@@ -15,7 +15,8 @@ use pod_identity_operator::crd::PodIdentityBinding;
 use serde_json::json;
 
 use crate::support::NS;
-use crate::{READ_ONLY, kstatus_of, owned_roles, start};
+use crate::support::kstatus_of;
+use crate::{READ_ONLY, owned_roles, start};
 
 /// Every condition of the binding that is not True and reports an error.
 fn errors_shown(b: &PodIdentityBinding) -> Vec<String> {

@@ -14,7 +14,7 @@ async fn the_operator_binary_reconciles_against_kubesim_and_ministack() {
     let access = target.aws_access(ministack.as_ref().map(|m| m.url()));
     let aws_config = access.sdk_config().await;
     if ministack.is_some() {
-        create_cluster(&aws_config, &cluster).await;
+        aws_servers::create_eks_cluster(&aws_config, &cluster).await;
     }
     let iam = SdkIam::new(&aws_config);
     let eks = SdkEks::new(&aws_config);

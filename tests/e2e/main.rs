@@ -29,7 +29,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
 use kube::api::{Api, Patch, PatchParams};
 use pod_identity_operator::aws::eks::SdkEks;
 use pod_identity_operator::aws::faults::{Faulty, Knobs};
@@ -56,17 +55,6 @@ fn local(url: &str) -> AwsAccess {
         region: REGION.into(),
         test_credentials: true,
     }
-}
-
-async fn create_cluster(config: &SdkConfig, name: &str) {
-    aws_sdk_eks::Client::new(config)
-        .create_cluster()
-        .name(name)
-        .role_arn(format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster"))
-        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateCluster on ministack: {e:?}"));
 }
 
 mod binary;

@@ -22,7 +22,7 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
     };
     let eks_config = eks_access.sdk_config().await;
     if servers.is_some() {
-        create_cluster(&eks_config, &cluster).await;
+        aws_servers::create_eks_cluster(&eks_config, &cluster).await;
     }
     let knobs = Knobs::new();
     let iam = Arc::new(Faulty::new(

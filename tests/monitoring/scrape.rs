@@ -15,11 +15,10 @@ use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::crd::PodIdentityBinding;
 use pod_identity_operator::guardrails::GuardrailConfig;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::promql::{Scrape, check_against_scrape};
 use crate::support;
-use crate::support::{NS, WAIT};
+use crate::support::{NS, WAIT, http_get};
 
 const CLUSTER: &str = "monitored";
 const REGION: &str = "us-east-1";
@@ -131,23 +130,6 @@ fn spawn_operator(dir: &Path, aws_url: &str, guardrails: &Path) -> Operator {
         std::thread::sleep(Duration::from_millis(50));
     };
     op
-}
-
-/// A plain HTTP/1.0 GET; `None` when nothing answers.
-async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw))
-        .await
-        .ok()?
-        .ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
 }
 
 async fn wait_reason(bindings: &Api<PodIdentityBinding>, name: &str, status: &str, reason: &str) {

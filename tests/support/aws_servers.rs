@@ -266,6 +266,19 @@ pub async fn lease(kind: Kind) -> Lease {
     }
 }
 
+/// Creates the EKS cluster `name` on the ministack `config` points at (set-up only: the
+/// operator never creates one), with a role ARN in [`ACCOUNT_ID`].
+pub async fn create_eks_cluster(config: &aws_config::SdkConfig, name: &str) {
+    aws_sdk_eks::Client::new(config)
+        .create_cluster()
+        .name(name)
+        .role_arn(format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster"))
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateCluster on ministack: {e:?}"));
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -385,6 +385,35 @@ pub fn ready(b: &PodIdentityBinding) -> Option<&Condition> {
         .find(|c| c.type_ == "Ready")
 }
 
+/// The kstatus conditions of a binding: (type, reason) of `Reconciling` and `Stalled`.
+pub fn kstatus_of(b: &PodIdentityBinding) -> Vec<(String, String)> {
+    b.status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .filter(|c| c.type_ == "Reconciling" || c.type_ == "Stalled")
+        .map(|c| (c.type_.clone(), c.reason.clone()))
+        .collect()
+}
+
+/// One HTTP/1.0 GET of `path` at `addr` (`host:port`): the status code and the body, or
+/// `None` when there is no answer within ten seconds.
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
 /// Creates `kube-system/eks-pod-identity-agent`, the DaemonSet the EKS add-on installs
 /// (one already there is fine).
 pub async fn install_agent(client: &Client) -> kube::Result<()> {

@@ -6,7 +6,7 @@ use aws_credential_types::Credentials;
 use pod_identity_operator::aws::config::{AwsSettings, config_loader};
 use pod_identity_operator::aws::iam::SdkIam;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
-use pod_identity_operator::aws::{CreateRole, IamApi, Tags};
+use pod_identity_operator::aws::{CreateRole, IamApi};
 use pod_identity_operator::error::ErrorClass;
 use pod_identity_operator::policy::pod_identity_trust_policy;
 use serde_json::{Value, json};
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::moto_partial::MOTO_PARTIAL;
 use super::{CLUSTER_TAG, READ_ONLY};
 use crate::aws_servers::{self, ACCOUNT_ID, Kind};
+use crate::cases::tags;
 use crate::wire_backend::{REGION, sdk_config};
 
 /// The IAM user moto authorizes the calls of.
@@ -89,13 +90,6 @@ pub struct Case {
 pub struct Table {
     pub policy: Value,
     pub cases: Vec<Case>,
-}
-
-pub(crate) fn tags(pairs: &[(&str, &str)]) -> Tags {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 /// A plain inline policy document (characters moto's signature check agrees on).

@@ -7,9 +7,10 @@ use pod_identity_operator::guardrails::GuardrailConfig;
 use pod_identity_operator::naming::{self, TAG_CLUSTER, TAG_CLUSTER_ARN, TAG_NAME, TAG_NAMESPACE};
 use pod_identity_operator::operator_policy::{self, Installation};
 
-use super::harness::{Call, Decision, Fixture, Table, case, check, deploy, tags};
+use super::harness::{Call, Decision, Fixture, Table, case, check, deploy};
 use super::{ADMINISTRATOR, POWER_USER, READ_ONLY};
 use crate::aws_servers::ACCOUNT_ID;
+use crate::cases::tags;
 use crate::wire_backend::REGION;
 
 /// The customer-managed policy the installed guardrails demand as a permissions

@@ -132,7 +132,7 @@ fn padded(mut doc: Value, size: usize, spaces: usize) -> Value {
     doc
 }
 
-fn tags(pairs: &[(&str, &str)]) -> Tags {
+pub(crate) fn tags(pairs: &[(&str, &str)]) -> Tags {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
