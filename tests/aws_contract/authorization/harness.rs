@@ -1,6 +1,6 @@
 //! Running a case: its set-up as an administrator, its call, and the decision it shows, on
 //! the simulator and on moto (as an IAM user holding the table's policy inline);
-//! [`cross_check`](super::harness::cross_check) runs every case of a table on both.
+//! [`cross_check`] runs every case of a table on both.
 
 use aws_credential_types::Credentials;
 use pod_identity_operator::aws::config::{AwsSettings, config_loader};

@@ -1,15 +1,15 @@
 //! The simulator's authorization cross-checked against moto's on the wire.
 //!
-//! A case is one IAM call made through [`IamApi`] by a caller whose identity policy is
+//! A case is one IAM call made through `IamApi` by a caller whose identity policy is
 //! the table's, after an administrator set up roles; it expects the decision AWS
-//! makes. [`cross_check`] runs every case of a table twice:
+//! makes. [`cross_check`](harness::cross_check) runs every case of a table twice:
 //! - on the simulator (`AwsSim`, set-up in `AwsSim::as_admin`, then `enforce`), which
 //!   must always decide as expected and deny as AWS does (`AccessDenied`, naming the
 //!   action and the resource ARN);
 //! - on moto 5.2.5 through `SdkIam`, as an IAM user holding the policy inline, with
-//!   permissions enforced after set-up. moto decides as expected unless [`MOTO_PARTIAL`]
-//!   records what it does instead, and why; either way its decision is asserted, so the
-//!   record fails as soon as moto changes.
+//!   permissions enforced after set-up. moto decides as expected unless
+//!   [`MOTO_PARTIAL`](moto_partial::MOTO_PARTIAL) records what it does instead, and why;
+//!   either way its decision is asserted, so the record fails as soon as moto changes.
 //!
 //! What moto 5.2.5 evaluates (`moto/iam/access_control.py`, `moto/core/responses.py`,
 //! `moto/iam/responses.py`, `moto/iam/policy_conditions.py`):
