@@ -130,7 +130,7 @@ impl Context {
     /// A `Recorder` is made for each Event: a long-lived one keeps every Event it sent
     /// for six minutes, to count repeats into a series: at a cold start of a thousand
     /// bindings (five Events each) that cache added some 16 MiB to the operator's peak
-    /// memory (`benches/scale.rs`). Repeats are rare here: a problem's Warning is
+    /// memory (`benches/scale/`). Repeats are rare here: a problem's Warning is
     /// published only when the problem is new.
     pub async fn publish(
         &self,

@@ -350,8 +350,11 @@ async fn crash_safety_run(mut side: CrashKube) {
     // Convergence: live bindings Ready for their generation and each the owner of its
     // ServiceAccount; deleted ones gone with their ServiceAccounts (the garbage
     // collector's work on a real server); AWS holding one role and one association per
-    // live binding.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // live binding. The ServiceAccounts of deleted bindings go through
+    // kube-controller-manager's garbage collector on a real server, whose informers
+    // resync slowly after the API server's restarts on a loaded machine: the deadline
+    // leaves room for that.
+    let deadline = Instant::now() + Duration::from_secs(240);
     let list = loop {
         let list = bindings.list(&Default::default()).await.expect("list");
         let names: Vec<String> = list
