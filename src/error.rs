@@ -1,6 +1,6 @@
 //! The one error type of the library, and the classes AWS failures fall into.
 
-use std::fmt;
+pub use pod_identity_aws::{AwsError, ErrorClass};
 
 /// Every failure the library reports.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +107,20 @@ impl From<AwsError> for Error {
     }
 }
 
+/// An AWS call's failure, as the same variant here (their messages read the same).
+impl From<pod_identity_aws::Error> for Error {
+    fn from(e: pod_identity_aws::Error) -> Self {
+        use pod_identity_aws::Error as E;
+        match e {
+            E::Aws(e) => Error::Aws(e),
+            E::AwsConfig(m) => Error::AwsConfig(m),
+            E::AwsAnswer { operation, message } => Error::AwsAnswer { operation, message },
+            E::Io(e) => Error::Io(e),
+            E::Json(e) => Error::Json(e),
+        }
+    }
+}
+
 impl Error {
     /// `source`, with what was being done when it happened.
     pub fn context(
@@ -125,57 +139,5 @@ impl Error {
             Error::Aws(e) => Some(e),
             _ => None,
         }
-    }
-}
-
-/// What kind of AWS failure this is; it decides how the caller retries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ErrorClass {
-    /// Throttling, 5xx, timeouts, dispatch failures, concurrent modification:
-    /// retry with backoff.
-    Transient,
-    /// A resource just created is not yet visible to another service: retry soon,
-    /// within a bounded window.
-    Propagation,
-    /// The request itself is wrong (malformed policy, bad ARN, name too long): no retry
-    /// until the input changes.
-    UserInput,
-    /// The resource exists, or is in use, or is held by something else.
-    Conflict,
-    /// Missing permission or credentials.
-    AccessDenied,
-    /// The resource does not exist.
-    NotFound,
-    /// A service quota or limit is exhausted.
-    Quota,
-}
-
-/// One failed AWS call, with what is needed to classify, report and log it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AwsError {
-    pub class: ErrorClass,
-    /// The API operation, e.g. `CreateRole`.
-    pub operation: String,
-    /// The service's error code, e.g. `EntityAlreadyExists`, or a local code such as
-    /// `DispatchFailure` when no answer came.
-    pub code: String,
-    pub message: String,
-    /// True when AWS throttled the call; counted apart in metrics.
-    pub throttled: bool,
-    pub http_status: Option<u16>,
-    pub request_id: Option<String>,
-}
-
-impl fmt::Display for AwsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} failed: {}: {}",
-            self.operation, self.code, self.message
-        )?;
-        if let Some(id) = &self.request_id {
-            write!(f, " (request id {id})")?;
-        }
-        Ok(())
     }
 }

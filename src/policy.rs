@@ -15,7 +15,6 @@
 
 use std::collections::BTreeSet;
 
-use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
 /// Trust policy size quota per role (IAM's `ACLSizePerRole` default), in characters,
@@ -364,26 +363,7 @@ pub fn size_chars(doc: &Value) -> usize {
         .count()
 }
 
-/// Parses a policy as IAM returns it: URL-encoded JSON (GetRole, GetRolePolicy), or
-/// plain JSON (some servers, and documents already decoded).
-pub fn decode_policy(text: &str) -> crate::Result<Value> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        return Ok(serde_json::from_str(text)?);
-    }
-    // IAM encodes with `%XX` (a `+` in the document arrives as `%2B`); a decoder that
-    // also reads `+` as a space is tried second, for servers encoding form-style.
-    let strict = percent_decode_str(text).decode_utf8_lossy();
-    match serde_json::from_str(&strict) {
-        Ok(v) => Ok(v),
-        Err(first) => {
-            let form = percent_decode_str(&text.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned();
-            serde_json::from_str(&form).map_err(|_| first.into())
-        }
-    }
-}
+pub use crate::aws::decode_policy;
 
 /// True when two documents mean the same to IAM: same JSON after ignoring statement
 /// order and `Sid`s, order and duplicates in action, resource, principal and condition

@@ -33,7 +33,7 @@ const LEASE: &str = "pod-identity-operator";
 struct Stack {
     aws: Arc<AwsSim>,
     aws_url: String,
-    front: tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+    front: tokio::task::JoinHandle<pod_identity_operator::aws::Result<()>>,
     kube: KubeSim,
     server: Option<ServerHandle>,
     dir: tempfile::TempDir,

@@ -12,11 +12,10 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use pod_identity_operator::Result;
 use pod_identity_operator::aws::faults::Fault;
 use pod_identity_operator::aws::sim::{AwsSim, SimConfig};
 use pod_identity_operator::aws::{
-    Association, AssociationSummary, Cluster, CreateAssociation, EksApi, IamApi, Tags,
+    Association, AssociationSummary, Cluster, CreateAssociation, EksApi, IamApi, Result, Tags,
     UpdateAssociation,
 };
 use pod_identity_operator::crd::PodIdentityBinding;

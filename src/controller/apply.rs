@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use crate::aws::Association;
+use crate::aws::{self, Association};
 use crate::crd::PodIdentityBinding;
 use crate::{Error, Result};
 
@@ -246,7 +246,7 @@ async fn execute(
         TagRole { role, tags } => iam.tag_role(role, tags).await?,
         UntagRole { role, keys } => iam.untag_role(role, keys).await?,
         DeleteRole { role } => match iam.delete_role(role).await {
-            Err(Error::Aws(e)) if e.code == "DeleteConflict" => {
+            Err(aws::Error::Aws(e)) if e.code == "DeleteConflict" => {
                 let profiles = iam
                     .list_instance_profiles_for_role(role)
                     .await
@@ -266,7 +266,7 @@ async fn execute(
             // already gone (a DeleteRole whose answer was lost and that the SDK sent
             // again, or one a killed operator left to land) answers AccessDenied. GetRole
             // is allowed on every role name: a role it finds gone is what was wanted.
-            Err(Error::Aws(e)) if e.class == crate::error::ErrorClass::AccessDenied => {
+            Err(aws::Error::Aws(e)) if e.class == crate::error::ErrorClass::AccessDenied => {
                 if !matches!(iam.get_role(role).await, Ok(None)) {
                     return Err(Error::Aws(e));
                 }
@@ -333,9 +333,9 @@ fn sa_api(ctx: &Context, binding: &PodIdentityBinding) -> Result<Api<ServiceAcco
 }
 
 /// A delete of something already gone succeeded.
-fn ignore_not_found(r: Result<()>) -> Result<()> {
+fn ignore_not_found(r: aws::Result<()>) -> aws::Result<()> {
     match r {
-        Err(Error::Aws(e)) if e.class == crate::error::ErrorClass::NotFound => Ok(()),
+        Err(aws::Error::Aws(e)) if e.class == crate::error::ErrorClass::NotFound => Ok(()),
         other => other,
     }
 }

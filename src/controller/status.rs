@@ -454,7 +454,10 @@ pub fn ready_of(status: Option<&PodIdentityBindingStatus>) -> Option<&Condition>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::classify::aws_error;
+    /// An AWS failure as the controller holds it.
+    fn aws_error(operation: &str, code: &str, message: &str) -> Error {
+        crate::aws::classify::aws_error(operation, code, message).into()
+    }
 
     #[test]
     fn error_classes_map_to_the_design_reasons() {

@@ -73,7 +73,7 @@ struct BuildLabels {
 
 /// The `outcome` label of an AWS call: `ok`, `throttled`, the error class, or
 /// `bad_answer` for an answer the adapter could not use.
-pub fn aws_outcome(error: Option<&crate::Error>) -> &'static str {
+pub fn aws_outcome(error: Option<&crate::aws::Error>) -> &'static str {
     let Some(e) = error else { return "ok" };
     let Some(e) = e.aws() else {
         return "bad_answer";
@@ -232,7 +232,7 @@ impl Metrics {
         &self,
         service: Service,
         operation: &'static str,
-        error: Option<&crate::Error>,
+        error: Option<&crate::aws::Error>,
     ) {
         self.aws_calls
             .get_or_create(&AwsLabels {
@@ -350,7 +350,7 @@ impl Metrics {
 /// The metering layer's reports: each call counted, and AWS marked reached for
 /// `/readyz` at its first answer.
 impl CallObserver for Metrics {
-    fn finished(&self, call: Call, error: Option<&crate::Error>) {
+    fn finished(&self, call: Call, error: Option<&crate::aws::Error>) {
         self.aws_call(call.service, call.operation, error);
     }
 }
@@ -540,7 +540,7 @@ mod metered_tests {
         let metrics = Metrics::new(health.clone());
         let knobs = Knobs::new();
         knobs.fail_next("GetRole", Fault::timeout());
-        let iam = Metered::new(Arc::new(Faulty::new(sim(), knobs)), metrics.clone());
+        let iam = Metered::new(Arc::new(Faulty::wrap(sim(), knobs)), metrics.clone());
         iam.get_role("x").await.expect_err("timeout");
         assert!(!health.aws_reached());
         assert!(

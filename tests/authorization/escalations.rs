@@ -17,7 +17,9 @@ use crate::{
 
 const ADMINISTRATOR: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 
-fn unit<T>(result: pod_identity_operator::Result<T>) -> pod_identity_operator::Result<()> {
+fn unit<T>(
+    result: pod_identity_operator::aws::Result<T>,
+) -> pod_identity_operator::aws::Result<()> {
     result.map(|_| ())
 }
 
@@ -39,7 +41,7 @@ async fn the_rendered_policy_refuses_every_escalation_of_the_table_and_allows_th
     let doc = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "*", "Resource": "*"}]});
     let ours_arn = "arn:aws:iam::111122223333:role/pod-identity/prod/ours";
-    let denied: Vec<(&str, &str, pod_identity_operator::Result<()>)> = vec![
+    let denied: Vec<(&str, &str, pod_identity_operator::aws::Result<()>)> = vec![
         (
             "AdministratorAccess attached",
             "iam:AttachRolePolicy",

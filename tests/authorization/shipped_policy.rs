@@ -31,7 +31,7 @@ async fn the_shipped_policy_refuses_every_write_and_policy_read_on_a_role_it_doe
     let doc = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "*", "Resource": "*"}]});
     let tags: Tags = [("team".to_owned(), "x".to_owned())].into();
-    let results: Vec<(&str, pod_identity_operator::Result<()>)> = vec![
+    let results: Vec<(&str, pod_identity_operator::aws::Result<()>)> = vec![
         (
             "iam:GetRolePolicy",
             aws.get_role_policy("deploy", "deploy").await.map(|_| ()),

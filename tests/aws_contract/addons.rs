@@ -6,7 +6,7 @@
 //!
 //! Not here: add-ons owning Pod Identity associations. ministack makes no association
 //! for an add-on created with `podIdentityAssociations`, so that is the simulator's own
-//! test (`src/aws/sim/addons.rs`). IAM's refusal of a trust policy naming an OIDC
+//! test (`crates/aws-sim/src/addons.rs`). IAM's refusal of a trust policy naming an OIDC
 //! provider the account lacks is a contract case (`trust_policy_oidc_provider_must_exist`).
 
 use std::sync::Arc;
@@ -134,7 +134,7 @@ async fn front(
     sim: Arc<AwsSim>,
 ) -> (
     aws_config::SdkConfig,
-    tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+    tokio::task::JoinHandle<pod_identity_operator::aws::Result<()>>,
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

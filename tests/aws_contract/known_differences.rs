@@ -15,7 +15,7 @@
 
 use std::fmt::{Debug, Display};
 
-use pod_identity_operator::Result;
+use pod_identity_operator::aws::Result;
 
 /// Which implementation answers one API (IAM or EKS) of a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,11 +25,11 @@ async fn sdk_adapters_create_update_delete_and_conflicts() {
         aws_servers::create_eks_cluster(&eks_config, &cluster).await;
     }
     let knobs = Knobs::new();
-    let iam = Arc::new(Faulty::new(
+    let iam = Arc::new(Faulty::wrap(
         Arc::new(SdkIam::new(&iam_access.sdk_config().await)),
         knobs.clone(),
     ));
-    let eks = Arc::new(Faulty::new(
+    let eks = Arc::new(Faulty::wrap(
         Arc::new(SdkEks::new(&eks_config)),
         knobs.clone(),
     ));

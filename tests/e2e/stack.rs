@@ -8,7 +8,7 @@ enum StackAws {
     /// The simulator behind its HTTP front (the default).
     Sim {
         sim: Arc<pod_identity_operator::aws::sim::AwsSim>,
-        front: tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+        front: tokio::task::JoinHandle<pod_identity_operator::aws::Result<()>>,
     },
     /// `E2E_AWS_ENDPOINT` or real AWS, read through the APIs.
     Api {

@@ -51,7 +51,7 @@ fn iam_policy() -> Value {
 fn trait_apis(src: &str, trait_name: &str) -> BTreeSet<String> {
     let start = src
         .find(&format!("pub trait {trait_name}"))
-        .unwrap_or_else(|| panic!("{trait_name} in src/aws/mod.rs"));
+        .unwrap_or_else(|| panic!("{trait_name} in crates/aws/src/lib.rs"));
     let body = &src[start..];
     let body = &body[..body.find("\n}\n").expect("end of trait")];
     let mut apis = BTreeSet::new();
@@ -88,7 +88,7 @@ fn trait_apis(src: &str, trait_name: &str) -> BTreeSet<String> {
 }
 
 fn aws_apis() -> (BTreeSet<String>, BTreeSet<String>) {
-    let src = read("src/aws/mod.rs");
+    let src = read("crates/aws/src/lib.rs");
     let operators = |apis: BTreeSet<String>| -> BTreeSet<String> {
         apis.into_iter()
             .filter(|api| !USER_ONLY_APIS.iter().any(|(a, _)| a == api))

@@ -97,7 +97,7 @@ pub async fn serve_simulator(
     sim: Arc<AwsSim>,
 ) -> (
     String,
-    tokio::task::JoinHandle<pod_identity_operator::Result<()>>,
+    tokio::task::JoinHandle<pod_identity_operator::aws::Result<()>>,
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

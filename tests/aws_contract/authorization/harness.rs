@@ -196,7 +196,7 @@ impl Call {
         format!("arn:aws:iam::{ACCOUNT_ID}:role{path}{name}")
     }
 
-    pub(crate) async fn run(&self, iam: &dyn IamApi) -> pod_identity_operator::Result<()> {
+    pub(crate) async fn run(&self, iam: &dyn IamApi) -> pod_identity_operator::aws::Result<()> {
         match self {
             Call::CreateRole {
                 name,
@@ -260,7 +260,7 @@ pub(crate) fn moto_decision(case: &Case) -> Decision {
 
 /// The decision a call's result shows; a failure other than a denial means the case is
 /// set up wrong, and is reported as such.
-fn decided(result: &pod_identity_operator::Result<()>) -> Result<Decision, String> {
+fn decided(result: &pod_identity_operator::aws::Result<()>) -> Result<Decision, String> {
     match result {
         Ok(()) => Ok(Decision::Allowed),
         Err(e) => match e.aws() {

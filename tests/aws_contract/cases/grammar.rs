@@ -15,9 +15,13 @@ pub(super) fn doc_of(statement: Value) -> Value {
 
 /// Asserts a refusal with this code, of the user-input class, naming the document.
 #[track_caller]
-pub(super) fn refused_as<T: Debug>(r: pod_identity_operator::Result<T>, code: &str, doc: &Value) {
+pub(super) fn refused_as<T: Debug>(
+    r: pod_identity_operator::aws::Result<T>,
+    code: &str,
+    doc: &Value,
+) {
     match r {
-        Err(pod_identity_operator::Error::Aws(e)) => {
+        Err(pod_identity_operator::aws::Error::Aws(e)) => {
             assert_eq!(e.code, code, "{doc}: {e}");
             assert_eq!(e.class, ErrorClass::UserInput, "{doc}: {e}");
         }
@@ -32,7 +36,7 @@ pub(super) fn refused_as<T: Debug>(r: pod_identity_operator::Result<T>, code: &s
 pub(super) fn refused_unless<T: Debug>(
     server: Server,
     ids: &[&str],
-    r: pod_identity_operator::Result<T>,
+    r: pod_identity_operator::aws::Result<T>,
     code: &str,
     doc: &Value,
 ) -> bool {

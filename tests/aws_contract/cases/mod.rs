@@ -158,12 +158,12 @@ async fn new_role(b: &Backend, prefix: &str) -> Role {
 /// Asserts an AWS failure with this code and class, and returns it.
 #[track_caller]
 fn expect_aws<T: Debug>(
-    r: pod_identity_operator::Result<T>,
+    r: pod_identity_operator::aws::Result<T>,
     code: &str,
     class: ErrorClass,
 ) -> AwsError {
     match r {
-        Err(pod_identity_operator::Error::Aws(e)) => {
+        Err(pod_identity_operator::aws::Error::Aws(e)) => {
             assert_eq!(e.code, code, "{e}");
             assert_eq!(e.class, class, "{e}");
             e
@@ -179,7 +179,7 @@ fn expect_aws<T: Debug>(
 fn refusal<T: Debug>(
     server: Server,
     id: &str,
-    r: pod_identity_operator::Result<T>,
+    r: pod_identity_operator::aws::Result<T>,
     code: &str,
     class: ErrorClass,
 ) -> Option<AwsError> {
@@ -212,7 +212,7 @@ async fn create_when_visible(b: &Backend, input: &CreateAssociation) -> (Associa
     loop {
         match b.eks.create_pod_identity_association(input).await {
             Ok(a) => return (a, refusals),
-            Err(pod_identity_operator::Error::Aws(e))
+            Err(pod_identity_operator::aws::Error::Aws(e))
                 if e.class == ErrorClass::Propagation && tokio::time::Instant::now() < deadline =>
             {
                 assert_eq!(e.code, "InvalidParameterException", "{e}");

@@ -163,13 +163,9 @@ impl<T> RateLimited<T> {
     }
 }
 
-// On the AWS simulator, which only the `sandbox` feature compiles.
-#[cfg(all(test, feature = "sandbox"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::IamApi;
-    use crate::aws::sim::{AwsSim, SimConfig, administrator_policy};
-    use std::sync::Arc;
 
     #[test]
     fn flags_of_zero_disable_the_limit_and_bad_rates_make_no_bucket() {
@@ -207,80 +203,6 @@ mod tests {
         // Refilled, but never beyond the burst.
         assert_eq!(reserve(), Duration::ZERO);
         assert_eq!(reserve(), Duration::from_millis(250));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_burst_passes_at_once_then_calls_are_paced() {
-        let sim = Arc::new(AwsSim::new(SimConfig {
-            identity_policy: Some(administrator_policy()),
-            ..SimConfig::default()
-        }));
-        let limited = Arc::new(RateLimited::new(
-            sim.clone(),
-            Some(Rate {
-                per_second: 20.0,
-                burst: 5,
-            }),
-        ));
-        // 25 calls from 5 tasks: the burst of 5 at once, then 20 at 20/s, so at least
-        // about a second passes (a lower bound only: the machine may be slower).
-        let start = std::time::Instant::now();
-        let tasks: Vec<_> = (0..5)
-            .map(|_| {
-                let l = limited.clone();
-                tokio::spawn(async move {
-                    for _ in 0..5 {
-                        IamApi::get_role(&*l, "r").await.expect("get_role");
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("task");
-        }
-        assert!(start.elapsed() >= Duration::from_millis(900));
-        assert_eq!(sim.knobs().calls_of("GetRole"), 25);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn throttled_calls_are_retried_a_bounded_number_of_times_and_pause_the_service() {
-        use crate::aws::faults::{Fault, Service};
-        let sim = Arc::new(AwsSim::new(SimConfig {
-            identity_policy: Some(administrator_policy()),
-            ..SimConfig::default()
-        }));
-        let limited = Arc::new(RateLimited::new(sim.clone(), None));
-        // Five calls a second: concurrent callers are throttled, retried, and all pass.
-        sim.knobs().set_throttle(Service::Iam, 1, 5.0);
-        let tasks: Vec<_> = (0..3)
-            .map(|_| {
-                let l = limited.clone();
-                tokio::spawn(async move { IamApi::get_role(&*l, "r").await.map(|_| ()) })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("task").expect("passes after retries");
-        }
-        assert!(sim.knobs().throttled(Service::Iam) > 0);
-
-        // A bucket that never refills: the call gives up after THROTTLE_ATTEMPTS.
-        sim.knobs().set_throttle(Service::Iam, 0, 0.0);
-        let before = sim.knobs().calls_of("GetRole");
-        let e = IamApi::get_role(&*limited, "r")
-            .await
-            .expect_err("throttled");
-        assert!(e.aws().is_some_and(|a| a.throttled));
-        assert_eq!(
-            sim.knobs().calls_of("GetRole") - before,
-            u64::from(THROTTLE_ATTEMPTS)
-        );
-        // Other errors are not retried; EKS is not paused by IAM's throttling.
-        sim.knobs().clear_throttle(Service::Iam);
-        sim.knobs()
-            .fail_next("GetRole", Fault::server_error(Service::Iam));
-        let before = sim.knobs().calls_of("GetRole");
-        assert!(IamApi::get_role(&*limited, "r").await.is_err());
-        assert_eq!(sim.knobs().calls_of("GetRole") - before, 1);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::classify::{classify, none_if_not_found};
 use super::{AttachedPolicy, CreateRole, IamApi, Role, Tags};
-use crate::policy::decode_policy;
+use crate::decode_policy;
 use crate::{Error, Result};
 
 /// IAM through the SDK client.

@@ -28,12 +28,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AwsSim;
-use crate::aws::faults::aws_error;
-use crate::aws::{
+use crate::faults::aws_error;
+use pod_identity_aws::AwsError;
+use pod_identity_aws::{
     Association, AssociationSummary, CreateAssociation, CreateRole, EksApi, IamApi, Role, Tags,
     UpdateAssociation,
 };
-use crate::error::AwsError;
 
 /// The routes of both services.
 pub fn router(sim: Arc<AwsSim>) -> Router {
@@ -90,7 +90,10 @@ async fn calls(State(sim): State<Arc<AwsSim>>) -> Response {
 }
 
 /// Serves the simulator on `listener` until the task is dropped.
-pub async fn serve(sim: Arc<AwsSim>, listener: tokio::net::TcpListener) -> crate::Result<()> {
+pub async fn serve(
+    sim: Arc<AwsSim>,
+    listener: tokio::net::TcpListener,
+) -> pod_identity_aws::Result<()> {
     axum::serve(listener, router(sim)).await?;
     Ok(())
 }
@@ -151,9 +154,9 @@ fn iam_error(e: &AwsError) -> Response {
 }
 
 /// Any failure as IAM or EKS would answer it.
-fn failure(e: crate::Error, answer: fn(&AwsError) -> Response) -> Response {
+fn failure(e: pod_identity_aws::Error, answer: fn(&AwsError) -> Response) -> Response {
     match e {
-        crate::Error::Aws(e) => answer(&e),
+        pod_identity_aws::Error::Aws(e) => answer(&e),
         other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()).into_response(),
     }
 }
@@ -254,7 +257,7 @@ fn iam_page(p: &Params, members: Vec<String>, wrapper: &str) -> String {
 }
 
 /// The JSON of a policy document parameter, or IAM's answer to one that is not JSON.
-fn document(action: &str, params: &Params, key: &str) -> crate::Result<Value> {
+fn document(action: &str, params: &Params, key: &str) -> pod_identity_aws::Result<Value> {
     serde_json::from_str(params.get(key).unwrap_or_default()).map_err(|_| {
         aws_error(
             action,
@@ -264,7 +267,7 @@ fn document(action: &str, params: &Params, key: &str) -> crate::Result<Value> {
     })
 }
 
-fn session_duration(action: &str, params: &Params) -> crate::Result<Option<i32>> {
+fn session_duration(action: &str, params: &Params) -> pod_identity_aws::Result<Option<i32>> {
     params
         .get("MaxSessionDuration")
         .map(|v| {
@@ -289,7 +292,11 @@ async fn iam(State(sim): State<Arc<AwsSim>>, Form(pairs): Form<Vec<(String, Stri
 }
 
 /// The `<ActionResult>` content of a successful call, `None` for calls without one.
-async fn iam_action(sim: &AwsSim, action: &str, p: &Params) -> crate::Result<Option<String>> {
+async fn iam_action(
+    sim: &AwsSim,
+    action: &str,
+    p: &Params,
+) -> pod_identity_aws::Result<Option<String>> {
     let role = p.text("RoleName");
     match action {
         "CreateRole" => {
@@ -466,7 +473,7 @@ fn eks_error(e: &AwsError) -> Response {
 }
 
 /// An EKS answer: its JSON body, or the error as EKS would send it.
-struct EksReply(crate::Result<Value>);
+struct EksReply(pod_identity_aws::Result<Value>);
 
 impl IntoResponse for EksReply {
     fn into_response(self) -> Response {
@@ -523,7 +530,7 @@ fn summary_json(a: &AssociationSummary) -> Value {
 }
 
 /// A session policy as EKS takes it: a JSON document in a string.
-fn session_policy(op: &str, text: &str) -> crate::Result<Value> {
+fn session_policy(op: &str, text: &str) -> pod_identity_aws::Result<Value> {
     serde_json::from_str(text).map_err(|_| {
         aws_error(
             op,
@@ -746,7 +753,7 @@ async fn untag_resource(
     )
 }
 
-fn addon_json(a: &crate::aws::Addon) -> Value {
+fn addon_json(a: &pod_identity_aws::Addon) -> Value {
     json!({
         "addonName": a.name,
         "clusterName": a.cluster_name,

@@ -1,96 +1,37 @@
-//! AWS behind traits.
+//! AWS behind traits: the IAM and EKS calls the operator makes, as [`IamApi`] and
+//! [`EksApi`], with the domain types of this crate at the boundary.
 //!
-//! The controller talks to IAM and EKS only through [`IamApi`] and [`EksApi`], with the
-//! domain types of this module at the boundary: no SDK type leaks out. Two
-//! implementations exist: the SDK adapters (`iam`, `eks`) and the in-memory simulator
-//! (`sim`, with the fault injection of `faults`; both only with the `sandbox` feature).
-//! Every failure is an [`AwsError`](crate::error::AwsError) carrying its
-//! [`ErrorClass`](crate::error::ErrorClass), so callers decide retries by class, never by
-//! string matching.
+//! The SDK adapters ([`iam`], [`eks`], configured by [`config`]) are the only place
+//! SDK types appear; [`classify`] turns every SDK failure into an [`AwsError`] carrying
+//! its [`ErrorClass`], so callers decide retries by class, never by string matching.
+//! The AWS simulator (the crate `pod-identity-aws-sim`) implements the same traits.
 //!
 //! Policy documents travel as parsed JSON ([`serde_json::Value`]); adapters encode and
-//! decode them at the wire, and comparisons go through [`crate::policy`].
+//! decode them at the wire ([`decode_policy`]).
 //!
-//! Around an implementation sits the call stack ([`layer`]): rate limiting
-//! ([`ratelimit`]), metering ([`metered`]) and fault injection (`faults`), each a
-//! [`Layer`](layer::Layer), put together in their one order by [`Stack`].
+//! Around an implementation sits a call stack ([`layer`]): rate limiting
+//! ([`ratelimit`]) and metering ([`metered`]) are [`Layer`](layer::Layer)s over one
+//! generic wrapper; the simulator's fault injection is another.
 
 pub mod bucket;
-#[cfg(feature = "sandbox")]
-pub mod faults;
+pub mod classify;
+pub mod config;
+pub mod eks;
+mod error;
+pub mod iam;
 pub mod layer;
 pub mod metered;
 pub mod ratelimit;
-#[cfg(feature = "sandbox")]
-pub mod sim;
 
+pub use error::{AwsError, Error, ErrorClass, Result, decode_policy};
 pub use layer::Service;
 
 use std::collections::BTreeMap;
-use std::ops::Deref;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::Result;
-
-pub mod classify;
-pub mod config;
-pub mod eks;
-pub mod iam;
-
-/// The AWS call stack of one service, built in one place. Outermost first: rate
-/// limiting (a throttled call is made again through everything below it), metering
-/// (each attempt reported to the observer), fault injection (with the `sandbox` feature
-/// only), then the implementation itself.
-#[derive(Clone, Default)]
-pub struct Stack {
-    /// The service's client-side rate limit; `None`: no bucket, and throttled calls are
-    /// still retried.
-    pub rate: Option<ratelimit::Rate>,
-    /// Where metering reports each call; `None`: no metering.
-    pub observer: Option<Arc<dyn layer::CallObserver>>,
-    /// Knobs in front of the implementation; `None`: none.
-    #[cfg(feature = "sandbox")]
-    pub knobs: Option<Arc<faults::Knobs>>,
-}
-
-#[cfg(feature = "sandbox")]
-type Injected = Option<Arc<faults::Knobs>>;
-#[cfg(not(feature = "sandbox"))]
-type Injected = ();
-
-impl Stack {
-    fn layers(&self) -> (ratelimit::RateLimit, (Option<metered::Meter>, Injected)) {
-        #[cfg(feature = "sandbox")]
-        let injected = self.knobs.clone();
-        #[cfg(not(feature = "sandbox"))]
-        let injected = ();
-        let meter = self.observer.clone().map(metered::Meter::new);
-        (ratelimit::RateLimit::new(self.rate), (meter, injected))
-    }
-
-    /// IAM `inner` behind the stack.
-    pub fn iam<T>(&self, inner: T) -> Arc<dyn IamApi>
-    where
-        T: Deref + Send + Sync + 'static,
-        T::Target: IamApi,
-    {
-        Arc::new(layer::Layered::wrap(inner, self.layers()))
-    }
-
-    /// EKS `inner` behind the stack.
-    pub fn eks<T>(&self, inner: T) -> Arc<dyn EksApi>
-    where
-        T: Deref + Send + Sync + 'static,
-        T::Target: EksApi,
-    {
-        Arc::new(layer::Layered::wrap(inner, self.layers()))
-    }
-}
 
 /// Tags as IAM and EKS hold them: key to value, ordered for stable comparison.
 pub type Tags = BTreeMap<String, String>;
@@ -274,7 +215,7 @@ pub trait IamApi: Send + Sync {
 }
 
 /// The error of an operation an implementation does not provide.
-fn unsupported(operation: &str) -> crate::Error {
+fn unsupported(operation: &str) -> Error {
     classify::aws_error(
         operation,
         "UnsupportedOperation",
@@ -331,55 +272,5 @@ pub trait EksApi: Send + Sync {
     async fn list_addons(&self, cluster_name: &str) -> Result<Vec<String>> {
         let _ = cluster_name;
         Err(unsupported("ListAddons"))
-    }
-}
-
-#[cfg(all(test, feature = "sandbox"))]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::faults::Knobs;
-    use super::layer::{Call, CallObserver};
-    use super::ratelimit::THROTTLE_ATTEMPTS;
-    use super::sim::{AwsSim, SimConfig};
-    use super::*;
-
-    #[derive(Default)]
-    struct Reports(Mutex<Vec<(&'static str, bool)>>);
-
-    impl CallObserver for Reports {
-        fn finished(&self, call: Call, error: Option<&crate::Error>) {
-            let throttled = error.and_then(|e| e.aws()).is_some_and(|a| a.throttled);
-            self.0
-                .lock()
-                .expect("reports")
-                .push((call.operation, throttled));
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_stack_retries_outermost_meters_each_attempt_and_injects_innermost() {
-        let sim = Arc::new(AwsSim::new(SimConfig::default()));
-        let reports = Arc::new(Reports::default());
-        let knobs = Knobs::new();
-        knobs.set_throttle(Service::Iam, 0, 0.0);
-        let stack = Stack {
-            rate: None,
-            observer: Some(reports.clone()),
-            knobs: Some(knobs.clone()),
-        };
-        let iam = stack.iam(sim.clone());
-        let e = iam.get_role("r").await.expect_err("throttled");
-        assert!(e.aws().is_some_and(|a| a.throttled));
-        let attempts = u64::from(THROTTLE_ATTEMPTS);
-        assert_eq!(knobs.throttled(Service::Iam), attempts);
-        assert_eq!(sim.knobs().calls_of("GetRole"), 0, "never reached");
-        assert_eq!(
-            *reports.0.lock().expect("reports"),
-            vec![("GetRole", true); THROTTLE_ATTEMPTS as usize]
-        );
-        let eks = Stack::default().eks(sim.clone());
-        assert!(eks.describe_cluster("c").await.expect("describe").is_none());
-        assert_eq!(sim.knobs().calls_of("DescribeCluster"), 1);
     }
 }

@@ -17,7 +17,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::error::{AwsError, ErrorClass};
+use crate::{AwsError, ErrorClass};
 
 /// The message EKS gives when a role exists in IAM but is not yet visible to EKS.
 const ROLE_NOT_VISIBLE: &str = "Role provided in the request does not exist";

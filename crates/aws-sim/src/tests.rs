@@ -8,9 +8,9 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::*;
-use crate::aws::faults::{Fault, Faulty, Service};
-use crate::aws::{CreateAssociation, CreateRole, EksApi, IamApi, UpdateAssociation};
-use crate::error::ErrorClass;
+use crate::faults::{Fault, Faulty, Service};
+use pod_identity_aws::ErrorClass;
+use pod_identity_aws::{CreateAssociation, CreateRole, EksApi, IamApi, UpdateAssociation};
 
 fn trust() -> Value {
     json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
@@ -50,7 +50,7 @@ fn assoc(role: &Role, ns: &str, sa: &str) -> CreateAssociation {
     }
 }
 
-fn code<T: std::fmt::Debug>(r: crate::Result<T>) -> (String, ErrorClass) {
+fn code<T: std::fmt::Debug>(r: pod_identity_aws::Result<T>) -> (String, ErrorClass) {
     let e = r.expect_err("an error");
     let a = e.aws().expect("an AWS error");
     (a.code.clone(), a.class)
@@ -455,8 +455,8 @@ async fn call_counters_count_per_operation() {
 #[tokio::test]
 async fn faulty_wrapper_injects_in_front_of_any_implementation() {
     let inner = sim(SimConfig::default());
-    let knobs = crate::aws::faults::Knobs::new();
-    let wrapped = Faulty::new(inner.clone(), knobs.clone());
+    let knobs = crate::faults::Knobs::new();
+    let wrapped = Faulty::wrap(inner.clone(), knobs.clone());
     knobs.fail_next("GetRole", Fault::throttling(Service::Iam));
     assert!(wrapped.get_role("x").await.is_err());
     assert_eq!(
@@ -468,8 +468,8 @@ async fn faulty_wrapper_injects_in_front_of_any_implementation() {
     assert_eq!(inner.knobs().calls_of("GetRole"), 1);
     assert_eq!(knobs.calls_of("GetRole"), 2);
     assert!(wrapped.describe_cluster("c1").await.unwrap().is_some());
-    let iam: Arc<dyn IamApi> = Arc::new(Faulty::new(inner.clone(), knobs.clone()));
-    let eks: Arc<dyn EksApi> = Arc::new(Faulty::new(inner, knobs));
+    let iam: Arc<dyn IamApi> = Arc::new(Faulty::wrap(inner.clone(), knobs.clone()));
+    let eks: Arc<dyn EksApi> = Arc::new(Faulty::wrap(inner, knobs));
     assert!(iam.get_role("x").await.unwrap().is_none());
     assert!(eks.describe_cluster("nope").await.unwrap().is_none());
 }
@@ -540,8 +540,8 @@ async fn after_effect_fault_acts_then_loses_the_answer() {
     assert_eq!(c, "ResourceInUseException");
 
     // Through the wrapper: the inner call runs, its answer is replaced.
-    let knobs = crate::aws::faults::Knobs::new();
-    let wrapped = Faulty::new(sim.clone(), knobs.clone());
+    let knobs = crate::faults::Knobs::new();
+    let wrapped = Faulty::wrap(sim.clone(), knobs.clone());
     knobs.fail_next("DeleteRole", Fault::timeout().after_effect());
     role(&sim, "gone").await;
     assert!(wrapped.delete_role("gone").await.is_err());
@@ -837,7 +837,7 @@ async fn an_explicit_deny_next_to_the_administrator_policy_fails_exactly_that_ac
         ..SimConfig::default()
     });
     role(&sim, "r").await;
-    let tags: crate::aws::Tags = [("team".to_owned(), "a".to_owned())].into_iter().collect();
+    let tags: pod_identity_aws::Tags = [("team".to_owned(), "a".to_owned())].into_iter().collect();
     let e = sim
         .tag_role("r", &tags)
         .await

@@ -1,5 +1,5 @@
 //! Knobs that make an AWS implementation slow, rate limited or failing, as a [`Layer`]
-//! that goes in front of any [`IamApi`](super::IamApi)/[`EksApi`](super::EksApi).
+//! that goes in front of any [`IamApi`](pod_identity_aws::IamApi)/[`EksApi`](pod_identity_aws::EksApi).
 //!
 //! [`Knobs`] holds: latency per call (a default and per-operation overrides), a token
 //! bucket ([`TokenBucket`], taken from with `try_take`) per service over all calls and
@@ -23,14 +23,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::bucket::TokenBucket;
-pub use super::classify::aws_error;
-pub use super::layer::Service;
-use super::layer::{Call, Layer, Layered};
-use crate::Result;
+use pod_identity_aws::Result;
+use pod_identity_aws::bucket::TokenBucket;
+pub use pod_identity_aws::classify::aws_error;
+pub use pod_identity_aws::layer::Service;
+use pod_identity_aws::layer::{Call, Layer, Layered};
 
 /// An error to inject: a service error code and message; class and status follow from
-/// the code as [`code_class`](super::classify::code_class) gives them.
+/// the code as [`code_class`](pod_identity_aws::classify::code_class) gives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub code: String,
@@ -83,7 +83,7 @@ impl Fault {
     }
 
     /// The error as the operation would have returned it.
-    pub fn to_error(&self, operation: &str) -> crate::Error {
+    pub fn to_error(&self, operation: &str) -> pod_identity_aws::Error {
         aws_error(operation, &self.code, &self.message)
     }
 }
@@ -407,18 +407,8 @@ impl Layer for Knobs {
 }
 
 /// A shared AWS implementation (`Arc<dyn IamApi>`, `Arc<AwsSim>`, ...) with [`Knobs`]
-/// in front.
+/// in front: `Faulty::wrap(inner, knobs)`, its knobs at `layer()`.
 pub type Faulty<T> = Layered<T, Arc<Knobs>>;
-
-impl<T> Faulty<T> {
-    pub fn new(inner: T, knobs: Arc<Knobs>) -> Self {
-        Layered::wrap(inner, knobs)
-    }
-
-    pub fn knobs(&self) -> &Arc<Knobs> {
-        self.layer()
-    }
-}
 
 #[cfg(test)]
 mod tests {

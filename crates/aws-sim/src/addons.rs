@@ -17,9 +17,9 @@
 use serde_json::Value;
 
 use super::{AssociationRecord, AwsSim, State, authz, random_id, rules};
-use crate::Result;
-use crate::aws::faults::aws_error;
-use crate::aws::{Addon, Association, Role};
+use crate::faults::aws_error;
+use pod_identity_aws::Result;
+use pod_identity_aws::{Addon, Association, Role};
 
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -239,8 +239,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aws::sim::{SimConfig, administrator_policy};
-    use crate::aws::{CreateRole, EksApi, IamApi};
+    use crate::{SimConfig, administrator_policy};
+    use pod_identity_aws::{CreateRole, EksApi, IamApi};
 
     fn sim() -> Arc<AwsSim> {
         let sim = Arc::new(AwsSim::new(SimConfig {
@@ -383,7 +383,11 @@ mod tests {
             sim.create_role(&CreateRole {
                 name: name.into(),
                 path: path.into(),
-                assume_role_policy: crate::policy::pod_identity_trust_policy(None),
+                assume_role_policy: serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "pods.eks.amazonaws.com"},
+                    "Action": ["sts:AssumeRole", "sts:TagSession"],
+                }]}),
                 tags: [("k".to_owned(), "v".to_owned())].into(),
                 ..CreateRole::default()
             })

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{AssociationRecord, AwsSim, ClusterRecord, State, authz, random_id, rules};
-use crate::Result;
-use crate::aws::faults::{Service, aws_error};
-use crate::aws::{
+use crate::faults::{Service, aws_error};
+use pod_identity_aws::Result;
+use pod_identity_aws::{
     Addon, Association, AssociationSummary, Cluster, CreateAssociation, EksApi, Tags,
     UpdateAssociation,
 };

@@ -1,5 +1,8 @@
 //! An in-memory IAM and EKS that follow AWS's documented behaviour, for the controller
-//! tests, the sandbox and the benchmarks.
+//! tests, the sandbox and the benchmarks. It implements the traits of
+//! `pod-identity-aws` and depends on nothing else of the operator; [`faults`] injects
+//! failures in front of any implementation of them, [`http`] serves the simulator on
+//! AWS's wire protocols, and [`authz`] evaluates every call against an identity policy.
 //!
 //! Implemented (IAM): roles with IAM's name, path, description, session-duration, tag
 //! and policy-document rules (the policy grammar and sizes are the simulator's own,
@@ -31,6 +34,7 @@
 mod addons;
 pub mod authz;
 mod eks;
+pub mod faults;
 mod grammar;
 pub mod http;
 mod iam;
@@ -47,9 +51,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::Tags;
-use super::faults::{Knobs, Service};
-use super::{Addon, Association, Cluster, Role};
+use pod_identity_aws::{Addon, Association, Cluster, Role, Tags};
+
+use crate::faults::{Knobs, Service};
 
 pub use addons::AddonSetup;
 
@@ -235,7 +239,7 @@ struct State {
     seq: u64,
 }
 
-/// The simulator. Implements [`IamApi`](super::IamApi) and [`EksApi`](super::EksApi);
+/// The simulator. Implements [`IamApi`](pod_identity_aws::IamApi) and [`EksApi`](pod_identity_aws::EksApi);
 /// share it behind an `Arc`.
 pub struct AwsSim {
     config: SimConfig,
@@ -294,8 +298,8 @@ impl AwsSim {
         &self,
         service: Service,
         operation: &str,
-        body: impl FnOnce() -> crate::Result<T>,
-    ) -> crate::Result<T> {
+        body: impl FnOnce() -> pod_identity_aws::Result<T>,
+    ) -> pod_identity_aws::Result<T> {
         let admitted = self.knobs.enter(service, operation).await?;
         admitted.finish(operation, body())
     }
@@ -339,14 +343,14 @@ impl AwsSim {
         action: &str,
         resource: &str,
         keys: authz::Keys,
-    ) -> crate::Result<()> {
+    ) -> pod_identity_aws::Result<()> {
         if !self.enforcing() {
             return Ok(());
         }
         let decision = match &*self.authorizer.read().unwrap_or_else(|e| e.into_inner()) {
             None => return Ok(()),
             Some(Ok(a)) => a.check(operation, action, resource, &keys),
-            Some(Err(e)) => Err(crate::aws::faults::aws_error(operation, "AccessDenied", e)),
+            Some(Err(e)) => Err(crate::faults::aws_error(operation, "AccessDenied", e)),
         };
         if let Some(log) = self
             .authorized
@@ -385,7 +389,7 @@ impl AwsSim {
         action: &str,
         name: &str,
         keys: authz::Keys,
-    ) -> crate::Result<()> {
+    ) -> pod_identity_aws::Result<()> {
         if !self.enforcing() {
             return Ok(());
         }
@@ -417,7 +421,7 @@ impl AwsSim {
         cluster: &str,
         id: &str,
         keys: authz::Keys,
-    ) -> crate::Result<()> {
+    ) -> pod_identity_aws::Result<()> {
         if !self.enforcing() {
             return Ok(());
         }
@@ -444,7 +448,7 @@ impl AwsSim {
         operation: &str,
         role_arn: &str,
         cluster: &str,
-    ) -> crate::Result<()> {
+    ) -> pod_identity_aws::Result<()> {
         if rules::parse_role_arn(role_arn).is_none() {
             return Ok(());
         }
@@ -497,7 +501,11 @@ impl AwsSim {
 
     /// Puts a role into an instance profile (created if missing), which blocks its
     /// deletion as in IAM. Fails like IAM when the role does not exist.
-    pub fn add_instance_profile(&self, profile: &str, role_name: &str) -> crate::Result<()> {
+    pub fn add_instance_profile(
+        &self,
+        profile: &str,
+        role_name: &str,
+    ) -> pod_identity_aws::Result<()> {
         let mut s = self.lock();
         let key = role_name.to_ascii_lowercase();
         if !s.roles.contains_key(&key) {

@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use super::grammar::{self, Kind, SESSION_POLICY_MAX_CHARS};
-use crate::aws::Tags;
-use crate::aws::faults::aws_error;
-use crate::{Error, Result};
+use crate::faults::aws_error;
+use pod_identity_aws::Tags;
+use pod_identity_aws::{Error, Result};
 
 // Quotas and limits, from "IAM and AWS STS quotas"
 // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html), the

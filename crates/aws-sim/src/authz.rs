@@ -11,9 +11,9 @@ use iam_rs::{Arn, Context, ContextValue, Decision, IAMPolicy, IAMRequest, Policy
 use iam_rs::{Principal, PrincipalId};
 use serde_json::Value;
 
-use crate::aws::Tags;
-use crate::aws::faults::aws_error;
-use crate::{Error, Result};
+use crate::faults::aws_error;
+use pod_identity_aws::Tags;
+use pod_identity_aws::{Error, Result};
 
 /// The caller's identity policy, ready to evaluate requests.
 pub struct Authorizer {

@@ -6,9 +6,9 @@ use tokio::time::Instant;
 
 use super::grammar::{self, ROLE_INLINE_POLICIES_MAX_CHARS};
 use super::{AwsSim, RoleRecord, State, authz, profiles_of, random_id, rules};
-use crate::Result;
-use crate::aws::faults::{Service, aws_error};
-use crate::aws::{AttachedPolicy, CreateRole, IamApi, Role, Tags};
+use crate::faults::{Service, aws_error};
+use pod_identity_aws::Result;
+use pod_identity_aws::{AttachedPolicy, CreateRole, IamApi, Role, Tags};
 
 const ROLE_ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 

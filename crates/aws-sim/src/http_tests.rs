@@ -7,8 +7,8 @@ use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 use serde_json::json;
 
 use super::*;
-use crate::aws::faults::{Fault, Service};
-use crate::aws::{CreateRole, EksApi, IamApi};
+use crate::faults::{Fault, Service};
+use pod_identity_aws::{CreateRole, EksApi, IamApi};
 
 struct Clients {
     sim: Arc<AwsSim>,
@@ -439,7 +439,7 @@ async fn lists_are_paged_as_aws_pages_them() {
         .await
         .unwrap();
     for i in 0..150 {
-        let input = crate::aws::CreateAssociation {
+        let input = pod_identity_aws::CreateAssociation {
             cluster_name: "c1".into(),
             namespace: "ns".into(),
             service_account: format!("sa-{i}"),
