@@ -34,6 +34,19 @@ type Injected = Option<Arc<faults::Knobs>>;
 type Injected = ();
 
 impl Stack {
+    /// A stack limited to `rate` and metered into `observer`, without fault injection.
+    pub fn new(
+        rate: Option<ratelimit::Rate>,
+        observer: Option<Arc<dyn layer::CallObserver>>,
+    ) -> Stack {
+        Stack {
+            rate,
+            observer,
+            #[cfg(feature = "sandbox")]
+            knobs: None,
+        }
+    }
+
     fn layers(&self) -> (ratelimit::RateLimit, (Option<metered::Meter>, Injected)) {
         #[cfg(feature = "sandbox")]
         let injected = self.knobs.clone();

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Resource;
-use kube::api::DynamicObject;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 
 use super::settings::Settings;
-use super::{backoff, confirmed, notices, pacing, status};
-use crate::aws::ratelimit::RateLimited;
+use super::{backoff, confirmed, notices, pacing, sa_index, status};
 use crate::aws::{Cluster, EksApi, IamApi};
 use crate::crd::PodIdentityBinding;
 use crate::{Error, Result};
@@ -37,6 +37,8 @@ pub struct Context {
     bindings_cache: Mutex<Option<(Store<DynamicObject>, Arc<AtomicBool>)>>,
     /// Whether the Pod Identity Agent runs, asked once per resync interval.
     agent: notices::AgentCheck,
+    /// Which bindings name which ServiceAccount, kept by the running controller.
+    pub service_accounts: sa_index::ServiceAccountIndex,
 }
 
 impl Context {
@@ -53,14 +55,15 @@ impl Context {
         Arc::new(Context {
             reporter,
             client,
-            iam: Arc::new(RateLimited::new(iam, settings.iam_rate)),
-            eks: Arc::new(RateLimited::new(eks, settings.eks_rate)),
+            iam: settings.aws_stack(settings.iam_rate).iam(iam),
+            eks: settings.aws_stack(settings.eks_rate).eks(eks),
             settings,
             cluster: tokio::sync::OnceCell::new(),
             backoffs: backoff::Backoffs::default(),
             confirmed: confirmed::Confirmed::default(),
             bindings_cache: Mutex::new(None),
             agent: notices::AgentCheck::default(),
+            service_accounts: sa_index::ServiceAccountIndex::default(),
         })
     }
 
@@ -69,6 +72,26 @@ impl Context {
             .bindings_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((store, synced));
+    }
+
+    /// The bindings of `namespace` naming `service_account` (in their spec or as the one
+    /// they had), from the running controller's cache once it has synced; `None` before.
+    pub fn cached_bindings_naming(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Option<Vec<Arc<DynamicObject>>> {
+        let store = self.synced_bindings_cache()?;
+        let ar = ApiResource::erase::<PodIdentityBinding>(&());
+        Some(
+            self.service_accounts
+                .naming(namespace, service_account)
+                .into_iter()
+                .filter_map(|name| {
+                    store.get(&ObjectRef::new_with(&name, ar.clone()).within(namespace))
+                })
+                .collect(),
+        )
     }
 
     /// The controller's cache of bindings once it has synced, if it runs.

@@ -7,9 +7,9 @@
 //! would take more than half of an AWS rate, or a delay chosen by the error's class,
 //! see [`backoff`]). Deletion runs
 //! [`cleanup`]. Events after a pass that ended `Ready` skip the AWS reads while that
-//! pass's [`confirmed`] result holds. Watches: bindings (each also wakes the other bindings of its
-//! ServiceAccount, which may win or lose it), and ServiceAccounts mapped back to the
-//! bindings that name them.
+//! pass's [`confirmed`] result holds. Watches: bindings (one whose change matters to the
+//! others naming its ServiceAccount, which may win or lose it, also wakes them: see
+//! [`sa_index`]), and ServiceAccounts mapped back to the bindings that name them.
 //!
 //! Every change of a binding wakes it, its own status writes included: a retry still
 //! waits out its [`backoff`], and a pass after a `Ready` one skips the AWS reads
@@ -48,6 +48,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod report;
 pub mod revoke;
+pub mod sa_index;
 pub mod settings;
 pub mod status;
 pub mod typed;
@@ -66,7 +67,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 pub use context::Context;
 pub use settings::Settings;
-use typed::{previous_sa_of, sa_name_of};
 
 use crate::crd::PodIdentityBinding;
 use crate::{Error, Result};
@@ -190,6 +190,12 @@ fn slim(obj: &mut DynamicObject) {
     }
 }
 
+/// The watches' configuration: a (re)listing comes in pages of 100 objects, so the
+/// objects of one page, read whole before [`slim`] trims them, stay few.
+fn list_in_pages() -> watcher::Config {
+    watcher::Config::default().page_size(100)
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -227,67 +233,54 @@ pub async fn run(
     // itself waits on it before its first reconcile.
     let synced = Arc::new(AtomicBool::new(false));
     let mark_synced = synced.clone();
-    let triggers = watcher(bindings.clone(), watcher::Config::default())
+    // A binding whose change matters to the others naming its ServiceAccount (they may
+    // win or lose it) wakes them for a full pass; the index says which ([`sa_index`]).
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let (index_ctx, wake_ar) = (ctx.clone(), ar.clone());
+    let wake_others = move |others: Vec<(sa_index::BindingKey, String)>| {
+        for ((ns, name), uid) in others {
+            index_ctx.confirmed.forget(&uid);
+            let _ = wake.unbounded_send(ObjectRef::new_with(&name, wake_ar.clone()).within(&ns));
+        }
+    };
+    let index = ctx.clone();
+    let triggers = watcher(bindings, list_in_pages())
         .default_backoff()
         .modify(slim)
         .reflect(writer)
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Init) => index.service_accounts.relist_started(),
+            Ok(watcher::Event::InitApply(b) | watcher::Event::Apply(b)) => {
+                wake_others(index.service_accounts.applied(b));
+            }
+            Ok(watcher::Event::Delete(b)) => wake_others(index.service_accounts.deleted(b)),
+            Ok(watcher::Event::InitDone) => {
+                wake_others(index.service_accounts.relist_done());
                 mark_synced.store(true, Ordering::Release);
             }
+            Err(_) => {}
         })
         .touched_objects();
     let controller = Controller::for_stream_with(triggers, reader, ar.clone())
-        .reconcile_all_on(guardrail_changes);
+        .reconcile_all_on(guardrail_changes)
+        .reconcile_on(woken);
     let store = controller.store();
     ctx.set_bindings_cache(store.clone(), synced.clone());
     if let Some(m) = &ctx.settings.metrics {
-        m.watch_bindings(store.clone(), synced.clone());
+        m.watch_bindings(store, synced.clone());
     }
-    let siblings_store = store.clone();
-    let (siblings_ar, sa_ar) = (ar.clone(), ar.clone());
-    let siblings_ctx = ctx.clone();
+    let sa_ctx = ctx.clone();
     controller
-        // A binding that changes its ServiceAccount can win or lose it against another
-        // binding: the others naming the same ServiceAccount are looked at again.
-        .watches_with(
-            bindings,
-            ar.clone(),
-            watcher::Config::default(),
-            move |b: DynamicObject| {
-                let ns = b.namespace();
-                let mut names = vec![sa_name_of(&b)];
-                names.extend(previous_sa_of(&b));
-                siblings_store
-                    .state()
-                    .into_iter()
-                    .filter(|o| o.namespace() == ns && o.uid() != b.uid())
-                    .filter(|o| names.contains(&sa_name_of(o)))
-                    .map(|o| {
-                        // The sibling may win or lose the ServiceAccount: a full pass.
-                        siblings_ctx.confirmed.forget(&o.uid().unwrap_or_default());
-                        ObjectRef::from_obj_with(&*o, siblings_ar.clone())
-                    })
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            sas,
-            watcher::Config::default(),
-            move |sa: ServiceAccount| {
-                let ns = sa.namespace();
-                let name = sa.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.namespace() == ns)
-                    .filter(|b| {
-                        sa_name_of(b) == name || previous_sa_of(b).is_some_and(|s| s == name)
-                    })
-                    .map(|b| ObjectRef::from_obj_with(&*b, sa_ar.clone()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        // A ServiceAccount's change wakes the bindings naming it.
+        .watches(sas, list_in_pages(), move |sa: ServiceAccount| {
+            let ns = sa.namespace().unwrap_or_default();
+            sa_ctx
+                .service_accounts
+                .naming(&ns, &sa.name_any())
+                .into_iter()
+                .map(|b| ObjectRef::new_with(&b, ar.clone()).within(&ns))
+                .collect::<Vec<_>>()
+        })
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
         )

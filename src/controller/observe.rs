@@ -7,10 +7,10 @@
 //! is no longer wanted.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
@@ -141,7 +141,7 @@ pub async fn observe(
     eks: &dyn EksApi,
     binding: &PodIdentityBinding,
     desired: &Desired,
-    cache: Option<Store<DynamicObject>>,
+    cached_competitors: Option<Vec<Arc<DynamicObject>>>,
 ) -> Result<Observed> {
     let ns = &desired.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
@@ -192,17 +192,15 @@ pub async fn observe(
             .await?;
     }
 
-    // The controller's cache when it runs: a pass of each of N bindings listing its
-    // namespace would cost N² in reads. A sibling the cache has not seen yet wakes this
-    // binding when it arrives. Only the bindings naming the same ServiceAccount matter,
-    // and only those are read whole: reading every binding of the namespace in every
-    // pass cost memory and time in proportion to the namespace's size.
+    // The bindings naming the same ServiceAccount, from the controller's cache when it
+    // runs (its index of ServiceAccounts names them: a pass of each of N bindings
+    // listing or scanning its namespace would cost N²). A competitor the cache has not
+    // seen yet wakes this binding when it arrives.
     let same_sa = |o: &DynamicObject| super::typed::sa_name_of(o) == desired.service_account.name;
-    let others: Vec<PodIdentityBinding> = match cache {
-        Some(store) => store
-            .state()
+    let others: Vec<PodIdentityBinding> = match cached_competitors {
+        Some(cached) => cached
             .iter()
-            .filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && same_sa(o))
+            .filter(|o| same_sa(o))
             .filter_map(|o| super::typed::typed(o).ok())
             .collect(),
         None => bindings

@@ -103,7 +103,7 @@ async fn prepare(
         ctx.eks.as_ref(),
         binding,
         &desired,
-        ctx.synced_bindings_cache(),
+        ctx.cached_bindings_naming(&desired.namespace, &desired.service_account.name),
     )
     .await
     .map_err(|e| ctx.problem(&e, false))?;

@@ -1,5 +1,6 @@
 //! How the controller runs ([`Settings`]): the cluster, what it watches, its pace and
-//! retries, the guardrails in force and the client-side limits of AWS calls.
+//! retries, the guardrails in force, the client-side limits of AWS calls and the AWS
+//! call stack they give.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,5 +74,15 @@ impl Settings {
             max_managed_policies_per_role: 10,
             pass_deadline: Duration::from_secs(300),
         }
+    }
+
+    /// The AWS call stack of a service limited to `rate`: metering into
+    /// [`metrics`](Self::metrics) when set.
+    pub fn aws_stack(&self, rate: Option<Rate>) -> crate::aws::Stack {
+        let observer = self.metrics.clone();
+        crate::aws::Stack::new(
+            rate,
+            observer.map(|m| m as Arc<dyn crate::aws::layer::CallObserver>),
+        )
     }
 }

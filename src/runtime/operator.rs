@@ -11,9 +11,8 @@ use super::health::Health;
 use super::metrics::Metrics;
 use super::{http, leader, shutdown, telemetry};
 use crate::aws::config::{AwsSettings, load_sdk_config};
-use crate::aws::metered::Metered;
 use crate::aws::ratelimit::Rate;
-use crate::aws::{EksApi, IamApi, eks::SdkEks, iam::SdkIam};
+use crate::aws::{EksApi, eks::SdkEks, iam::SdkIam};
 use crate::cli::run::RunArgs;
 use crate::controller::{self, Context, Settings};
 use crate::guardrails::GuardrailSource;
@@ -112,8 +111,13 @@ async fn serve(args: &RunArgs) -> Result<()> {
         shutdown_timeout_seconds = args.shutdown_timeout,
         "pod-identity-operator starting"
     );
-    let iam: Arc<dyn IamApi> = Arc::new(Metered::new(Arc::new(SdkIam::new(&sdk)), metrics.clone()));
-    let eks: Arc<dyn EksApi> = Arc::new(Metered::new(Arc::new(SdkEks::new(&sdk)), metrics.clone()));
+    // The context puts the clients behind the AWS call stack: rate limits and metering.
+    let ctx = Context::new(
+        client.clone(),
+        Arc::new(SdkIam::new(&sdk)),
+        Arc::new(SdkEks::new(&sdk)),
+        settings,
+    );
     let servers_stop = CancellationToken::new();
     let mut servers = Vec::new();
     if let Some(l) = health_listener {
@@ -125,13 +129,12 @@ async fn serve(args: &RunArgs) -> Result<()> {
         servers.push(tokio::spawn(http::serve(l, router, servers_stop.clone())));
     }
     tokio::spawn(probe_aws(
-        eks.clone(),
+        ctx.eks.clone(),
         args.cluster_name.clone(),
         health.clone(),
         Duration::from_secs(5),
         servers_stop.clone(),
     ));
-    let ctx = Context::new(client.clone(), iam, eks, settings);
     let outcome = match lease {
         Some(lease) => {
             let start = move |token: CancellationToken| {
@@ -173,7 +176,7 @@ async fn serve(args: &RunArgs) -> Result<()> {
 
 /// Calls DescribeCluster until AWS answers once (so `/readyz` can pass on a replica
 /// with no binding to reconcile), every `every`, until `stop`. The call goes through the
-/// metered client, which marks AWS reached.
+/// context's AWS call stack, whose metering marks AWS reached.
 pub async fn probe_aws(
     eks: Arc<dyn EksApi>,
     cluster: String,

@@ -23,16 +23,13 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdin, Command};
 
-use crate::aws::classify::classify;
-use crate::aws::config::{AwsSettings, config_loader};
 use crate::aws::eks::SdkEks;
 use crate::aws::iam::SdkIam;
+use crate::aws::local::LocalAccount;
 use crate::aws::sim::{Inventory, RoleInventory};
 use crate::aws::{EksApi, IamApi};
 use crate::{Error, Result};
@@ -219,31 +216,10 @@ async fn http_status(port: u16, path: &str) -> Option<u16> {
         .flatten()
 }
 
-/// The SDK configuration for one local server: fixed credentials (the servers accept
-/// any), the sandbox's region.
-async fn sdk_config(url: &str) -> SdkConfig {
-    let settings = AwsSettings {
-        region: Some(REGION.into()),
-        endpoint_url: Some(url.into()),
-        ..AwsSettings::default()
-    };
-    config_loader(&settings)
-        .credentials_provider(Credentials::new(
-            "AKIASANDBOXLOCAL",
-            "sandbox-local-secret",
-            None,
-            None,
-            "pod-identity-sandbox",
-        ))
-        .load()
-        .await
-}
-
 /// moto and ministack running, with the sandbox's account set up in them.
 pub struct WireAws {
     pub iam: Arc<SdkIam>,
     pub eks: Arc<SdkEks>,
-    iam_client: aws_sdk_iam::Client,
     moto: Server,
     ministack: Server,
 }
@@ -257,35 +233,24 @@ impl WireAws {
             Server::start(Kind::Ministack, venv)
         );
         let (moto, ministack) = (moto?, ministack?);
-        let iam_config = sdk_config(&moto.url()).await;
-        let eks_config = sdk_config(&ministack.url()).await;
-        let iam_client = aws_sdk_iam::Client::new(&iam_config);
-        aws_sdk_eks::Client::new(&eks_config)
-            .create_cluster()
-            .name(CLUSTER)
-            .role_arn(format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster"))
-            .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
-            .send()
-            .await
-            .map_err(|e| classify("CreateCluster", &e))?;
+        let account =
+            LocalAccount::connect(&moto.url(), &ministack.url(), REGION, "AKIASANDBOXLOCAL").await;
+        account
+            .create_cluster(
+                CLUSTER,
+                &format!("arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster"),
+            )
+            .await?;
         for arn in EXISTING_POLICIES {
             let name = arn.rsplit('/').next().unwrap_or(arn);
             let document = serde_json::json!({"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Action": "elasticloadbalancing:Describe*", "Resource": "*"}]});
-            iam_client
-                .create_policy()
-                .policy_name(name)
-                .policy_document(document.to_string())
-                .send()
-                .await
-                .map_err(|e| classify("CreatePolicy", &e))?;
+            account.create_policy(name, &document).await?;
         }
-        let iam = Arc::new(SdkIam::new(&iam_config));
-        super::create_existing_roles(iam.as_ref()).await?;
+        super::create_existing_roles(account.iam.as_ref()).await?;
         Ok(WireAws {
-            iam,
-            eks: Arc::new(SdkEks::new(&eks_config)),
-            iam_client,
+            iam: account.iam,
+            eks: account.eks,
             moto,
             ministack,
         })
@@ -301,36 +266,24 @@ impl WireAws {
 
     /// What the account holds, read through the IAM and EKS APIs.
     pub async fn inventory(&self) -> Result<Inventory> {
-        read_inventory(
-            &self.iam_client,
-            self.iam.as_ref(),
-            self.eks.as_ref(),
-            CLUSTER,
-            None,
-        )
-        .await
+        read_inventory(self.iam.as_ref(), self.eks.as_ref(), CLUSTER, None).await
     }
 }
 
 /// An account's roles (all, or those under `path_prefix`) with their policies, the
 /// cluster, and its Pod Identity associations, read through the IAM and EKS APIs.
 pub async fn read_inventory(
-    iam_client: &aws_sdk_iam::Client,
     iam: &dyn IamApi,
     eks: &dyn EksApi,
     cluster: &str,
     path_prefix: Option<&str>,
 ) -> Result<Inventory> {
-    let mut names = Vec::new();
-    let mut pages = iam_client
-        .list_roles()
-        .set_path_prefix(path_prefix.map(str::to_owned))
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| classify("ListRoles", &e))?;
-        names.extend(page.roles().iter().map(|r| r.role_name().to_owned()));
-    }
+    let mut names: Vec<String> = iam
+        .list_roles(path_prefix.unwrap_or("/"))
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     names.sort();
     let mut roles = Vec::new();
     for name in names {

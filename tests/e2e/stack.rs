@@ -11,11 +11,7 @@ enum StackAws {
         front: tokio::task::JoinHandle<pod_identity_operator::aws::Result<()>>,
     },
     /// `E2E_AWS_ENDPOINT` or real AWS, read through the APIs.
-    Api {
-        client: aws_sdk_iam::Client,
-        iam: SdkIam,
-        eks: SdkEks,
-    },
+    Api { iam: SdkIam, eks: SdkEks },
 }
 
 /// The binary against the target's Kubernetes (kubesim over TCP by default) and AWS
@@ -52,7 +48,6 @@ impl Stack {
                 let access = target.aws_access(None);
                 let config = access.sdk_config().await;
                 let aws = StackAws::Api {
-                    client: aws_sdk_iam::Client::new(&config),
                     iam: SdkIam::new(&config),
                     eks: SdkEks::new(&config),
                 };
@@ -130,17 +125,14 @@ impl Stack {
     async fn inventory(&self) -> pod_identity_operator::aws::sim::Inventory {
         let mut inv = match &self.aws {
             StackAws::Sim { sim, .. } => sim.inventory(),
-            StackAws::Api { client, iam, eks } => {
-                pod_identity_operator::sandbox::wire::read_inventory(
-                    client,
-                    iam,
-                    eks,
-                    &self.cluster,
-                    Some(&naming::role_path(&self.cluster)),
-                )
-                .await
-                .expect("inventory through the AWS APIs")
-            }
+            StackAws::Api { iam, eks } => pod_identity_operator::sandbox::wire::read_inventory(
+                iam,
+                eks,
+                &self.cluster,
+                Some(&naming::role_path(&self.cluster)),
+            )
+            .await
+            .expect("inventory through the AWS APIs"),
         };
         let mine = |ns: &str| self.namespaces.iter().any(|n| n == ns);
         inv.roles.retain(|r| {

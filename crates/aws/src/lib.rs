@@ -1,10 +1,10 @@
 //! AWS behind traits: the IAM and EKS calls the operator makes, as [`IamApi`] and
 //! [`EksApi`], with the domain types of this crate at the boundary.
 //!
-//! The SDK adapters ([`iam`], [`eks`], configured by [`config`]) are the only place
-//! SDK types appear; [`classify`] turns every SDK failure into an [`AwsError`] carrying
-//! its [`ErrorClass`], so callers decide retries by class, never by string matching.
-//! The AWS simulator (the crate `pod-identity-aws-sim`) implements the same traits.
+//! The SDK adapters ([`iam`], [`eks`], configured by [`config`], and [`local`] for the
+//! set-up calls of local servers) are the only place SDK types appear; [`classify`]
+//! turns every SDK failure into an [`AwsError`] carrying its [`ErrorClass`], so callers
+//! decide retries by class, never by string matching. The AWS simulator (the crate `pod-identity-aws-sim`) implements the same traits.
 //!
 //! Policy documents travel as parsed JSON ([`serde_json::Value`]); adapters encode and
 //! decode them at the wire ([`decode_policy`]).
@@ -20,6 +20,7 @@ pub mod eks;
 mod error;
 pub mod iam;
 pub mod layer;
+pub mod local;
 pub mod metered;
 pub mod ratelimit;
 
