@@ -41,6 +41,7 @@ pub(crate) async fn run_size(plan: &Plan, target: Target, n: usize, dir: PathBuf
         knobs.set_write_throttle(Service::Iam, r.ceil().max(1.0) as u32, r);
     }
     let bound = rate.map(|r| Duration::from_secs_f64(n as f64 * spec.iam_writes() / r));
+    let resync = plan.resync_for(n, spec.reads_per_converged_pass());
     let limit = bound.unwrap_or_default() * 4 + Duration::from_secs(120 + n as u64 / 10);
 
     // 1-2. Cold start, and the calls it made.
@@ -92,7 +93,7 @@ pub(crate) async fn run_size(plan: &Plan, target: Target, n: usize, dir: PathBuf
     // 4. Steady state: a scaled resync, measured after the start-up pass.
     stack.reset_counters().await;
     let start = Instant::now();
-    let mut op3 = stack.spawn_operator(plan, plan.resync, &format!("operator-{n}-steady.log"))?;
+    let mut op3 = stack.spawn_operator(plan, resync, &format!("operator-{n}-steady.log"))?;
     while knobs.calls_of("GetRole") < n as u64 {
         if start.elapsed() > limit {
             return Err(format!(
@@ -103,9 +104,9 @@ pub(crate) async fn run_size(plan: &Plan, target: Target, n: usize, dir: PathBuf
         op3.alive()?;
         tokio::time::sleep(plan.poll).await;
     }
-    tokio::time::sleep(plan.resync).await;
+    tokio::time::sleep(resync).await;
     stack.reset_counters().await;
-    let window = plan.resync * plan.steady_periods;
+    let window = resync * plan.steady_periods;
     tokio::time::sleep(window).await;
     op3.alive()?;
     let steady_reads = stack.aws_reads();
@@ -151,7 +152,7 @@ pub(crate) async fn run_size(plan: &Plan, target: Target, n: usize, dir: PathBuf
         }
         // Every drifted role is due for a full pass within one resync; three is a
         // failure, reported in the row rather than ending the run.
-        if start.elapsed() > plan.resync * 3 + Duration::from_secs(60) {
+        if start.elapsed() > resync * 3 + Duration::from_secs(60) {
             unrepaired = drifted.len() - repaired;
             let left: Vec<&String> = drifted
                 .iter()
@@ -210,7 +211,7 @@ pub(crate) async fn run_size(plan: &Plan, target: Target, n: usize, dir: PathBuf
             "kubernetes_writes": restart_kube_writes,
         },
         "steady_state": {
-            "resync_s": plan.resync.as_secs(),
+            "resync_s": resync.as_secs(),
             "window_s": window.as_secs(),
             "reconciles_per_binding": steady_reconciles as f64 / n as f64,
             "aws_reads_per_reconcile": reads_per_reconcile,

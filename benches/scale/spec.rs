@@ -35,6 +35,13 @@ impl BindingSpec {
         })
     }
 
+    /// AWS reads of a pass over a binding of this spec that is already in place:
+    /// GetRole, ListAttachedRolePolicies, ListRolePolicies, one GetRolePolicy per
+    /// inline policy, ListPodIdentityAssociations and DescribePodIdentityAssociation.
+    pub(crate) fn reads_per_converged_pass(&self) -> f64 {
+        (5 + self.inline_policies.len()) as f64
+    }
+
     /// IAM writes one binding needs: CreateRole (tags and boundary go with it), one
     /// AttachRolePolicy per managed policy, one PutRolePolicy per inline policy.
     pub(crate) fn iam_writes(&self) -> f64 {

@@ -184,7 +184,7 @@ impl Stack {
         let log = self.dir.join(log);
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let err = file.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(env!("CARGO_BIN_EXE_pod-identity-operator"))
+        let child = Command::new(operator_binary())
             .args(["run", "--cluster-name", CLUSTER, "--region", REGION])
             .args(["--aws-endpoint-url", &self.aws_url])
             .args(["--resync-interval", &resync.as_secs().to_string()])
@@ -318,6 +318,17 @@ impl Stack {
         }
         changed.saturating_duration_since(since)
     }
+}
+
+/// The operator binary the benchmark runs: `PIO_BENCH_OPERATOR_BIN` (for example the
+/// image's build, without the `sandbox` feature), or the one Cargo built beside it.
+pub(crate) fn operator_binary() -> PathBuf {
+    std::env::var_os("PIO_BENCH_OPERATOR_BIN")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_pod-identity-operator")),
+            PathBuf::from,
+        )
 }
 
 /// The operator process; killed when dropped.
