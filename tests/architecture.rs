@@ -16,7 +16,8 @@ use std::path::Path;
 
 type Module = Vec<String>;
 
-/// Every module file of `src/`, by module path (`controller::plan`), with its code.
+/// Every module file of `src/` but unit tests, by module path (`controller::plan`), with
+/// its code.
 fn modules() -> BTreeMap<Module, String> {
     fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<Module, String>) {
         for entry in std::fs::read_dir(dir).expect("src directory") {
@@ -37,14 +38,28 @@ fn modules() -> BTreeMap<Module, String> {
                     module.pop();
                 }
                 let text = std::fs::read_to_string(&path).expect("source");
-                out.insert(module, code_of(&text));
+                out.insert(module, text);
             }
         }
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut out = BTreeMap::new();
-    walk(&root, &root, &mut out);
-    out
+    let mut raw = BTreeMap::new();
+    walk(&root, &root, &mut raw);
+    // Unit tests kept in files of their own are left out, with their children.
+    let unit_tests: Vec<Module> = raw
+        .iter()
+        .filter(|(m, _)| {
+            m.split_last().is_some_and(|(name, parent)| {
+                raw.get(parent)
+                    .is_some_and(|p| p.contains(&format!("#[cfg(test)]\nmod {name};")))
+            })
+        })
+        .map(|(m, _)| m.clone())
+        .collect();
+    raw.into_iter()
+        .filter(|(m, _)| !unit_tests.iter().any(|t| m.starts_with(t)))
+        .map(|(m, text)| (m, code_of(&text)))
+        .collect()
 }
 
 /// The code of a file: without comment lines and without its unit-test module.
