@@ -88,15 +88,16 @@ async fn prepare(
         }
         Err(e) => return Err(ctx.problem(&e, false)),
     };
-    // Validation first, so a malformed field is reported as such, not as denied.
-    desired::desired(binding, &cluster).map_err(|e| status::problem_of(&e, false))?;
+    // The desired state is built with the rule's effects, or without any when the rule
+    // denies; its validation is reported first, so a malformed field is reported as
+    // such, not as denied.
+    let effects = guardrails(binding, ctx).await;
+    let no_effects = Effects::default();
+    let desired = desired::desired_with(binding, &cluster, effects.as_ref().unwrap_or(&no_effects))
+        .map_err(|e| status::problem_of(&e, false))?;
     desired::check_managed_policy_count(binding, ctx.settings.max_managed_policies_per_role)
         .map_err(|e| status::problem_of(&e, false))?;
-    let effects = guardrails(binding, ctx)
-        .await
-        .map_err(|e| status::problem_of(&e, false))?;
-    let desired = desired::desired_with(binding, &cluster, &effects)
-        .map_err(|e| status::problem_of(&e, false))?;
+    effects.map_err(|e| status::problem_of(&e, false))?;
     let observed = observe::observe(
         &ctx.client,
         ctx.iam.as_ref(),
