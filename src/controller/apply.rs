@@ -3,6 +3,7 @@
 //! Event on the binding.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
@@ -30,6 +31,7 @@ impl Action {
             CreateServiceAccount { .. }
             | PatchServiceAccount { .. }
             | DeleteServiceAccount { .. }
+            | AdoptServiceAccount { .. }
             | ReleaseServiceAccount { .. } => Component::ServiceAccount,
             CreateAssociation(_)
             | UpdateAssociation(_)
@@ -55,6 +57,12 @@ impl Action {
             DeleteServiceAccount { name } => (
                 "ServiceAccountDeleted",
                 format!("deleted ServiceAccount {name}, no longer used"),
+            ),
+            AdoptServiceAccount { name } => (
+                "ServiceAccountAdopted",
+                format!(
+                    "took over ServiceAccount {name} from an earlier binding of the same name, so the garbage collector leaves it in place"
+                ),
             ),
             ReleaseServiceAccount { name } => (
                 "ServiceAccountRetained",
@@ -213,6 +221,7 @@ async fn execute(
             }
         }
         ReleaseServiceAccount { name } => release_service_account(ctx, binding, name).await?,
+        AdoptServiceAccount { name } => adopt_service_account(ctx, binding, name).await?,
         CreateRole(input) => {
             iam.create_role(input).await?;
         }
@@ -309,6 +318,41 @@ async fn release_service_account(
     let patch: json_patch::Patch = serde_json::from_value(json!([
         {"op": "test", "path": "/metadata/ownerReferences", "value": refs},
         {"op": "replace", "path": "/metadata/ownerReferences", "value": kept},
+    ]))?;
+    match api
+        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces the ownerReference of an earlier binding of the same name with this
+/// binding's. The patch tests the references as read, so a concurrent change fails it
+/// (and the pass is retried); one gone meanwhile is created by the next pass.
+async fn adopt_service_account(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    name: &str,
+) -> Result<()> {
+    let api = sa_api(ctx, binding)?;
+    let Some(sa) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let Some(owner) = binding.controller_owner_ref(&()) else {
+        return Ok(());
+    };
+    let refs = sa.metadata.owner_references.clone().unwrap_or_default();
+    let earlier =
+        |o: &OwnerReference| o.kind == owner.kind && o.name == owner.name && o.uid != owner.uid;
+    if refs.is_empty() || !refs.iter().all(earlier) {
+        return Ok(());
+    }
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/ownerReferences", "value": refs},
+        {"op": "replace", "path": "/metadata/ownerReferences", "value": [owner]},
     ]))?;
     match api
         .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))

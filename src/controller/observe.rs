@@ -27,6 +27,9 @@ pub struct ObservedServiceAccount {
     pub name: String,
     /// It carries an ownerReference to this binding: the operator created it.
     pub owned: bool,
+    /// Its only owner is an earlier binding of the same name, now gone (a binding
+    /// deleted and created again): the garbage collector would remove it.
+    pub left_by_previous: bool,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
@@ -59,10 +62,19 @@ pub struct Observed {
     pub association_of_younger_binding: bool,
 }
 
-fn observed_sa(sa: &ServiceAccount, binding_uid: &str) -> ObservedServiceAccount {
+fn observed_sa(
+    sa: &ServiceAccount,
+    binding_uid: &str,
+    binding_name: &str,
+) -> ObservedServiceAccount {
+    let refs = sa.owner_references();
     ObservedServiceAccount {
         name: sa.name_any(),
-        owned: sa.owner_references().iter().any(|o| o.uid == binding_uid),
+        owned: refs.iter().any(|o| o.uid == binding_uid),
+        left_by_previous: !refs.is_empty()
+            && refs.iter().all(|o| {
+                o.kind == "PodIdentityBinding" && o.name == binding_name && o.uid != binding_uid
+            }),
         labels: sa.labels().clone(),
         annotations: sa.annotations().clone(),
     }
@@ -156,7 +168,7 @@ pub async fn observe(
         service_account: sas
             .get_opt(&desired.service_account.name)
             .await?
-            .map(|sa| observed_sa(&sa, &desired.uid)),
+            .map(|sa| observed_sa(&sa, &desired.uid, &desired.binding_name)),
         ..Observed::default()
     };
     if let Some(prev) = status.service_account.as_ref().map(|s| &s.name)
@@ -165,7 +177,7 @@ pub async fn observe(
         observed.previous_service_account = sas
             .get_opt(prev)
             .await?
-            .map(|sa| observed_sa(&sa, &desired.uid));
+            .map(|sa| observed_sa(&sa, &desired.uid, &desired.binding_name));
     }
 
     let managed = matches!(desired.role, DesiredRole::Managed(_));
@@ -288,7 +300,9 @@ pub async fn observe_for_cleanup(
         let uid = binding.uid().unwrap_or_default();
         for name in &sa_names {
             if let Some(sa) = sas.get_opt(name).await? {
-                found.service_accounts.push(observed_sa(&sa, &uid));
+                found
+                    .service_accounts
+                    .push(observed_sa(&sa, &uid, &binding.name_any()));
             }
         }
         return Ok(found);

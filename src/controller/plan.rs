@@ -41,6 +41,11 @@ pub enum Action {
     DeleteServiceAccount {
         name: String,
     },
+    /// Makes the binding the owner of a ServiceAccount left by an earlier binding of the
+    /// same name, before the garbage collector removes it from under the association.
+    AdoptServiceAccount {
+        name: String,
+    },
     /// Removes the binding's ownerReference from a ServiceAccount it created, so the
     /// ServiceAccount outlives a binding deleted under `deletionPolicy: Retain`.
     ReleaseServiceAccount {
@@ -414,8 +419,9 @@ fn conflicts(d: &Desired, o: &Observed) -> Result<bool, Plan> {
     Ok(true)
 }
 
-/// The ServiceAccount: created when missing and the spec asks for it; the labels and
-/// annotations the spec names added to one the operator owns.
+/// The ServiceAccount: created when missing and the spec asks for it; taken over from
+/// an earlier binding of the same name; the labels and annotations the spec names
+/// added to one the operator owns.
 fn service_account(d: &Desired, o: &Observed, actions: &mut Vec<Action>) {
     let sa = &d.service_account;
     match &o.service_account {
@@ -424,7 +430,12 @@ fn service_account(d: &Desired, o: &Observed, actions: &mut Vec<Action>) {
             labels: sa.labels.clone(),
             annotations: sa.annotations.clone(),
         }),
-        Some(have) if have.owned => {
+        Some(have) if have.owned || have.left_by_previous => {
+            if have.left_by_previous {
+                actions.push(Action::AdoptServiceAccount {
+                    name: sa.name.clone(),
+                });
+            }
             let missing = |want: &BTreeMap<String, String>, got: &BTreeMap<String, String>| {
                 want.iter()
                     .filter(|(k, v)| got.get(*k) != Some(v))

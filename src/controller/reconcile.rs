@@ -425,7 +425,9 @@ fn outcome_status(
         ),
     };
     let sa_name = &desired.service_account.name;
-    let sa_created = observed.service_account.as_ref().is_some_and(|s| s.owned)
+    // One taken over from an earlier binding of the same name was made by the operator.
+    let ours = |s: &observe::ObservedServiceAccount| s.owned || s.left_by_previous;
+    let sa_created = observed.service_account.as_ref().is_some_and(ours)
         || (observed.service_account.is_none() && desired.service_account.create);
     let sa_ok = match &observed.service_account {
         None if !desired.service_account.create => State::failed(
@@ -434,7 +436,7 @@ fn outcome_status(
                 "ServiceAccount {sa_name} does not exist and serviceAccount.create is false: create it, or set serviceAccount.create: true"
             ),
         ),
-        Some(s) if !s.owned => State::ok(
+        Some(s) if !ours(s) => State::ok(
             Reason::ServiceAccountFound,
             format!("using existing ServiceAccount {sa_name}"),
         ),

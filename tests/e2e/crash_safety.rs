@@ -319,13 +319,14 @@ async fn crash_safety_run(mut side: CrashKube) {
             WRITE_LATENCY.as_millis()
         ),
         format!("Kubernetes: {}", side.name()),
-        format!(
-            "{}: {watch_drops}",
-            match side {
-                CrashKube::Kubesim { .. } => "watch drops",
-                CrashKube::Real { .. } => "kube-apiserver SIGKILLs and restarts",
-            }
-        ),
+        match &side {
+            CrashKube::Kubesim { .. } => format!("watch drops: {watch_drops}"),
+            CrashKube::Real { plane, .. } => format!(
+                "kube-apiserver SIGKILLs and restarts: {watch_drops} (kube-controller-manager \
+                 found exited and started again: {})",
+                plane.controller_manager_restarts()
+            ),
+        },
         format!(
             "AWS faults: {:.0}% of {} write kinds time out after their effect; {} injected",
             FAULT_FRACTION * 100.0,
@@ -382,10 +383,22 @@ async fn crash_safety_run(mut side: CrashKube) {
                         .collect::<Vec<_>>()
                 })
         };
-        let sas_settled = list.items.iter().all(|b| {
-            owner_of(&b.metadata.name.clone().unwrap_or_default())
-                == Some(vec![b.metadata.uid.clone().unwrap_or_default()])
-        }) && gone.iter().all(|name| owner_of(name).is_none());
+        // Each live binding's ServiceAccount owned by it alone, and no ServiceAccount
+        // left of a binding that is gone; those that are not, with their owners.
+        let unsettled: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|b| {
+                let name = b.metadata.name.clone().unwrap_or_default();
+                let owners = owner_of(&name);
+                (owners != Some(vec![b.metadata.uid.clone().unwrap_or_default()]))
+                    .then(|| format!("{name}: owners {owners:?}, binding {:?}", b.metadata.uid))
+            })
+            .chain(gone.iter().filter_map(|name| {
+                owner_of(name).map(|owners| format!("{name} (gone): owners {owners:?}"))
+            }))
+            .collect();
+        let sas_settled = unsettled.is_empty();
         let inv = aws.inventory();
         let settled = inv.roles.len() == expected.len() && inv.associations.len() == expected.len();
         if ready && settled && sas_settled && names == expected.keys().cloned().collect::<Vec<_>>()
@@ -398,7 +411,7 @@ async fn crash_safety_run(mut side: CrashKube) {
         assert!(
             Instant::now() < deadline,
             "never converged (seed {seed}): bindings {names:?}, expected {:?}, \
-             {} roles, {} associations, ServiceAccounts settled: {sas_settled}\n\
+             {} roles, {} associations, ServiceAccounts not settled: {unsettled:?}\n\
              statuses: {:?}\noperator log tail:\n{}",
             expected.keys().collect::<Vec<_>>(),
             inv.roles.len(),

@@ -289,6 +289,7 @@ pub struct ControlPlane {
     etcd: Process,
     apiserver: Process,
     controller_manager: Option<Process>,
+    controller_manager_restarts: usize,
     apiserver_port: u16,
     admin: PathBuf,
 }
@@ -427,6 +428,7 @@ impl ControlPlane {
             etcd,
             apiserver,
             controller_manager: None,
+            controller_manager_restarts: 0,
             apiserver_port,
             admin,
         };
@@ -583,10 +585,27 @@ impl ControlPlane {
     }
 
     /// Starts kube-apiserver again on the same port and etcd, and waits until it is ready.
+    /// kube-controller-manager gives up when kube-apiserver stays away too long at the
+    /// wrong moment (it exits rather than retry); one that exited is started again, so
+    /// the garbage collector keeps running, and its exit is said on stderr.
     pub async fn start_apiserver(&mut self) -> Result<(), String> {
         let binaries = self.binaries.clone();
         self.apiserver.start(&binaries)?;
-        self.wait_apiserver_ready().await
+        self.wait_apiserver_ready().await?;
+        if let Some(kcm) = self.controller_manager.as_mut()
+            && let Err(exited) = kcm.check_running()
+        {
+            eprintln!("{exited}\nstarting kube-controller-manager again");
+            kcm.start(&binaries)?;
+            self.controller_manager_restarts += 1;
+        }
+        Ok(())
+    }
+
+    /// How many times [`start_apiserver`](Self::start_apiserver) found
+    /// kube-controller-manager exited and started it again.
+    pub fn controller_manager_restarts(&self) -> usize {
+        self.controller_manager_restarts
     }
 
     /// Leaves the processes running and the folder in place when this value is

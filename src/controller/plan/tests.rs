@@ -102,6 +102,7 @@ fn kinds(actions: &[Action]) -> Vec<&'static str> {
             Action::CreateServiceAccount { .. } => "CreateServiceAccount",
             Action::PatchServiceAccount { .. } => "PatchServiceAccount",
             Action::DeleteServiceAccount { .. } => "DeleteServiceAccount",
+            Action::AdoptServiceAccount { .. } => "AdoptServiceAccount",
             Action::ReleaseServiceAccount { .. } => "ReleaseServiceAccount",
             Action::CreateRole(_) => "CreateRole",
             Action::UpdateAssumeRolePolicy { .. } => "UpdateAssumeRolePolicy",
@@ -546,6 +547,24 @@ fn the_older_binding_takes_the_association_of_a_younger_one() {
     o.association_of_younger_binding = true;
     let p = plan(&d, &o);
     assert_eq!(kinds(&p.actions), ["TagAssociation", "UpdateAssociation"]);
+}
+
+#[test]
+fn a_service_account_left_by_an_earlier_binding_of_the_same_name_is_taken_over() {
+    let mut d = want(json!({"serviceAccount": {"labels": {"team": "a"}}}));
+    d.service_account.labels = BTreeMap::from([("team".into(), "a".into())]);
+    let mut o = converged(&d);
+    o.service_account = Some(ObservedServiceAccount {
+        left_by_previous: true,
+        ..sa(&d.service_account.name, false)
+    });
+    assert_eq!(
+        kinds(&plan(&d, &o).actions),
+        ["AdoptServiceAccount", "PatchServiceAccount"]
+    );
+    // Owned by anything else, it is left alone.
+    o.service_account = Some(sa(&d.service_account.name, false));
+    assert_eq!(kinds(&plan(&d, &o).actions), Vec::<&str>::new());
 }
 
 #[test]

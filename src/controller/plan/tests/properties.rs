@@ -21,6 +21,7 @@ fn act(o: &mut Observed, a: &Action) {
             o.service_account = Some(ObservedServiceAccount {
                 name: name.clone(),
                 owned: true,
+                left_by_previous: false,
                 labels: labels.clone(),
                 annotations: annotations.clone(),
             })
@@ -35,6 +36,11 @@ fn act(o: &mut Observed, a: &Action) {
             sa.annotations.extend(annotations.clone());
         }
         Action::DeleteServiceAccount { .. } => o.previous_service_account = None,
+        Action::AdoptServiceAccount { .. } => {
+            let sa = o.service_account.as_mut().expect("sa");
+            sa.owned = true;
+            sa.left_by_previous = false;
+        }
         Action::ReleaseServiceAccount { name } => {
             for sa in [
                 o.service_account.as_mut(),
