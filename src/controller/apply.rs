@@ -298,61 +298,56 @@ async fn execute(
 }
 
 /// Removes the binding's ownerReference from a ServiceAccount; one already gone, or not
-/// referring to the binding, is left as it is. The patch tests the references as read,
-/// so a concurrent change fails it (and the pass is retried) instead of being lost.
+/// referring to the binding, is left as it is.
 async fn release_service_account(
     ctx: &Context,
     binding: &PodIdentityBinding,
     name: &str,
 ) -> Result<()> {
-    let api = sa_api(ctx, binding)?;
-    let Some(sa) = api.get_opt(name).await? else {
-        return Ok(());
-    };
     let uid = binding.meta().uid.as_deref().unwrap_or_default();
-    let refs = sa.metadata.owner_references.clone().unwrap_or_default();
-    let kept: Vec<_> = refs.iter().filter(|o| o.uid != uid).collect();
-    if kept.len() == refs.len() {
-        return Ok(());
-    }
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": "/metadata/ownerReferences", "value": refs},
-        {"op": "replace", "path": "/metadata/ownerReferences", "value": kept},
-    ]))?;
-    match api
-        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    rewrite_owner_references(&sa_api(ctx, binding)?, name, |refs| {
+        let kept: Vec<_> = refs.iter().filter(|o| o.uid != uid).cloned().collect();
+        (kept.len() != refs.len()).then_some(kept)
+    })
+    .await
 }
 
 /// Replaces the ownerReference of an earlier binding of the same name with this
-/// binding's. The patch tests the references as read, so a concurrent change fails it
-/// (and the pass is retried); one gone meanwhile is created by the next pass.
+/// binding's; one gone meanwhile is created by the next pass.
 async fn adopt_service_account(
     ctx: &Context,
     binding: &PodIdentityBinding,
     name: &str,
 ) -> Result<()> {
-    let api = sa_api(ctx, binding)?;
-    let Some(sa) = api.get_opt(name).await? else {
-        return Ok(());
-    };
     let Some(owner) = binding.controller_owner_ref(&()) else {
         return Ok(());
     };
-    let refs = sa.metadata.owner_references.clone().unwrap_or_default();
-    let earlier =
-        |o: &OwnerReference| o.kind == owner.kind && o.name == owner.name && o.uid != owner.uid;
-    if refs.is_empty() || !refs.iter().all(earlier) {
+    rewrite_owner_references(&sa_api(ctx, binding)?, name, |refs| {
+        let earlier =
+            |o: &OwnerReference| o.kind == owner.kind && o.name == owner.name && o.uid != owner.uid;
+        (!refs.is_empty() && refs.iter().all(earlier)).then(|| vec![owner.clone()])
+    })
+    .await
+}
+
+/// Sets a ServiceAccount's ownerReferences to what `rewrite` makes of those read (`None`
+/// leaves them). The patch tests the references as read, so a concurrent change fails it
+/// (and the pass is retried) instead of being lost; a ServiceAccount gone stays gone.
+async fn rewrite_owner_references(
+    api: &Api<ServiceAccount>,
+    name: &str,
+    rewrite: impl FnOnce(&[OwnerReference]) -> Option<Vec<OwnerReference>>,
+) -> Result<()> {
+    let Some(sa) = api.get_opt(name).await? else {
         return Ok(());
-    }
+    };
+    let refs = sa.metadata.owner_references.unwrap_or_default();
+    let Some(rewritten) = rewrite(&refs) else {
+        return Ok(());
+    };
     let patch: json_patch::Patch = serde_json::from_value(json!([
         {"op": "test", "path": "/metadata/ownerReferences", "value": refs},
-        {"op": "replace", "path": "/metadata/ownerReferences", "value": [owner]},
+        {"op": "replace", "path": "/metadata/ownerReferences", "value": rewritten},
     ]))?;
     match api
         .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))

@@ -40,6 +40,8 @@ pub mod cleanup;
 pub mod confirmed;
 pub mod context;
 pub mod desired;
+#[cfg(test)]
+mod fixtures;
 pub mod malformed;
 pub mod notices;
 pub mod observe;

@@ -1,6 +1,7 @@
 //! Random specs, valid and not, through validation, guardrails and the planner.
 
 use super::*;
+use crate::controller::fixtures::{binding_of, cluster};
 use crate::controller::observe::Observed;
 use crate::controller::plan;
 use crate::crd::PodIdentityBindingSpec;
@@ -128,15 +129,6 @@ fn spec() -> impl Strategy<Value = Value> {
         )
 }
 
-fn cluster() -> Cluster {
-    Cluster {
-        name: "prod".into(),
-        arn: "arn:aws:eks:us-east-1:111122223333:cluster/prod".into(),
-        account_id: "111122223333".into(),
-        status: None,
-    }
-}
-
 proptest! {
 #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -146,9 +138,7 @@ fn random_specs_yield_a_plan_or_an_invalid_spec_naming_a_field(spec in spec()) {
     let Ok(spec) = serde_json::from_value::<PodIdentityBindingSpec>(spec) else {
         return Ok(());
     };
-    let mut b = PodIdentityBinding::new("app", spec);
-    b.metadata.namespace = Some("team".into());
-    b.metadata.uid = Some("uid-1".into());
+    let b = binding_of(spec);
     match desired(&b, &cluster()) {
         Ok(d) => {
             let p = plan::plan(&d, &Observed::default());

@@ -1,23 +1,6 @@
 use super::*;
-use crate::crd::PodIdentityBindingSpec;
+use crate::controller::fixtures::{binding, cluster};
 use serde_json::json;
-
-fn cluster() -> Cluster {
-    Cluster {
-        name: "prod".into(),
-        arn: "arn:aws:eks:us-east-1:111122223333:cluster/prod".into(),
-        account_id: "111122223333".into(),
-        status: None,
-    }
-}
-
-fn binding(spec: Value) -> PodIdentityBinding {
-    let spec: PodIdentityBindingSpec = serde_json::from_value(spec).expect("spec");
-    let mut b = PodIdentityBinding::new("app", spec);
-    b.metadata.namespace = Some("team".into());
-    b.metadata.uid = Some("uid-1".into());
-    b
-}
 
 fn field_of(spec: Value) -> String {
     match desired(&binding(spec), &cluster()) {

@@ -1,27 +1,12 @@
 use serde_json::json;
 
 use super::*;
-use crate::aws::{Cluster, Role};
+use crate::aws::Role;
 use crate::controller::desired::desired;
-use crate::crd::{PodIdentityBinding, PodIdentityBindingSpec};
-
-const ACCOUNT: &str = "111122223333";
-
-fn cluster() -> Cluster {
-    Cluster {
-        name: "prod".into(),
-        arn: format!("arn:aws:eks:us-east-1:{ACCOUNT}:cluster/prod"),
-        account_id: ACCOUNT.into(),
-        status: None,
-    }
-}
+use crate::controller::fixtures::{ACCOUNT, binding, cluster};
 
 fn want(spec: Value) -> Desired {
-    let spec: PodIdentityBindingSpec = serde_json::from_value(spec).expect("spec");
-    let mut b = PodIdentityBinding::new("app", spec);
-    b.metadata.namespace = Some("team".into());
-    b.metadata.uid = Some("8d2a6f1e-0000-0000-0000-000000000001".into());
-    desired(&b, &cluster()).expect("valid spec")
+    desired(&binding(spec), &cluster()).expect("valid spec")
 }
 
 fn managed(d: &Desired) -> &ManagedRole {
