@@ -28,13 +28,7 @@ fn inline() -> serde_json::Value {
 
 /// Rewrites the guardrail file with a later modification time, so its poll sees it.
 fn rewrite(path: &std::path::Path, text: &str, generation: u64) {
-    std::fs::write(path, text).expect("write");
-    let f = std::fs::File::options()
-        .write(true)
-        .open(path)
-        .expect("open");
-    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 * generation))
-        .expect("mtime");
+    support::files::replace_file(path, text, 1_000 * generation);
 }
 
 /// The Kubernetes side of a case.

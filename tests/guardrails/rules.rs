@@ -100,13 +100,7 @@ async fn a_changed_guardrail_file_is_applied_to_denied_bindings() {
         CLUSTER,
         &GuardrailConfig::parse(&widened).expect("guardrails"),
     );
-    std::fs::write(&path, widened).expect("write");
-    let f = std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000))
-        .expect("mtime");
+    support::files::replace_file(&path, &widened, 1_000);
     env.wait_converged("reader").await;
     assert_eq!(aws.inventory().roles.len(), 1);
     env.stop().await;

@@ -23,6 +23,25 @@ pub fn read(rel: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
 
+/// Replaces the file at `path` with `text` whose modification time is `mtime_secs`
+/// after the epoch, the way the kubelet updates a mounted ConfigMap: written aside,
+/// then renamed over, so a reader sees the old content or the new, never a half.
+pub fn replace_file(path: &std::path::Path, text: &str, mtime_secs: u64) {
+    let aside = path.with_extension("next");
+    std::fs::write(&aside, text).unwrap_or_else(|e| panic!("writing {}: {e}", aside.display()));
+    std::fs::File::options()
+        .write(true)
+        .open(&aside)
+        .and_then(|f| {
+            f.set_modified(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(mtime_secs),
+            )
+        })
+        .unwrap_or_else(|e| panic!("setting the mtime of {}: {e}", aside.display()));
+    std::fs::rename(&aside, path)
+        .unwrap_or_else(|e| panic!("renaming onto {}: {e}", path.display()));
+}
+
 /// Parses a multi-document YAML stream into JSON values (empty documents dropped).
 pub fn yaml_docs(text: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(text)
