@@ -17,7 +17,9 @@
 //! picks the sizes; `PIO_BENCH_CONCURRENCY`, `PIO_BENCH_LATENCY_MS`, `PIO_BENCH_IAM_RATE`
 //! (writes per second, every size), `PIO_BENCH_RESYNC` (seconds) and
 //! `PIO_BENCH_OPERATOR_ARGS` (extra flags for the operator, space separated) change
-//! the settings.
+//! the settings; `PIO_BENCH_OPERATOR_LOG` is the operator's `RUST_LOG` (default `warn`;
+//! its logs are the `operator-*.log` files in each run's `scale-*` folder beside
+//! `scale.json`).
 //!
 //! `PIO_BENCH_TARGETS=kubesim,apiserver` (or `--targets kubesim,apiserver`) picks the
 //! Kubernetes API servers each size runs against (default `kubesim`): `apiserver` is a

@@ -197,7 +197,7 @@ impl Stack {
             .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", operator_log_filter())
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -329,6 +329,15 @@ pub(crate) fn operator_binary() -> PathBuf {
             || PathBuf::from(env!("CARGO_BIN_EXE_pod-identity-operator")),
             PathBuf::from,
         )
+}
+
+/// The operator's `RUST_LOG`: `PIO_BENCH_OPERATOR_LOG` (for example
+/// `warn,pod_identity_operator::controller=debug` for a line per pass), or `warn`.
+fn operator_log_filter() -> String {
+    std::env::var("PIO_BENCH_OPERATOR_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "warn".to_owned())
 }
 
 /// The operator process; killed when dropped.

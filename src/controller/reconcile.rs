@@ -169,6 +169,7 @@ async fn still_confirmed(binding: &PodIdentityBinding, ctx: &Context) -> Result<
 async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
     let uid = binding.uid().unwrap_or_default();
     if let Some(left) = still_confirmed(binding, ctx).await? {
+        tracing::debug!(?left, "a recent full pass vouches for the binding");
         return Ok(Action::requeue(left));
     }
     ctx.confirmed.forget(&uid);
