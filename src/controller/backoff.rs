@@ -161,6 +161,17 @@ impl Backoffs {
         self.trust_lock().remove(uid);
     }
 
+    /// The bindings whose retry is more than `grace` past due at `now`: every pass that
+    /// fails again records a later one, and one that succeeds forgets it, so a retry
+    /// left this late never ran.
+    pub fn overdue(&self, now: Instant, grace: Duration) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.not_before) > grace)
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
     /// Bindings some record is kept for (failures or a recent trust write).
     pub fn tracked(&self) -> usize {
         let mut uids: std::collections::HashSet<String> = self.lock().keys().cloned().collect();
@@ -277,5 +288,23 @@ mod tests {
         assert_eq!(b.attempts("d"), 0);
         assert!(!b.trust_written_within("d", window));
         assert_eq!(b.tracked(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_left_past_its_time_and_the_grace_is_overdue() {
+        let (s, b) = (settings(), Backoffs::default());
+        let grace = Duration::from_secs(10);
+        let delay = b.failed(&s, "u", P1, Retry::Slow).expect("delay");
+        assert!(b.overdue(Instant::now(), grace).is_empty());
+        tokio::time::advance(delay + grace).await;
+        assert!(b.overdue(Instant::now(), grace).is_empty());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(b.overdue(Instant::now(), grace), ["u"]);
+        // The retry that runs records the next one, or forgets the binding.
+        b.failed(&s, "u", P1, Retry::Slow);
+        assert!(b.overdue(Instant::now(), grace).is_empty());
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        b.succeeded("u");
+        assert!(b.overdue(Instant::now(), grace).is_empty());
     }
 }

@@ -57,6 +57,17 @@ impl Confirmed {
         self.lock().clear();
     }
 
+    /// The bindings whose resync is more than `grace` past due at `now`. A full pass
+    /// starts by forgetting its binding's confirmation, so one still kept then belongs
+    /// to a binding whose resync never ran.
+    pub fn overdue(&self, now: Instant, grace: Duration) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.at) > e.ttl + grace)
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
     /// Whether a confirmation of this generation holds at `now`, whatever the
     /// ServiceAccount (checked by [`remaining`](Self::remaining)).
     pub fn holds(&self, uid: &str, generation: Option<i64>, now: Instant) -> bool {
@@ -147,5 +158,21 @@ mod tests {
         assert!(c.remaining("b", Some(1), Some("1"), t0).is_some());
         c.clear();
         assert_eq!(c.remaining("b", Some(1), Some("1"), t0), None);
+    }
+
+    #[test]
+    fn a_confirmation_left_past_its_resync_and_the_grace_is_overdue() {
+        let c = Confirmed::default();
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(10);
+        c.record("a", Some(1), t0, TTL);
+        c.record("b", Some(1), t0 + Duration::from_secs(60), TTL);
+        assert!(c.overdue(t0 + TTL, grace).is_empty());
+        assert!(c.overdue(t0 + TTL + grace, grace).is_empty());
+        let late = t0 + TTL + grace + Duration::from_secs(1);
+        assert_eq!(c.overdue(late, grace), ["a"]);
+        // The pass that finally runs starts by forgetting it.
+        c.forget("a");
+        assert!(c.overdue(late, grace).is_empty());
     }
 }

@@ -27,6 +27,9 @@
 //! carrying the binding's `namespace`, name (`binding`) and `generation`. Leader
 //! election wraps [`run`] from outside ([`crate::runtime::leader`]).
 //!
+//! Should a requeue never fire, the [`sweep`] wakes the binding once its resync or
+//! retry is a sweep period late.
+//!
 //! A pass still running at [`Settings::pass_deadline`] is stopped and fails as
 //! `Retrying`; the pass that ends a deleted binding forgets its retry state.
 //!
@@ -53,6 +56,7 @@ pub mod revoke;
 pub mod sa_index;
 pub mod settings;
 pub mod status;
+pub mod sweep;
 pub mod typed;
 
 use std::sync::Arc;
@@ -263,9 +267,18 @@ pub async fn run(
             Err(_) => {}
         })
         .touched_objects();
+    let every = sweep::period(ctx.settings.resync);
+    let sweep_ctx = ctx.clone();
+    let late = sweep::sweeps(
+        every,
+        move |now| sweep::late_uids(&sweep_ctx.confirmed, &sweep_ctx.backoffs, now, every),
+        reader.clone(),
+        ar.clone(),
+    );
     let controller = Controller::for_stream_with(triggers, reader, ar.clone())
         .reconcile_all_on(guardrail_changes)
-        .reconcile_on(woken);
+        .reconcile_on(woken)
+        .reconcile_on(late);
     let store = controller.store();
     ctx.set_bindings_cache(store.clone(), synced.clone());
     if let Some(m) = &ctx.settings.metrics {
