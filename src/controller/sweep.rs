@@ -25,7 +25,7 @@ use super::confirmed::Confirmed;
 
 /// How often the sweep runs, and how late a binding is before it is woken.
 pub fn period(resync: Duration) -> Duration {
-    (resync / 8).clamp(Duration::from_secs(5), Duration::from_secs(30))
+    (resync / 16).clamp(Duration::from_secs(5), Duration::from_secs(30))
 }
 
 /// The bindings among `cached` whose uid is in `late`.

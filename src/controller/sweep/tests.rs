@@ -22,8 +22,8 @@ fn cached(name: &str, uid: &str) -> DynamicObject {
 }
 
 #[test]
-fn the_period_is_an_eighth_of_the_resync_within_5_to_30_seconds() {
-    assert_eq!(period(Duration::from_secs(120)), Duration::from_secs(15));
+fn the_period_is_a_sixteenth_of_the_resync_within_5_to_30_seconds() {
+    assert_eq!(period(Duration::from_secs(120)), Duration::from_millis(7500));
     assert_eq!(period(Duration::from_secs(2)), Duration::from_secs(5));
     assert_eq!(period(Duration::from_secs(3600)), Duration::from_secs(30));
 }
@@ -66,7 +66,7 @@ async fn a_binding_whose_resync_never_came_is_woken_by_the_next_sweep() {
     writer.apply_watcher_event(&Event::Apply(cached("a", "ua")));
     writer.apply_watcher_event(&Event::Apply(cached("b", "ub")));
     let confirmed = Arc::new(Confirmed::default());
-    let ttl = Duration::from_secs(40);
+    let ttl = Duration::from_secs(160);
     let every = period(ttl);
     confirmed.record("ua", Some(1), Instant::now(), ttl);
     confirmed.record("ub", Some(1), Instant::now() + 3 * every, ttl);
