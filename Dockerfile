@@ -6,11 +6,11 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
-# benches/ only because Cargo.toml names its targets; presets/ is compiled in.
+# benches/ only because Cargo.toml names its targets; crates/ holds the library (its
+# presets/ compiled in) and the AWS layer.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY crates ./crates
-COPY presets ./presets
 COPY benches ./benches
 # Without the default `sandbox` feature: no kubesim, AWS simulator or sandbox command.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -17,10 +17,10 @@ use std::path::Path;
 
 type Module = Vec<String>;
 
-/// Every module file of `src/` but unit tests, by module path (`controller::plan`), with
+/// Every module file of the operator library (`crates/operator/src/`) but unit tests, by module path (`controller::plan`), with
 /// its code.
 fn modules() -> BTreeMap<Module, String> {
-    modules_of("src")
+    modules_of("crates/operator/src")
 }
 
 /// [`modules`] of the crate whose sources are in `src` (relative to the workspace root).
@@ -315,7 +315,7 @@ fn cycles(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<Module>> {
 
 /// The sources of the operator and of each workspace crate.
 const CRATE_SOURCES: [&str; 4] = [
-    "src",
+    "crates/operator/src",
     "crates/kubesim/src",
     "crates/aws/src",
     "crates/aws-sim/src",

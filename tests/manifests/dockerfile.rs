@@ -43,8 +43,9 @@ fn dockerfile_builds_in_a_rust_stage_and_runs_distroless_nonroot() {
     let ignore = read(".dockerignore");
     let lines: Vec<&str> = ignore.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(lines.first(), Some(&"*"), "everything is excluded first");
-    // presets/ is compiled in; benches/ holds targets Cargo.toml names.
-    for copied in ["Cargo.toml", "Cargo.lock", "src", "presets", "benches"] {
+    // crates/ holds the library and the AWS layer; benches/ holds targets Cargo.toml
+    // names.
+    for copied in ["Cargo.toml", "Cargo.lock", "src", "crates", "benches"] {
         assert!(text.contains(&format!("COPY {copied}")) || text.contains(&format!(" {copied} ")));
         assert!(
             lines

@@ -9,11 +9,11 @@ use crate::{USER_ONLY_APIS, allows, aws_apis, eks_resource, iam_policy, strings}
 fn the_controller_calls_none_of_the_apis_left_to_audit_and_migrate() {
     let mut dirs = vec![std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/controller"
+        "/crates/operator/src/controller"
     ))];
     let mut files = Vec::new();
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("src/controller") {
+        for entry in std::fs::read_dir(&dir).expect("crates/operator/src/controller") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 dirs.push(path);

@@ -21,7 +21,7 @@ use crate::files::{find, kustomize, only, read};
 use crate::{NAMESPACE, allows, aws_apis, eks_resource, iam_policy};
 
 /// What the ClusterRole grants, as (API group, resource, verbs). The controller's reads
-/// are here by reading `src/controller/` (bindings: list/watch by the controller, list
+/// are here by reading `crates/operator/src/controller/` (bindings: list/watch by the controller, list
 /// in observe; ServiceAccounts: get in observe, list/watch by the watch that maps them
 /// to bindings; `get` on bindings adds nothing `list` does not already read); its writes
 /// are also checked by running it (`controller_writes_only_what_rbac_grants...`).

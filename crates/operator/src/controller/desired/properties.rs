@@ -144,7 +144,7 @@ fn random_specs_yield_a_plan_or_an_invalid_spec_naming_a_field(spec in spec()) {
             let p = plan::plan(&d, &Observed::default());
             prop_assert!(p.blocked.is_some() || !p.actions.is_empty());
             // Everything but escalation allowed, so policy documents reach the checks.
-            let config = GuardrailConfig::parse(include_str!("../../../tests/e2e-guardrails.yaml"))
+            let config = GuardrailConfig::parse(include_str!("../../../../../tests/e2e-guardrails.yaml"))
                 .expect("tests/e2e-guardrails.yaml is valid");
             let effects = evaluate(&b, &BTreeMap::new(), &config);
             match effects {

@@ -23,7 +23,10 @@ fn cached(name: &str, uid: &str) -> DynamicObject {
 
 #[test]
 fn the_period_is_a_sixteenth_of_the_resync_within_5_to_30_seconds() {
-    assert_eq!(period(Duration::from_secs(120)), Duration::from_millis(7500));
+    assert_eq!(
+        period(Duration::from_secs(120)),
+        Duration::from_millis(7500)
+    );
     assert_eq!(period(Duration::from_secs(2)), Duration::from_secs(5));
     assert_eq!(period(Duration::from_secs(3600)), Duration::from_secs(30));
 }

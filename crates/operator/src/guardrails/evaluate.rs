@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn the_readme_install_guardrails_admit_the_sample_they_are_for() {
-        let readme = include_str!("../../docs/installing.md");
+        let readme = include_str!("../../../../docs/installing.md");
         let start = "cat > values.yaml <<EOF\n";
         let from = readme
             .find(start)
@@ -425,7 +425,7 @@ mod tests {
         let rules = serde_yaml::to_string(&values["guardrails"]).expect("guardrails YAML");
         let config = GuardrailConfig::parse(&rules).expect("valid guardrails");
         let sample: serde_yaml::Value =
-            serde_yaml::from_str(include_str!("../../config/samples/s3_reader.yaml"))
+            serde_yaml::from_str(include_str!("../../../../config/samples/s3_reader.yaml"))
                 .expect("sample");
         let mut b: PodIdentityBinding =
             serde_json::from_value(serde_json::to_value(sample).expect("JSON")).expect("binding");

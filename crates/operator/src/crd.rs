@@ -290,7 +290,10 @@ mod tests {
 
     #[test]
     fn committed_crd_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/podidentitybindings.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../crds/podidentitybindings.yaml"
+        );
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             committed == crd_yaml().expect("CRD serializes"),

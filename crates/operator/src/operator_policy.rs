@@ -605,8 +605,8 @@ mod tests {
     /// them.
     #[test]
     fn the_templates_in_config_iam_are_current() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let example = guardrails(include_str!("../config/guardrails.example.yaml"));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let example = guardrails(include_str!("../../../config/guardrails.example.yaml"));
         let inst = template_installation();
         for (file, doc) in [
             (
@@ -626,7 +626,7 @@ mod tests {
                 continue;
             }
             panic!(
-                "{} is stale: run `PIO_REGENERATE=1 cargo test --lib operator_policy`",
+                "{} is stale: run `PIO_REGENERATE=1 cargo test -p pod-identity-operator-lib --lib operator_policy`",
                 path.display()
             );
         }

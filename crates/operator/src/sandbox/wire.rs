@@ -63,7 +63,7 @@ pub fn venv_candidates(env: Option<PathBuf>) -> Vec<PathBuf> {
         Some(dir) => vec![dir],
         None => vec![
             PathBuf::from(".venv"),
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
         ],
     }
 }

@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn the_shipped_example_is_valid() {
-        let c = GuardrailConfig::parse(include_str!("../../config/guardrails.example.yaml"))
+        let c = GuardrailConfig::parse(include_str!("../../../../config/guardrails.example.yaml"))
             .expect("config/guardrails.example.yaml");
         assert_eq!(c.rules.len(), 2);
         let labels = BTreeMap::from([("tenant".to_owned(), "true".to_owned())]);
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn the_shipped_manager_configmap_denies_everything() {
         let manifest: serde_yaml::Value =
-            serde_yaml::from_str(include_str!("../../config/manager/guardrails.yaml"))
+            serde_yaml::from_str(include_str!("../../../../config/manager/guardrails.yaml"))
                 .expect("config/manager/guardrails.yaml");
         let text = manifest["data"]["guardrails.yaml"]
             .as_str()
