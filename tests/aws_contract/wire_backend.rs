@@ -1,5 +1,5 @@
 //! The SDK adapters over the wire, with the configuration the operator builds for
-//! itself (`config_loader`) plus an endpoint override and fixed test credentials:
+//! itself plus an endpoint override and fixed test credentials (`local_config`):
 //! - this module: IAM against moto, EKS against ministack, each a fresh server (see
 //!   `servers`), every case;
 //! - `iam_on_ministack`: the IAM cases with IAM on ministack;
@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
-use pod_identity_operator::aws::config::{AwsSettings, config_loader};
+use pod_identity_operator::aws::config::AwsSettings;
 use pod_identity_operator::aws::eks::SdkEks;
 use pod_identity_operator::aws::iam::SdkIam;
+use pod_identity_operator::aws::local::local_config;
 
 use crate::aws_servers::{self, ACCOUNT_ID, Kind};
 use crate::backend::{Backend, Server};
@@ -28,16 +28,7 @@ pub async fn sdk_config(url: &str) -> SdkConfig {
         endpoint_url: Some(url.into()),
         ..AwsSettings::default()
     };
-    config_loader(&settings)
-        .credentials_provider(Credentials::new(
-            "AKIACONTRACTTESTS",
-            "contract-secret",
-            None,
-            None,
-            "contract-tests",
-        ))
-        .load()
-        .await
+    local_config(settings, "AKIACONTRACTTESTS").await
 }
 
 pub async fn start() -> Backend {
@@ -68,8 +59,10 @@ mod wire_specific {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use crate::cases::documents_equivalent;
+    use aws_credential_types::Credentials;
     use axum::Router;
     use axum::http::{HeaderName, HeaderValue, StatusCode};
+    use pod_identity_operator::aws::config::config_loader;
     use pod_identity_operator::aws::{CreateRole, EksApi, IamApi};
     use pod_identity_operator::error::ErrorClass;
     use serde_json::{Value, json};
@@ -434,10 +427,7 @@ mod wire_specific {
             max_attempts,
             ..AwsSettings::default()
         };
-        config_loader(&settings)
-            .credentials_provider(Credentials::new("AKIA", "secret", None, None, "test"))
-            .load()
-            .await
+        local_config(settings, "AKIA").await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,22 @@ use crate::config::{AwsSettings, config_loader};
 use crate::eks::SdkEks;
 use crate::iam::SdkIam;
 
+/// The SDK configuration the operator builds for itself ([`config_loader`]) with
+/// `settings`, signing with `access_key_id` and a fixed secret: what a local server
+/// (moto, ministack, the simulator's front) accepts.
+pub async fn local_config(settings: AwsSettings, access_key_id: &str) -> aws_config::SdkConfig {
+    config_loader(&settings)
+        .credentials_provider(Credentials::new(
+            access_key_id,
+            "local-server-secret",
+            None,
+            None,
+            "pod-identity-local",
+        ))
+        .load()
+        .await
+}
+
 /// IAM and EKS on local servers, with fixed credentials (the servers accept any).
 pub struct LocalAccount {
     pub iam: Arc<SdkIam>,
@@ -37,15 +53,7 @@ impl LocalAccount {
                 endpoint_url: Some(url.into()),
                 ..AwsSettings::default()
             };
-            config_loader(&settings)
-                .credentials_provider(Credentials::new(
-                    access_key_id,
-                    "local-server-secret",
-                    None,
-                    None,
-                    "pod-identity-local",
-                ))
-                .load()
+            local_config(settings, access_key_id)
         };
         let (iam_config, eks_config) = (config(iam_url).await, config(eks_url).await);
         LocalAccount {
