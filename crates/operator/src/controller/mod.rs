@@ -66,7 +66,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -210,13 +210,14 @@ pub async fn run(
     let client = ctx.client.clone();
     // Bindings are watched untyped: one that cannot be read must not stop the watch.
     let ar = ApiResource::erase::<PodIdentityBinding>(&());
-    let (bindings, sas): (Api<DynamicObject>, Api<ServiceAccount>) = match &ctx.settings.namespace {
-        Some(ns) => (
-            Api::namespaced_with(client.clone(), ns, &ar),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all_with(client.clone(), &ar), Api::all(client)),
-    };
+    let (bindings, sas): (Api<DynamicObject>, Api<PartialObjectMeta<ServiceAccount>>) =
+        match &ctx.settings.namespace {
+            Some(ns) => (
+                Api::namespaced_with(client.clone(), ns, &ar),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all_with(client.clone(), &ar), Api::all(client)),
+        };
     let guardrails = (ctx.settings.guardrails.clone(), ctx.clone());
     let poll = ctx.settings.guardrails_poll;
     let guardrail_changes = futures::stream::unfold(guardrails, move |(g, ctx)| async move {
@@ -285,9 +286,13 @@ pub async fn run(
         m.watch_bindings(store, synced.clone());
     }
     let sa_ctx = ctx.clone();
+    // A ServiceAccount's change wakes the bindings naming it; its name is all that is
+    // read, so it is watched as metadata only.
+    let sa_changes = watcher(sas, list_in_pages())
+        .default_backoff()
+        .touched_objects();
     controller
-        // A ServiceAccount's change wakes the bindings naming it.
-        .watches(sas, list_in_pages(), move |sa: ServiceAccount| {
+        .watches_stream(sa_changes, move |sa: PartialObjectMeta<ServiceAccount>| {
             let ns = sa.namespace().unwrap_or_default();
             sa_ctx
                 .service_accounts
