@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Resource;
-use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 
 use super::settings::Settings;
+use super::typed::CachedBinding;
 use super::{backoff, confirmed, notices, pacing, sa_index, status};
 use crate::aws::{Cluster, EksApi, IamApi};
 use crate::crd::PodIdentityBinding;
@@ -34,7 +34,7 @@ pub struct Context {
     pub confirmed: confirmed::Confirmed,
     /// The running controller's cache of bindings, where a pass finds the other
     /// bindings of its namespace; `None` before [`run`](super::run) starts (then they are listed).
-    bindings_cache: Mutex<Option<(Store<DynamicObject>, Arc<AtomicBool>)>>,
+    bindings_cache: Mutex<Option<(Store<CachedBinding>, Arc<AtomicBool>)>>,
     /// Whether the Pod Identity Agent runs, asked once per resync interval.
     agent: notices::AgentCheck,
     /// Which bindings name which ServiceAccount, kept by the running controller.
@@ -67,7 +67,7 @@ impl Context {
         })
     }
 
-    pub(super) fn set_bindings_cache(&self, store: Store<DynamicObject>, synced: Arc<AtomicBool>) {
+    pub(super) fn set_bindings_cache(&self, store: Store<CachedBinding>, synced: Arc<AtomicBool>) {
         *self
             .bindings_cache
             .lock()
@@ -80,22 +80,19 @@ impl Context {
         &self,
         namespace: &str,
         service_account: &str,
-    ) -> Option<Vec<Arc<DynamicObject>>> {
+    ) -> Option<Vec<Arc<CachedBinding>>> {
         let store = self.synced_bindings_cache()?;
-        let ar = ApiResource::erase::<PodIdentityBinding>(&());
         Some(
             self.service_accounts
                 .naming(namespace, service_account)
                 .into_iter()
-                .filter_map(|name| {
-                    store.get(&ObjectRef::new_with(&name, ar.clone()).within(namespace))
-                })
+                .filter_map(|name| store.get(&ObjectRef::new(&name).within(namespace)))
                 .collect(),
         )
     }
 
     /// The controller's cache of bindings once it has synced, if it runs.
-    pub fn synced_bindings_cache(&self) -> Option<Store<DynamicObject>> {
+    pub fn synced_bindings_cache(&self) -> Option<Store<CachedBinding>> {
         let (store, synced) = self
             .bindings_cache
             .lock()

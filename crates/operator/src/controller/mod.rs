@@ -65,19 +65,20 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Resource;
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 
 pub use context::Context;
 pub use settings::Settings;
+pub use typed::CachedBinding;
 
-use crate::crd::PodIdentityBinding;
 use crate::{Error, Result};
 
-fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(obj: Arc<CachedBinding>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(binding = %obj.name_any(), %error, "reconcile failed");
     let inner = match error {
         Error::Finalizer(f) => match f.as_ref() {
@@ -94,14 +95,14 @@ fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Ac
         status::Retry::OnChange => status::Retry::Slow,
         r => r,
     };
-    ctx.requeue(&obj.metadata, retry)
+    ctx.requeue(obj.meta(), retry)
 }
 
 /// Reads the watched object as a binding and reconciles it; one that cannot be read is
 /// reported on its own status.
-async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile_object(obj: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<Action> {
     let uid = obj.uid().unwrap_or_default();
-    if let Some(left) = ctx.backoffs.hold(&uid, backoff::Phase::of(&obj.metadata)) {
+    if let Some(left) = ctx.backoffs.hold(&uid, backoff::Phase::of(obj.meta())) {
         tracing::debug!(binding = %obj.name_any(), ?left, "woken during backoff; waiting on");
         return Ok(Action::requeue(left));
     }
@@ -110,16 +111,20 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
         "reconcile",
         namespace = obj.namespace().unwrap_or_default(),
         binding = obj.name_any(),
-        generation = obj.metadata.generation.unwrap_or_default(),
+        generation = obj.meta().generation.unwrap_or_default(),
     );
     let metrics = ctx.settings.metrics.clone();
     let deadline = ctx.settings.pass_deadline;
     let pass = async {
         tracing::debug!("reconcile pass started");
         let run = async {
-            match typed::typed(&obj) {
-                Ok(b) => reconcile::reconcile(Arc::new(b), ctx.clone()).await,
-                Err((field, why)) => malformed::handle(&obj, &field, &why, &ctx).await,
+            match obj.as_ref() {
+                CachedBinding::Typed(b) => {
+                    reconcile::reconcile(Arc::new(b.clone()), ctx.clone()).await
+                }
+                CachedBinding::Unreadable(u) => {
+                    malformed::handle(&u.raw, &u.field, &u.why, &ctx).await
+                }
             }
         };
         // A pass stopped at its deadline leaves nothing half-done that the next pass
@@ -129,7 +134,7 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
             Err(_) => Err(pass_timed_out(&obj, &ctx, deadline).await),
         };
         // A deleted binding's last pass: nothing about it is needed any more.
-        if result.is_ok() && obj.metadata.deletion_timestamp.is_some() {
+        if result.is_ok() && obj.meta().deletion_timestamp.is_some() {
             ctx.backoffs.forget(&uid);
             ctx.confirmed.forget(&uid);
         }
@@ -138,7 +143,7 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
     };
     match metrics {
         Some(m) => {
-            let fallback = if obj.metadata.deletion_timestamp.is_some() {
+            let fallback = if obj.meta().deletion_timestamp.is_some() {
                 "Deleted"
             } else {
                 "FinalizerAdded"
@@ -153,10 +158,10 @@ async fn reconcile_object(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
 
 /// Reports a pass stopped at its deadline on the binding's status (`Retrying`), and
 /// returns the error the pass fails with.
-async fn pass_timed_out(obj: &DynamicObject, ctx: &Context, deadline: Duration) -> Error {
+async fn pass_timed_out(obj: &CachedBinding, ctx: &Context, deadline: Duration) -> Error {
     let err = Error::PassTimeout(deadline);
     tracing::warn!(binding = %obj.name_any(), ?deadline, "reconcile pass stopped at its deadline");
-    if let Ok(binding) = typed::typed(obj) {
+    if let CachedBinding::Typed(binding) = obj {
         let problem = status::problem_of(&err, false);
         let mut st = binding.status.clone().unwrap_or_default();
         let conditions = status::Conditions {
@@ -167,7 +172,7 @@ async fn pass_timed_out(obj: &DynamicObject, ctx: &Context, deadline: Duration) 
         };
         st.conditions = status::merge(&st.conditions, &conditions, binding.metadata.generation);
         st.observed_generation = binding.metadata.generation;
-        if let Err(e) = report::write_status(ctx, &binding, st, Some(&problem)).await {
+        if let Err(e) = report::write_status(ctx, binding, st, Some(&problem)).await {
             tracing::warn!(error = %e, "cannot report the pass deadline");
         }
     }
@@ -189,9 +194,10 @@ fn failure_reason(error: &Error) -> &'static str {
 
 /// Drops what no pass reads from a cached binding: field ownership and the copy of the
 /// whole object that `kubectl apply` keeps in an annotation.
-fn slim(obj: &mut DynamicObject) {
-    obj.metadata.managed_fields = None;
-    if let Some(a) = obj.metadata.annotations.as_mut() {
+fn slim(obj: &mut CachedBinding) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
@@ -208,15 +214,15 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    // Bindings are watched untyped: one that cannot be read must not stop the watch.
-    let ar = ApiResource::erase::<PodIdentityBinding>(&());
-    let (bindings, sas): (Api<DynamicObject>, Api<PartialObjectMeta<ServiceAccount>>) =
+    // A binding that cannot be read is kept as it is ([`typed`]): it must not stop the
+    // watch.
+    let (bindings, sas): (Api<CachedBinding>, Api<PartialObjectMeta<ServiceAccount>>) =
         match &ctx.settings.namespace {
             Some(ns) => (
-                Api::namespaced_with(client.clone(), ns, &ar),
+                Api::namespaced(client.clone(), ns),
                 Api::namespaced(client, ns),
             ),
-            None => (Api::all_with(client.clone(), &ar), Api::all(client)),
+            None => (Api::all(client.clone()), Api::all(client)),
         };
     let guardrails = (ctx.settings.guardrails.clone(), ctx.clone());
     let poll = ctx.settings.guardrails_poll;
@@ -233,7 +239,7 @@ pub async fn run(
     // Every change wakes its binding, the operator's own status writes included: a
     // retry still waits out its backoff ([`backoff`]), and a pass after a `Ready` one
     // skips the AWS reads ([`confirmed`]).
-    let writer = reflector::store::Writer::new(ar.clone());
+    let writer = reflector::store::Writer::default();
     let reader = writer.as_reader();
     // The cache's first full listing, seen here rather than through
     // `Store::wait_until_ready`: that wakes only its latest waiter, and the controller
@@ -243,11 +249,11 @@ pub async fn run(
     // A binding whose change matters to the others naming its ServiceAccount (they may
     // win or lose it) wakes them for a full pass; the index says which ([`sa_index`]).
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let (index_ctx, wake_ar) = (ctx.clone(), ar.clone());
+    let index_ctx = ctx.clone();
     let wake_others = move |others: Vec<(sa_index::BindingKey, String)>| {
         for ((ns, name), uid) in others {
             index_ctx.confirmed.forget(&uid);
-            let _ = wake.unbounded_send(ObjectRef::new_with(&name, wake_ar.clone()).within(&ns));
+            let _ = wake.unbounded_send(ObjectRef::new(&name).within(&ns));
         }
     };
     let index = ctx.clone();
@@ -274,9 +280,8 @@ pub async fn run(
         every,
         move |now| sweep::late_uids(&sweep_ctx.confirmed, &sweep_ctx.backoffs, now, every),
         reader.clone(),
-        ar.clone(),
     );
-    let controller = Controller::for_stream_with(triggers, reader, ar.clone())
+    let controller = Controller::for_stream(triggers, reader)
         .reconcile_all_on(guardrail_changes)
         .reconcile_on(woken)
         .reconcile_on(late);
@@ -298,7 +303,7 @@ pub async fn run(
                 .service_accounts
                 .naming(&ns, &sa.name_any())
                 .into_iter()
-                .map(|b| ObjectRef::new_with(&b, ar.clone()).within(&ns))
+                .map(|b| ObjectRef::new(&b).within(&ns))
                 .collect::<Vec<_>>()
         })
         .with_config(

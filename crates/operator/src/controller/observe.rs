@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
@@ -20,6 +20,7 @@ use crate::crd::{DeletionPolicy, PodIdentityBinding};
 use crate::naming;
 
 use super::desired::{Desired, DesiredRole};
+use super::typed::CachedBinding;
 
 /// A ServiceAccount as far as the planner cares.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -153,16 +154,13 @@ pub async fn observe(
     eks: &dyn EksApi,
     binding: &PodIdentityBinding,
     desired: &Desired,
-    cached_competitors: Option<Vec<Arc<DynamicObject>>>,
+    cached_competitors: Option<Vec<Arc<CachedBinding>>>,
 ) -> Result<Observed> {
     let ns = &desired.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    // Listed untyped: a malformed binding of the namespace must not fail this one.
-    let bindings: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::erase::<PodIdentityBinding>(&()),
-    );
+    // Listed as the cache keeps them: a malformed binding of the namespace must not
+    // fail this one.
+    let bindings: Api<CachedBinding> = Api::namespaced(client.clone(), ns);
     let status = binding.status.clone().unwrap_or_default();
     let mut observed = Observed {
         service_account: sas
@@ -208,20 +206,20 @@ pub async fn observe(
     // runs (its index of ServiceAccounts names them: a pass of each of N bindings
     // listing or scanning its namespace would cost N²). A competitor the cache has not
     // seen yet wakes this binding when it arrives.
-    let same_sa = |o: &DynamicObject| super::typed::sa_name_of(o) == desired.service_account.name;
+    let typed = |o: &CachedBinding| match o {
+        CachedBinding::Typed(b) if b.service_account_name() == desired.service_account.name => {
+            Some(b.clone())
+        }
+        _ => None,
+    };
     let others: Vec<PodIdentityBinding> = match cached_competitors {
-        Some(cached) => cached
-            .iter()
-            .filter(|o| same_sa(o))
-            .filter_map(|o| super::typed::typed(o).ok())
-            .collect(),
+        Some(cached) => cached.iter().filter_map(|o| typed(o)).collect(),
         None => bindings
             .list(&ListParams::default())
             .await?
             .items
             .iter()
-            .filter(|o| same_sa(o))
-            .filter_map(|o| super::typed::typed(o).ok())
+            .filter_map(typed)
             .collect(),
     };
     observed.older_binding = others

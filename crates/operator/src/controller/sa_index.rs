@@ -15,9 +15,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
-use kube::api::DynamicObject;
+use kube::Resource;
 
-use super::typed::{previous_sa_of, sa_name_of};
+use super::typed::CachedBinding;
 
 /// A binding, by namespace and name.
 pub type BindingKey = (String, String);
@@ -33,25 +33,16 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(obj: &DynamicObject) -> Summary {
-        let mut service_accounts = BTreeSet::from([sa_name_of(obj)]);
-        service_accounts.extend(previous_sa_of(obj));
-        let ready = obj
-            .data
-            .pointer("/status/conditions")
-            .and_then(|c| c.as_array())
-            .and_then(|c| {
-                c.iter()
-                    .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
-            })
-            .and_then(|c| c.get("status").and_then(|s| s.as_str()))
-            .map(str::to_owned);
+    fn of(obj: &CachedBinding) -> Summary {
+        let mut service_accounts = BTreeSet::from([obj.service_account_name()]);
+        service_accounts.extend(obj.previous_service_account());
+        let meta = obj.meta();
         Summary {
-            uid: obj.metadata.uid.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
             service_accounts,
-            deleting: obj.metadata.deletion_timestamp.is_some(),
-            generation: obj.metadata.generation,
-            ready,
+            deleting: meta.deletion_timestamp.is_some(),
+            generation: meta.generation,
+            ready: obj.ready().map(|(status, _)| status.to_owned()),
         }
     }
 }
@@ -123,10 +114,10 @@ pub struct ServiceAccountIndex {
     inner: Mutex<Inner>,
 }
 
-fn key_of(obj: &DynamicObject) -> BindingKey {
+fn key_of(obj: &CachedBinding) -> BindingKey {
     (
-        obj.metadata.namespace.clone().unwrap_or_default(),
-        obj.metadata.name.clone().unwrap_or_default(),
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default(),
     )
 }
 
@@ -139,7 +130,7 @@ impl ServiceAccountIndex {
     /// The binding as the watch sees it now. Returns the other bindings to look at
     /// again, with their UIDs: those naming a ServiceAccount it names or named, when
     /// what they react to changed (a new binding included).
-    pub fn applied(&self, obj: &DynamicObject) -> Vec<(BindingKey, String)> {
+    pub fn applied(&self, obj: &CachedBinding) -> Vec<(BindingKey, String)> {
         let key = key_of(obj);
         let now = Summary::of(obj);
         let mut inner = self.lock();
@@ -166,7 +157,7 @@ impl ServiceAccountIndex {
     }
 
     /// The binding is gone; returns the other bindings that named its ServiceAccounts.
-    pub fn deleted(&self, obj: &DynamicObject) -> Vec<(BindingKey, String)> {
+    pub fn deleted(&self, obj: &CachedBinding) -> Vec<(BindingKey, String)> {
         self.lock().remove(&key_of(obj))
     }
 
@@ -216,16 +207,26 @@ mod tests {
 
     use super::*;
 
-    fn binding(name: &str, sa: &str, ready: &str) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "identity.example.com/v1alpha1",
+    fn object(name: &str, sa: &str, ready: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "podidentity.dev/v1alpha1",
             "kind": "PodIdentityBinding",
             "metadata": {"name": name, "namespace": "team", "uid": format!("uid-{name}"),
                          "generation": 1},
             "spec": {"serviceAccount": {"name": sa}},
-            "status": {"conditions": [{"type": "Ready", "status": ready}]},
-        }))
-        .expect("binding")
+            "status": {"conditions": [{"type": "Ready", "status": ready, "reason": "Reconciled",
+                                       "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        })
+    }
+
+    fn cached(object: serde_json::Value) -> CachedBinding {
+        let cached: CachedBinding = serde_json::from_value(object).expect("binding");
+        assert!(matches!(cached, CachedBinding::Typed(_)), "{cached:?}");
+        cached
+    }
+
+    fn binding(name: &str, sa: &str, ready: &str) -> CachedBinding {
+        cached(object(name, sa, ready))
     }
 
     fn names(woken: Vec<(BindingKey, String)>) -> Vec<String> {
@@ -259,8 +260,9 @@ mod tests {
     #[test]
     fn the_service_account_a_status_says_the_binding_had_counts_as_named() {
         let index = ServiceAccountIndex::default();
-        let mut moved = binding("a", "new", "True");
-        moved.data["status"]["serviceAccount"] = json!({"name": "old"});
+        let mut moved = object("a", "new", "True");
+        moved["status"]["serviceAccount"] = json!({"name": "old", "created": false});
+        let moved = cached(moved);
         index.applied(&binding("b", "old", "False"));
         assert_eq!(names(index.applied(&moved)), ["b"]);
         assert_eq!(index.naming("team", "old"), ["a", "b"]);

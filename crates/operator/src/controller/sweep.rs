@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
-use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::time::Instant;
 
 use super::backoff::Backoffs;
 use super::confirmed::Confirmed;
+use super::typed::CachedBinding;
 
 /// How often the sweep runs, and how late a binding is before it is woken.
 pub fn period(resync: Duration) -> Duration {
@@ -30,17 +30,13 @@ pub fn period(resync: Duration) -> Duration {
 
 /// The bindings among `cached` whose uid is in `late`.
 pub fn to_wake(
-    cached: &[Arc<DynamicObject>],
+    cached: &[Arc<CachedBinding>],
     late: &HashSet<String>,
-    ar: &ApiResource,
-) -> Vec<ObjectRef<DynamicObject>> {
+) -> Vec<ObjectRef<CachedBinding>> {
     cached
         .iter()
         .filter(|b| b.uid().is_some_and(|uid| late.contains(&uid)))
-        .map(|b| {
-            ObjectRef::new_with(&b.name_any(), ar.clone())
-                .within(&b.namespace().unwrap_or_default())
-        })
+        .map(|b| ObjectRef::new(&b.name_any()).within(&b.namespace().unwrap_or_default()))
         .collect()
 }
 
@@ -61,9 +57,8 @@ pub fn late_uids(
 pub fn sweeps(
     every: Duration,
     late: impl Fn(Instant) -> HashSet<String> + Send + 'static,
-    store: Store<DynamicObject>,
-    ar: ApiResource,
-) -> impl Stream<Item = ObjectRef<DynamicObject>> + Send + 'static {
+    store: Store<CachedBinding>,
+) -> impl Stream<Item = ObjectRef<CachedBinding>> + Send + 'static {
     let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     futures::stream::unfold(ticks, |mut ticks| async move {
@@ -71,7 +66,7 @@ pub fn sweeps(
         Some(((), ticks))
     })
     .flat_map(move |()| {
-        let wake = to_wake(&store.state(), &late(Instant::now()), &ar);
+        let wake = to_wake(&store.state(), &late(Instant::now()));
         if !wake.is_empty() {
             tracing::info!(
                 count = wake.len(),

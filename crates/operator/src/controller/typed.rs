@@ -1,8 +1,15 @@
 //! A watched object read as a binding, or the first field of its spec that cannot be;
 //! and the ServiceAccount names it gives, read without typing it.
+//!
+//! The controller's cache holds [`CachedBinding`]s: typed when the object reads as a
+//! binding (a fraction of the memory of the untyped tree of JSON values), else the raw
+//! object with the field that cannot be read, so one bad object cannot stop the watch.
 
-use kube::ResourceExt;
-use kube::api::DynamicObject;
+use std::borrow::Cow;
+
+use kube::api::{DynamicObject, ObjectMeta};
+use kube::{Resource, ResourceExt};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::crd::{PodIdentityBinding, PodIdentityBindingSpec, RoleSpec, ServiceAccountSpec};
@@ -63,6 +70,127 @@ pub fn previous_sa_of(obj: &DynamicObject) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A watched binding as the controller keeps it.
+// Nearly every cached binding is typed: boxing that variant would only add an
+// allocation to each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum CachedBinding {
+    Typed(PodIdentityBinding),
+    Unreadable(Box<Unreadable>),
+}
+
+/// An object that does not read as a binding: the first field that cannot be read
+/// (`spec.role.maxSessionDuration`) and serde's words.
+#[derive(Clone, Debug)]
+pub struct Unreadable {
+    pub raw: DynamicObject,
+    pub field: String,
+    pub why: String,
+}
+
+impl From<DynamicObject> for CachedBinding {
+    fn from(raw: DynamicObject) -> Self {
+        match typed(&raw) {
+            Ok(b) => CachedBinding::Typed(b),
+            Err((field, why)) => {
+                CachedBinding::Unreadable(Box::new(Unreadable { raw, field, why }))
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CachedBinding {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        DynamicObject::deserialize(d).map(CachedBinding::from)
+    }
+}
+
+impl Resource for CachedBinding {
+    type DynamicType = ();
+    type Scope = <PodIdentityBinding as Resource>::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        PodIdentityBinding::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        PodIdentityBinding::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        PodIdentityBinding::version(dt)
+    }
+
+    fn api_version(dt: &()) -> Cow<'_, str> {
+        PodIdentityBinding::api_version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        PodIdentityBinding::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            CachedBinding::Typed(b) => &b.metadata,
+            CachedBinding::Unreadable(u) => &u.raw.metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            CachedBinding::Typed(b) => &mut b.metadata,
+            CachedBinding::Unreadable(u) => &mut u.raw.metadata,
+        }
+    }
+}
+
+impl CachedBinding {
+    /// The ServiceAccount the binding names.
+    pub fn service_account_name(&self) -> String {
+        match self {
+            CachedBinding::Typed(b) => b.service_account_name(),
+            CachedBinding::Unreadable(u) => sa_name_of(&u.raw),
+        }
+    }
+
+    /// The ServiceAccount its status says it had.
+    pub fn previous_service_account(&self) -> Option<String> {
+        match self {
+            CachedBinding::Typed(b) => b
+                .status
+                .as_ref()
+                .and_then(|s| s.service_account.as_ref())
+                .map(|sa| sa.name.clone()),
+            CachedBinding::Unreadable(u) => previous_sa_of(&u.raw),
+        }
+    }
+
+    /// The status and reason of its `Ready` condition, if it has one.
+    pub fn ready(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            CachedBinding::Typed(b) => b
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| (c.status.as_str(), Some(c.reason.as_str()))),
+            CachedBinding::Unreadable(u) => {
+                let ready = u
+                    .raw
+                    .data
+                    .pointer("/status/conditions")?
+                    .as_array()?
+                    .iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
+                let field = |name: &str| ready.get(name).and_then(Value::as_str);
+                Some((field("status")?, field("reason")))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -101,5 +229,38 @@ mod tests {
         );
         assert_eq!(field(json!({"tags": ["a"]})), "spec.tags");
         assert_eq!(field(json!("nope")), "spec");
+    }
+
+    #[test]
+    fn the_cache_reads_the_same_names_and_readiness_typed_or_not() {
+        let object = |spec: Value| {
+            json!({
+                "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+                "metadata": {"name": "b", "namespace": "ns", "uid": "u"}, "spec": spec,
+                "status": {
+                    "serviceAccount": {"name": "before", "created": true},
+                    "conditions": [{"type": "Ready", "status": "False", "reason": "RoleConflict",
+                                    "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                },
+            })
+        };
+        let read = |spec: Value| -> CachedBinding {
+            serde_json::from_value(object(spec)).expect("any object is cached")
+        };
+        let typed = read(json!({"serviceAccount": {"name": "app"}}));
+        let unreadable = read(json!({"serviceAccount": {"name": "app"}, "tags": ["a"]}));
+        assert!(matches!(typed, CachedBinding::Typed(_)), "{typed:?}");
+        let CachedBinding::Unreadable(u) = &unreadable else {
+            panic!("{unreadable:?}")
+        };
+        assert_eq!(u.field, "spec.tags");
+        for cached in [&typed, &unreadable] {
+            assert_eq!(cached.service_account_name(), "app");
+            assert_eq!(cached.previous_service_account().as_deref(), Some("before"));
+            assert_eq!(cached.ready(), Some(("False", Some("RoleConflict"))));
+            assert_eq!(cached.meta().uid.as_deref(), Some("u"));
+        }
+        let unnamed = read(json!({}));
+        assert_eq!(unnamed.service_account_name(), "b");
     }
 }

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::DynamicObject;
+use crate::controller::typed::CachedBinding;
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -93,29 +93,22 @@ pub fn aws_outcome(error: Option<&crate::aws::Error>) -> &'static str {
 }
 
 /// The `ready` label of a binding read from the cache.
-pub fn ready_status(obj: &DynamicObject) -> &'static str {
+pub fn ready_status(obj: &CachedBinding) -> &'static str {
     ready_labels(obj).ready
 }
 
 /// The `ready` and `reason` labels of a binding read from the cache. A reason is kept
 /// only when it looks like one (a short CamelCase name), so a hand-edited status cannot
 /// make series without bound.
-fn ready_labels(obj: &DynamicObject) -> ReadyLabels {
-    let ready = obj
-        .data
-        .pointer("/status/conditions")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"));
-    let field = |name: &str| ready.and_then(|c| c.get(name)).and_then(|s| s.as_str());
-    let reason = match field("reason") {
+fn ready_labels(obj: &CachedBinding) -> ReadyLabels {
+    let ready = obj.ready();
+    let reason = match ready.and_then(|(_, reason)| reason) {
         None | Some("") => String::new(),
         Some(r) if r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric()) => r.into(),
         Some(_) => "Other".into(),
     };
     ReadyLabels {
-        ready: match field("status") {
+        ready: match ready.map(|(status, _)| status) {
             Some("True") => "True",
             Some("False") => "False",
             _ => "Unknown",
@@ -145,7 +138,7 @@ pub struct Metrics {
     leader: Gauge,
     in_flight: Gauge,
     agent_running: Gauge,
-    cache: Mutex<Option<Store<DynamicObject>>>,
+    cache: Mutex<Option<Store<CachedBinding>>>,
     health: Arc<Health>,
 }
 
@@ -295,7 +288,7 @@ impl Metrics {
     /// watches count as synced once `synced` (the cache's first full listing) is set.
     /// `synced` is polled: waiting on the store's readiness would take the controller's
     /// own wake-up (it wakes only its latest waiter).
-    pub fn watch_bindings(self: &Arc<Self>, store: Store<DynamicObject>, synced: Arc<AtomicBool>) {
+    pub fn watch_bindings(self: &Arc<Self>, store: Store<CachedBinding>, synced: Arc<AtomicBool>) {
         *self.lock_cache() = Some(store);
         let me = self.clone();
         tokio::spawn(async move {
@@ -316,7 +309,7 @@ impl Metrics {
         self.health.set_synced(false);
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Option<Store<DynamicObject>>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Option<Store<CachedBinding>>> {
         // Holds a handle only; a panic while holding it leaves it usable.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -368,14 +361,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn binding(ready: Option<&str>) -> DynamicObject {
+    fn condition(status: &str, reason: &str) -> serde_json::Value {
+        json!({"type": "Ready", "status": status, "reason": reason,
+               "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    }
+
+    fn binding(ready: Option<&str>) -> CachedBinding {
         let conditions: Vec<_> = ready
-            .map(|s| json!({"type": "Ready", "status": s}))
+            .map(|s| condition(s, "Reconciled"))
             .into_iter()
             .collect();
         serde_json::from_value(json!({
             "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-            "metadata": {"name": "b", "namespace": "default"},
+            "metadata": {"name": "b", "namespace": "default"}, "spec": {},
             "status": {"conditions": conditions},
         }))
         .expect("object")
@@ -391,11 +389,11 @@ mod tests {
 
     #[test]
     fn bindings_are_counted_by_ready_status_and_reason() {
-        let with_reason = |status: &str, reason: &str| -> DynamicObject {
+        let with_reason = |status: &str, reason: &str| -> CachedBinding {
             serde_json::from_value(json!({
                 "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-                "metadata": {"name": "b", "namespace": "default"},
-                "status": {"conditions": [{"type": "Ready", "status": status, "reason": reason}]},
+                "metadata": {"name": "b", "namespace": "default"}, "spec": {},
+                "status": {"conditions": [condition(status, reason)]},
             }))
             .expect("object")
         };

@@ -1,5 +1,5 @@
 use futures::StreamExt;
-use kube::api::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, ObjectMeta};
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 
@@ -12,13 +12,14 @@ fn ar() -> ApiResource {
     ApiResource::erase::<PodIdentityBinding>(&())
 }
 
-fn cached(name: &str, uid: &str) -> DynamicObject {
+fn cached(name: &str, uid: &str) -> CachedBinding {
     let mut b = DynamicObject::new(name, &ar()).within("team");
     b.metadata = ObjectMeta {
         uid: Some(uid.into()),
         ..b.metadata
     };
-    b
+    b.data = serde_json::json!({"spec": {}});
+    CachedBinding::from(b)
 }
 
 #[test]
@@ -55,8 +56,8 @@ async fn late_resyncs_and_late_retries_are_both_found() {
 fn only_cached_bindings_are_woken() {
     let cached = [Arc::new(cached("a", "ua")), Arc::new(cached("b", "ub"))];
     let late = HashSet::from(["ua".to_owned(), "deleted-since".to_owned()]);
-    let wake = to_wake(&cached, &late, &ar());
-    assert_eq!(wake, [ObjectRef::new_with("a", ar()).within("team")]);
+    let wake = to_wake(&cached, &late);
+    assert_eq!(wake, [ObjectRef::new("a").within("team")]);
 }
 
 /// A requeue dropped on purpose: the binding was confirmed, its resync never came.
@@ -64,7 +65,7 @@ fn only_cached_bindings_are_woken() {
 /// takes the confirmation away.
 #[tokio::test(start_paused = true)]
 async fn a_binding_whose_resync_never_came_is_woken_by_the_next_sweep() {
-    let mut writer = reflector::store::Writer::new(ar());
+    let mut writer = reflector::store::Writer::default();
     let reader = writer.as_reader();
     writer.apply_watcher_event(&Event::Apply(cached("a", "ua")));
     writer.apply_watcher_event(&Event::Apply(cached("b", "ub")));
@@ -75,16 +76,11 @@ async fn a_binding_whose_resync_never_came_is_woken_by_the_next_sweep() {
     confirmed.record("ub", Some(1), Instant::now() + 3 * every, ttl);
     let backoffs = Arc::new(Backoffs::default());
     let (c, b) = (confirmed.clone(), backoffs.clone());
-    let wakes = sweeps(
-        every,
-        move |now| late_uids(&c, &b, now, every),
-        reader,
-        ar(),
-    );
+    let wakes = sweeps(every, move |now| late_uids(&c, &b, now, every), reader);
     let mut wakes = std::pin::pin!(wakes);
     let started = Instant::now();
     let first = wakes.next().await.expect("a wake");
-    assert_eq!(first, ObjectRef::new_with("a", ar()).within("team"));
+    assert_eq!(first, ObjectRef::new("a").within("team"));
     let waited = started.elapsed();
     assert!(
         waited > ttl + every && waited <= ttl + 2 * every,
@@ -96,5 +92,5 @@ async fn a_binding_whose_resync_never_came_is_woken_by_the_next_sweep() {
     // Its pass ran and confirmed it again; `b` is the next to be late.
     confirmed.record("ua", Some(1), Instant::now(), ttl);
     let next = wakes.next().await.expect("a wake");
-    assert_eq!(next, ObjectRef::new_with("b", ar()).within("team"));
+    assert_eq!(next, ObjectRef::new("b").within("team"));
 }
