@@ -417,6 +417,10 @@ async fn one_process_reports_health_metrics_and_logs() {
         0.0
     );
     assert!(text.contains("pod_identity_operator_reconciles_in_flight "));
+    assert!(
+        text.contains("pod_identity_operator_bindings_late "),
+        "{text}"
+    );
     assert_eq!(
         sum_of(&text, "pod_identity_operator_build_info{"),
         1.0,

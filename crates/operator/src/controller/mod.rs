@@ -280,6 +280,14 @@ pub async fn run(
         every,
         move |now| sweep::late_uids(&sweep_ctx.confirmed, &sweep_ctx.backoffs, now, every),
         reader.clone(),
+        {
+            let metrics = ctx.settings.metrics.clone();
+            move |late| {
+                if let Some(m) = &metrics {
+                    m.set_late(late);
+                }
+            }
+        },
     );
     let controller = Controller::for_stream(triggers, reader)
         .reconcile_all_on(guardrail_changes)

@@ -53,11 +53,13 @@ pub fn late_uids(
     late
 }
 
-/// The wakes of the bindings of `store` that `late` names, one sweep every `every`.
+/// The wakes of the bindings of `store` that `late` names, one sweep every `every`;
+/// `counted` hears how many each sweep found.
 pub fn sweeps(
     every: Duration,
     late: impl Fn(Instant) -> HashSet<String> + Send + 'static,
     store: Store<CachedBinding>,
+    counted: impl Fn(usize) + Send + 'static,
 ) -> impl Stream<Item = ObjectRef<CachedBinding>> + Send + 'static {
     let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,6 +69,7 @@ pub fn sweeps(
     })
     .flat_map(move |()| {
         let wake = to_wake(&store.state(), &late(Instant::now()));
+        counted(wake.len());
         if !wake.is_empty() {
             tracing::info!(
                 count = wake.len(),

@@ -137,6 +137,7 @@ pub struct Metrics {
     bindings: Family<ReadyLabels, Gauge>,
     leader: Gauge,
     in_flight: Gauge,
+    late: Gauge,
     agent_running: Gauge,
     cache: Mutex<Option<Store<CachedBinding>>>,
     health: Arc<Health>,
@@ -188,6 +189,12 @@ impl Metrics {
             "Reconcile passes running now",
             in_flight.clone(),
         );
+        let late = Gauge::default();
+        registry.register(
+            "bindings_late",
+            "Bindings whose resync or retry was more than a sweep period late at the last sweep",
+            late.clone(),
+        );
         let agent_running = Gauge::default();
         agent_running.set(-1);
         registry.register(
@@ -210,6 +217,7 @@ impl Metrics {
             bindings,
             leader,
             in_flight,
+            late,
             agent_running,
             cache: Mutex::new(None),
             health,
@@ -273,6 +281,11 @@ impl Metrics {
             })
             .inc();
         result
+    }
+
+    /// The bindings the last sweep found late (see `controller::sweep`).
+    pub fn set_late(&self, bindings: usize) {
+        self.late.set(i64::try_from(bindings).unwrap_or(i64::MAX));
     }
 
     pub fn set_agent_running(&self, running: bool) {

@@ -76,7 +76,14 @@ async fn a_binding_whose_resync_never_came_is_woken_by_the_next_sweep() {
     confirmed.record("ub", Some(1), Instant::now() + 3 * every, ttl);
     let backoffs = Arc::new(Backoffs::default());
     let (c, b) = (confirmed.clone(), backoffs.clone());
-    let wakes = sweeps(every, move |now| late_uids(&c, &b, now, every), reader);
+    let counts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard = counts.clone();
+    let wakes = sweeps(
+        every,
+        move |now| late_uids(&c, &b, now, every),
+        reader,
+        move |n| heard.lock().expect("counts").push(n),
+    );
     let mut wakes = std::pin::pin!(wakes);
     let started = Instant::now();
     let first = wakes.next().await.expect("a wake");
@@ -93,4 +100,10 @@ async fn a_binding_whose_resync_never_came_is_woken_by_the_next_sweep() {
     confirmed.record("ua", Some(1), Instant::now(), ttl);
     let next = wakes.next().await.expect("a wake");
     assert_eq!(next, ObjectRef::new("b").within("team"));
+    // Each sweep said how many it found: one binding at each of the three wakes, none
+    // at the others.
+    let counts = counts.lock().expect("counts").clone();
+    assert_eq!(counts.iter().filter(|n| **n == 1).count(), 3, "{counts:?}");
+    assert!(counts.iter().all(|n| *n <= 1), "{counts:?}");
+    assert_eq!(counts.last(), Some(&1), "{counts:?}");
 }
