@@ -101,8 +101,16 @@ impl From<DynamicObject> for CachedBinding {
 }
 
 impl<'de> Deserialize<'de> for CachedBinding {
+    /// Read once into JSON values and typed from them; only an object that is not a
+    /// binding is read again, as a raw object, to name the field at fault.
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        DynamicObject::deserialize(d).map(CachedBinding::from)
+        let value = Value::deserialize(d)?;
+        match PodIdentityBinding::deserialize(&value) {
+            Ok(b) => Ok(CachedBinding::Typed(b)),
+            Err(_) => serde_json::from_value::<DynamicObject>(value)
+                .map(CachedBinding::from)
+                .map_err(serde::de::Error::custom),
+        }
     }
 }
 
