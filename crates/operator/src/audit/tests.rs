@@ -1,6 +1,8 @@
 use super::*;
 use serde_json::json;
 
+use crate::aws::{Association, Tags};
+
 #[test]
 fn session_tag_conditions_scope_a_statement() {
     let scoped = crate::policy::pod_identity_trust_policy(Some(&crate::policy::TrustScope {
