@@ -389,13 +389,14 @@ fn the_checker_finds_a_cycle_and_reads_use_lists() {
 }
 
 /// A pass's stages in the order a change to the spec travels them, after the watch
-/// (`controller`) wakes the pass (`controller::reconcile`), which calls each in turn.
+/// wakes the pass (both in `controller::reconcile`), which calls each in turn.
 const PASS_STAGES: [&str; 5] = ["desired", "observe", "plan", "apply", "report"];
 
-/// A change to `spec.role` goes watch → pass → desired → observe → plan → apply →
-/// report without returning to a stage it left: no stage depends on a later one, the
-/// status vocabulary every stage may use (`controller::status`) depends on no stage,
-/// and the pass names every stage.
+/// A change to `spec.role` goes watch and pass → desired → observe → plan → apply →
+/// report (the status), six files, without returning to a stage it left: the watch is
+/// in the pass's file, no stage depends on a later one, the status vocabulary every
+/// stage may use (`controller::status`) depends on no stage, the pass names every
+/// stage, and a readable binding's status is written by the report stage only.
 #[test]
 fn the_pass_runs_its_stages_forward() {
     let edges = graph();
@@ -427,6 +428,102 @@ fn the_pass_runs_its_stages_forward() {
         assert!(
             pass_deps.contains(&controller(stage)),
             "the pass does not call {stage}"
+        );
+    }
+    let code = modules();
+    let holding = |needle: &str| -> Vec<String> {
+        code.iter()
+            .filter(|(_, text)| text.contains(needle))
+            .map(|(m, _)| m.join("::"))
+            .collect()
+    };
+    assert_eq!(
+        holding("Controller::for_stream"),
+        ["controller::reconcile"],
+        "the watch is not in the pass's file"
+    );
+    let files = 1 + PASS_STAGES.len();
+    assert!(files <= 6, "a spec change crosses {files} files");
+    // The other writer, `malformed`, writes the status of a binding that cannot be read.
+    assert_eq!(
+        holding(".patch_status("),
+        ["controller::malformed", "controller::report"],
+        "status writers"
+    );
+}
+
+/// Where the workspace's Rust sources are, relative to its root.
+const SOURCE_ROOTS: [&str; 4] = ["crates", "src", "tests", "benches"];
+
+/// The longest a source file may be: one that grows past it holds more than one concern.
+const MAX_LINES: usize = 800;
+
+#[test]
+fn no_source_file_is_over_800_lines() {
+    fn walk(dir: &Path, out: &mut Vec<(String, usize)>) {
+        for entry in std::fs::read_dir(dir).expect("directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let lines = std::fs::read_to_string(&path)
+                    .expect("source")
+                    .lines()
+                    .count();
+                out.push((path.display().to_string(), lines));
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in SOURCE_ROOTS {
+        walk(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 100, "sources not found: {}", files.len());
+    let longest = files.iter().map(|(_, n)| *n).max().unwrap_or_default();
+    eprintln!("{} source files, the longest {longest} lines", files.len());
+    let over: Vec<_> = files.iter().filter(|(_, n)| *n > MAX_LINES).collect();
+    assert!(over.is_empty(), "files over {MAX_LINES} lines: {over:?}");
+}
+
+/// The crates the image's binary is built from (`--no-default-features`, as the
+/// Dockerfile builds it), as Cargo resolves them: neither kubesim nor the AWS simulator.
+#[test]
+fn the_image_build_has_no_test_server() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "--no-default-features",
+            "--package",
+            "pod-identity-operator",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crates: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    for expected in ["pod-identity-operator-lib", "pod-identity-aws", "kube"] {
+        assert!(crates.contains(expected), "{expected} missing: {crates:?}");
+    }
+    for test_server in ["kubesim", "pod-identity-aws-sim"] {
+        assert!(
+            !crates.contains(test_server),
+            "{test_server} is in the image build"
         );
     }
 }

@@ -20,7 +20,7 @@ use crate::Result;
 use crate::crd::{DeletionPolicy, PodIdentityBinding};
 
 use super::context::Context;
-use super::status::{self, Conditions, State};
+use super::status::{self, Conditions};
 use super::{apply, observe, plan};
 
 pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
@@ -52,13 +52,7 @@ pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Acti
     if let Some((_, e)) = applied.failure {
         let problem = ctx.problem(&e, false);
         let mut st = binding.status.clone().unwrap_or_default();
-        let failed = State::failed(problem.reason, problem.message.clone());
-        let conditions = Conditions {
-            ready: failed,
-            role: State::unknown(),
-            service_account: State::unknown(),
-            association: State::unknown(),
-        };
+        let conditions = Conditions::not_ready(problem.reason, problem.message.clone());
         st.conditions = status::merge(&st.conditions, &conditions, binding.metadata.generation);
         if let Err(write) = super::report::write_status(ctx, binding, st, Some(&problem)).await {
             tracing::warn!(error = %write, "cannot report cleanup failure");

@@ -1,7 +1,8 @@
-//! What the controller's unit tests share: the cluster the bindings are for and a
-//! binding `team/app` of a given spec.
+//! What the controller's unit tests share: the cluster the bindings are for, a
+//! binding `team/app` of a given spec, and a raw binding `ns/b` as the watch reads it.
 
-use serde_json::Value;
+use kube::api::DynamicObject;
+use serde_json::{Value, json};
 
 use crate::aws::Cluster;
 use crate::crd::{PodIdentityBinding, PodIdentityBindingSpec};
@@ -27,4 +28,14 @@ pub(crate) fn binding_of(spec: PodIdentityBindingSpec) -> PodIdentityBinding {
 
 pub(crate) fn binding(spec: Value) -> PodIdentityBinding {
     binding_of(serde_json::from_value(spec).expect("spec"))
+}
+
+/// The binding `ns/b` with this spec, read as a raw object: the spec need not be one a
+/// binding can hold.
+pub(crate) fn raw_binding(spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
+        "metadata": {"name": "b", "namespace": "ns"}, "spec": spec,
+    }))
+    .expect("object")
 }

@@ -27,7 +27,7 @@ use crate::naming;
 use crate::{Error, Result};
 
 use super::context::Context;
-use super::status::{self, Conditions, Reason, State};
+use super::status::{self, Conditions, Reason};
 use super::{apply, observe, plan};
 
 /// What the cleanup of an unreadable binding can know from its metadata, the readable
@@ -268,12 +268,7 @@ async fn write_status(
     }
     let conditions = status::merge(
         &old,
-        &Conditions {
-            ready: State::failed(reason, message.clone()),
-            role: State::unknown(),
-            service_account: State::unknown(),
-            association: State::unknown(),
-        },
+        &Conditions::not_ready(reason, message.clone()),
         generation,
     );
     ctx.publish(&shell(obj), EventType::Warning, reason.as_str(), message)
@@ -295,13 +290,7 @@ async fn write_status(
 mod tests {
     use super::*;
 
-    fn obj(spec: Value) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-            "metadata": {"name": "b", "namespace": "ns"}, "spec": spec,
-        }))
-        .expect("object")
-    }
+    use crate::controller::fixtures::raw_binding as obj;
 
     #[test]
     fn cleanup_scope_names_what_can_be_known() {

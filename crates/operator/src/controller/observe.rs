@@ -206,22 +206,25 @@ pub async fn observe(
     // runs (its index of ServiceAccounts names them: a pass of each of N bindings
     // listing or scanning its namespace would cost N²). A competitor the cache has not
     // seen yet wakes this binding when it arrives.
-    let typed = |o: &CachedBinding| match o {
-        CachedBinding::Typed(b) if b.service_account_name() == desired.service_account.name => {
-            Some(b.clone())
-        }
-        _ => None,
-    };
-    let others: Vec<PodIdentityBinding> = match cached_competitors {
-        Some(cached) => cached.iter().filter_map(|o| typed(o)).collect(),
+    let held: Vec<Arc<CachedBinding>> = match cached_competitors {
+        Some(cached) => cached,
         None => bindings
             .list(&ListParams::default())
             .await?
             .items
-            .iter()
-            .filter_map(typed)
+            .into_iter()
+            .map(Arc::new)
             .collect(),
     };
+    let others: Vec<&PodIdentityBinding> = held
+        .iter()
+        .filter_map(|o| match o.as_ref() {
+            CachedBinding::Typed(b) if b.service_account_name() == desired.service_account.name => {
+                Some(b)
+            }
+            _ => None,
+        })
+        .collect();
     observed.older_binding = others
         .iter()
         .filter(|o| o.uid() != binding.uid() && o.meta().deletion_timestamp.is_none())

@@ -1,40 +1,281 @@
-//! One reconcile pass of a binding that is not being deleted, and the status it ends
-//! with.
+//! The controller's watch and one pass of a binding: the watch ([`run`]) wakes a
+//! binding on its changes and those of the ServiceAccount it names; the pass
+//! ([`reconcile`]) runs the stages in order ([`super::desired`], [`super::observe`],
+//! [`super::plan`], [`super::apply`]) and hands the outcome to [`super::report`], the
+//! status's one writer. No stage calls a later one.
 //!
 //! A pass of a binding already Ready for its generation that AWS throttles changes
 //! nothing visible: the resources were in place when last checked, and the check is
 //! retried after a backoff.
 
-use std::sync::Arc;
-
-use chrono::Utc;
-use kube::ResourceExt;
-use kube::api::Api;
-use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-
 use std::collections::BTreeMap;
-
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use chrono::Utc;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
 use tokio::time::Instant;
 
-use crate::crd::{
-    FINALIZER, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus, StatusWarning,
-};
+use crate::crd::{FINALIZER, PodIdentityBinding};
 use crate::guardrails::{Effects, effects_unchecked, evaluate, not_the_operators_role};
 use crate::{Error, Result};
 
-use super::apply::{self, Component};
 use super::context::Context;
-use super::desired::{self, Desired, DesiredRole};
+use super::desired::{self, Desired};
 use super::observe::{self, Observed};
 use super::pacing::PassReads;
-use super::plan::{self, Plan};
-use super::status::{self, Conditions, Problem, Reason, Retry, State};
-use super::{cleanup, notices, report};
+use super::plan;
+use super::status::{self, Problem, Reason, Retry};
+use super::typed::CachedBinding;
+use super::{apply, backoff, cleanup, malformed, report, sa_index, sweep};
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    // A binding that cannot be read is kept as it is ([`typed`]): it must not stop the
+    // watch.
+    let (bindings, sas): (Api<CachedBinding>, Api<PartialObjectMeta<ServiceAccount>>) =
+        match &ctx.settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+    let guardrails = (ctx.settings.guardrails.clone(), ctx.clone());
+    let poll = ctx.settings.guardrails_poll;
+    let guardrail_changes = futures::stream::unfold(guardrails, move |(g, ctx)| async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            if g.reload() {
+                // Every binding is looked at again under the new rules.
+                ctx.confirmed.clear();
+                return Some(((), (g, ctx)));
+            }
+        }
+    });
+    // Every change wakes its binding, the operator's own status writes included: a
+    // retry still waits out its backoff ([`backoff`]), and a pass after a `Ready` one
+    // skips the AWS reads ([`confirmed`]).
+    let writer = reflector::store::Writer::default();
+    let reader = writer.as_reader();
+    // The cache's first full listing, seen here rather than through
+    // `Store::wait_until_ready`: that wakes only its latest waiter, and the controller
+    // itself waits on it before its first reconcile.
+    let synced = Arc::new(AtomicBool::new(false));
+    let mark_synced = synced.clone();
+    // A binding whose change matters to the others naming its ServiceAccount (they may
+    // win or lose it) wakes them for a full pass; the index says which ([`sa_index`]).
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let index_ctx = ctx.clone();
+    let wake_others = move |others: Vec<(sa_index::BindingKey, String)>| {
+        for ((ns, name), uid) in others {
+            index_ctx.confirmed.forget(&uid);
+            let _ = wake.unbounded_send(ObjectRef::new(&name).within(&ns));
+        }
+    };
+    let index = ctx.clone();
+    let triggers = watcher(bindings, list_in_pages())
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Init) => index.service_accounts.relist_started(),
+            Ok(watcher::Event::InitApply(b) | watcher::Event::Apply(b)) => {
+                wake_others(index.service_accounts.applied(b));
+            }
+            Ok(watcher::Event::Delete(b)) => wake_others(index.service_accounts.deleted(b)),
+            Ok(watcher::Event::InitDone) => {
+                wake_others(index.service_accounts.relist_done());
+                mark_synced.store(true, Ordering::Release);
+            }
+            Err(_) => {}
+        })
+        .touched_objects();
+    let every = sweep::period(ctx.settings.resync);
+    let sweep_ctx = ctx.clone();
+    let late = sweep::sweeps(
+        every,
+        move |now| sweep::late_uids(&sweep_ctx.confirmed, &sweep_ctx.backoffs, now, every),
+        reader.clone(),
+        {
+            let metrics = ctx.settings.metrics.clone();
+            move |late| {
+                if let Some(m) = &metrics {
+                    m.set_late(late);
+                }
+            }
+        },
+    );
+    let controller = Controller::for_stream(triggers, reader)
+        .reconcile_all_on(guardrail_changes)
+        .reconcile_on(woken)
+        .reconcile_on(late);
+    let store = controller.store();
+    ctx.set_bindings_cache(store.clone(), synced.clone());
+    if let Some(m) = &ctx.settings.metrics {
+        m.watch_bindings(store, synced.clone());
+    }
+    let sa_ctx = ctx.clone();
+    // A ServiceAccount's change wakes the bindings naming it; its name is all that is
+    // read, so it is watched as metadata only.
+    let sa_changes = watcher(sas, list_in_pages())
+        .default_backoff()
+        .touched_objects();
+    controller
+        .watches_stream(sa_changes, move |sa: PartialObjectMeta<ServiceAccount>| {
+            let ns = sa.namespace().unwrap_or_default();
+            sa_ctx
+                .service_accounts
+                .naming(&ns, &sa.name_any())
+                .into_iter()
+                .map(|b| ObjectRef::new(&b).within(&ns))
+                .collect::<Vec<_>>()
+        })
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_object, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+fn error_policy(obj: Arc<CachedBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(binding = %obj.name_any(), %error, "reconcile failed");
+    let inner = match error {
+        Error::Finalizer(f) => match f.as_ref() {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            _ => error,
+        },
+        e => e,
+    };
+    let problem = ctx.problem(inner, true);
+    let retry = match problem.retry {
+        // A failed cleanup is retried even when the error is the user's: the binding
+        // is going away and only a retry can finish that.
+        status::Retry::OnChange => status::Retry::Slow,
+        r => r,
+    };
+    ctx.requeue(obj.meta(), retry)
+}
+
+/// Reads the watched object as a binding and reconciles it; one that cannot be read is
+/// reported on its own status.
+async fn reconcile_object(obj: Arc<CachedBinding>, ctx: Arc<Context>) -> Result<Action> {
+    let uid = obj.uid().unwrap_or_default();
+    if let Some(left) = ctx.backoffs.hold(&uid, backoff::Phase::of(obj.meta())) {
+        tracing::debug!(binding = %obj.name_any(), ?left, "woken during backoff; waiting on");
+        return Ok(Action::requeue(left));
+    }
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = obj.namespace().unwrap_or_default(),
+        binding = obj.name_any(),
+        generation = obj.meta().generation.unwrap_or_default(),
+    );
+    let metrics = ctx.settings.metrics.clone();
+    let deadline = ctx.settings.pass_deadline;
+    let pass = async {
+        tracing::debug!("reconcile pass started");
+        let run = async {
+            match obj.as_ref() {
+                CachedBinding::Typed(b) => reconcile(Arc::new(b.clone()), ctx.clone()).await,
+                CachedBinding::Unreadable(u) => {
+                    malformed::handle(&u.raw, &u.field, &u.why, &ctx).await
+                }
+            }
+        };
+        // A pass stopped at its deadline leaves nothing half-done that the next pass
+        // cannot take over: every step observes before it writes.
+        let result = match tokio::time::timeout(deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(pass_timed_out(&obj, &ctx, deadline).await),
+        };
+        // A deleted binding's last pass: nothing about it is needed any more.
+        if result.is_ok() && obj.meta().deletion_timestamp.is_some() {
+            ctx.backoffs.forget(&uid);
+            ctx.confirmed.forget(&uid);
+        }
+        tracing::debug!(ok = result.is_ok(), "reconcile pass finished");
+        result
+    };
+    match metrics {
+        Some(m) => {
+            let fallback = if obj.meta().deletion_timestamp.is_some() {
+                "Deleted"
+            } else {
+                "FinalizerAdded"
+            };
+            m.time_reconcile(pass, fallback, |e| failure_reason(e).to_owned())
+                .instrument(span)
+                .await
+        }
+        None => pass.instrument(span).await,
+    }
+}
+
+/// Reports a pass stopped at its deadline on the binding's status (`Retrying`), and
+/// returns the error the pass fails with.
+async fn pass_timed_out(obj: &CachedBinding, ctx: &Context, deadline: Duration) -> Error {
+    let err = Error::PassTimeout(deadline);
+    tracing::warn!(binding = %obj.name_any(), ?deadline, "reconcile pass stopped at its deadline");
+    if let CachedBinding::Typed(binding) = obj {
+        let problem = status::problem_of(&err, false);
+        let st = report::not_ready(binding, &problem);
+        if let Err(e) = report::write_status(ctx, binding, st, Some(&problem)).await {
+            tracing::warn!(error = %e, "cannot report the pass deadline");
+        }
+    }
+    err
+}
+
+/// The reason a failed pass is counted under: that of the error inside the finalizer's.
+fn failure_reason(error: &Error) -> &'static str {
+    use kube::runtime::finalizer::Error as Fin;
+    let inner = match error {
+        Error::Finalizer(f) => match f.as_ref() {
+            Fin::ApplyFailed(e) | Fin::CleanupFailed(e) => e,
+            _ => error,
+        },
+        e => e,
+    };
+    status::problem_of(inner, false).reason.as_str()
+}
+
+/// Drops what no pass reads from a cached binding: field ownership and the copy of the
+/// whole object that `kubectl apply` keeps in an annotation.
+fn slim(obj: &mut CachedBinding) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// The watches' configuration: a (re)listing comes in pages of 100 objects, so the
+/// objects of one page, read whole before [`slim`] trims them, stay few.
+fn list_in_pages() -> watcher::Config {
+    watcher::Config::default().page_size(100)
+}
 
 /// The controller's reconcile function.
 pub async fn reconcile(binding: Arc<PodIdentityBinding>, ctx: Arc<Context>) -> Result<Action> {
@@ -166,6 +407,28 @@ async fn still_confirmed(binding: &PodIdentityBinding, ctx: &Context) -> Result<
     ))
 }
 
+/// Takes away the access a denied binding was granted before, and says so in the
+/// problem; true when an association was removed.
+async fn revoke(binding: &PodIdentityBinding, ctx: &Context, problem: &mut Problem) -> bool {
+    match super::revoke::revoke(binding, ctx).await {
+        Ok(Some(revoked)) => {
+            problem.message = format!("{}; {revoked}", problem.message);
+            ctx.publish(binding, EventType::Warning, "AccessRevoked", revoked)
+                .await;
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            problem.message = format!(
+                "{}; revoking the access already granted failed ({e}), retrying",
+                problem.message
+            );
+            problem.retry = Retry::Backoff;
+            false
+        }
+    }
+}
+
 async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action> {
     let uid = binding.uid().unwrap_or_default();
     if let Some(left) = still_confirmed(binding, ctx).await? {
@@ -180,66 +443,21 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
             return Ok(ctx.requeue(meta, problem.retry));
         }
         Err(mut problem) => {
-            let mut st = binding.status.clone().unwrap_or_default();
-            if problem.reason == Reason::PolicyDenied {
-                match super::revoke::revoke(binding, ctx).await {
-                    Ok(Some(revoked)) => {
-                        st.association_id = None;
-                        st.association_arn = None;
-                        st.external_id = None;
-                        problem.message = format!("{}; {revoked}", problem.message);
-                        ctx.publish(binding, EventType::Warning, "AccessRevoked", revoked)
-                            .await;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        problem.message = format!(
-                            "{}; revoking the access already granted failed ({e}), retrying",
-                            problem.message
-                        );
-                        problem.retry = Retry::Backoff;
-                    }
-                }
+            let revoked =
+                problem.reason == Reason::PolicyDenied && revoke(binding, ctx, &mut problem).await;
+            let mut st = report::not_ready(binding, &problem);
+            if revoked {
+                st.association_id = None;
+                st.association_arn = None;
+                st.external_id = None;
             }
-            let conditions = Conditions {
-                ready: State::failed(problem.reason, problem.message.clone()),
-                role: State::unknown(),
-                service_account: State::unknown(),
-                association: State::unknown(),
-            };
-            set_conditions(binding, &mut st, &conditions);
             report::write_status(ctx, binding, st, Some(&problem)).await?;
             return Ok(ctx.requeue(meta, problem.retry));
         }
     };
     let plan = plan::plan(&desired, &observed);
     if let Some(b) = &plan.blocked {
-        let failed = State::failed(b.reason, b.message.clone());
-        let role_problem = matches!(
-            b.reason,
-            Reason::RoleConflict | Reason::RoleNotFound | Reason::RoleTrustMissing
-        );
-        let conditions = Conditions {
-            ready: failed.clone(),
-            role: if role_problem {
-                failed.clone()
-            } else {
-                State::unknown()
-            },
-            service_account: State::unknown(),
-            association: if role_problem {
-                State::unknown()
-            } else {
-                failed
-            },
-        };
-        let mut st = binding.status.clone().unwrap_or_default();
-        set_conditions(binding, &mut st, &conditions);
-        let problem = Problem {
-            reason: b.reason,
-            message: b.message.clone(),
-            retry: Retry::Slow,
-        };
+        let (st, problem) = report::blocked(binding, b);
         report::write_status(ctx, binding, st, Some(&problem)).await?;
         return Ok(ctx.requeue(meta, Retry::Slow));
     }
@@ -284,7 +502,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
     {
         return Ok(ctx.requeue(meta, p.retry));
     }
-    let mut st = outcome_status(
+    let mut st = report::outcome(
         binding,
         &desired,
         &observed,
@@ -292,7 +510,7 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
         &applied,
         problem.as_ref(),
     );
-    st.warnings = warnings(binding, ctx, &desired, &observed, &plan.actions[..done]).await;
+    st.warnings = report::warnings(binding, ctx, &desired, &observed, &plan.actions[..done]).await;
     let ready = status::ready_of(Some(&st)).is_some_and(|c| c.status == "True");
     report::write_status(ctx, binding, st, problem.as_ref().map(|(_, p)| p)).await?;
     match problem {
@@ -309,205 +527,12 @@ async fn reconcile_binding(binding: &PodIdentityBinding, ctx: &Context) -> Resul
     }
 }
 
-/// The warnings a full pass leaves on the status; `done` are the actions it carried out.
-async fn warnings(
-    binding: &PodIdentityBinding,
-    ctx: &Context,
-    desired: &Desired,
-    observed: &Observed,
-    done: &[plan::Action],
-) -> Vec<StatusWarning> {
-    let old = binding
-        .status
-        .as_ref()
-        .map(|s| s.warnings.as_slice())
-        .unwrap_or_default();
-    let kept = |reason: &str| old.iter().find(|w| w.reason == reason).cloned();
-    let ns = &desired.namespace;
-    let sa = &desired.service_account.name;
-    let mut warnings = Vec::new();
-    match ctx.agent_running().await {
-        Some(true) => {}
-        Some(false) => warnings.push(notices::agent_missing()),
-        None => warnings.extend(kept(notices::AGENT_MISSING)),
-    }
-    let mut annotations = observed
-        .service_account
-        .as_ref()
-        .map(|s| s.annotations.clone())
-        .unwrap_or_default();
-    annotations.extend(desired.service_account.annotations.clone());
-    warnings.extend(notices::irsa(ns, sa, &annotations));
-
-    let moved_now = done.iter().find_map(|a| match a {
-        plan::Action::UpdateAssociation(u) => u.role_arn.clone(),
-        _ => None,
-    });
-    let from_now = observed.association.as_ref().map(|a| a.role_arn.clone());
-    let moved = match (moved_now, from_now) {
-        (Some(to), Some(from)) if to != from => Some((Utc::now(), from, to, true)),
-        _ => notices::moved_at(old).and_then(|(since, w)| {
-            notices::moved_roles(w).map(|(from, to)| (since, from, to, false))
-        }),
-    };
-    if let Some((since, from, to, now)) = moved {
-        match notices::pods_started_before(&ctx.client, ns, sa, since).await {
-            Ok(pods) => {
-                let warning = notices::old_role_credentials(ns, sa, &from, &to, &pods, since);
-                if now {
-                    ctx.publish(
-                        binding,
-                        EventType::Warning,
-                        "AssociationRoleChanged",
-                        warning.message.clone(),
-                    )
-                    .await;
-                }
-                if !pods.is_empty() {
-                    warnings.push(warning);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the pods of the ServiceAccount");
-                warnings.extend(kept(notices::OLD_ROLE_CREDENTIALS));
-            }
-        }
-    }
-    warnings
-}
-
-fn outcome_status(
-    binding: &PodIdentityBinding,
-    desired: &Desired,
-    observed: &Observed,
-    plan: &Plan,
-    applied: &apply::Applied,
-    problem: Option<&(usize, Problem)>,
-) -> PodIdentityBindingStatus {
-    let state_of = |component: Component, ok: State| -> State {
-        if let Some((i, p)) = problem {
-            if plan.actions[*i].component() == component {
-                return State::failed(p.reason, p.message.clone());
-            }
-            if plan.actions[*i..]
-                .iter()
-                .any(|a| a.component() == component)
-            {
-                return State::unknown();
-            }
-        }
-        ok
-    };
-    let role_ok = match &desired.role {
-        DesiredRole::Existing { arn, .. } => match &desired.association.target_role_arn {
-            // The operator may only GetRole an existing role, so it cannot see whether the
-            // role may chain into the target: the condition says what it must allow.
-            Some(target) => State::ok(
-                Reason::RoleExisting,
-                format!(
-                    "using existing role {arn}; it must allow sts:AssumeRole and sts:TagSession on the target role {target}, which the operator cannot check (it only reads the role with GetRole)"
-                ),
-            ),
-            None => State::ok(Reason::RoleExisting, format!("using existing role {arn}")),
-        },
-        DesiredRole::Managed(m) if desired.association.disable_session_tags => State::ok(
-            Reason::RoleCreated,
-            format!(
-                "role {} is in place; its trust policy is scoped to cluster {} but not to this ServiceAccount because session tags are disabled: any Pod Identity association of that cluster may use it",
-                m.arn, desired.cluster_name
-            ),
-        ),
-        DesiredRole::Managed(m) => State::ok(
-            Reason::RoleCreated,
-            format!(
-                "role {} is in place, trusted only by ServiceAccount {}/{} of cluster {}",
-                m.arn, desired.namespace, desired.service_account.name, desired.cluster_name
-            ),
-        ),
-    };
-    let sa_name = &desired.service_account.name;
-    // One taken over from an earlier binding of the same name was made by the operator.
-    let ours = |s: &observe::ObservedServiceAccount| s.owned || s.left_by_previous;
-    let sa_created = observed.service_account.as_ref().is_some_and(ours)
-        || (observed.service_account.is_none() && desired.service_account.create);
-    let sa_ok = match &observed.service_account {
-        None if !desired.service_account.create => State::failed(
-            Reason::ServiceAccountNotFound,
-            format!(
-                "ServiceAccount {sa_name} does not exist and serviceAccount.create is false: create it, or set serviceAccount.create: true"
-            ),
-        ),
-        Some(s) if !ours(s) => State::ok(
-            Reason::ServiceAccountFound,
-            format!("using existing ServiceAccount {sa_name}"),
-        ),
-        _ => State::ok(
-            Reason::ServiceAccountCreated,
-            format!("ServiceAccount {sa_name} created by the operator"),
-        ),
-    };
-    let assoc_ok = if plan.adopting {
-        State::ok(Reason::AssociationAdopted, "association adopted")
-    } else {
-        State::ok(Reason::AssociationCreated, "association is in place")
-    };
-    let role = state_of(Component::Role, role_ok);
-    let service_account = state_of(Component::ServiceAccount, sa_ok);
-    let association = state_of(Component::Association, assoc_ok);
-    let ready = match problem {
-        Some((_, p)) => State::failed(p.reason, p.message.clone()),
-        None if service_account.status != "True" => service_account.clone(),
-        None => State::ok(
-            Reason::Reconciled,
-            "role, ServiceAccount and association are in place",
-        ),
-    };
-
-    let mut st = binding.status.clone().unwrap_or_default();
-    if role.status == "True" {
-        st.role_arn = Some(desired.role.arn().to_owned());
-    }
-    let association_now = applied
-        .association
-        .clone()
-        .or_else(|| observed.association.clone());
-    if association.status == "True" {
-        st.association_arn = association_now.as_ref().map(|a| a.association_arn.clone());
-        st.association_id = association_now.as_ref().map(|a| a.association_id.clone());
-        st.external_id = association_now
-            .as_ref()
-            .filter(|a| a.target_role_arn.is_some())
-            .and_then(|a| a.external_id.clone());
-    }
-    if service_account.status == "True" || problem.is_none() {
-        st.service_account = Some(ServiceAccountStatus {
-            name: sa_name.clone(),
-            created: sa_created,
-        });
-    }
-    set_conditions(
-        binding,
-        &mut st,
-        &Conditions {
-            ready,
-            role,
-            service_account,
-            association,
-        },
-    );
-    st
-}
-
-fn set_conditions(binding: &PodIdentityBinding, st: &mut PodIdentityBindingStatus, c: &Conditions) {
-    let generation = binding.metadata.generation;
-    st.conditions = status::merge(&st.conditions, c, generation);
-    st.observed_generation = generation;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::PodIdentityBindingSpec;
+    use crate::controller::report::set_conditions;
+    use crate::controller::status::{Conditions, State};
+    use crate::crd::{PodIdentityBindingSpec, PodIdentityBindingStatus};
 
     fn problem(reason: Reason) -> Problem {
         Problem {

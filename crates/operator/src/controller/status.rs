@@ -365,6 +365,19 @@ pub struct Conditions {
     pub association: State,
 }
 
+impl Conditions {
+    /// `Ready` failed for this reason before any resource was looked at: the others
+    /// wait on it.
+    pub fn not_ready(reason: Reason, message: impl Into<String>) -> Self {
+        Conditions {
+            ready: State::failed(reason, message),
+            role: State::unknown(),
+            service_account: State::unknown(),
+            association: State::unknown(),
+        }
+    }
+}
+
 /// Merges new condition states into the old list: a condition whose status is
 /// unchanged keeps its `lastTransitionTime`, and one that stays `True` keeps its reason
 /// (say `AssociationAdopted`, which only the adopting pass reports).

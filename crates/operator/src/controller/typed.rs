@@ -205,13 +205,7 @@ mod tests {
 
     use super::*;
 
-    fn obj(spec: Value) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "podidentity.dev/v1alpha1", "kind": "PodIdentityBinding",
-            "metadata": {"name": "b", "namespace": "ns"}, "spec": spec,
-        }))
-        .expect("object")
-    }
+    use crate::controller::fixtures::raw_binding as obj;
 
     #[test]
     fn readable_objects_become_bindings() {
