@@ -396,7 +396,7 @@ const PASS_STAGES: [&str; 5] = ["desired", "observe", "plan", "apply", "report"]
 /// report (the status), six files, without returning to a stage it left: the watch is
 /// in the pass's file, no stage depends on a later one, the status vocabulary every
 /// stage may use (`controller::status`) depends on no stage, the pass names every
-/// stage, and a readable binding's status is written by the report stage only.
+/// stage, and a binding's status is written by the report stage only.
 #[test]
 fn the_pass_runs_its_stages_forward() {
     let edges = graph();
@@ -444,10 +444,9 @@ fn the_pass_runs_its_stages_forward() {
     );
     let files = 1 + PASS_STAGES.len();
     assert!(files <= 6, "a spec change crosses {files} files");
-    // The other writer, `malformed`, writes the status of a binding that cannot be read.
     assert_eq!(
         holding(".patch_status("),
-        ["controller::malformed", "controller::report"],
+        ["controller::report"],
         "status writers"
     );
 }

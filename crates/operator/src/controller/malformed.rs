@@ -15,20 +15,18 @@
 //! are removed all the same.
 
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use crate::crd::{
-    Condition, DeletionPolicy, FINALIZER, PodIdentityBinding, PodIdentityBindingSpec,
-};
+use crate::Result;
+use crate::crd::{DeletionPolicy, FINALIZER};
 use crate::naming;
-use crate::{Error, Result};
 
 use super::context::Context;
-use super::status::{self, Conditions, Reason};
-use super::{apply, observe, plan};
+use super::status::{self, Reason};
+use super::typed::{raw_api, shell};
+use super::{apply, observe, plan, report};
 
 /// What the cleanup of an unreadable binding can know from its metadata, the readable
 /// parts of its spec and its status.
@@ -124,24 +122,8 @@ pub async fn handle(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) 
         (true, true) => cleanup(obj, field, why, ctx).await,
         // Going away, and nothing of ours holds it.
         (true, false) => Ok(Action::await_change()),
-        (false, _) => report(obj, field, why, ctx).await,
+        (false, _) => report_invalid(obj, field, why, ctx).await,
     }
-}
-
-/// A shell binding with the object's metadata: enough to publish Events and to run
-/// cleanup actions, which read nothing else.
-fn shell(obj: &DynamicObject) -> PodIdentityBinding {
-    let mut shell = PodIdentityBinding::new(&obj.name_any(), PodIdentityBindingSpec::default());
-    shell.metadata = obj.metadata.clone();
-    shell
-}
-
-fn raw_api(obj: &DynamicObject, ctx: &Context) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        ctx.client.clone(),
-        &obj.namespace().unwrap_or_default(),
-        &kube::api::ApiResource::erase::<PodIdentityBinding>(&()),
-    )
 }
 
 /// Removes what can be known to be this binding's, then the finalizer; or, when
@@ -201,7 +183,7 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
         let applied = apply::apply(ctx, &binding, &actions).await;
         if let Some((_, e)) = applied.failure {
             let problem = status::problem_of(&e, false);
-            write_status(obj, problem.reason, problem.message, ctx).await?;
+            not_ready(obj, problem.reason, problem.message, ctx).await?;
             return Err(e);
         }
     }
@@ -210,7 +192,7 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
             "{field}: cannot be read ({why}); cleanup is blocked: {}",
             scope.unknown.join("; ")
         );
-        return write_status(obj, Reason::CleanupBlocked, message, ctx).await;
+        return not_ready(obj, Reason::CleanupBlocked, message, ctx).await;
     }
     // The finalizer list as read, minus ours; the test makes a concurrent change fail
     // (and the pass retried) instead of being overwritten.
@@ -220,7 +202,7 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
         {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
         {"op": "replace", "path": "/metadata/finalizers", "value": kept},
     ]))?;
-    match raw_api(obj, ctx)
+    match raw_api(ctx.client.clone(), obj)
         .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
     {
@@ -233,7 +215,12 @@ async fn cleanup(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> 
 }
 
 /// Reports a binding that cannot be read, once per generation.
-async fn report(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> Result<Action> {
+async fn report_invalid(
+    obj: &DynamicObject,
+    field: &str,
+    why: &str,
+    ctx: &Context,
+) -> Result<Action> {
     let message = format!(
         "{field}: cannot be read ({why}); fix the field (see kubectl explain podidentitybinding.{})",
         field
@@ -242,47 +229,17 @@ async fn report(obj: &DynamicObject, field: &str, why: &str, ctx: &Context) -> R
             .next()
             .unwrap_or_default()
     );
-    write_status(obj, Reason::InvalidSpec, message, ctx).await
+    not_ready(obj, Reason::InvalidSpec, message, ctx).await
 }
 
-/// Sets `Ready=False` with this reason and message and publishes a Warning Event, unless
-/// the status already says exactly that for this generation.
-async fn write_status(
+/// Reports the binding not ready for this reason; the pass ends there.
+async fn not_ready(
     obj: &DynamicObject,
     reason: Reason,
     message: String,
     ctx: &Context,
 ) -> Result<Action> {
-    let old: Vec<Condition> = obj
-        .data
-        .get("status")
-        .and_then(|s| s.get("conditions"))
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    let generation = obj.metadata.generation;
-    let was = old.iter().find(|c| c.type_ == "Ready");
-    if was.is_some_and(|c| {
-        c.reason == reason.as_str() && c.message == message && c.observed_generation == generation
-    }) {
-        return Ok(Action::await_change());
-    }
-    let conditions = status::merge(
-        &old,
-        &Conditions::not_ready(reason, message.clone()),
-        generation,
-    );
-    ctx.publish(&shell(obj), EventType::Warning, reason.as_str(), message)
-        .await;
-    raw_api(obj, ctx)
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "observedGeneration": generation,
-                "conditions": serde_json::to_value(&conditions).map_err(Error::from)?,
-            }})),
-        )
-        .await?;
+    report::write_unreadable(ctx, obj, reason, message).await?;
     Ok(Action::await_change())
 }
 

@@ -1,18 +1,19 @@
 //! A pass's outcome on the binding: the status it ends with (conditions, the
 //! resources' names, warnings), written when it changed, with a Warning Event for each
 //! newly reported problem and warning. The status vocabulary (reasons, conditions, their
-//! merge) is [`super::status`]'s; this is the one writer of a readable binding's status.
+//! merge) is [`super::status`]'s. This is the one writer of a binding's status, one that
+//! cannot be read included ([`write_unreadable`]).
 
 use chrono::Utc;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use crate::Result;
 use crate::crd::{
-    PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus, StatusWarning,
+    Condition, PodIdentityBinding, PodIdentityBindingStatus, ServiceAccountStatus, StatusWarning,
 };
+use crate::{Error, Result};
 
 use super::apply::{Applied, Component};
 use super::context::Context;
@@ -21,6 +22,7 @@ use super::notices;
 use super::observe::{Observed, ObservedServiceAccount};
 use super::plan::{Action, Blocked, Plan};
 use super::status::{self, Conditions, Problem, Reason, Retry, State};
+use super::typed;
 
 /// Patches the status when it changed; publishes a Warning Event when the binding
 /// newly reports a problem (so a resync of a stuck binding does not repeat it), except
@@ -327,4 +329,51 @@ pub fn set_conditions(
     let generation = binding.metadata.generation;
     st.conditions = status::merge(&st.conditions, c, generation);
     st.observed_generation = generation;
+}
+
+/// Sets `Ready=False` with this reason and message on a binding that cannot be read
+/// (its conditions and observed generation only) and publishes a Warning Event, unless
+/// the status already says exactly that for this generation.
+pub async fn write_unreadable(
+    ctx: &Context,
+    obj: &DynamicObject,
+    reason: Reason,
+    message: String,
+) -> Result<()> {
+    let old: Vec<Condition> = obj
+        .data
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let was = old.iter().find(|c| c.type_ == "Ready");
+    if was.is_some_and(|c| {
+        c.reason == reason.as_str() && c.message == message && c.observed_generation == generation
+    }) {
+        return Ok(());
+    }
+    let conditions = status::merge(
+        &old,
+        &Conditions::not_ready(reason, message.clone()),
+        generation,
+    );
+    ctx.publish(
+        &typed::shell(obj),
+        EventType::Warning,
+        reason.as_str(),
+        message,
+    )
+    .await;
+    typed::raw_api(ctx.client.clone(), obj)
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "observedGeneration": generation,
+                "conditions": serde_json::to_value(&conditions).map_err(Error::from)?,
+            }})),
+        )
+        .await?;
+    Ok(())
 }

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use kube::api::{DynamicObject, ObjectMeta};
+use kube::api::{Api, DynamicObject, ObjectMeta};
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -197,6 +197,23 @@ impl CachedBinding {
             }
         }
     }
+}
+
+/// A shell binding with the object's metadata: enough to publish Events and to run
+/// cleanup actions, which read nothing else.
+pub fn shell(obj: &DynamicObject) -> PodIdentityBinding {
+    let mut shell = PodIdentityBinding::new(&obj.name_any(), PodIdentityBindingSpec::default());
+    shell.metadata = obj.metadata.clone();
+    shell
+}
+
+/// The API of bindings read as raw objects, in the namespace of `obj`.
+pub fn raw_api(client: kube::Client, obj: &DynamicObject) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client,
+        &obj.namespace().unwrap_or_default(),
+        &kube::api::ApiResource::erase::<PodIdentityBinding>(&()),
+    )
 }
 
 #[cfg(test)]
