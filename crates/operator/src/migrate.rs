@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::audit::{self, Observed, Owner, Selection};
-use crate::aws::IamApi;
+use crate::aws::{Association, IamApi};
 use crate::cli::connection::Output;
 use crate::cli::migrate::MigrateArgs;
 use crate::guardrails::IRSA_ROLE_ANNOTATION;
@@ -161,200 +161,9 @@ pub fn plan(o: &Observed, opts: &Options) -> Plan {
         cluster: o.cluster_name.clone(),
         ..Plan::default()
     };
-    // Trust documents as they will be, per role ARN, with the changes in words.
-    let mut trust: BTreeMap<String, (String, Value, Vec<String>)> = BTreeMap::new();
-    let note =
-        |p: &mut Plan, subject: String, message: String| p.notes.push(Note { subject, message });
-
+    let mut trust = Trusts::new();
     for sa in &o.irsa_service_accounts {
-        let subject = format!("{}/{}", sa.namespace, sa.name);
-        if let Some(ad) = o
-            .addons
-            .iter()
-            .find(|a| a.service_account_role_arn.as_deref() == Some(sa.role_arn.as_str()))
-        {
-            note(
-                &mut p,
-                subject,
-                format!(
-                    "the EKS add-on {} gives this ServiceAccount its IRSA role: no binding; once the role trusts {POD_IDENTITY_PRINCIPAL}, run `{}`",
-                    ad.name,
-                    audit::update_addon_step(&o.cluster_name, &ad.name, &sa.name, &sa.role_arn)
-                ),
-            );
-            continue;
-        }
-        let Some(role) = naming::parse_role_arn(&sa.role_arn) else {
-            note(
-                &mut p,
-                subject,
-                format!(
-                    "the annotation {:?} is not a role ARN: nothing to migrate",
-                    sa.role_arn
-                ),
-            );
-            continue;
-        };
-        let association = o.association_for(&sa.namespace, &sa.name);
-        if let Some(a) = association
-            && let Owner::Addon(_) = Owner::of(a)
-        {
-            let owner = Owner::of(a);
-            note(
-                &mut p,
-                subject,
-                format!(
-                    "its association belongs to the {owner}: no binding may adopt it; change it with `{}`",
-                    audit::update_addon_step(
-                        &o.cluster_name,
-                        owner.addon_name().unwrap_or("<add-on>"),
-                        &sa.name,
-                        &sa.role_arn
-                    )
-                ),
-            );
-            continue;
-        }
-        let existing = o.binding_for(&sa.namespace, &sa.name);
-        match existing {
-            Some(b) => note(
-                &mut p,
-                subject.clone(),
-                format!(
-                    "already named by the binding {}: no new binding",
-                    b.name_any()
-                ),
-            ),
-            None => {
-                let adopt = association.is_some_and(|a| {
-                    matches!(
-                        Owner::of(a),
-                        Owner::ThisOperator | Owner::Unknown | Owner::Eksctl | Owner::Terraform
-                    )
-                });
-                let mut spec = json!({
-                    "serviceAccount": {"name": sa.name, "create": false},
-                    "role": {"arn": sa.role_arn},
-                });
-                if adopt {
-                    spec["adopt"] = json!(true);
-                }
-                p.bindings.push(PlannedBinding {
-                    namespace: sa.namespace.clone(),
-                    name: sa.name.clone(),
-                    service_account: sa.name.clone(),
-                    role_arn: sa.role_arn.clone(),
-                    adopt,
-                    manifest: json!({
-                        "apiVersion": "podidentity.dev/v1alpha1",
-                        "kind": "PodIdentityBinding",
-                        "metadata": {"name": sa.name, "namespace": sa.namespace},
-                        "spec": spec,
-                    }),
-                });
-            }
-        }
-
-        if role.account_id != o.account_id {
-            note(
-                &mut p,
-                subject.clone(),
-                format!(
-                    "the role {} is in account {}, not the cluster's: EKS refuses it for an association; give the binding a role of account {} with targetRoleArn {}",
-                    sa.role_arn, role.account_id, o.account_id, sa.role_arn
-                ),
-            );
-            continue;
-        }
-        let Some(Some(current)) = o.role(&sa.role_arn) else {
-            note(
-                &mut p,
-                subject.clone(),
-                format!("the role {} does not exist", sa.role_arn),
-            );
-            continue;
-        };
-        let entry = trust.entry(sa.role_arn.clone()).or_insert_with(|| {
-            (
-                current.name.clone(),
-                current.assume_role_policy.clone(),
-                Vec::new(),
-            )
-        });
-        if !trust_admits_pod_identity(&entry.1) {
-            if opts.update_trust {
-                let scoped = crate::policy::pod_identity_trust_policy(Some(&TrustScope {
-                    account_id: o.account_id.clone(),
-                    cluster_arn: o.cluster_arn.clone(),
-                    namespace: sa.namespace.clone(),
-                    service_account: sa.name.clone(),
-                }));
-                let mut statement = statements_of(&scoped).remove(0);
-                statement["Sid"] = json!(pod_identity_sid(&o.cluster_arn, &sa.namespace, &sa.name));
-                let mut list = statements_of(&entry.1);
-                list.push(statement);
-                entry.1["Statement"] = Value::Array(list);
-                entry.2.push(format!(
-                    "add a {POD_IDENTITY_PRINCIPAL} statement for {subject} scoped by session tags (the OIDC statement stays)"
-                ));
-            } else {
-                note(
-                    &mut p,
-                    subject.clone(),
-                    format!(
-                        "the role {} does not trust {POD_IDENTITY_PRINCIPAL}: its binding stays not Ready until it does (--apply --update-trust adds a scoped statement)",
-                        sa.role_arn
-                    ),
-                );
-            }
-        }
-
-        if opts.remove_irsa {
-            let ready = existing.is_some_and(|b| {
-                b.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            });
-            if !ready {
-                note(
-                    &mut p,
-                    subject.clone(),
-                    "its binding is not Ready (or not applied yet): the IRSA annotation stays"
-                        .into(),
-                );
-                continue;
-            }
-            p.changes.push(Change::RemoveIrsaAnnotation {
-                namespace: sa.namespace.clone(),
-                service_account: sa.name.clone(),
-                role_arn: sa.role_arn.clone(),
-            });
-            if opts.remove_oidc_trust {
-                let before = statements_of(&entry.1);
-                let kept: Vec<Value> = before
-                    .iter()
-                    .filter(|st| !is_oidc_statement_for(st, &sa.namespace, &sa.name))
-                    .cloned()
-                    .collect();
-                if kept.len() == before.len() {
-                    note(
-                        &mut p,
-                        subject.clone(),
-                        format!(
-                            "no OIDC statement of {} admits only this ServiceAccount: the trust's OIDC part stays",
-                            sa.role_arn
-                        ),
-                    );
-                } else {
-                    entry.1["Statement"] = Value::Array(kept);
-                    entry
-                        .2
-                        .push(format!("remove the OIDC statement admitting {subject}"));
-                }
-            }
-        }
+        service_account(o, opts, sa, &mut p, &mut trust);
     }
 
     for (arn, (name, document, changes)) in trust {
@@ -374,12 +183,246 @@ pub fn plan(o: &Observed, opts: &Options) -> Plan {
         Change::RemoveIrsaAnnotation { .. } => 1,
     });
 
+    addons_on_irsa(o, &mut p);
+    addon_associations(o, &mut p);
+    p
+}
+
+/// Trust documents as they will be, per role ARN: the role's name, the document and
+/// the changes in words.
+type Trusts = BTreeMap<String, (String, Value, Vec<String>)>;
+
+fn note(p: &mut Plan, subject: String, message: String) {
+    p.notes.push(Note { subject, message });
+}
+
+/// What the plan does for one ServiceAccount on IRSA: its binding (or why none), the
+/// Pod Identity statement its role's trust needs, and, once the binding is `Ready`, the
+/// removal of its annotation and of the OIDC statement admitting it.
+fn service_account(
+    o: &Observed,
+    opts: &Options,
+    sa: &audit::IrsaServiceAccount,
+    p: &mut Plan,
+    trust: &mut Trusts,
+) {
+    let subject = format!("{}/{}", sa.namespace, sa.name);
+    if let Some(ad) = o
+        .addons
+        .iter()
+        .find(|a| a.service_account_role_arn.as_deref() == Some(sa.role_arn.as_str()))
+    {
+        note(
+            p,
+            subject,
+            format!(
+                "the EKS add-on {} gives this ServiceAccount its IRSA role: no binding; once the role trusts {POD_IDENTITY_PRINCIPAL}, run `{}`",
+                ad.name,
+                audit::update_addon_step(&o.cluster_name, &ad.name, &sa.name, &sa.role_arn)
+            ),
+        );
+        return;
+    }
+    let Some(role) = naming::parse_role_arn(&sa.role_arn) else {
+        note(
+            p,
+            subject,
+            format!(
+                "the annotation {:?} is not a role ARN: nothing to migrate",
+                sa.role_arn
+            ),
+        );
+        return;
+    };
+    let association = o.association_for(&sa.namespace, &sa.name);
+    if let Some(a) = association
+        && let Owner::Addon(_) = Owner::of(a)
+    {
+        let owner = Owner::of(a);
+        note(
+            p,
+            subject,
+            format!(
+                "its association belongs to the {owner}: no binding may adopt it; change it with `{}`",
+                audit::update_addon_step(
+                    &o.cluster_name,
+                    owner.addon_name().unwrap_or("<add-on>"),
+                    &sa.name,
+                    &sa.role_arn
+                )
+            ),
+        );
+        return;
+    }
+    let existing = o.binding_for(&sa.namespace, &sa.name);
+    match existing {
+        Some(b) => note(
+            p,
+            subject.clone(),
+            format!(
+                "already named by the binding {}: no new binding",
+                b.name_any()
+            ),
+        ),
+        None => p.bindings.push(new_binding(sa, association)),
+    }
+
+    if role.account_id != o.account_id {
+        note(
+            p,
+            subject.clone(),
+            format!(
+                "the role {} is in account {}, not the cluster's: EKS refuses it for an association; give the binding a role of account {} with targetRoleArn {}",
+                sa.role_arn, role.account_id, o.account_id, sa.role_arn
+            ),
+        );
+        return;
+    }
+    let Some(Some(current)) = o.role(&sa.role_arn) else {
+        note(
+            p,
+            subject.clone(),
+            format!("the role {} does not exist", sa.role_arn),
+        );
+        return;
+    };
+    let entry = trust.entry(sa.role_arn.clone()).or_insert_with(|| {
+        (
+            current.name.clone(),
+            current.assume_role_policy.clone(),
+            Vec::new(),
+        )
+    });
+    if !trust_admits_pod_identity(&entry.1) {
+        if opts.update_trust {
+            add_pod_identity_statement(o, sa, &mut entry.1);
+            entry.2.push(format!(
+                "add a {POD_IDENTITY_PRINCIPAL} statement for {subject} scoped by session tags (the OIDC statement stays)"
+            ));
+        } else {
+            note(
+                p,
+                subject.clone(),
+                format!(
+                    "the role {} does not trust {POD_IDENTITY_PRINCIPAL}: its binding stays not Ready until it does (--apply --update-trust adds a scoped statement)",
+                    sa.role_arn
+                ),
+            );
+        }
+    }
+
+    if opts.remove_irsa {
+        let ready = existing.is_some_and(|b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        });
+        if !ready {
+            note(
+                p,
+                subject.clone(),
+                "its binding is not Ready (or not applied yet): the IRSA annotation stays".into(),
+            );
+            return;
+        }
+        p.changes.push(Change::RemoveIrsaAnnotation {
+            namespace: sa.namespace.clone(),
+            service_account: sa.name.clone(),
+            role_arn: sa.role_arn.clone(),
+        });
+        if opts.remove_oidc_trust {
+            match without_oidc_statement(&entry.1, sa) {
+                None => note(
+                    p,
+                    subject.clone(),
+                    format!(
+                        "no OIDC statement of {} admits only this ServiceAccount: the trust's OIDC part stays",
+                        sa.role_arn
+                    ),
+                ),
+                Some(kept) => {
+                    entry.1["Statement"] = Value::Array(kept);
+                    entry
+                        .2
+                        .push(format!("remove the OIDC statement admitting {subject}"));
+                }
+            }
+        }
+    }
+}
+
+/// The binding a ServiceAccount on IRSA gets: its role, and `adopt` when an
+/// association made outside any add-on is already there.
+fn new_binding(
+    sa: &audit::IrsaServiceAccount,
+    association: Option<&Association>,
+) -> PlannedBinding {
+    let adopt = association.is_some_and(|a| {
+        matches!(
+            Owner::of(a),
+            Owner::ThisOperator | Owner::Unknown | Owner::Eksctl | Owner::Terraform
+        )
+    });
+    let mut spec = json!({
+        "serviceAccount": {"name": sa.name, "create": false},
+        "role": {"arn": sa.role_arn},
+    });
+    if adopt {
+        spec["adopt"] = json!(true);
+    }
+    PlannedBinding {
+        namespace: sa.namespace.clone(),
+        name: sa.name.clone(),
+        service_account: sa.name.clone(),
+        role_arn: sa.role_arn.clone(),
+        adopt,
+        manifest: json!({
+            "apiVersion": "podidentity.dev/v1alpha1",
+            "kind": "PodIdentityBinding",
+            "metadata": {"name": sa.name, "namespace": sa.namespace},
+            "spec": spec,
+        }),
+    }
+}
+
+/// Adds to a trust document the statement admitting Pod Identity for this
+/// ServiceAccount only (scoped by the session tags EKS sets).
+fn add_pod_identity_statement(o: &Observed, sa: &audit::IrsaServiceAccount, document: &mut Value) {
+    let scoped = crate::policy::pod_identity_trust_policy(Some(&TrustScope {
+        account_id: o.account_id.clone(),
+        cluster_arn: o.cluster_arn.clone(),
+        namespace: sa.namespace.clone(),
+        service_account: sa.name.clone(),
+    }));
+    let mut statement = statements_of(&scoped).remove(0);
+    statement["Sid"] = json!(pod_identity_sid(&o.cluster_arn, &sa.namespace, &sa.name));
+    let mut list = statements_of(document);
+    list.push(statement);
+    document["Statement"] = Value::Array(list);
+}
+
+/// A trust document's statements without the OIDC statements admitting only this
+/// ServiceAccount; `None` when it has none.
+fn without_oidc_statement(document: &Value, sa: &audit::IrsaServiceAccount) -> Option<Vec<Value>> {
+    let before = statements_of(document);
+    let kept: Vec<Value> = before
+        .iter()
+        .filter(|st| !is_oidc_statement_for(st, &sa.namespace, &sa.name))
+        .cloned()
+        .collect();
+    (kept.len() < before.len()).then_some(kept)
+}
+
+/// Add-ons on IRSA whose ServiceAccount the cluster does not show: the step to move them.
+fn addons_on_irsa(o: &Observed, p: &mut Plan) {
     for ad in &o.addons {
         if let Some(role) = &ad.service_account_role_arn
             && !o.irsa_service_accounts.iter().any(|s| &s.role_arn == role)
         {
             note(
-                &mut p,
+                p,
                 ad.name.clone(),
                 format!(
                     "the add-on uses IRSA ({role}); once the role trusts {POD_IDENTITY_PRINCIPAL}, run `{}`",
@@ -393,6 +436,10 @@ pub fn plan(o: &Observed, opts: &Options) -> Plan {
             );
         }
     }
+}
+
+/// Associations an add-on owns, of ServiceAccounts not on IRSA: left as they are.
+fn addon_associations(o: &Observed, p: &mut Plan) {
     for a in &o.associations {
         if let owner @ Owner::Addon(_) = Owner::of(a)
             && !o
@@ -401,7 +448,7 @@ pub fn plan(o: &Observed, opts: &Options) -> Plan {
                 .any(|s| s.namespace == a.namespace && s.name == a.service_account)
         {
             note(
-                &mut p,
+                p,
                 format!("{}/{}", a.namespace, a.service_account),
                 format!(
                     "association owned by the {owner}: left as it is; change it only with `{}`",
@@ -415,7 +462,6 @@ pub fn plan(o: &Observed, opts: &Options) -> Plan {
             );
         }
     }
-    p
 }
 
 /// Writes each planned binding as YAML under `dir` (created if missing) and returns the

@@ -77,16 +77,41 @@ pub fn update_addon_step(
 
 /// Every finding of an observation, most severe first.
 pub fn findings(o: &Observed) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut push = |severity, kind, subject: String, message: String| {
-        out.push(Finding {
+    let mut found = Found::default();
+    unmanaged_associations(o, &mut found);
+    irsa_service_accounts(o, &mut found);
+    addons_on_irsa(o, &mut found);
+    orphan_roles(o, &mut found);
+    bindings_not_ready(o, &mut found);
+    unscoped_trusts(o, &mut found);
+    agent_missing(o, &mut found);
+    let Found(mut out) = found;
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.subject.cmp(&b.subject))
+    });
+    out
+}
+
+/// The findings found so far.
+#[derive(Default)]
+struct Found(Vec<Finding>);
+
+impl Found {
+    fn push(&mut self, severity: Severity, kind: Kind, subject: String, message: String) {
+        self.0.push(Finding {
             severity,
             kind,
             subject,
             message,
-        })
-    };
+        });
+    }
+}
 
+/// Associations no binding manages: adoptable, or the add-on's.
+fn unmanaged_associations(o: &Observed, found: &mut Found) {
     for a in &o.associations {
         if o.managing_binding(a).is_some() {
             continue;
@@ -104,7 +129,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
                 "a PodIdentityBinding with adopt: true takes it over (pod-identity-operator migrate writes one)".to_owned(),
             ),
         };
-        push(
+        found.push(
             severity,
             Kind::UnmanagedAssociation,
             a.association_arn.clone(),
@@ -114,14 +139,17 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             ),
         );
     }
+}
 
+/// ServiceAccounts on IRSA: their role's trust, and an association beside the annotation.
+fn irsa_service_accounts(o: &Observed, found: &mut Found) {
     for sa in &o.irsa_service_accounts {
         let subject = format!("{}/{}", sa.namespace, sa.name);
         let addon_managed = o
             .addons
             .iter()
             .find(|ad| ad.service_account_role_arn.as_deref() == Some(sa.role_arn.as_str()));
-        push(
+        found.push(
             Severity::Info,
             Kind::IrsaServiceAccount,
             subject.clone(),
@@ -138,13 +166,13 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
         );
         match o.role(&sa.role_arn) {
             None => {}
-            Some(None) => push(
+            Some(None) => found.push(
                 Severity::Error,
                 Kind::IrsaRoleWithoutPodIdentityTrust,
                 subject.clone(),
                 format!("the IRSA role {} does not exist", sa.role_arn),
             ),
-            Some(Some(role)) if !trust_admits_pod_identity(&role.assume_role_policy) => push(
+            Some(Some(role)) if !trust_admits_pod_identity(&role.assume_role_policy) => found.push(
                 Severity::Warning,
                 Kind::IrsaRoleWithoutPodIdentityTrust,
                 subject.clone(),
@@ -162,7 +190,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             // provider that EKS Pod Identity feeds: pods keep the IRSA role while the
             // annotation stays. See CREDENTIAL_CHAIN_DOCS.
             let same = a.role_arn == sa.role_arn;
-            push(
+            found.push(
                 if same {
                     Severity::Warning
                 } else {
@@ -181,7 +209,10 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             );
         }
     }
+}
 
+/// Add-ons configured with IRSA.
+fn addons_on_irsa(o: &Observed, found: &mut Found) {
     for ad in &o.addons {
         if let Some(role) = &ad.service_account_role_arn {
             let sa = o
@@ -189,7 +220,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
                 .iter()
                 .find(|s| &s.role_arn == role)
                 .map_or("<its ServiceAccount>".to_owned(), |s| s.name.clone());
-            push(
+            found.push(
                 Severity::Warning,
                 Kind::AddonUsesIrsa,
                 ad.name.clone(),
@@ -200,7 +231,10 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             );
         }
     }
+}
 
+/// Roles under the operator's path that no existing binding owns.
+fn orphan_roles(o: &Observed, found: &mut Found) {
     let binding_names: BTreeSet<(String, String)> = o
         .bindings
         .iter()
@@ -211,7 +245,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             || (!role.tags.contains_key(naming::TAG_CLUSTER_ARN)
                 && role.tags.get(naming::TAG_CLUSTER) == Some(&o.cluster_name));
         if !naming::has_ownership_tags(&role.tags) {
-            push(
+            found.push(
                 Severity::Warning,
                 Kind::OrphanRole,
                 role.arn.clone(),
@@ -224,7 +258,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
         }
         let owner = tag_pair(&role.tags);
         if !binding_names.contains(&owner) {
-            push(
+            found.push(
                 Severity::Warning,
                 Kind::OrphanRole,
                 role.arn.clone(),
@@ -235,7 +269,10 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             );
         }
     }
+}
 
+/// Bindings that are not `Ready`.
+fn bindings_not_ready(o: &Observed, found: &mut Found) {
     for b in &o.bindings {
         let subject = format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any());
         let ready = b
@@ -244,7 +281,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
         match ready {
             Some(c) if c.status == "True" => {}
-            Some(c) => push(
+            Some(c) => found.push(
                 if c.status == "False" {
                     Severity::Error
                 } else {
@@ -254,7 +291,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
                 subject,
                 format!("Ready={} {}: {}", c.status, c.reason, c.message),
             ),
-            None => push(
+            None => found.push(
                 Severity::Warning,
                 Kind::BindingNotReady,
                 subject,
@@ -263,13 +300,16 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             ),
         }
     }
+}
 
+/// Associated roles whose trust admits Pod Identity without session-tag conditions.
+fn unscoped_trusts(o: &Observed, found: &mut Found) {
     let associated: BTreeSet<&str> = o.associations.iter().map(|a| a.role_arn.as_str()).collect();
     for arn in associated {
         if let Some(Some(role)) = o.role(arn) {
             let n = unscoped_pod_identity_statements(&role.assume_role_policy);
             if n > 0 {
-                push(
+                found.push(
                     Severity::Warning,
                     Kind::UnscopedPodIdentityTrust,
                     arn.to_owned(),
@@ -280,10 +320,13 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             }
         }
     }
+}
 
+/// The Pod Identity Agent, as an add-on or a DaemonSet, when it does not run.
+fn agent_missing(o: &Observed, found: &mut Found) {
     match o.addon(AGENT_NAME) {
         Some(ad) if ad.status.as_deref() == Some("ACTIVE") => {}
-        Some(ad) => push(
+        Some(ad) => found.push(
             Severity::Error,
             Kind::PodIdentityAgentMissing,
             AGENT_NAME.into(),
@@ -293,7 +336,7 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             ),
         ),
         None if o.agent_daemonset => {}
-        None => push(
+        None => found.push(
             Severity::Error,
             Kind::PodIdentityAgentMissing,
             AGENT_NAME.into(),
@@ -303,14 +346,6 @@ pub fn findings(o: &Observed) -> Vec<Finding> {
             ),
         ),
     }
-
-    out.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(a.kind.cmp(&b.kind))
-            .then(a.subject.cmp(&b.subject))
-    });
-    out
 }
 
 fn tag_pair(tags: &Tags) -> (String, String) {
