@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::documents::{check_document, check_escalation};
-use super::rules::{GuardrailConfig, IRSA_ROLE_ANNOTATION, any_glob, denied};
-use crate::crd::PodIdentityBinding;
+use super::rules::{GuardrailConfig, IRSA_ROLE_ANNOTATION, Rule, any_glob, denied};
+use crate::crd::{PodIdentityBinding, PodIdentityBindingSpec};
 use crate::{Error, Result};
 
 /// What the governing rule adds to a binding's resolved spec.
@@ -29,6 +29,29 @@ pub fn evaluate(
     namespace_labels: &BTreeMap<String, String>,
     config: &GuardrailConfig,
 ) -> Result<Effects> {
+    let rule = governing_rule(binding, namespace_labels, config)?;
+    let spec = &binding.spec;
+    check_identities(rule, &binding.service_account_name(), spec)?;
+    check_managed_policies_and_presets(rule, spec)?;
+    let boundary = required_boundary(rule, spec)?;
+    check_role_settings(rule, spec)?;
+    check_documents(rule, spec)?;
+    check_switches(rule, spec)?;
+    check_annotations(rule, spec)?;
+    Ok(Effects {
+        rule: Some(rule.name.clone()),
+        permissions_boundary_arn: boundary,
+        role_path: rule.role_path.clone(),
+        role_name_prefix: rule.role_name_prefix.clone(),
+    })
+}
+
+/// The rule governing the binding's namespace; none is a denial.
+fn governing_rule<'c>(
+    binding: &PodIdentityBinding,
+    namespace_labels: &BTreeMap<String, String>,
+    config: &'c GuardrailConfig,
+) -> Result<&'c Rule> {
     if config.unconfigured {
         return Err(Error::PolicyDenied {
             rule: "(no configuration)".into(),
@@ -39,19 +62,21 @@ pub fn evaluate(
         });
     }
     let namespace = binding.metadata.namespace.clone().unwrap_or_default();
-    let Some(rule) = config.rule_for(&namespace, namespace_labels) else {
-        return Err(Error::PolicyDenied {
+    config
+        .rule_for(&namespace, namespace_labels)
+        .ok_or_else(|| Error::PolicyDenied {
             rule: "(none)".into(),
             field: "metadata.namespace".into(),
             message: format!(
                 "no guardrail rule matches namespace {namespace:?}: ask a cluster admin to add one"
             ),
-        });
-    };
+        })
+}
+
+/// The ServiceAccount and the roles the binding names.
+fn check_identities(rule: &Rule, sa: &str, spec: &PodIdentityBindingSpec) -> Result<()> {
     let r = rule.name.as_str();
-    let spec = &binding.spec;
-    let sa = binding.service_account_name();
-    if any_glob(&rule.denied_service_accounts, &sa) {
+    if any_glob(&rule.denied_service_accounts, sa) {
         return Err(denied(
             r,
             "serviceAccount.name",
@@ -82,6 +107,12 @@ pub fn evaluate(
             ),
         ));
     }
+    Ok(())
+}
+
+/// The managed policies the role gets, named or through presets.
+fn check_managed_policies_and_presets(rule: &Rule, spec: &PodIdentityBindingSpec) -> Result<()> {
+    let r = rule.name.as_str();
     for (i, arn) in spec.role.managed_policy_arns.iter().enumerate() {
         if !any_glob(&rule.allowed_managed_policy_arns, arn)
             || any_glob(&rule.denied_managed_policy_arns, arn)
@@ -131,6 +162,12 @@ pub fn evaluate(
             }
         }
     }
+    Ok(())
+}
+
+/// The permissions boundary a managed role must carry.
+fn required_boundary(rule: &Rule, spec: &PodIdentityBindingSpec) -> Result<Option<String>> {
+    let r = rule.name.as_str();
     let mut boundary = None;
     if spec.role.arn.is_none() {
         match (
@@ -150,6 +187,12 @@ pub fn evaluate(
             (None, _) => {}
         }
     }
+    Ok(boundary)
+}
+
+/// The role's session length and name.
+fn check_role_settings(rule: &Rule, spec: &PodIdentityBindingSpec) -> Result<()> {
+    let r = rule.name.as_str();
     if let Some(max) = rule.max_session_duration
         && let Some(d) = spec.role.max_session_duration
         && d > max
@@ -172,6 +215,11 @@ pub fn evaluate(
             ),
         ));
     }
+    Ok(())
+}
+
+/// The inline and session policy documents.
+fn check_documents(rule: &Rule, spec: &PodIdentityBindingSpec) -> Result<()> {
     for (name, doc) in &spec.role.inline_policies {
         check_document(
             rule,
@@ -190,6 +238,12 @@ pub fn evaluate(
             "sessionPolicies",
         )?;
     }
+    Ok(())
+}
+
+/// Adoption and session tags, which a rule must allow.
+fn check_switches(rule: &Rule, spec: &PodIdentityBindingSpec) -> Result<()> {
+    let r = rule.name.as_str();
     if spec.adopt == Some(true) && !rule.allow_adopt {
         return Err(denied(
             r,
@@ -204,6 +258,12 @@ pub fn evaluate(
             "session tags scope the role's trust to this namespace and ServiceAccount and may not be turned off here: remove disableSessionTags, or ask a cluster admin for allowDisableSessionTags",
         ));
     }
+    Ok(())
+}
+
+/// The ServiceAccount's annotations.
+fn check_annotations(rule: &Rule, spec: &PodIdentityBindingSpec) -> Result<()> {
+    let r = rule.name.as_str();
     for key in spec.service_account.annotations.keys() {
         let allowed = if key == IRSA_ROLE_ANNOTATION {
             rule.allowed_service_account_annotations
@@ -226,12 +286,7 @@ pub fn evaluate(
             ));
         }
     }
-    Ok(Effects {
-        rule: Some(rule.name.clone()),
-        permissions_boundary_arn: boundary,
-        role_path: rule.role_path.clone(),
-        role_name_prefix: rule.role_name_prefix.clone(),
-    })
+    Ok(())
 }
 
 /// Where the governing rule places a binding's role, without checking anything it
