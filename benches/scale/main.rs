@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use report::{commit, machine, print_row, smoke_failures};
+use report::{busy_before_run, commit, machine, print_row, smoke_failures};
 use scenarios::run_size;
 use spec::BindingSpec;
 use stack::Target;
@@ -244,7 +244,15 @@ fn main() {
                 if plan.smoke { "smoke" } else { "run" },
                 t.name()
             ));
-            let row = run_size(&plan, t, n, dir).await;
+            let busy = if plan.smoke {
+                None
+            } else {
+                busy_before_run(Duration::from_secs(5)).await
+            };
+            let row = run_size(&plan, t, n, dir).await.map(|mut row| {
+                row["machine_busy_before_run"] = json!(busy);
+                row
+            });
             match &row {
                 Ok(r) => print_row(r),
                 Err(e) => println!("\n== N = {n} on {}: FAILED: {e}", t.name()),

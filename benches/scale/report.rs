@@ -94,6 +94,12 @@ pub(crate) fn print_row(row: &Value) {
         f(row, "/memory/idle_rss_mib"),
         f(row, "/memory/per_binding_kib"),
     );
+    if let Some(busy) = row["machine_busy_before_run"].as_f64() {
+        println!(
+            "machine      : {:.1}% of the CPU busy with other work in the 5 s before the run",
+            busy * 100.0
+        );
+    }
 }
 
 /// The smoke's assertions: the zero-write results and a repaired drift.
@@ -132,6 +138,32 @@ pub(crate) fn machine() -> Value {
         })
         .unwrap_or(0);
     json!({"cores": cores, "memory_gib": (mem_kib as f64 / 1_048_576.0 * 10.0).round() / 10.0})
+}
+
+/// The machine's CPU busy time and total time so far, all cores (`/proc/stat`).
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle and iowait
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The share of the machine's CPU that other work used over `window`, measured before a
+/// run starts its servers: near 0 when the run had the machine to itself.
+pub(crate) async fn busy_before_run(window: std::time::Duration) -> Option<f64> {
+    let (busy0, total0) = cpu_times()?;
+    tokio::time::sleep(window).await;
+    let (busy1, total1) = cpu_times()?;
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    Some(((busy1 - busy0) as f64 / total as f64 * 1000.0).round() / 1000.0)
 }
 
 /// The commit the benchmark was built from, `-dirty` when the tree has changes.
