@@ -5,7 +5,7 @@
 //! runs every kubesim test against a real kube-apiserver too).
 //!
 //! It speaks the real wire protocol over HTTP, generically for every resource (one store
-//! and one set of handlers; kinds differ only by their `ResourceDef` (`resources.rs`)), and
+//! and one set of handlers; kinds differ only by their `ResourceDef` (`resources/def.rs`)), and
 //! runs either in-process behind a [`kube::Client`] (no sockets) or on 127.0.0.1.
 //!
 //! ```no_run
@@ -26,7 +26,7 @@
 //!   exist at start), ServiceAccount, ConfigMap, Pod (stored, never run; status starts
 //!   `Pending`), core/v1 Event and events.k8s.io/v1 Event (one store, as in the real
 //!   server: an Event written through either API is read through both, with the fields
-//!   renamed; see `StoredAs` in `resources.rs`), coordination.k8s.io/v1 Lease, apps/v1
+//!   renamed; see `StoredAs` in `resources/def.rs`), coordination.k8s.io/v1 Lease, apps/v1
 //!   Deployment (stored, never rolled out: no ReplicaSets or Pods follow), the four
 //!   rbac.authorization.k8s.io/v1 kinds (stored, never enforced),
 //!   apiextensions.k8s.io/v1 CustomResourceDefinition. A created CRD registers its

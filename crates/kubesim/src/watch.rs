@@ -25,7 +25,7 @@ pub struct WatchParams {
     /// The resource whose storage is watched.
     pub def: Arc<ResourceDef>,
     /// The resource the client asked for (differs from `def` for a view, see
-    /// [`super::resources::StoredAs`]).
+    /// `StoredAs` in `resources/def.rs`).
     pub shown: Arc<ResourceDef>,
     pub version: String,
     pub namespace: Option<String>,

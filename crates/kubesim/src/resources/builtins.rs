@@ -2,11 +2,9 @@
 
 use serde_json::Value;
 
-use super::{
-    CellSource, Checks, Column, GroupResource, NameRule, Normalize, ResourceDef, StoredAs,
-    VersionDef,
-};
+use super::def::{CellSource, Checks, Column, Normalize, ResourceDef, StoredAs, VersionDef};
 use crate::events;
+use crate::kinds::{GroupResource, NameRule};
 
 const EVENT_RENAMES: &[(&str, &str)] = &[
     ("regarding", "involvedObject"),
