@@ -159,15 +159,7 @@ pub async fn run(
 
 fn error_policy(obj: Arc<CachedBinding>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(binding = %obj.name_any(), %error, "reconcile failed");
-    let inner = match error {
-        Error::Finalizer(f) => match f.as_ref() {
-            kube::runtime::finalizer::Error::ApplyFailed(e)
-            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-            _ => error,
-        },
-        e => e,
-    };
-    let problem = ctx.problem(inner, true);
+    let problem = ctx.problem(inside_finalizer(error), true);
     let retry = match problem.retry {
         // A failed cleanup is retried even when the error is the user's: the binding
         // is going away and only a retry can finish that.
@@ -250,15 +242,21 @@ async fn pass_timed_out(obj: &CachedBinding, ctx: &Context, deadline: Duration) 
 
 /// The reason a failed pass is counted under: that of the error inside the finalizer's.
 fn failure_reason(error: &Error) -> &'static str {
+    status::problem_of(inside_finalizer(error), false)
+        .reason
+        .as_str()
+}
+
+/// The error the pass failed with, taken out of the finalizer's wrapping.
+fn inside_finalizer(error: &Error) -> &Error {
     use kube::runtime::finalizer::Error as Fin;
-    let inner = match error {
+    match error {
         Error::Finalizer(f) => match f.as_ref() {
             Fin::ApplyFailed(e) | Fin::CleanupFailed(e) => e,
             _ => error,
         },
         e => e,
-    };
-    status::problem_of(inner, false).reason.as_str()
+    }
 }
 
 /// Drops what no pass reads from a cached binding: field ownership and the copy of the
